@@ -1,0 +1,64 @@
+"""One exception type per kind of user mistake.
+
+The CLI turns any `NasforgeError` into a single line and a non-zero exit, so every message here
+must stand on its own: it names the offending field and, where there is a finite set, the allowed
+values. Each class also derives from the matching builtin so plain Python callers can catch
+`ValueError`/`KeyError`/`FileNotFoundError` as they are used to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class NasforgeError(Exception):
+    """Base class of every error a user can cause."""
+
+
+class ArchitectureError(NasforgeError, ValueError):
+    """An architecture value (or its JSON) is malformed or outside its space."""
+
+    def __init__(self, field: str, problem: str, allowed: Iterable[object] | str | None = None):
+        self.field = field
+        self.problem = problem
+        self.allowed = allowed
+        message = f"{field}: {problem}"
+        if allowed is not None:
+            message += f" (allowed: {format_allowed(allowed)})"
+        super().__init__(message)
+
+
+class ConfigError(NasforgeError, ValueError):
+    """A configuration value (network, search, CLI) is invalid."""
+
+    def __init__(self, field: str, problem: str, allowed: Iterable[object] | str | None = None):
+        self.field = field
+        message = f"{field}: {problem}"
+        if allowed is not None:
+            message += f" (allowed: {format_allowed(allowed)})"
+        super().__init__(message)
+
+
+class UnknownNameError(NasforgeError, KeyError):
+    """A name (model, op, space, strategy...) is not registered."""
+
+    def __init__(self, kind: str, name: str, suggestions: Iterable[str] = ()):
+        self.kind = kind
+        self.name = name
+        self.suggestions = list(suggestions)
+        message = f"unknown {kind} {name!r}"
+        if self.suggestions:
+            message += f"; did you mean: {', '.join(self.suggestions)}?"
+        super().__init__(message)
+
+    def __str__(self) -> str:  # KeyError would otherwise print the repr of the message
+        return str(self.args[0])
+
+
+def format_allowed(allowed: Iterable[object] | str) -> str:
+    if isinstance(allowed, str):
+        return allowed
+    values = list(allowed)
+    if len(values) > 16:
+        return ", ".join(map(str, values[:16])) + f", ... ({len(values)} in all)"
+    return ", ".join(map(str, values))

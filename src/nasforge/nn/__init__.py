@@ -1,0 +1,1 @@
+"""Building blocks shared by the networks: NASNet cell ops, factorized reduction, drop path."""

@@ -1,0 +1,124 @@
+"""The contract every search space fulfils.
+
+Strategies see a space only through its *decision sequence*: a fixed-length list of categorical
+steps, each with its own number of options. That is what lets one LSTM controller, one random
+sampler and one grid enumerator work on NASNet cells, NAS-Bench-201 cells or MBConv stage lists
+alike. Everything else here (validation, canonical keys, JSON) is what the store and the
+executors need to treat architectures as plain values.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from nasforge.errors import ArchitectureError
+
+A = TypeVar("A")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical step of a space's decision sequence."""
+
+    name: str
+    num_options: int
+    labels: tuple[str, ...] = ()
+
+    def label(self, index: int) -> str:
+        return self.labels[index] if self.labels else str(index)
+
+
+class SearchSpace(ABC, Generic[A]):
+    """A set of architectures with the operations that search strategies need."""
+
+    name: str = "space"
+
+    @property
+    @abstractmethod
+    def decisions(self) -> tuple[Decision, ...]:
+        """The flat sequence of categorical steps that describes one architecture."""
+
+    @abstractmethod
+    def encode(self, arch: A) -> tuple[int, ...]:
+        """Architecture -> one option index per decision."""
+
+    @abstractmethod
+    def decode(self, choices: Sequence[int]) -> A:
+        """Option indices -> architecture (raises `ArchitectureError` on a bad sequence)."""
+
+    @abstractmethod
+    def validate(self, arch: A) -> A:
+        """Return `arch` unchanged if it belongs to the space, else raise `ArchitectureError`."""
+
+    @abstractmethod
+    def to_json(self, arch: A) -> Any:
+        """A JSON-serialisable value from which `from_json` rebuilds the same architecture."""
+
+    @abstractmethod
+    def from_json(self, data: Any) -> A:
+        """Parse and validate; errors name the offending field."""
+
+    @abstractmethod
+    def key(self, arch: A) -> str:
+        """Canonical key: equal for encodings that compute the same function."""
+
+    @abstractmethod
+    def mutate(self, arch: A, rng: np.random.Generator) -> A:
+        """A small random change, as regularized evolution applies it."""
+
+    @abstractmethod
+    def build(self, arch: A, **network_config: Any):
+        """Build a trainable `torch.nn.Module` for `arch`."""
+
+    def sample(self, rng: np.random.Generator) -> A:
+        """Uniform over each decision; spaces whose uniform distribution differs override it."""
+        return self.decode([int(rng.integers(d.num_options)) for d in self.decisions])
+
+    def size(self) -> int:
+        """Number of decision sequences (an upper bound on distinct architectures)."""
+        total = 1
+        for d in self.decisions:
+            total *= d.num_options
+        return total
+
+    def iter_all(self) -> Iterator[A]:
+        """Every architecture, in decision-sequence order (only sensible for small spaces)."""
+        sizes = [d.num_options for d in self.decisions]
+        for flat in range(self.size()):
+            choices = []
+            for n in reversed(sizes):
+                flat, r = divmod(flat, n)
+                choices.append(r)
+            yield self.decode(choices[::-1])
+
+    def check_choices(self, choices: Sequence[int]) -> list[int]:
+        """Validate a decision sequence's length and ranges; shared by every `decode`."""
+        decisions = self.decisions
+        if len(choices) != len(decisions):
+            raise ArchitectureError(
+                "choices", f"expected {len(decisions)} decisions, got {len(choices)}"
+            )
+        out = []
+        for d, c in zip(decisions, choices):
+            if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+                raise ArchitectureError(d.name, f"choice must be an integer, got {c!r}")
+            if not 0 <= int(c) < d.num_options:
+                raise ArchitectureError(d.name, f"option {c} out of range", f"0..{d.num_options - 1}")
+            out.append(int(c))
+        return out
+
+    def dumps(self, arch: A) -> str:
+        return json.dumps(self.to_json(arch), sort_keys=True)
+
+    def loads(self, text: str) -> A:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ArchitectureError("json", f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return self.from_json(data)
