@@ -8,6 +8,7 @@ does not depend on the input resolution (only the optional auxiliary head does).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -164,20 +165,20 @@ class NASNet(nn.Module):
         drop_path_keep_prob: ScheduledDropPath's final keep probability (1.0 turns it off).
         dropout: dropout rate before the classifier.
         aux_head: add the auxiliary classifier (see `forward_with_aux`).
-        image_size: input resolution, used only to size the auxiliary head.
+        resolution: input resolution, used only to size the auxiliary head.
         bn_momentum, bn_eps: BatchNorm settings (PyTorch momentum = 1 - TF decay).
     """
 
     def __init__(self, arch: NASNetArchitecture, num_classes: int = 10, num_cells: int = 6,
                  num_filters: int = 32, stem: str = "cifar", stem_multiplier: float = 3.0,
                  skip_reduction_layer_input: bool = False, drop_path_keep_prob: float = 1.0,
-                 dropout: float = 0.0, aux_head: bool = False, image_size: int = 32,
+                 dropout: float = 0.0, aux_head: bool = False, resolution: int = 32,
                  in_channels: int = 3, bn_momentum: float = 0.1, bn_eps: float = 1e-5):
         super().__init__()
-        _check_config(num_classes, num_cells, num_filters, stem, drop_path_keep_prob, dropout, image_size)
+        _check_config(num_classes, num_cells, num_filters, stem, drop_path_keep_prob, dropout, resolution)
         bn = {"momentum": bn_momentum, "eps": bn_eps}
         self.arch = arch
-        self.image_size = image_size
+        self.resolution = resolution
         # (tensor index of h_{i-1} or None, tensor index of h_i) for every cell, in order.
         shapes: list[_Shape] = []
         if stem == "cifar":
@@ -231,7 +232,7 @@ class NASNet(nn.Module):
         self.aux = None
         if aux_head:
             aux_shape = shapes[self.aux_after + 1]
-            spatial = _spatial_size(image_size, aux_shape.level, stem)
+            spatial = _spatial_size(resolution, aux_shape.level, stem)
             self.aux = _AuxHead(aux_shape.channels, spatial, num_classes, bn)
         self.drop_path_keep_prob = drop_path_keep_prob
         self._init_weights()
@@ -269,18 +270,18 @@ class NASNet(nn.Module):
         return self.forward_with_aux(x)[0]
 
 
-def _spatial_size(image_size: int, level: int, stem: str) -> int:
-    size = image_size if stem == "cifar" else (image_size - 3) // 2 + 1
+def _spatial_size(resolution: int, level: int, stem: str) -> int:
+    size = resolution if stem == "cifar" else (resolution - 3) // 2 + 1
     for _ in range(level - (1 if stem == "imagenet" else 0)):
         size = math.ceil(size / 2)
     return size
 
 
-def _check_config(num_classes, num_cells, num_filters, stem, keep, dropout, image_size) -> None:
+def _check_config(num_classes, num_cells, num_filters, stem, keep, dropout, resolution) -> None:
     if stem not in STEMS:
         raise ConfigError("stem", f"unknown stem {stem!r}", STEMS)
     for name, value, low in (("num_classes", num_classes, 1), ("num_cells", num_cells, 1),
-                             ("num_filters", num_filters, 4), ("image_size", image_size, 1)):
+                             ("num_filters", num_filters, 4), ("resolution", resolution, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(name, f"must be an integer >= {low}, got {value!r}")
     if num_filters % 4:
@@ -289,5 +290,35 @@ def _check_config(num_classes, num_cells, num_filters, stem, keep, dropout, imag
         raise ConfigError("drop_path_keep_prob", f"must be in (0, 1], got {keep}")
     if not 0.0 <= dropout < 1.0:
         raise ConfigError("dropout", f"must be in [0, 1), got {dropout}")
-    if stem == "imagenet" and image_size < 3:
-        raise ConfigError("image_size", f"the imagenet stem needs at least 3 px, got {image_size}")
+    if stem == "imagenet" and resolution < 3:
+        raise ConfigError("resolution", f"the imagenet stem needs at least 3 px, got {resolution}")
+
+
+def _register() -> None:
+    from nasforge.models.registry import register_model
+    from nasforge.spaces.nasnet_cells import AMOEBANET_A, DARTS_V2, NASNET_A
+
+    tf_imagenet_bn = {"bn_momentum": 0.0003, "bn_eps": 1e-3}
+
+    def cells(arch: NASNetArchitecture):
+        return functools.partial(NASNet, arch)  # `create` then sees the network options only
+
+    register_model("nasnet_a_cifar", cells(NASNET_A), resolution=32, num_classes=10, family="nasnet",
+                   description="NASNet-A 6@768 (CIFAR)", num_cells=6, num_filters=32, stem="cifar",
+                   stem_multiplier=3.0, drop_path_keep_prob=0.6)
+    register_model("nasnet_a_mobile", cells(NASNET_A), resolution=224, num_classes=1000, family="nasnet",
+                   description="NASNet-A Mobile 4@1056", num_cells=4, num_filters=44, stem="imagenet",
+                   stem_multiplier=1.0, drop_path_keep_prob=1.0, dropout=0.5, **tf_imagenet_bn)
+    register_model("nasnet_a_large", cells(NASNET_A), resolution=331, num_classes=1000, family="nasnet",
+                   description="NASNet-A Large 6@4032", num_cells=6, num_filters=168, stem="imagenet",
+                   stem_multiplier=3.0, skip_reduction_layer_input=True, drop_path_keep_prob=0.7,
+                   dropout=0.5, **tf_imagenet_bn)
+    register_model("amoebanet_a_cifar", cells(AMOEBANET_A), resolution=32, num_classes=10, family="nasnet",
+                   description="AmoebaNet-A N=6, F=36 (CIFAR)", num_cells=6, num_filters=36, stem="cifar",
+                   stem_multiplier=3.0, drop_path_keep_prob=0.7)
+    register_model("darts_v2_cifar", cells(DARTS_V2), resolution=32, num_classes=10, family="nasnet",
+                   description="DARTS (2nd order) cells in a NASNet network, 6@36 (CIFAR)", num_cells=6,
+                   num_filters=36, stem="cifar", stem_multiplier=3.0, drop_path_keep_prob=0.8)
+
+
+_register()
