@@ -1,0 +1,33 @@
+"""Evaluators turn an architecture into metrics.
+
+An evaluator raises on failure (the experiment records the trial as failed with the error text);
+it returns a flat dict of floats, where "val_accuracy" is the conventional reward source. Test
+metrics, where an evaluator has them, are reported under "test_*" keys and never used as reward.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from nasforge.spaces.base import SearchSpace
+
+Metrics = dict[str, float]
+
+
+class EvaluationError(RuntimeError):
+    """An evaluation failed in a way the search should record and move past (NaN loss...)."""
+
+
+class Evaluator(ABC):
+    """Stateless apart from its configuration, so it can be shipped to worker processes."""
+
+    name = "evaluator"
+
+    @abstractmethod
+    def evaluate(self, space: SearchSpace, arch: Any, seed: int) -> Metrics:
+        """Metrics for `arch`; `seed` makes any randomness in the evaluation reproducible."""
+
+    def config(self) -> dict[str, Any]:
+        """JSON-able description, stored with a run so a resume can check it is unchanged."""
+        return {"name": self.name}

@@ -1,0 +1,5 @@
+"""Search strategies behind one ask/tell interface."""
+
+from nasforge.strategies.base import Exhausted, Result, Strategy
+
+__all__ = ["Exhausted", "Result", "Strategy"]
