@@ -62,3 +62,11 @@ def format_allowed(allowed: Iterable[object] | str) -> str:
     if len(values) > 16:
         return ", ".join(map(str, values[:16])) + f", ... ({len(values)} in all)"
     return ", ".join(map(str, values))
+
+
+class DatasetError(NasforgeError, ValueError):
+    """A dataset is missing, unreadable or inconsistent; the message names the file."""
+
+    def __init__(self, source: str, problem: str):
+        self.source = source
+        super().__init__(f"{source}: {problem}")
