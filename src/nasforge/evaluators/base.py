@@ -12,7 +12,7 @@ from typing import Any
 
 from nasforge.spaces.base import SearchSpace
 
-Metrics = dict[str, float]
+Metrics = dict[str, Any]  # floats, plus lists for curves (e.g. the training loss)
 
 
 class EvaluationError(RuntimeError):

@@ -1,0 +1,121 @@
+"""The proxy task: train a child network briefly on the user's data, score it on validation.
+
+Splits are made once per process and cached, so a search pays for loading its dataset once per
+worker. Everything random in one evaluation (weights, batch order, augmentation, drop path) is
+drawn from the trial's seed inside a forked RNG, so a trial gives the same metrics whenever and
+wherever it runs on CPU.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import fields
+from functools import lru_cache
+from typing import Any
+
+import torch
+
+from nasforge.data.datasets import load_dataset
+from nasforge.data.loader import Augment, DataSplits, default_augment, make_splits
+from nasforge.errors import ConfigError
+from nasforge.evaluators.base import Evaluator, Metrics
+from nasforge.evaluators.training import TrainConfig, train_model
+from nasforge.profile import count_macs, count_params, measure_latency
+from nasforge.spaces.base import SearchSpace
+
+
+@lru_cache(maxsize=4)
+def cached_splits(dataset: str, val_fraction: float, split_seed: int, train_size: int | None,
+                  val_size: int | None) -> DataSplits:
+    return make_splits(load_dataset(dataset), val_fraction, split_seed, train_size, val_size)
+
+
+def train_config_from(value: TrainConfig | dict[str, Any] | None) -> TrainConfig:
+    if isinstance(value, TrainConfig):
+        return value
+    allowed = [f.name for f in fields(TrainConfig)]
+    for key in value or {}:
+        if key not in allowed:
+            raise ConfigError(f"train.{key}", "unknown training option", allowed)
+    return TrainConfig(**(value or {}))
+
+
+class ProxyTrainer(Evaluator):
+    """Evaluate an architecture by training it: `val_accuracy` is the reward's source.
+
+    Args:
+        dataset: dataset spec (`digits`, `npz:PATH`, `folder:PATH`).
+        network: keyword arguments for `space.build` (e.g. num_cells, num_filters, stem).
+        train: a `TrainConfig` or a dict of its fields.
+        val_fraction, split_seed: the validation split carved from the training data.
+        train_size, val_size: optional stratified subsets for a cheaper proxy.
+        resolution: resize images to this size (default: the dataset's).
+        augment: random crop/flip suited to the data (see `default_augment`); False for none.
+        cutout: cutout square size (0 = off).
+        latency: also measure batch-1 latency of the trained child.
+    """
+
+    name = "proxy"
+
+    def __init__(self, dataset: str = "digits", network: dict[str, Any] | None = None,
+                 train: TrainConfig | dict[str, Any] | None = None, val_fraction: float = 0.1,
+                 split_seed: int = 0, train_size: int | None = None, val_size: int | None = None,
+                 resolution: int | None = None, augment: bool = True, cutout: int = 0, latency: bool = True):
+        self.dataset = dataset
+        self.network = dict(network or {})
+        self.train = train_config_from(train)
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.train_size = train_size
+        self.val_size = val_size
+        self.resolution = resolution
+        self.augment = augment
+        self.cutout = cutout
+        self.latency = latency
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "dataset": self.dataset, "network": self.network,
+                "train": self.train.to_dict(), "val_fraction": self.val_fraction,
+                "split_seed": self.split_seed, "train_size": self.train_size, "val_size": self.val_size,
+                "resolution": self.resolution, "augment": self.augment, "cutout": self.cutout,
+                "latency": self.latency}
+
+    def splits(self) -> DataSplits:
+        return cached_splits(self.dataset, self.val_fraction, self.split_seed, self.train_size, self.val_size)
+
+    def augmentation(self, splits: DataSplits) -> Augment | None:
+        if not self.augment and not self.cutout:
+            return None
+        base = default_augment(splits) if self.augment else Augment()
+        return Augment(base.crop_padding, base.flip, self.cutout)
+
+    def build(self, space: SearchSpace, arch: Any, splits: DataSplits, **overrides: Any) -> torch.nn.Module:
+        resolution = self.resolution or splits.resolution
+        config = {"num_classes": splits.num_classes, "in_channels": splits.in_channels,
+                  "resolution": resolution, **self.network, **overrides}
+        return space.build(arch, **config)
+
+    def evaluate(self, space: SearchSpace, arch: Any, seed: int) -> Metrics:
+        splits = self.splits()
+        resolution = self.resolution or splits.resolution
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = self.build(space, arch, splits)
+            params = count_params(model)
+            macs = count_macs(model, resolution, splits.in_channels)
+            result = train_model(model, splits, self.train, seed, self.augmentation(splits),
+                                 resolution=self.resolution)
+        metrics: Metrics = {
+            "val_accuracy": result.val_accuracy,
+            "val_loss": result.val_loss,
+            "train_loss": result.train_loss,
+            "params": params,
+            "macs": macs,
+            "train_seconds": result.train_seconds,
+            "images_per_second": result.images_per_second,
+        }
+        if self.latency:
+            metrics["latency_ms"] = measure_latency(model, resolution, in_channels=splits.in_channels)
+        metrics["wall_seconds"] = time.perf_counter() - start
+        return metrics
