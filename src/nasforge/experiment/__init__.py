@@ -1,0 +1,48 @@
+"""Experiments: the search loop, the run's SQLite store, executors and the search config.
+
+    from nasforge.experiment import Experiment, SearchConfig
+
+    config = SearchConfig.from_dict({"space": "nb201", "strategy": "ppo",
+                                     "evaluator": {"name": "table", "options": {...}},
+                                     "budget": {"max_trials": 200}, "seed": 0})
+    summary = Experiment.from_config(config, resolve_run_dir("nb201-ppo", "runs")).run()
+
+See docs/experiments.md.
+"""
+
+from nasforge.experiment.config import (
+    Budget,
+    Component,
+    Components,
+    SearchConfig,
+    build_components,
+    config_diff,
+)
+from nasforge.experiment.executors import (
+    EXECUTORS,
+    Executor,
+    Handle,
+    Outcome,
+    ProcessExecutor,
+    SerialExecutor,
+    SimulatedExecutor,
+    create_executor,
+    register_executor,
+)
+from nasforge.experiment.experiment import (
+    Experiment,
+    RunSummary,
+    evaluate_architecture,
+    resolve_run_dir,
+    run_search,
+    trial_seed,
+)
+from nasforge.experiment.store import DB_NAME, Checkpoint, Store, StoreError, TrialRecord
+
+__all__ = [
+    "Budget", "Checkpoint", "Component", "Components", "DB_NAME", "EXECUTORS", "Executor",
+    "Experiment", "Handle", "Outcome", "ProcessExecutor", "RunSummary", "SearchConfig",
+    "SerialExecutor", "SimulatedExecutor", "Store", "StoreError", "TrialRecord",
+    "build_components", "config_diff", "create_executor", "evaluate_architecture",
+    "register_executor", "resolve_run_dir", "run_search", "trial_seed",
+]

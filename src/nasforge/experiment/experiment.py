@@ -1,0 +1,657 @@
+"""The search loop: ask -> (dedup, limits) -> evaluate through an executor -> record -> tell.
+
+One `Experiment` drives one run folder. Everything the strategy must agree with is written to
+the run's `Store` in one transaction with the strategy's checkpoint:
+
+* after an `ask`: the new trial (status ``running``, handed to the executor) and the checkpoint;
+* after a `tell`: the trial's result (``done``/``failed``) and the checkpoint.
+
+A resumed run loads the checkpoint, re-runs the trials that were still unfinished (same
+architecture, same seed) in the order they had been queued, and goes on. With the serial
+executor the resumed run's trial sequence is the uninterrupted run's, however it was stopped.
+
+Trials that never reach the executor are finished at once, in one transaction with the
+checkpoint after their tell: an architecture whose key already has a result (``dedup``; recorded
+as its own trial with ``reused_from`` pointing at the original) and one rejected by the
+pre-evaluation limit check (``rejected``, told as a failure). A repeated architecture whose first
+trial is still being evaluated waits for it (status ``pending``) instead of being evaluated twice.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+
+from nasforge.errors import ConfigError, NasforgeError
+from nasforge.experiment.config import (
+    Budget,
+    SearchConfig,
+    build_components,
+    config_diff,
+    describe_diff,
+    objective_function,
+)
+from nasforge.experiment.executors import Executor, Handle, Outcome, create_executor, describe_exception
+from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, Store, TrialRecord
+from nasforge.strategies.base import Exhausted, Result
+
+VAL_PREFIXES = ("val_", "val")
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def trial_seed(run_seed: int, trial_id: int, failures: int = 0) -> int:
+    """The seed of a trial's evaluation: a function of the run seed, the trial index and, for a
+    retry, how many attempts already failed (31 bits, safe for every RNG)."""
+    entropy = [int(run_seed), int(trial_id)] + ([int(failures)] if failures else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0]) & 0x7FFFFFFF
+
+
+def evaluate_architecture(evaluator: Any, space: Any, arch: Any, seed: int) -> Any:
+    """What an executor runs for one trial (module level, so worker processes can unpickle it)."""
+    evaluate = getattr(evaluator, "evaluate", None)
+    if evaluate is not None:
+        return evaluate(space, arch, seed)
+    return evaluator(space, arch, seed)
+
+
+def resolve_run_dir(name: str | os.PathLike, runs_root: str | os.PathLike = "runs") -> Path:
+    """The folder of run `name` inside `runs_root`, refusing names that would escape it.
+
+    `name` may have several parts ("cifar/ppo-1") but no "..", no absolute path or drive, no
+    control characters, and must not resolve outside `runs_root` through a symbolic link.
+    """
+    text = os.fspath(name)
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("run", "must be a non-empty run name")
+    if any(ord(c) < 32 for c in text):
+        raise ConfigError("run", f"{text!r} must not contain control characters")
+    root = Path(runs_root).resolve()
+    windows = PureWindowsPath(text)
+    if PurePosixPath(text).is_absolute() or windows.drive or windows.root:
+        raise ConfigError("run", f"{text!r} must be a name inside the runs folder {root}, "
+                                 "not an absolute path")
+    parts = text.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise ConfigError("run", f"{text!r} must not contain '..' (run names stay inside {root})")
+    target = (root / text).resolve()
+    if target == root or root not in target.parents:
+        raise ConfigError("run", f"{text!r} does not name a folder inside the runs folder {root}")
+    return target
+
+
+def _describe(obj: Any) -> Any:
+    """A JSON-able description of a component, for the stored config of object-built runs."""
+    if obj is None:
+        return None
+    config = getattr(obj, "config", None)
+    if callable(config):
+        try:
+            value = config()
+            if isinstance(value, Mapping):
+                return dict(value)
+        except Exception:  # noqa: BLE001 - describing must never fail a run
+            pass
+    options = getattr(obj, "options", None)
+    description: dict[str, Any] = {"name": getattr(obj, "name", None) or type(obj).__name__,
+                                   "class": f"{type(obj).__module__}.{type(obj).__qualname__}"}
+    if callable(options):
+        try:
+            description["options"] = dict(options())
+        except Exception:  # noqa: BLE001
+            pass
+    if callable(obj) and hasattr(obj, "__qualname__"):  # a plain function
+        description = {"name": obj.__qualname__, "class": f"{obj.__module__}.{obj.__qualname__}"}
+    return description
+
+
+@dataclass
+class _Active:
+    """A trial handed to the executor, and the trials of the same key that wait for it."""
+
+    id: int
+    arch: Any
+    key: str
+    seed: int
+    failures: int
+    handle: Handle | None = None
+    followers: list[tuple[int, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_dir: Path
+    trials: int
+    done: int
+    failed: int
+    reused: int
+    unfinished: int
+    best: TrialRecord | None
+    elapsed: float
+    cost: float
+    stop_reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_dir": str(self.run_dir), "trials": self.trials, "done": self.done,
+                "failed": self.failed, "reused": self.reused, "unfinished": self.unfinished,
+                "best": None if self.best is None else self.best.to_dict(),
+                "elapsed": self.elapsed, "cost": self.cost, "stop_reason": self.stop_reason}
+
+
+class _ProgressView:
+    """Trials done, best so far, rate and ETA on stderr via rich (or nothing when disabled)."""
+
+    def __init__(self, enabled: bool, budget: Budget, console: Any = None):
+        self.enabled = enabled
+        self.budget = budget
+        self.console = console
+        self._progress: Any = None
+        self._task: Any = None
+        self._last = 0.0
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        if self.budget.max_trials is not None:
+            total = self.budget.max_trials
+        elif self.budget.max_cost is not None:
+            total = self.budget.max_cost
+        else:
+            total = self.budget.max_seconds
+        self._progress = Progress(
+            TextColumn("[bold]search"), BarColumn(), TextColumn("{task.fields[trials]}"),
+            TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[failed]} failed"),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
+            TimeRemainingColumn(), console=self.console or Console(stderr=True),
+            refresh_per_second=4)
+        self._progress.start()
+        self._task = self._progress.add_task("search", total=total, trials="", best="-", failed=0,
+                                             rate="")
+
+    def update(self, exp: Experiment, force: bool = False) -> None:
+        if self._progress is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.1:
+            return
+        self._last = now
+        if self.budget.max_trials is not None:
+            completed: float = exp.finished_trials
+        elif self.budget.max_cost is not None:
+            completed = exp.cost
+        else:
+            completed = exp.elapsed
+        limit = f"/{self.budget.max_trials}" if self.budget.max_trials else ""
+        session = max(1e-9, now - exp._session_start)
+        self._progress.update(
+            self._task, completed=completed, trials=f"{exp.finished_trials}{limit} trials",
+            best="-" if exp.best_reward is None else f"{exp.best_reward:.4g}",
+            failed=exp.failed_trials, rate=f"{exp._session_finished / session:.2f}/s")
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+# -- the experiment ----------------------------------------------------------------------------------
+class Experiment:
+    """Run a strategy against an evaluator until the budget is spent, recording every trial.
+
+    Args:
+        space, strategy, evaluator: the search's parts (see `nasforge.spaces`, `.strategies`,
+            `.evaluators`); the evaluator is `evaluate(space, arch, seed) -> metrics` (or a
+            callable with that signature).
+        objective: metrics -> reward (a callable, or an object with `reward(metrics)`); None
+            for ``metrics["val_accuracy"]``.
+        run_dir: the run's folder; its database is ``run_dir/nasforge.db``.
+        budget: a `Budget` (or a dict of its fields, or an int number of trials).
+        seed: the run seed; trial seeds derive from it and the trial index.
+        dedup: reuse the result of an architecture already evaluated in this run.
+        retries: how many times a failed evaluation is re-run (fresh seed) before it is recorded
+            as failed and told to the strategy as a failure.
+        limit_check: arch -> reason | None, before evaluation; a reason rejects the architecture.
+        executor: an `Executor` (default: serial, in-process).
+        max_outstanding: asks outstanding at once (default: the executor's `workers`).
+        timeout: seconds one evaluation may take (a longer one fails with that reason).
+        resume: False creates a new run (refusing a folder that holds one); True continues the
+            run in `run_dir` (its config must match); "auto" resumes when a run exists.
+        progress: show a progress line on stderr (rich).
+        config: the JSON-able config to store (e.g. `SearchConfig.to_dict()`); derived from the
+            objects when not given.
+        on_trial: called with each finished `TrialRecord`.
+    """
+
+    def __init__(self, space: Any, strategy: Any, evaluator: Any, objective: Any = None,
+                 run_dir: str | os.PathLike | None = None, *, budget: Budget | Mapping | int,
+                 seed: int = 0, dedup: bool = True, retries: int = 0,
+                 limit_check: Callable[[Any], str | None] | None = None,
+                 executor: Executor | None = None, max_outstanding: int | None = None,
+                 timeout: float | None = None, resume: bool | str = False, progress: bool = True,
+                 config: Mapping[str, Any] | None = None,
+                 on_trial: Callable[[TrialRecord], None] | None = None, console: Any = None):
+        if run_dir is None:
+            raise ConfigError("run", "an experiment needs a run folder")
+        if resume not in (True, False, "auto"):
+            raise ConfigError("resume", f"must be true, false or 'auto', got {resume!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ConfigError("seed", f"must be a non-negative integer, got {seed!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError("retries", f"must be a non-negative integer, got {retries!r}")
+        self.space = space
+        self.strategy = strategy
+        self.evaluator = evaluator
+        self.objective = objective_function(objective)
+        self.run_dir = Path(run_dir)
+        self.budget = Budget.parse(budget)
+        self.seed = int(seed)
+        self.dedup = bool(dedup)
+        self.retries = retries
+        self.limit_check = limit_check
+        self.executor = executor if executor is not None else create_executor("serial")
+        self._own_executor = executor is None
+        self.max_outstanding = int(max_outstanding or self.executor.workers)
+        if self.max_outstanding < 1:
+            raise ConfigError("max_outstanding", f"must be at least 1, got {max_outstanding}")
+        self.timeout = timeout
+        self.on_trial = on_trial
+        self._progress = _ProgressView(progress, self.budget, console)
+        self.config = dict(config) if config is not None else self._derive_config(objective)
+
+        # run state
+        self._active: dict[Handle, _Active] = {}
+        self._active_by_key: dict[str, _Active] = {}
+        self._waiting: list[tuple[int, Any, int | None]] = []  # unfinished trials found on resume
+        self._unresolved = 0  # asked and not yet told (active trials and their followers)
+        self._queued = 0
+        self._exhausted = False
+        self.stop_reason = ""
+        self.total_trials = 0
+        self.finished_trials = 0
+        self.failed_trials = 0
+        self.cost = 0.0
+        self.best_reward: float | None = None
+        self._elapsed_before = 0.0
+        self._session_start = time.monotonic()
+        self._session_finished = 0
+        self._ran = False
+
+        resuming = resume is True or (resume == "auto" and Store.exists(self.run_dir))
+        if resuming:
+            self.store = self._open_existing()
+        else:
+            self.store = Store.create(self.run_dir, self.config)
+        self.resumed = resuming
+
+    @classmethod
+    def from_config(cls, config: SearchConfig | Mapping[str, Any], run_dir: str | os.PathLike, *,
+                    resume: bool | str = False, progress: bool = True,
+                    executor: Executor | None = None, on_trial: Callable[[TrialRecord], None] | None = None,
+                    console: Any = None) -> Experiment:
+        """Build every part from a `SearchConfig` (registry names) and open the run."""
+        if not isinstance(config, SearchConfig):
+            config = SearchConfig.from_dict(config)
+        parts = build_components(config)
+        if executor is None:
+            executor = create_executor(config.executor, workers=config.workers)
+        return cls(parts.space, parts.strategy, parts.evaluator, parts.objective, run_dir,
+                   budget=config.budget, seed=config.seed, dedup=config.dedup,
+                   retries=config.retries, limit_check=parts.limit_check, executor=executor,
+                   max_outstanding=config.max_outstanding, timeout=config.timeout, resume=resume,
+                   progress=progress, config=config.to_dict(), on_trial=on_trial, console=console)
+
+    def _derive_config(self, objective: Any) -> dict[str, Any]:
+        return {
+            "space": _describe(self.space), "strategy": _describe(self.strategy),
+            "evaluator": _describe(self.evaluator), "objective": _describe(objective),
+            "limits": _describe(self.limit_check), "seed": self.seed, "dedup": self.dedup,
+            "retries": self.retries, "budget": self.budget.to_dict(),
+            "workers": self.executor.workers, "executor": self.executor.name,
+            "max_outstanding": self.max_outstanding, "timeout": self.timeout,
+        }
+
+    # -- opening a run ------------------------------------------------------------------------------
+    def _open_existing(self) -> Store:
+        if not Store.exists(self.run_dir):
+            raise ConfigError("resume", f"there is no run to resume in {self.run_dir}")
+        store = Store.open(self.run_dir)
+        try:
+            stored = store.config()
+            differing = config_diff(stored, self.config)
+            if differing:
+                raise ConfigError("resume", f"the run in {self.run_dir} was started with a different "
+                                            f"config: {describe_diff(stored, self.config, differing)}")
+            checkpoint = store.load_checkpoint("strategy")
+            if checkpoint is not None:
+                self.strategy.load_state_dict(checkpoint.state)
+                self._elapsed_before = float(checkpoint.elapsed or 0.0)
+            elif store.count():
+                raise ConfigError("resume", f"the run in {self.run_dir} has trials but no strategy "
+                                            "checkpoint; it cannot be resumed exactly")
+            self._queued = store.max_queued()
+            for t in store.iter_trials():
+                self.total_trials += 1
+                if t.status in UNFINISHED:
+                    self._waiting.append((t.id, t.arch, t.queued))
+                    continue
+                self.finished_trials += 1
+                if t.status == "failed":
+                    self.failed_trials += 1
+                elif t.reused_from is None:
+                    self.cost += self._cost_of(t.metrics)
+                if t.status == "done" and t.reward is not None:
+                    if self.best_reward is None or t.reward > self.best_reward:
+                        self.best_reward = t.reward
+        except BaseException:
+            store.close()
+            raise
+        self._unresolved = len(self._waiting)
+        return store
+
+    # -- state ---------------------------------------------------------------------------------------
+    @property
+    def elapsed(self) -> float:
+        return self._elapsed_before + (time.monotonic() - self._session_start)
+
+    @staticmethod
+    def _cost_of(metrics: Mapping[str, Any] | None) -> float:
+        if not metrics:
+            return 0.0
+        value = metrics.get("cost_seconds")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return 0.0
+        return value if math.isfinite(value) and value > 0 else 0.0
+
+    def _checkpoint(self, event: str) -> CheckpointUpdate:
+        return CheckpointUpdate(self.strategy.state_dict(), event, self.elapsed)
+
+    def _next_queued(self) -> int:
+        self._queued += 1
+        return self._queued
+
+    def _seed_of(self, trial_id: int) -> int:
+        return trial_seed(self.seed, trial_id)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Search until the budget is spent (or the strategy is exhausted); return a summary.
+
+        KeyboardInterrupt/SystemExit stop the run at once; the run folder stays consistent and
+        `resume=True` continues it.
+        """
+        if self._ran:
+            raise RuntimeError("an Experiment runs once; open the run again with resume=True")
+        self._ran = True
+        self._session_start = time.monotonic()
+        self._progress.start()
+        try:
+            self._recover()
+            while True:
+                self._fill()
+                if not self._active:
+                    break
+                for outcome in self.executor.wait(timeout=0.25):
+                    self._complete(outcome)
+                self._progress.update(self)
+            if not self.stop_reason:
+                self.stop_reason = "budget spent"
+        finally:
+            self._progress.update(self, force=True)
+            self._progress.stop()
+            self.executor.shutdown()
+        return self.summary()
+
+    def summary(self) -> RunSummary:
+        counts = self.store.counts()
+        best = self.store.best(1)
+        return RunSummary(self.run_dir, counts["total"], counts["done"], counts["failed"],
+                          counts["reused"], counts["pending"] + counts["running"],
+                          best[0] if best else None, self.elapsed, self.cost, self.stop_reason)
+
+    def close(self) -> None:
+        if self._own_executor:
+            self.executor.shutdown()
+        self.store.close()
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _can_ask(self) -> bool:
+        if self._exhausted:
+            return False
+        reason = self.budget.exhausted(self.total_trials, self.elapsed, self.cost)
+        if reason:
+            self.stop_reason = reason
+            return False
+        return True
+
+    def _fill(self) -> None:
+        while self._unresolved < self.max_outstanding and self._can_ask():
+            self._ask_one()
+            self._progress.update(self)
+
+    def _recover(self) -> None:
+        """Re-run (or resolve) the trials a previous session left unfinished."""
+        if not self._waiting:
+            return
+        waiting, self._waiting = self._waiting, []
+        records = {tid: self.store.trial(tid) for tid, _, _ in waiting}
+        # 1. trials waiting on a result that now exists finish first, as they would have.
+        later = []
+        for tid, arch_json, _ in sorted(waiting):
+            t = records[tid]
+            if t.reused_from is not None:
+                leader = self.store.trial(t.reused_from)
+                reusable = leader.status == "done" or (leader.status == "failed" and leader.rejected)
+                if reusable:
+                    self._unresolved -= 1
+                    self._finish_reused(tid, self.space.from_json(arch_json), leader)
+                    continue
+                if leader.status in UNFINISHED:
+                    later.append(t)  # attached to its leader below
+                    continue
+                t = _dataclass_replace(t, reused_from=None, queued=None)  # leader failed: evaluate
+            later.append(t)
+        # 2. leaders go back to the executor in the order they had been queued.
+        leaders = sorted((t for t in later if t.reused_from is None),
+                         key=lambda t: (t.queued is None, t.queued or 0, t.id))
+        for t in leaders:
+            arch = self.space.from_json(t.arch)
+            self._submit(_Active(t.id, arch, t.key, t.seed, t.failures), mark=True,
+                         requeue=t.queued is None, relink=records[t.id].reused_from is not None)
+        for t in later:
+            if t.reused_from is not None:
+                leader = next(a for a in self._active.values() if a.id == t.reused_from)
+                leader.followers.append((t.id, self.space.from_json(t.arch)))
+
+    def _submit(self, active: _Active, *, mark: bool = False, requeue: bool = False,
+                relink: bool = False) -> None:
+        """Hand a trial to the executor; `mark` records the (re)start (`requeue`: at the end of
+        the queue; `relink`: a waiting trial whose original failed is now evaluated itself)."""
+        if mark:
+            self.store.mark_running(active.id, queued=self._next_queued() if requeue else None,
+                                    reused_from=None if relink else False)
+        attempt_seed = trial_seed(self.seed, active.id, active.failures)
+        active.handle = self.executor.submit(evaluate_architecture, self.evaluator, self.space,
+                                             active.arch, attempt_seed, timeout=self.timeout)
+        self._active[active.handle] = active
+        self._active_by_key.setdefault(active.key, active)
+
+    def _ask_one(self) -> None:
+        try:
+            arch = self.strategy.ask()
+        except Exhausted:
+            self._exhausted = True
+            self.stop_reason = "the strategy has nothing left to propose"
+            return
+        key = self.space.key(arch)
+        arch_json = self.space.to_json(arch)
+        self.total_trials += 1
+        if self.dedup:
+            previous = self.store.find_result(key)
+            if previous is not None:
+                self._finish_reused(None, arch, previous, arch_json=arch_json, key=key)
+                return
+            leader = self._active_by_key.get(key)
+            if leader is not None:
+                tid = self.store.add_trial(arch_json, key, self._seed_of, status="pending",
+                                           reused_from=leader.id, checkpoint=self._checkpoint("ask"))
+                leader.followers.append((tid, arch))
+                self._unresolved += 1
+                return
+        if self.limit_check is not None:
+            try:
+                reason = self.limit_check(arch)
+            except NasforgeError as exc:
+                reason, error = None, f"limit check: {exc}"
+            except Exception as exc:  # noqa: BLE001 - the architecture failed, the search goes on
+                reason, error = None, f"limit check: {describe_exception(exc)}"
+            else:
+                error = None
+            if reason is not None or error is not None:
+                message = f"rejected: {reason}" if reason is not None else error
+                self.strategy.tell(arch, Result.failure(message))
+                tid = self.store.add_trial(arch_json, key, self._seed_of, status="failed",
+                                           error=message, rejected=reason is not None,
+                                           checkpoint=self._checkpoint("tell"))
+                self._after_finish(tid, failed=True, metrics=None, reward=None, reused=False)
+                return
+        tid = self.store.add_trial(arch_json, key, self._seed_of, status="running",
+                                   queued=self._next_queued(), checkpoint=self._checkpoint("ask"))
+        self._unresolved += 1
+        self._submit(_Active(tid, arch, key, self._seed_of(tid), 0))
+
+    def _finish_reused(self, tid: int | None, arch: Any, source: TrialRecord, *,
+                       arch_json: Any = None, key: str | None = None) -> None:
+        """Tell `arch` the stored result of `source`; record it (new trial or waiting follower)."""
+        origin = source.reused_from if source.reused_from is not None else source.id
+        if source.status == "done":
+            self.strategy.tell(arch, Result.ok(source.reward, source.metrics or {}))
+            fields: dict[str, Any] = {"metrics": source.metrics, "reward": source.reward}
+            status = "done"
+        else:  # a rejection
+            self.strategy.tell(arch, Result.failure(source.error or "rejected"))
+            fields = {"error": source.error}
+            status = "failed"
+        checkpoint = self._checkpoint("tell")
+        if tid is None:
+            tid = self.store.add_trial(arch_json, key, self._seed_of, status=status,
+                                       reused_from=origin, rejected=source.rejected,
+                                       checkpoint=checkpoint, **fields)
+        else:
+            self.store.finish_trial(tid, status, reused_from=origin, checkpoint=checkpoint, **fields)
+        self._after_finish(tid, failed=status == "failed", metrics=None, reward=source.reward,
+                           reused=True)
+
+    def _score(self, value: Any) -> tuple[dict[str, Any] | None, float | None, str | None]:
+        """(metrics, reward, error) from what the evaluator returned."""
+        if not isinstance(value, Mapping):
+            return None, None, f"the evaluator returned {type(value).__name__}, not a dict of metrics"
+        metrics: dict[str, Any] = {}
+        for name, v in value.items():
+            if isinstance(v, (bool, np.bool_)):
+                metrics[str(name)] = float(v)
+            elif isinstance(v, (int, float, np.integer, np.floating)):
+                metrics[str(name)] = float(v)
+            elif v is None or isinstance(v, str):
+                metrics[str(name)] = v
+            elif hasattr(v, "item") and getattr(v, "ndim", 1) == 0:  # 0-d tensors and arrays
+                metrics[str(name)] = float(v.item())
+            else:
+                return None, None, f"metric {name!r} is a {type(v).__name__}, not a number"
+        for name, v in metrics.items():
+            if name.startswith(VAL_PREFIXES) and isinstance(v, float) and not math.isfinite(v):
+                return metrics, None, f"{name} is {v}"
+        try:
+            reward = float(self.objective(metrics))
+        except NasforgeError:
+            raise  # a configuration mistake (e.g. the objective's metric is never produced)
+        except Exception as exc:  # noqa: BLE001
+            return metrics, None, f"objective: {describe_exception(exc)}"
+        if not math.isfinite(reward):
+            return metrics, None, f"reward is {reward}"
+        return metrics, reward, None
+
+    def _complete(self, outcome: Outcome) -> None:
+        active = self._active.pop(outcome.handle, None)
+        if active is None:
+            return
+        metrics: dict[str, Any] | None = None
+        reward: float | None = None
+        error = outcome.error
+        if error is None:
+            metrics, reward, error = self._score(outcome.value)
+        if error is not None:
+            active.failures += 1
+            if active.failures <= self.retries:
+                self.store.requeue_trial(active.id, error, queued=self._next_queued())
+                self._submit(active)
+                return
+            self.strategy.tell(active.arch, Result.failure(error, metrics or {}))
+            self.store.finish_trial(active.id, "failed", metrics=metrics, error=error,
+                                    started=outcome.started, failures=active.failures,
+                                    checkpoint=self._checkpoint("tell"))
+        else:
+            self.strategy.tell(active.arch, Result.ok(reward, metrics))
+            self.store.finish_trial(active.id, "done", metrics=metrics, reward=reward,
+                                    started=outcome.started, checkpoint=self._checkpoint("tell"))
+            self.cost += self._cost_of(metrics)
+        if self._active_by_key.get(active.key) is active:
+            del self._active_by_key[active.key]
+        self._unresolved -= 1
+        self._after_finish(active.id, failed=error is not None, metrics=metrics, reward=reward,
+                           reused=False)
+        # trials of the same key that waited for this one
+        if not active.followers:
+            return
+        if error is None:
+            source = self.store.trial(active.id)
+            for tid, arch in active.followers:
+                self._unresolved -= 1
+                self._finish_reused(tid, arch, source)
+        else:  # the first evaluation failed: each waiting trial is evaluated itself
+            for tid, arch in active.followers:
+                self._submit(_Active(tid, arch, active.key, self._seed_of(tid), 0), mark=True,
+                             requeue=True, relink=True)
+
+    def _after_finish(self, tid: int, *, failed: bool, metrics: Any, reward: float | None,
+                      reused: bool) -> None:
+        self.finished_trials += 1
+        self._session_finished += 1
+        if failed:
+            self.failed_trials += 1
+        elif reward is not None and (self.best_reward is None or reward > self.best_reward):
+            self.best_reward = reward
+        if self.on_trial is not None:
+            self.on_trial(self.store.trial(tid))
+
+
+def _dataclass_replace(record: TrialRecord, **changes: Any) -> TrialRecord:
+    from dataclasses import replace
+
+    return replace(record, **changes)
+
+
+def run_search(config: SearchConfig | Mapping[str, Any], run_dir: str | os.PathLike, *,
+               resume: bool | str = False, progress: bool = True) -> RunSummary:
+    """Build and run a search from a config in one call."""
+    with Experiment.from_config(config, run_dir, resume=resume, progress=progress) as experiment:
+        return experiment.run()
+
+
+__all__ = ["Experiment", "RunSummary", "evaluate_architecture", "resolve_run_dir", "run_search",
+           "trial_seed"]

@@ -1,0 +1,702 @@
+"""The run's database: one SQLite file per run folder (`RUN/nasforge.db`).
+
+Tables
+------
+``run``          the run's config (JSON), written once when the run is created.
+``trials``       one row per trial; ``id`` (autoincrement) is the order in which trials were asked.
+``checkpoints``  the latest state of named objects (the strategy's), as a `torch.save` blob that is
+                 read back with ``torch.load(weights_only=True)``: a run folder never unpickles code.
+``markers``      small key/value JSON entries for stage markers (used by multi-stage pipelines).
+
+Consistency
+-----------
+Every change the strategy must agree with is one transaction: a new trial is inserted together
+with the strategy checkpoint taken right after the `ask` that proposed it, and a result is written
+together with the checkpoint taken right after the `tell` that learned from it. A process killed
+at any moment therefore leaves a database whose checkpoint matches its trials exactly: the trials
+that are still ``pending``/``running`` are the strategy's outstanding asks.
+
+Concurrency
+-----------
+WAL journal (readers never block the writer), a long ``busy_timeout``, write transactions that
+take the write lock up front (``BEGIN IMMEDIATE``) and a retry loop with jittered back-off around
+every write, so many processes can record into one run without "database is locked" reaching
+anyone. Connections are per process (re-opened after a fork).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nasforge.errors import ConfigError, NasforgeError
+
+DB_NAME = "nasforge.db"
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "done", "failed")
+UNFINISHED = ("pending", "running")
+
+#: Test hook for fault injection: called with a label between the statements of a transaction.
+#: Production code never sets it.
+FAULT_HOOK: Callable[[str], None] | None = None
+
+_BUSY_DEADLINE_S = 300.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    config TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    nasforge_version TEXT,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trials (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    arch TEXT NOT NULL,
+    key TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    metrics TEXT,
+    reward REAL,
+    error TEXT,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    seed INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    reused_from INTEGER REFERENCES trials(id),
+    rejected INTEGER NOT NULL DEFAULT 0,
+    queued INTEGER
+);
+CREATE INDEX IF NOT EXISTS trials_key ON trials(key, status);
+CREATE INDEX IF NOT EXISTS trials_status ON trials(status);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name TEXT PRIMARY KEY,
+    state BLOB NOT NULL,
+    trial_id INTEGER,
+    event TEXT,
+    elapsed REAL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS markers (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated REAL NOT NULL
+);
+"""
+
+
+class StoreError(NasforgeError, RuntimeError):
+    """A run database is missing, unreadable, corrupt or not nasforge's."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        super().__init__(f"{path}: {problem}")
+
+
+# -- JSON helpers -------------------------------------------------------------------------------------
+def _clean_json(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become None (strict JSON has no NaN/inf)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        try:
+            return _clean_json(value.item())
+        except (TypeError, ValueError):
+            pass
+    return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(_clean_json(value), sort_keys=True, allow_nan=False)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+# -- checkpoint blobs (torch.save / torch.load(weights_only=True)) ------------------------------------
+_NDARRAY_TAG = "__nasforge_ndarray__"
+
+
+def _to_safe(value: Any, path: str) -> Any:
+    import numpy as np
+    import torch
+
+    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"{path}: cannot checkpoint a numpy array of dtype {value.dtype}")
+        return {_NDARRAY_TAG: torch.from_numpy(value.copy()), "dtype": str(value.dtype)}
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, (str, int, float, bool, type(None))):
+                raise TypeError(f"{path}: cannot checkpoint a key of type {type(k).__name__}")
+            out[k] = _to_safe(v, f"{path}[{k!r}]")
+        return out
+    if isinstance(value, list):
+        return [_to_safe(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, tuple):
+        return tuple(_to_safe(v, f"{path}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, (set, frozenset)):
+        return type(value)(_to_safe(v, f"{path}{{}}") for v in value)
+    raise TypeError(f"{path}: cannot checkpoint an object of type {type(value).__name__} "
+                    "(state_dict() must hold plain values, tensors or numpy arrays)")
+
+
+def _from_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        if _NDARRAY_TAG in value and set(value) == {_NDARRAY_TAG, "dtype"}:
+            return value[_NDARRAY_TAG].numpy().astype(value["dtype"], copy=True)
+        return {k: _from_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_safe(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_from_safe(v) for v in value)
+    return value
+
+
+def state_to_bytes(state: Any) -> bytes:
+    """Serialise a state dict with `torch.save`; numpy values become tensors (tagged)."""
+    import torch
+
+    safe = _to_safe(state, "state")
+    buffer = io.BytesIO()
+    try:  # the non-zip container is several times faster for states of many small tensors
+        torch.save(safe, buffer, _use_new_zipfile_serialization=False)
+    except TypeError:
+        buffer = io.BytesIO()
+        torch.save(safe, buffer)
+    return buffer.getvalue()
+
+
+def state_from_bytes(blob: bytes) -> Any:
+    """Inverse of `state_to_bytes`, loading with ``weights_only=True`` (no arbitrary unpickling)."""
+    import torch
+
+    return _from_safe(torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu"))
+
+
+# -- records ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrialRecord:
+    """One row of the trials table (JSON columns parsed)."""
+
+    id: int
+    arch: Any
+    key: str
+    status: str
+    metrics: dict[str, Any] | None
+    reward: float | None
+    error: str | None
+    created: float
+    started: float | None
+    finished: float | None
+    seed: int
+    attempts: int
+    failures: int
+    reused_from: int | None
+    rejected: bool
+    queued: int | None
+
+    @property
+    def reused(self) -> bool:
+        return self.reused_from is not None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d["reused"] = self.reused
+        return d
+
+
+_TRIAL_COLUMNS = ("id, arch, key, status, metrics, reward, error, created, started, finished, seed, "
+                  "attempts, failures, reused_from, rejected, queued")
+
+
+def _record(row: tuple) -> TrialRecord:
+    (id_, arch, key, status, metrics, reward, error, created, started, finished, seed, attempts,
+     failures, reused_from, rejected, queued) = row
+    return TrialRecord(id_, _loads(arch), key, status, _loads(metrics), reward, error, created,
+                       started, finished, seed, attempts, failures, reused_from, bool(rejected),
+                       queued)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    state: Any
+    trial_id: int | None
+    event: str | None
+    elapsed: float | None
+    updated: float
+
+
+@dataclass(frozen=True)
+class CheckpointUpdate:
+    """A checkpoint to write in the same transaction as a trial change."""
+
+    state: Any
+    event: str
+    elapsed: float | None = None
+    name: str = "strategy"
+
+    def blob(self) -> bytes:
+        return self.state if isinstance(self.state, bytes) else state_to_bytes(self.state)
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+# -- the store ----------------------------------------------------------------------------------------
+class Store:
+    """A run's SQLite database. Create with `Store.create`, open an existing run with `Store.open`."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / DB_NAME
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        self._lock = threading.RLock()
+
+    # -- opening ----------------------------------------------------------------------------------
+    @staticmethod
+    def exists(run_dir: str | os.PathLike) -> bool:
+        return (Path(run_dir) / DB_NAME).exists()
+
+    @classmethod
+    def create(cls, run_dir: str | os.PathLike, config: Mapping[str, Any]) -> Store:
+        """Create a new run; refuses (ConfigError) when the folder already holds a run."""
+        run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError("run", f"{run_dir} exists and is not a folder")
+        if cls.exists(run_dir):
+            raise ConfigError("run", f"{run_dir} already holds a run ({DB_NAME}); resume it or "
+                                     "choose another run folder (nothing was overwritten)")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("run", f"cannot create run folder {run_dir}: {exc.strerror}") from None
+        store = cls(run_dir)
+        config_text = dumps(config)
+
+        def body(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT COUNT(*) FROM run").fetchone()[0]:
+                raise ConfigError("run", f"{run_dir} already holds a run ({DB_NAME}); resume it or "
+                                         "choose another run folder (nothing was overwritten)")
+            from nasforge import __version__
+
+            conn.execute("INSERT INTO run (id, config, schema_version, nasforge_version, created) "
+                         "VALUES (1, ?, ?, ?, ?)", (config_text, SCHEMA_VERSION, __version__, time.time()))
+
+        try:
+            store._connect(create=True)
+            store._write(body)
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @classmethod
+    def open(cls, run_dir: str | os.PathLike) -> Store:
+        """Open an existing run (StoreError when there is none or it is not a nasforge database)."""
+        store = cls(run_dir)
+        if not store.path.is_file():
+            raise StoreError(store.path, "no nasforge run database here")
+        try:
+            store._connect(create=False)
+            row = store._read(lambda c: c.execute(
+                "SELECT schema_version FROM run WHERE id = 1").fetchone())
+        except StoreError:
+            store.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise StoreError(store.path, f"not a nasforge run database ({exc})") from None
+        if row is None:
+            store.close()
+            raise StoreError(store.path, "the run database has no config (not a nasforge run)")
+        if row[0] > SCHEMA_VERSION:
+            store.close()
+            raise StoreError(store.path, f"written by a newer nasforge (schema {row[0]}, this one "
+                                         f"reads {SCHEMA_VERSION})")
+        return store
+
+    def _connect(self, create: bool = False) -> sqlite3.Connection:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                return self._conn
+            self._conn = None  # a connection inherited over fork is never used
+            try:
+                conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                                       check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise StoreError(self.path, f"cannot open database ({exc})") from None
+            try:
+                conn.execute("PRAGMA busy_timeout = 60000")
+                self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+                conn.execute("PRAGMA synchronous = NORMAL")  # WAL+NORMAL: survives process kills
+                conn.execute("PRAGMA foreign_keys = ON")
+                if create:
+                    self._retry(lambda: conn.executescript(_SCHEMA))
+                else:
+                    tables = {r[0] for r in conn.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                    missing = {"run", "trials", "checkpoints", "markers"} - tables
+                    if missing:
+                        raise StoreError(self.path, "not a nasforge run database (missing tables: "
+                                                    f"{', '.join(sorted(missing))})")
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise StoreError(self.path, f"not a nasforge run database ({exc})") from None
+            except BaseException:
+                conn.close()
+                raise
+            self._conn, self._pid = conn, os.getpid()
+            return conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                try:
+                    self._conn.close()
+                except sqlite3.Error:
+                    pass
+            self._conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transactions -------------------------------------------------------------------------------
+    def _retry(self, fn: Callable[[], Any]) -> Any:
+        deadline = time.monotonic() + _BUSY_DEADLINE_S
+        delay = 0.005
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.5)
+
+    def _write(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `body` in one write transaction (BEGIN IMMEDIATE), retrying when the file is busy."""
+        with self._lock:
+            conn = self._connect()
+
+            def attempt() -> Any:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body(conn)
+                    if FAULT_HOOK is not None:
+                        FAULT_HOOK("before-commit")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        try:
+                            conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
+                    raise
+                return result
+
+            try:
+                return self._retry(attempt)
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(self.path, f"database error ({exc})") from None
+
+    def _read(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._lock:
+            conn = self._connect()
+            try:
+                return self._retry(lambda: body(conn))
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(self.path, f"database error ({exc})") from None
+
+    @staticmethod
+    def _put_checkpoint(conn: sqlite3.Connection, update: CheckpointUpdate | None,
+                        trial_id: int | None) -> None:
+        if update is None:
+            return
+        if FAULT_HOOK is not None:
+            FAULT_HOOK("before-checkpoint")
+        conn.execute(
+            "INSERT INTO checkpoints (name, state, trial_id, event, elapsed, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET state = excluded.state, "
+            "trial_id = excluded.trial_id, event = excluded.event, elapsed = excluded.elapsed, "
+            "updated = excluded.updated",
+            (update.name, sqlite3.Binary(update.blob()), trial_id, update.event, update.elapsed,
+             time.time()))
+
+    # -- run config ---------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        row = self._read(lambda c: c.execute("SELECT config FROM run WHERE id = 1").fetchone())
+        if row is None:
+            raise StoreError(self.path, "the run database has no config")
+        return json.loads(row[0])
+
+    def created(self) -> float:
+        return self._read(lambda c: c.execute("SELECT created FROM run WHERE id = 1").fetchone())[0]
+
+    # -- trials -------------------------------------------------------------------------------------
+    def add_trial(self, arch: Any, key: str, seed: int | Callable[[int], int], *,
+                  status: str = "pending", metrics: Mapping[str, Any] | None = None,
+                  reward: float | None = None, error: str | None = None,
+                  reused_from: int | None = None, rejected: bool = False,
+                  queued: int | None = None, checkpoint: CheckpointUpdate | None = None) -> int:
+        """Insert a trial (and the strategy checkpoint, if given) in one transaction; return its id.
+
+        `arch` is the architecture's JSON value (or its JSON text). `seed` may be a function of the
+        new trial's id, so a trial's seed can derive from its index in the same transaction.
+        Trials inserted as ``done``/``failed`` (reused results, rejections) are finished at once;
+        a trial inserted as ``running`` counts one attempt.
+        """
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        arch_text = arch if isinstance(arch, str) else json.dumps(arch, sort_keys=True)
+        metrics_text = None if metrics is None else dumps(metrics)
+        reward = None if reward is None or not math.isfinite(reward) else float(reward)
+
+        def body(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            started = now if status != "pending" else None
+            finished = now if status in ("done", "failed") else None
+            cur = conn.execute(
+                "INSERT INTO trials (arch, key, status, metrics, reward, error, created, started, "
+                "finished, seed, attempts, reused_from, rejected, queued) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+                (arch_text, key, status, metrics_text, reward, error, now, started, finished,
+                 int(status == "running"), reused_from, int(rejected), queued))
+            trial_id = int(cur.lastrowid)
+            trial_seed = seed(trial_id) if callable(seed) else seed
+            conn.execute("UPDATE trials SET seed = ? WHERE id = ?", (int(trial_seed), trial_id))
+            self._put_checkpoint(conn, checkpoint, trial_id)
+            return trial_id
+
+        return self._write(body)
+
+    def mark_running(self, trial_id: int, *, queued: int | None = None,
+                     reused_from: int | None | bool = False) -> None:
+        """The trial was handed to an executor: status running, one more attempt.
+
+        `reused_from=None` clears a follower's link (its leader failed, it is evaluated itself).
+        """
+        def body(conn: sqlite3.Connection) -> None:
+            sets = "status = 'running', started = ?, attempts = attempts + 1, queued = COALESCE(?, queued)"
+            params: list[Any] = [time.time(), queued]
+            if reused_from is not False:
+                sets += ", reused_from = ?"
+                params.append(reused_from)
+            self._update(conn, trial_id, sets, params, UNFINISHED)
+
+        self._write(body)
+
+    def requeue_trial(self, trial_id: int, error: str, *, queued: int | None = None) -> None:
+        """A failed attempt that will be retried: keep it unfinished, count the failure and attempt."""
+        def body(conn: sqlite3.Connection) -> None:
+            self._update(conn, trial_id,
+                         "status = 'running', error = ?, failures = failures + 1, "
+                         "attempts = attempts + 1, started = ?, queued = COALESCE(?, queued)",
+                         [error, time.time(), queued], UNFINISHED)
+
+        self._write(body)
+
+    def finish_trial(self, trial_id: int, status: str, *, metrics: Mapping[str, Any] | None = None,
+                     reward: float | None = None, error: str | None = None,
+                     started: float | None = None, failures: int | None = None,
+                     reused_from: int | None | bool = False,
+                     checkpoint: CheckpointUpdate | None = None) -> None:
+        """Record a trial's outcome (and the checkpoint after its tell) in one transaction.
+
+        A trial that succeeds after failed attempts keeps the last attempt's error as a note.
+        """
+        if status not in ("done", "failed"):
+            raise ValueError(f"a trial finishes as done or failed, not {status!r}")
+        metrics_text = None if metrics is None else dumps(metrics)
+        reward = None if reward is None or not math.isfinite(reward) else float(reward)
+
+        def body(conn: sqlite3.Connection) -> None:
+            sets = ("status = ?, metrics = ?, reward = ?, error = COALESCE(?, error), finished = ?, "
+                    "started = COALESCE(?, started, ?), failures = COALESCE(?, failures)")
+            now = time.time()
+            params: list[Any] = [status, metrics_text, reward, error, now, started, now, failures]
+            if reused_from is not False:
+                sets += ", reused_from = ?"
+                params.append(reused_from)
+            self._update(conn, trial_id, sets, params, UNFINISHED)
+            self._put_checkpoint(conn, checkpoint, trial_id)
+
+        self._write(body)
+
+    def _update(self, conn: sqlite3.Connection, trial_id: int, sets: str, params: list[Any],
+                from_statuses: tuple[str, ...]) -> None:
+        marks = ", ".join("?" * len(from_statuses))
+        cur = conn.execute(f"UPDATE trials SET {sets} WHERE id = ? AND status IN ({marks})",
+                           [*params, trial_id, *from_statuses])
+        if cur.rowcount != 1:
+            row = conn.execute("SELECT status FROM trials WHERE id = ?", (trial_id,)).fetchone()
+            state = "does not exist" if row is None else f"is already {row[0]}"
+            raise StoreError(self.path, f"trial {trial_id} {state}")
+
+    def trial(self, trial_id: int) -> TrialRecord:
+        row = self._read(lambda c: c.execute(
+            f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE id = ?", (trial_id,)).fetchone())
+        if row is None:
+            raise KeyError(f"no trial {trial_id}")
+        return _record(row)
+
+    def trials(self, status: str | tuple[str, ...] | None = None) -> list[TrialRecord]:
+        """Trials in id order, optionally only those with the given status(es)."""
+        return list(self.iter_trials(status))
+
+    def iter_trials(self, status: str | tuple[str, ...] | None = None) -> Iterator[TrialRecord]:
+        where, params = "", ()
+        if status is not None:
+            statuses = (status,) if isinstance(status, str) else tuple(status)
+            where = f" WHERE status IN ({', '.join('?' * len(statuses))})"
+            params = statuses
+        rows = self._read(lambda c: c.execute(
+            f"SELECT {_TRIAL_COLUMNS} FROM trials{where} ORDER BY id", params).fetchall())
+        return (_record(r) for r in rows)
+
+    def find_result(self, key: str) -> TrialRecord | None:
+        """The first finished trial of `key` whose result can be reused: done, or rejected."""
+        row = self._read(lambda c: c.execute(
+            f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE key = ? AND "
+            "(status = 'done' OR (status = 'failed' AND rejected = 1)) ORDER BY id LIMIT 1",
+            (key,)).fetchone())
+        return None if row is None else _record(row)
+
+    def count(self) -> int:
+        return self._read(lambda c: c.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+
+    def counts(self) -> dict[str, int]:
+        rows = self._read(lambda c: c.execute(
+            "SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
+        out = dict.fromkeys(STATUSES, 0)
+        out.update({s: n for s, n in rows})
+        out["reused"] = self._read(lambda c: c.execute(
+            "SELECT COUNT(*) FROM trials WHERE reused_from IS NOT NULL").fetchone()[0])
+        out["total"] = sum(out[s] for s in STATUSES)
+        return out
+
+    def best(self, n: int = 10) -> list[TrialRecord]:
+        """The n best done trials by reward (first seen wins ties; reused copies left out)."""
+        rows = self._read(lambda c: c.execute(
+            f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE status = 'done' AND reward IS NOT NULL "
+            "AND reused_from IS NULL ORDER BY reward DESC, id ASC LIMIT ?", (int(n),)).fetchall())
+        return [_record(r) for r in rows]
+
+    def max_queued(self) -> int:
+        return self._read(lambda c: c.execute(
+            "SELECT COALESCE(MAX(queued), 0) FROM trials").fetchone()[0])
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def save_checkpoint(self, state: Any, *, name: str = "strategy", event: str = "manual",
+                        trial_id: int | None = None, elapsed: float | None = None) -> None:
+        update = CheckpointUpdate(state, event, elapsed, name)
+        self._write(lambda conn: self._put_checkpoint(conn, update, trial_id))
+
+    def load_checkpoint(self, name: str = "strategy") -> Checkpoint | None:
+        row = self._read(lambda c: c.execute(
+            "SELECT state, trial_id, event, elapsed, updated FROM checkpoints WHERE name = ?",
+            (name,)).fetchone())
+        if row is None:
+            return None
+        try:
+            state = state_from_bytes(bytes(row[0]))
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+            raise StoreError(self.path, f"checkpoint {name!r} cannot be read safely "
+                                        f"({type(exc).__name__})") from None
+        return Checkpoint(state, row[1], row[2], row[3], row[4])
+
+    # -- markers ------------------------------------------------------------------------------------
+    def set_marker(self, key: str, value: Any) -> None:
+        text = dumps(value)
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO markers (key, value, updated) VALUES (?, ?, ?) ON CONFLICT(key) "
+            "DO UPDATE SET value = excluded.value, updated = excluded.updated",
+            (key, text, time.time())))
+
+    def get_marker(self, key: str, default: Any = None) -> Any:
+        row = self._read(lambda c: c.execute("SELECT value FROM markers WHERE key = ?",
+                                             (key,)).fetchone())
+        return default if row is None else json.loads(row[0])
+
+    def delete_marker(self, key: str) -> None:
+        self._write(lambda conn: conn.execute("DELETE FROM markers WHERE key = ?", (key,)))
+
+    def markers(self) -> dict[str, Any]:
+        rows = self._read(lambda c: c.execute("SELECT key, value FROM markers ORDER BY key").fetchall())
+        return {k: json.loads(v) for k, v in rows}
+
+    # -- checks -------------------------------------------------------------------------------------
+    def integrity_check(self) -> list[str]:
+        """Problems found by SQLite's integrity check and the store's own invariants ([] if none)."""
+        problems: list[str] = []
+
+        def body(c: sqlite3.Connection) -> None:
+            rows = [r[0] for r in c.execute("PRAGMA integrity_check").fetchall()]
+            if rows != ["ok"]:
+                problems.extend(f"sqlite: {r}" for r in rows)
+            problems.extend(f"foreign key: trial {r[1]} refers to a missing trial"
+                            for r in c.execute("PRAGMA foreign_key_check(trials)").fetchall())
+            if c.execute("SELECT COUNT(*) FROM run").fetchone()[0] != 1:
+                problems.append("run: expected exactly one config row")
+            for (tid,) in c.execute("SELECT id FROM trials WHERE status = 'done' AND "
+                                    "(reward IS NULL OR metrics IS NULL)"):
+                problems.append(f"trial {tid}: done without reward or metrics")
+            for (tid,) in c.execute("SELECT id FROM trials WHERE status = 'failed' AND error IS NULL"):
+                problems.append(f"trial {tid}: failed without an error")
+            for (tid,) in c.execute("SELECT id FROM trials WHERE status IN ('done', 'failed') "
+                                    "AND finished IS NULL"):
+                problems.append(f"trial {tid}: finished without a finish time")
+            n, lo, hi = c.execute("SELECT COUNT(*), MIN(id), MAX(id) FROM trials").fetchone()
+            if n and (lo != 1 or hi != n):
+                problems.append(f"trials: ids are not 1..{n} (min {lo}, max {hi})")
+            if n and c.execute("SELECT COUNT(*) FROM checkpoints WHERE name = 'strategy'"
+                               ).fetchone()[0] == 0:
+                problems.append("checkpoints: trials but no strategy checkpoint")
+
+        self._read(body)
+        return problems
+
+
+@contextmanager
+def fault_hook(hook: Callable[[str], None] | None) -> Iterator[None]:
+    """Install a fault-injection hook for the duration of a block (tests)."""
+    global FAULT_HOOK
+    old, FAULT_HOOK = FAULT_HOOK, hook
+    try:
+        yield
+    finally:
+        FAULT_HOOK = old

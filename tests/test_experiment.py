@@ -1,0 +1,666 @@
+"""The experiment loop, resume after crashes and SIGKILLs, executors, configs.
+
+Everything here runs on a toy space (3 decisions x 3 options), a toy strategy whose asks depend
+on what it was told, and a toy evaluator whose metrics depend on the architecture *and* the seed,
+so any lost, repeated or re-seeded trial shows up in the compared sequences.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nasforge.errors import ArchitectureError, ConfigError
+from nasforge.evaluators.base import Evaluator
+from nasforge.experiment import (
+    Budget,
+    Experiment,
+    ProcessExecutor,
+    SearchConfig,
+    SerialExecutor,
+    SimulatedExecutor,
+    Store,
+    config_diff,
+    create_executor,
+    resolve_run_dir,
+    trial_seed,
+)
+from nasforge.experiment import store as store_mod
+from nasforge.spaces.base import Decision, SearchSpace
+from nasforge.strategies.base import Result, Strategy
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+# -- toy components ----------------------------------------------------------------------------------
+class ToySpace(SearchSpace):
+    name = "toy"
+
+    def __init__(self, steps: int = 3, options: int = 3):
+        self.steps, self.options = steps, options
+
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        return tuple(Decision(f"d{i}", self.options) for i in range(self.steps))
+
+    def encode(self, arch):
+        return tuple(arch)
+
+    def decode(self, choices: Sequence[int]):
+        return tuple(self.check_choices(choices))
+
+    def validate(self, arch):
+        return self.decode(arch)
+
+    def to_json(self, arch):
+        return {"space": "toy", "choices": list(arch)}
+
+    def from_json(self, data):
+        if not isinstance(data, dict) or "choices" not in data:
+            raise ArchitectureError("choices", "missing")
+        return self.decode(data["choices"])
+
+    def key(self, arch) -> str:
+        return "".join(map(str, arch))
+
+    def mutate(self, arch, rng):
+        arch = list(arch)
+        i = int(rng.integers(len(arch)))
+        arch[i] = (arch[i] + 1 + int(rng.integers(self.options - 1))) % self.options
+        return tuple(arch)
+
+    def build(self, arch, **network_config):
+        raise NotImplementedError
+
+
+class ToyStrategy(Strategy):
+    """Mutates its best architecture half of the time: what it asks depends on what it was told."""
+
+    name = "toy"
+
+    def __init__(self, space, seed: int = 0, hook=None):
+        super().__init__(space, seed)
+        self.best: list[int] | None = None
+        self.best_reward: float | None = None
+        self.pending: list[str] = []
+        self.told = 0
+        self.failures = 0
+        self.hook = hook
+
+    def ask(self):
+        if self.hook:
+            self.hook("ask")
+        if self.best is not None and self.rng.random() < 0.5:
+            arch = self.space.mutate(tuple(self.best), self.rng)
+        else:
+            arch = self.space.sample(self.rng)
+        self.pending.append(self.space.key(arch))
+        return arch
+
+    def tell(self, arch, result: Result) -> None:
+        self.pending.remove(self.space.key(arch))  # ValueError for a tell without an ask
+        self.told += 1
+        if self.hook:
+            self.hook("tell")
+        if result.failed:
+            self.failures += 1
+            return
+        assert np.isfinite(result.reward)
+        if self.best_reward is None or result.reward > self.best_reward:
+            self.best, self.best_reward = list(arch), result.reward
+
+    def state_dict(self):
+        return {**super().state_dict(), "best": self.best, "best_reward": self.best_reward,
+                "pending": list(self.pending), "told": self.told, "failures": self.failures}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.best, self.best_reward = state["best"], state["best_reward"]
+        self.pending = list(state["pending"])
+        self.told, self.failures = state["told"], state["failures"]
+
+
+class ToyEvaluator(Evaluator):
+    """Deterministic metrics from (arch, seed); some architectures fail, some are flaky."""
+
+    name = "toy"
+
+    def __init__(self, delay: float = 0.0, hook=None, fail=(), nan=(), crash=(), sleep=(),
+                 flaky: bool = False):
+        self.delay, self.hook, self.flaky = delay, hook, flaky
+        self.fail, self.nan, self.crash, self.sleep = set(fail), set(nan), set(crash), set(sleep)
+        self.calls = 0
+
+    def evaluate(self, space, arch, seed):
+        self.calls += 1
+        if self.hook:
+            self.hook("eval")
+        if self.delay:
+            time.sleep(self.delay)
+        key = space.key(arch)
+        if key in self.fail:
+            raise RuntimeError(f"cannot train {key}")
+        if key in self.crash:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if key in self.sleep:
+            time.sleep(30)
+        if self.flaky and seed % 5 == 0:
+            raise RuntimeError("flaky failure")
+        value = sum((i + 1) * c for i, c in enumerate(arch)) / 12 + (seed % 1000) * 1e-6
+        if key in self.nan:
+            value = float("nan")
+        return {"val_accuracy": value, "test_accuracy": value - 0.01,
+                "cost_seconds": 10.0 + arch[0], "seed": float(seed)}
+
+
+def toy_limit(arch) -> str | None:
+    return "params 9 > 8" if tuple(arch) == (2, 2, 2) else None
+
+
+FAIL = {"012", "210"}
+
+
+def make_experiment(run_dir, *, trials: int = 30, seed: int = 0, resume: Any = False,
+                    evaluator=None, strategy=None, executor=None, retries: int = 1, **kwargs):
+    space = ToySpace()
+    return Experiment(
+        space, strategy or ToyStrategy(space, seed), evaluator or ToyEvaluator(fail=FAIL, flaky=True),
+        None, run_dir, budget={"max_trials": trials}, seed=seed, resume=resume, retries=retries,
+        limit_check=toy_limit, executor=executor, progress=False,
+        config={"space": "toy", "strategy": "toy", "evaluator": "toy", "seed": seed,
+                "retries": retries, "budget": {"max_trials": trials}},
+        **kwargs)
+
+
+def sequence(run_dir) -> list[tuple]:
+    with Store.open(run_dir) as store:
+        return [(t.id, t.key, t.status, t.reward, t.error, t.reused_from, t.seed)
+                for t in store.trials()]
+
+
+def check_run(run_dir, trials: int) -> None:
+    with Store.open(run_dir) as store:
+        assert store.integrity_check() == []
+        rows = store.trials()
+        assert [t.id for t in rows] == list(range(1, trials + 1))
+        assert all(t.status in ("done", "failed") for t in rows)
+        state = store.load_checkpoint().state
+        assert state["pending"] == [] and state["told"] == trials
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    run = tmp_path_factory.mktemp("reference") / "run"
+    exp = make_experiment(run)
+    summary = exp.run()
+    exp.close()
+    assert summary.trials == 30
+    check_run(run, 30)
+    return sequence(run)
+
+
+# -- the loop ----------------------------------------------------------------------------------------
+def test_run_records_every_trial(reference, tmp_path):
+    statuses = {row[2] for row in reference}
+    assert statuses == {"done", "failed"}
+    assert any(row[5] is not None for row in reference), "the toy search should repeat itself"
+    assert any(row[4] and row[4].startswith("rejected") for row in reference)
+    assert all(row[6] == trial_seed(0, row[0]) for row in reference)
+    assert all(row[4] == "RuntimeError: cannot train " + row[1]
+               for row in reference if row[1] in FAIL and row[5] is None)
+    # same seed, same trials; another seed, other trials
+    again = make_experiment(tmp_path / "again")
+    again.run()
+    assert sequence(tmp_path / "again") == reference
+    other = make_experiment(tmp_path / "other", seed=1)
+    other.run()
+    assert [r[1] for r in sequence(tmp_path / "other")] != [r[1] for r in reference]
+
+
+def test_dedup_reuses_results(tmp_path):
+    evaluator = ToyEvaluator()
+    exp = make_experiment(tmp_path / "dedup", evaluator=evaluator, trials=40)
+    exp.run()
+    with Store.open(tmp_path / "dedup") as store:
+        rows = store.trials()
+        reused = [t for t in rows if t.reused]
+        assert reused and evaluator.calls == len(rows) - len(reused) - sum(t.rejected for t in rows
+                                                                             if not t.reused)
+        for t in reused:
+            original = store.trial(t.reused_from)
+            assert original.key == t.key and original.reused_from is None
+            assert (t.status, t.reward, t.metrics) == (original.status, original.reward,
+                                                       original.metrics)
+    evaluator = ToyEvaluator()
+    make_experiment(tmp_path / "nodedup", evaluator=evaluator, trials=40, dedup=False).run()
+    assert evaluator.calls == 40 - sum(1 for r in sequence(tmp_path / "nodedup")
+                                       if r[4] and r[4].startswith("rejected"))
+
+
+def test_failures_nan_and_retries(tmp_path):
+    space = ToySpace()
+    strategy = ToyStrategy(space, 0)
+    evaluator = ToyEvaluator(fail={"000", "111"}, nan={"001"}, flaky=True)
+    exp = make_experiment(tmp_path / "f", trials=60, strategy=strategy, evaluator=evaluator,
+                          retries=2)
+    summary = exp.run()
+    assert summary.trials == 60 and summary.unfinished == 0
+    with Store.open(tmp_path / "f") as store:
+        rows = store.trials()
+    failed = {t.key: t for t in rows if t.status == "failed" and not t.reused}
+    assert failed["000"].error == "RuntimeError: cannot train 000" and failed["000"].failures == 3
+    assert failed["000"].attempts == 3
+    assert failed["001"].error == "val_accuracy is nan"
+    retried = [t for t in rows if t.status == "done" and t.failures]
+    assert retried and all(t.error == "RuntimeError: flaky failure" and t.attempts == t.failures + 1
+                           for t in retried)
+    assert all(t.seed % 5 == 0 for t in retried)  # the first attempt's seed failed
+    assert strategy.failures == sum(t.status == "failed" for t in rows)
+    assert strategy.told == 60 and strategy.pending == []
+
+
+def test_limits_reject_before_evaluation(tmp_path):
+    evaluator = ToyEvaluator()
+    space = ToySpace()
+    exp = Experiment(space, ToyStrategy(space), evaluator, None, tmp_path / "l", budget=30,
+                     limit_check=lambda arch: "too many ones" if 1 in arch else None,
+                     progress=False)
+    exp.run()
+    with Store.open(tmp_path / "l") as store:
+        rows = store.trials()
+    rejected = [t for t in rows if t.rejected]
+    assert rejected and all(t.error == "rejected: too many ones" and 1 in t.arch["choices"]
+                            for t in rejected)
+    assert all(1 not in t.arch["choices"] for t in rows if t.status == "done")
+    assert evaluator.calls == sum(1 for t in rows if t.status == "done" and not t.reused)
+
+
+def test_cost_and_time_budgets(tmp_path):
+    space = ToySpace()
+    exp = Experiment(space, ToyStrategy(space), ToyEvaluator(), None, tmp_path / "c",
+                     budget=Budget(max_cost=55), dedup=False, progress=False)
+    summary = exp.run()
+    assert 55 <= summary.cost < 55 + 13 and summary.stop_reason.startswith("cost budget")
+    with Store.open(tmp_path / "c") as store:
+        costs = [t.metrics["cost_seconds"] for t in store.trials()]
+    assert sum(costs[:-1]) < 55 <= sum(costs)
+    exp = Experiment(space, ToyStrategy(space), ToyEvaluator(delay=0.02), None, tmp_path / "t",
+                     budget={"max_seconds": 0.3}, dedup=False, progress=False)
+    start = time.monotonic()
+    summary = exp.run()
+    assert time.monotonic() - start < 2 and 2 <= summary.trials <= 16
+    assert summary.stop_reason.startswith("time budget")
+
+
+def test_progress_output(tmp_path):
+    from rich.console import Console
+
+    console = Console(file=__import__("io").StringIO(), force_terminal=False, width=150)
+    space = ToySpace()
+    Experiment(space, ToyStrategy(space), ToyEvaluator(), None, tmp_path / "p", budget=10,
+               progress=True, console=console).run()
+    text = console.file.getvalue()
+    assert "10/10 trials" in text and "best" in text
+
+
+# -- run folders and configs -------------------------------------------------------------------------
+def test_new_run_never_overwrites(tmp_path, reference):
+    run = tmp_path / "run"
+    make_experiment(run, trials=5).run()
+    before = sequence(run)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        make_experiment(run, trials=5)
+    assert sequence(run) == before
+    with pytest.raises(ConfigError, match="no run to resume"):
+        make_experiment(tmp_path / "nothing", resume=True)
+
+
+def test_resume_requires_the_same_config(tmp_path):
+    run = tmp_path / "run"
+    make_experiment(run, trials=5).run()
+    with pytest.raises(ConfigError) as info:
+        make_experiment(run, trials=5, seed=1, resume=True)
+    message = str(info.value)
+    assert "seed (0 -> 1)" in message and "\n" not in message
+    # a larger budget is not a different run: it continues
+    exp = make_experiment(run, trials=8, resume=True)
+    exp.run()
+    assert len(sequence(run)) == 8
+
+
+def test_resolve_run_dir(tmp_path):
+    root = tmp_path / "runs"
+    assert resolve_run_dir("a", root) == (root / "a").resolve()
+    assert resolve_run_dir("cifar/ppo-1", root) == (root / "cifar" / "ppo-1").resolve()
+    for bad in ["", "..", "../x", "a/../../x", "a/..", "/etc", "C:\\x", "a\\..\\..\\x", "x\ny", "."]:
+        with pytest.raises(ConfigError):
+            resolve_run_dir(bad, root)
+    root.mkdir()
+    (root / "link").symlink_to(tmp_path)
+    with pytest.raises(ConfigError, match="inside the runs folder"):
+        resolve_run_dir("link/escape", root)
+
+
+def test_search_config_round_trip_and_validation():
+    config = SearchConfig.from_dict({
+        "space": "toy", "strategy": {"name": "evolution", "options": {"population": 10}},
+        "evaluator": {"name": "table", "options": {"columns": ["a", "b"]}},
+        "budget": {"max_trials": 50}, "seed": 3, "workers": 2})
+    assert SearchConfig.from_json(config.to_json()) == config
+    assert config.strategy.options["population"] == 10
+    assert config.evaluator.kwargs() == {"columns": ["a", "b"]}
+    with pytest.raises(Exception):
+        config.seed = 4  # frozen
+    with pytest.raises(TypeError):
+        config.strategy.options["population"] = 11
+    other = config.replace(budget=Budget(max_trials=100), workers=4, seed=4)
+    assert config_diff(config.to_dict(), other.to_dict()) == ["seed"]
+    assert "budget" not in config.identity()
+    for bad, field in [({"seed": -1}, "seed"), ({"seed": 1.5}, "seed"), ({"retries": "x"}, "retries"),
+                       ({"workers": 0}, "workers"), ({"budget": {}}, "budget"),
+                       ({"budget": {"max_trials": 0}}, "budget.max_trials"),
+                       ({"budget": {"trials": 5}}, "budget.trials"), ({"colour": 1}, "colour"),
+                       ({"executor": "slurm"}, "executor"), ({"dedup": "yes"}, "dedup"),
+                       ({"strategy": {"nam": "x"}}, "strategy.nam"),
+                       ({"timeout": float("nan")}, "timeout")]:
+        data = {"space": "toy", "strategy": "random", "evaluator": "table", **bad}
+        with pytest.raises(ConfigError, match=f"^{field}:") as info:
+            SearchConfig.from_dict(data)
+        assert "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="^evaluator: is required"):
+        SearchConfig.from_dict({"space": "toy", "strategy": "random"})
+
+
+def test_from_config_builds_through_the_registries(tmp_path, monkeypatch):
+    import nasforge.evaluators as evaluators
+    import nasforge.spaces as spaces
+
+    monkeypatch.setitem(spaces.SPACES, "toy-test", ToySpace)
+    monkeypatch.setattr(evaluators, "create_evaluator",
+                        lambda name, space=None, **options: ToyEvaluator(**options), raising=False)
+    config = SearchConfig.from_dict({
+        "space": {"name": "toy-test", "options": {"options": 4}},
+        "strategy": {"name": "random"}, "evaluator": {"name": "toy", "options": {}},
+        "budget": 12, "seed": 5})
+    exp = Experiment.from_config(config, tmp_path / "cfg", progress=False)
+    summary = exp.run()
+    assert summary.trials == 12 and summary.best is not None
+    assert Store.open(tmp_path / "cfg").config() == config.to_dict()
+    exp.close()
+    exp = Experiment.from_config(config.replace(budget=Budget(max_trials=15)), tmp_path / "cfg",
+                                 resume=True, progress=False)
+    assert exp.run().trials == 15
+    with pytest.raises(ConfigError, match="space.options.options"):
+        Experiment.from_config(config.replace(space={"name": "toy-test", "options": {"options": 3}}),
+                               tmp_path / "cfg", resume=True, progress=False)
+    with pytest.raises(Exception, match="nosuch"):
+        Experiment.from_config(config.replace(strategy="nosuch"), tmp_path / "x", progress=False)
+
+
+# -- crashes and resume ------------------------------------------------------------------------------
+class Crash:
+    """Raises `exc` at the n-th evaluation."""
+
+    def __init__(self, n: int, exc: BaseException):
+        self.n, self.exc, self.count = n, exc, 0
+
+    def __call__(self, label: str) -> None:
+        self.count += 1
+        if self.count == self.n:
+            raise self.exc
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(3)])
+def test_resume_after_simulated_crash(tmp_path, reference, exc):
+    run = tmp_path / "run"
+    for n in (4, 9, 2):  # crash three times, at different evaluations
+        exp = make_experiment(run, resume="auto",
+                              evaluator=ToyEvaluator(fail=FAIL, flaky=True, hook=Crash(n, exc)))
+        with pytest.raises(type(exc)):
+            exp.run()
+        exp.close()
+        with Store.open(run) as store:
+            assert store.integrity_check() == []
+            assert store.counts()["running"] == 1  # the interrupted trial, to be re-run
+    make_experiment(run, resume=True).run()
+    assert sequence(run) == reference
+    check_run(run, 30)
+
+
+def _killed_child(run_dir: str, point: str, n: int) -> None:
+    """Run the toy search (resuming if there is a run) and SIGKILL ourselves at the n-th `point`."""
+    counter = itertools.count(1)
+
+    def hook(label: str) -> None:
+        if label == point and next(counter) == n:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    store_mod.FAULT_HOOK = hook
+    space = ToySpace()
+    exp = make_experiment(run_dir, resume="auto", strategy=ToyStrategy(space, 0, hook=hook),
+                          evaluator=ToyEvaluator(fail=FAIL, flaky=True, hook=hook))
+    exp.run()
+
+
+def test_resume_after_sigkill_at_any_step(tmp_path, reference):
+    """SIGKILL during evaluation, during a database write, during a strategy update, during an ask."""
+    run = tmp_path / "run"
+    ctx = multiprocessing.get_context("fork")
+    kills = [("eval", 3), ("before-commit", 5), ("tell", 4), ("before-checkpoint", 6),
+             ("ask", 2), ("eval", 1), ("before-commit", 1), ("tell", 7)]
+    for point, n in kills:
+        p = ctx.Process(target=_killed_child, args=(str(run), point, n))
+        p.start()
+        p.join(60)
+        assert p.exitcode == -signal.SIGKILL, (point, n, p.exitcode)
+        with Store.open(run) as store:
+            assert store.integrity_check() == []
+            assert store.counts()["pending"] + store.counts()["running"] <= 1
+    make_experiment(run, resume=True).run()
+    assert sequence(run) == reference
+    check_run(run, 30)
+
+
+SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_experiment import ToyEvaluator, FAIL, make_experiment
+make_experiment({run!r}, resume="auto", evaluator=ToyEvaluator(fail=FAIL, flaky=True, delay=0.05)).run()
+"""
+
+
+def test_sigkill_a_real_search_process(tmp_path, reference):
+    """A fresh interpreter killed from outside at a moment we do not choose, then resumed."""
+    run = tmp_path / "run"
+    script = tmp_path / "search.py"
+    script.write_text(SCRIPT.format(tests=str(TESTS_DIR), run=str(run)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for threshold in (5, 12):
+        proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if Store.exists(run):
+                try:
+                    with Store.open(run) as store:
+                        if store.count() >= threshold:
+                            break
+                except store_mod.StoreError:
+                    pass  # created but not initialised yet
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.communicate()[0].decode()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert proc.returncode == -signal.SIGKILL
+        with Store.open(run) as store:
+            assert store.integrity_check() == []
+            assert threshold <= store.count() < 30
+    make_experiment(run, resume=True).run()
+    assert sequence(run) == reference
+    check_run(run, 30)
+
+
+# -- several outstanding asks, executors -------------------------------------------------------------
+def test_out_of_order_results_and_followers(tmp_path):
+    space = ToySpace(steps=2)  # 9 architectures: in-flight repeats are certain
+    strategy = ToyStrategy(space, 0)
+    evaluator = ToyEvaluator()
+    exp = Experiment(space, strategy, evaluator, None, tmp_path / "o", budget=40,
+                     executor=SimulatedExecutor(workers=6, seed=1), progress=False)
+    assert exp.max_outstanding == 6
+    exp.run()
+    assert strategy.pending == [] and strategy.told == 40
+    with Store.open(tmp_path / "o") as store:
+        rows = store.trials()
+        assert store.integrity_check() == []
+    assert all(t.status == "done" for t in rows)
+    assert evaluator.calls == len({t.key for t in rows}) == sum(not t.reused for t in rows)
+    finish_order = [t.id for t in sorted(rows, key=lambda t: t.finished)]
+    assert finish_order != sorted(finish_order)
+
+
+def test_resume_with_outstanding_asks_loses_nothing(tmp_path):
+    space = ToySpace(steps=2)
+    run = tmp_path / "run"
+    for n in (3, 6):
+        strategy = ToyStrategy(space, 0)
+        exp = Experiment(space, strategy, ToyEvaluator(hook=Crash(n, KeyboardInterrupt())), None,
+                         run, budget=40, executor=SerialExecutor(workers=4), progress=False,
+                         resume="auto", config={"toy": True})
+        with pytest.raises(KeyboardInterrupt):
+            exp.run()
+        exp.close()
+        with Store.open(run) as store:
+            assert store.counts()["pending"] + store.counts()["running"] >= 1
+    strategy = ToyStrategy(space, 0)
+    Experiment(space, strategy, ToyEvaluator(), None, run, budget=40, progress=False,
+               executor=SerialExecutor(workers=4), resume=True, config={"toy": True}).run()
+    assert strategy.pending == [] and strategy.told == 40
+    with Store.open(run) as store:
+        assert store.integrity_check() == []
+        assert [t.status for t in store.trials()] == ["done"] * 40
+    # and the same run uninterrupted gives the same trials
+    strategy = ToyStrategy(space, 0)
+    Experiment(space, strategy, ToyEvaluator(), None, tmp_path / "ref", budget=40, progress=False,
+               executor=SerialExecutor(workers=4), config={"toy": True}).run()
+    assert [r[1:] for r in sequence(run)] == [r[1:] for r in sequence(tmp_path / "ref")]
+
+
+def _ok(x):
+    return x * 2
+
+
+def _raise(x):
+    raise ValueError(f"bad {x}")
+
+
+def _exit(code):
+    os._exit(code)
+
+
+def _kill_self():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _sleep(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def _memory_grows(n):
+    global _LEAK
+    _LEAK = [0] * n  # would accumulate in a reused worker; a fresh process starts clean
+    return len(_LEAK)
+
+
+PRELOAD = ("torch", "nasforge.experiment", "test_experiment")
+
+
+def test_process_executor_isolates_failures():
+    with ProcessExecutor(workers=2, preload=PRELOAD) as ex:
+        handles = {
+            ex.submit(_ok, 21): ("value", 42),
+            ex.submit(_raise, 1): ("error", "ValueError: bad 1"),
+            ex.submit(_exit, 3): ("error", "worker process exited with code 3 before returning a result"),
+            ex.submit(_kill_self): ("error", "worker process killed by signal SIGKILL before returning a result"),
+            ex.submit(_sleep, 5, timeout=0.5): ("error", "timed out after 0.5 s"),
+            ex.submit(_sleep, 0.01, timeout=20): ("value", 0.01),
+            ex.submit(_memory_grows, 10): ("value", 10),
+        }
+        outcomes = []
+        start = time.monotonic()
+        while len(outcomes) < len(handles):
+            outcomes += ex.wait(timeout=5)
+            assert time.monotonic() - start < 30
+        assert ex.pending() == 0
+    for outcome in outcomes:
+        kind, expected = handles[outcome.handle]
+        assert (outcome.value if kind == "value" else outcome.error) == expected, outcome
+
+
+def test_experiment_with_worker_processes(tmp_path):
+    space = ToySpace()
+    evaluator = ToyEvaluator(fail={"000"}, crash={"111", "012"}, sleep={"222", "021"})
+    exp = Experiment(space, ToyStrategy(space, 0), evaluator, None, tmp_path / "p", budget=14,
+                     executor=ProcessExecutor(workers=2, preload=PRELOAD), timeout=1.5,
+                     retries=0, progress=False)
+    summary = exp.run()
+    exp.close()
+    assert summary.trials == 14 and summary.unfinished == 0
+    with Store.open(tmp_path / "p") as store:
+        rows = store.trials()
+        assert store.integrity_check() == []
+    errors = {t.key: t.error for t in rows if t.status == "failed" and not t.reused}
+    for key, error in errors.items():
+        if key in evaluator.crash:
+            assert error == "worker process killed by signal SIGKILL before returning a result"
+        elif key in evaluator.sleep:
+            assert error == "timed out after 1.5 s"
+        else:
+            assert error == "RuntimeError: cannot train 000"
+    assert set(errors) & evaluator.crash and set(errors) & evaluator.sleep and "000" in errors
+    assert all(t.metrics["seed"] == t.seed for t in rows if t.status == "done" and not t.reused)
+
+
+def test_create_executor():
+    assert isinstance(create_executor("auto", workers=1), SerialExecutor)
+    assert isinstance(create_executor("auto", workers=3), ProcessExecutor)
+    with pytest.raises(Exception, match="unknown executor 'ray'"):
+        create_executor("ray")
+    ex = SerialExecutor()
+    handle = ex.submit(_sleep, 2, timeout=0.2)
+    [outcome] = ex.wait()
+    assert outcome.handle == handle and outcome.error == "timed out after 0.2 s"
+
+
+@pytest.mark.parametrize("name", ["random", "evolution", "grid"])
+def test_real_strategies_resume_exactly(tmp_path, name):
+    strategies = pytest.importorskip("nasforge.strategies")
+    if name not in getattr(strategies, "STRATEGIES", {}):
+        pytest.skip(f"strategy {name} not available")
+    space = ToySpace(steps=4, options=4)
+
+    def experiment(run, hook=None, resume: Any = False):
+        return Experiment(space, strategies.create_strategy(name, space, 0),
+                          ToyEvaluator(fail=FAIL, flaky=True, hook=hook), None, run, budget=40,
+                          retries=1, resume=resume, progress=False, config={"strategy": name})
+
+    experiment(tmp_path / "ref").run()
+    for n in (3, 10, 17):
+        exp = experiment(tmp_path / "run", hook=Crash(n, KeyboardInterrupt()), resume="auto")
+        with pytest.raises(KeyboardInterrupt):
+            exp.run()
+        exp.close()
+    experiment(tmp_path / "run", resume=True).run()
+    assert sequence(tmp_path / "run") == sequence(tmp_path / "ref")
