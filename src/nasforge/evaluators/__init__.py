@@ -1,0 +1,70 @@
+"""Evaluators turn architectures into metrics; objectives turn metrics into rewards.
+
+Registered evaluators (`EVALUATORS`, built with `create_evaluator(name, space=..., **options)`):
+
+* "proxy": `ProxyTrainer`, trains the child network on a dataset;
+* "table": `TableEvaluator`, looks the architecture up in any CSV table;
+* "nb201": `NB201Table`, the shared NAS-Bench-201 CIFAR-10 table;
+* "macro": `MacroTable`, the shared NAS-Bench-Macro CIFAR-10 table.
+
+Objectives (`Accuracy`, `MnasNetObjective`, `Limits`, `create_objective`) live in
+`nasforge.evaluators.objectives`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from nasforge.errors import ConfigError
+from nasforge.evaluators.base import EvaluationError, Evaluator, Metrics
+from nasforge.evaluators.objectives import (Accuracy, Limits, MnasNetObjective, Objective, create_limits,
+                                            create_objective, model_costs)
+from nasforge.evaluators.proxy import ProxyTrainer
+from nasforge.evaluators.table import MacroTable, NB201Table, TableEvaluator
+
+#: evaluator name (configs and the CLI) -> class.
+EVALUATORS: dict[str, type[Evaluator]] = {
+    "proxy": ProxyTrainer,
+    "table": TableEvaluator,
+    "nb201": NB201Table,
+    "macro": MacroTable,
+}
+
+
+def register_evaluator(name: str, cls: type[Evaluator]) -> None:
+    EVALUATORS[name] = cls
+
+
+def evaluator_options(name: str) -> list[str]:
+    """Constructor options of an evaluator (besides `space`, which `create_evaluator` passes)."""
+    cls = _lookup(name)
+    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "space")]
+
+
+def _lookup(name: Any) -> type[Evaluator]:
+    if not isinstance(name, str) or name not in EVALUATORS:
+        raise ConfigError("evaluator", f"unknown evaluator {name!r}", sorted(EVALUATORS))
+    return EVALUATORS[name]
+
+
+def create_evaluator(name: str, space: Any = None, **options: Any) -> Evaluator:
+    """An evaluator by name; `space` is passed to those that take one. Unknown names, unknown
+    options and missing required options raise a one-line `ConfigError`."""
+    cls = _lookup(name)
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p not in ("self", "space")]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"evaluator.{unknown[0]}", f"unknown option for evaluator {name!r}", allowed or "none")
+    missing = [p for p in allowed if params[p].default is inspect.Parameter.empty and p not in options]
+    if missing:
+        raise ConfigError(f"evaluator.{missing[0]}", f"is required for evaluator {name!r}")
+    if "space" in params and space is not None:
+        options["space"] = space
+    return cls(**options)
+
+
+__all__ = ["Accuracy", "EVALUATORS", "EvaluationError", "Evaluator", "Limits", "MacroTable", "Metrics",
+           "MnasNetObjective", "NB201Table", "Objective", "ProxyTrainer", "TableEvaluator", "create_evaluator",
+           "create_limits", "create_objective", "evaluator_options", "model_costs", "register_evaluator"]

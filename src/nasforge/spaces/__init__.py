@@ -7,6 +7,7 @@ from typing import Any
 
 from nasforge.errors import ArchitectureError
 from nasforge.spaces.base import Decision, SearchSpace
+from nasforge.spaces.mbconv import MBConvSpace
 from nasforge.spaces.nasnet import Block, Cell, NASNetArchitecture, NASNetSpace
 
 #: space name (the "space" field of an architecture's JSON) -> factory of a default space.
@@ -15,6 +16,18 @@ SPACES: dict[str, Callable[[], SearchSpace]] = {"nasnet": NASNetSpace}
 
 def register_space(name: str, factory: Callable[[], SearchSpace]) -> None:
     SPACES[name] = factory
+
+
+from nasforge.spaces.layerwise import LayerwiseSpace  # noqa: E402  (tabular and layer-wise spaces, issue 4)
+from nasforge.spaces.macro import MacroSpace  # noqa: E402
+from nasforge.spaces.nb201 import NB201Space  # noqa: E402
+
+register_space("nb201", NB201Space)
+register_space("macro", MacroSpace)
+register_space("layerwise", LayerwiseSpace)
+
+
+register_space("mbconv", MBConvSpace)
 
 
 def space_for_json(data: Any) -> SearchSpace:

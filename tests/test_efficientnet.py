@@ -1,0 +1,185 @@
+"""EfficientNet: the MBConv block, rounding rules, the B0-B7 registry entries and their fidelity.
+
+Fidelity figures are from REFERENCE A.5 (torchvision/timm parameter counts; conv+linear MACs with
+PyTorch's FLOP counter at native resolution). The big models are built on the meta device, which
+allocates no weights, so counting all eight takes seconds.
+"""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from nasforge.cli import main
+from nasforge.errors import ConfigError
+from nasforge.models import create, get_model_spec, list_models
+from nasforge.models.efficientnet import (B0_STAGES, EFFICIENTNET_PARAMS, EfficientNet, StageSpec,
+                                          efficientnet_plan, round_filters, round_repeats)
+from nasforge.nn.layers import DropPath
+from nasforge.nn.mbconv import MBConv, SqueezeExcite
+from nasforge.profile import count_macs, count_params
+
+PUBLISHED = {  # name: (params, GMACs)
+    "efficientnet_b0": (5_288_548, 0.386),
+    "efficientnet_b1": (7_794_184, 0.687),
+    "efficientnet_b2": (9_109_994, 0.994),
+    "efficientnet_b3": (12_233_232, 1.827),
+    "efficientnet_b4": (19_341_616, 4.394),
+    "efficientnet_b5": (30_389_784, 10.266),
+    "efficientnet_b6": (43_040_704, 19.068),
+    "efficientnet_b7": (66_347_960, 37.746),
+}
+
+# REFERENCE A.5: stem / stage out-channels / head, and repeats per stage.
+STRUCTURE = {
+    "efficientnet_b0": (32, (16, 24, 40, 80, 112, 192, 320), 1280, (1, 2, 2, 3, 3, 4, 1)),
+    "efficientnet_b1": (32, (16, 24, 40, 80, 112, 192, 320), 1280, (2, 3, 3, 4, 4, 5, 2)),
+    "efficientnet_b2": (32, (16, 24, 48, 88, 120, 208, 352), 1408, (2, 3, 3, 4, 4, 5, 2)),
+    "efficientnet_b3": (40, (24, 32, 48, 96, 136, 232, 384), 1536, (2, 3, 3, 5, 5, 6, 2)),
+    "efficientnet_b4": (48, (24, 32, 56, 112, 160, 272, 448), 1792, (2, 4, 4, 6, 6, 8, 2)),
+    "efficientnet_b5": (48, (24, 40, 64, 128, 176, 304, 512), 2048, (3, 5, 5, 7, 7, 9, 3)),
+    "efficientnet_b6": (56, (32, 40, 72, 144, 200, 344, 576), 2304, (3, 6, 6, 8, 8, 11, 3)),
+    "efficientnet_b7": (64, (32, 48, 80, 160, 224, 384, 640), 2560, (4, 7, 7, 10, 10, 13, 4)),
+}
+
+
+def meta_model(name, **kw):
+    with torch.device("meta"):
+        return create(name, **kw)
+
+
+# -- rounding rules ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("channels, mult, divisor, min_value, expected", [
+    (32, 1.0, 8, None, 32),
+    (32, 1.1, 8, None, 32),     # 35.2 -> 32 (within 10%)
+    (40, 1.1, 8, None, 48),     # 44 -> 48 (ties round up)
+    (1280, 1.1, 8, None, 1408),
+    (112, 1.2, 8, None, 136),   # 134.4 -> 136
+    (3, 3.1, 8, None, 16),      # 9.3 -> 8 is > 10% below, so one more divisor
+    (2, 1.0, 8, None, 8),       # at least the divisor
+    (2, 1.0, 8, 4, 4),          # ... or min_value
+    (20, 1.0, 16, None, 32),    # 16 < 0.9 x 20
+    (37, None, 8, None, 37),    # no multiplier: unchanged
+])
+def test_round_filters(channels, mult, divisor, min_value, expected):
+    assert round_filters(channels, mult, divisor, min_value) == expected
+
+
+@pytest.mark.parametrize("repeats, mult, expected", [
+    (1, 1.0, 1), (3, 1.1, 4), (2, 1.1, 3), (4, 3.1, 13), (3, 1.4, 5), (1, 2.2, 3),
+    (10, 1.1, 11),              # 11.000000000000002 in floating point: not 12
+    (5, None, 5),
+])
+def test_round_repeats(repeats, mult, expected):
+    assert round_repeats(repeats, mult) == expected
+
+
+@pytest.mark.parametrize("name", sorted(STRUCTURE))
+def test_published_structure(name):
+    w, d, _, _ = EFFICIENTNET_PARAMS[name]
+    plan = efficientnet_plan(B0_STAGES, w, d)
+    stem, channels, head, repeats = STRUCTURE[name]
+    assert (plan.stem, plan.channels, plan.head, plan.repeats) == (stem, channels, head, repeats)
+
+
+# -- fidelity ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_params_and_macs(name):
+    params, gmacs = PUBLISHED[name]
+    model = meta_model(name)
+    assert count_params(model) == params
+    assert abs(count_macs(model, model.resolution) / (gmacs * 1e9) - 1) < 0.01
+
+
+def test_meta_counts_equal_real_counts():
+    model = create("efficientnet_b0")
+    assert count_params(model) == 5_288_548
+    assert count_macs(model, 224) == count_macs(meta_model("efficientnet_b0"), 224)
+
+
+def test_registry_entries():
+    names = list_models("efficientnet_*")
+    assert set(PUBLISHED) <= set(names) and {"efficientnet_b8", "efficientnet_l2"} <= set(names)
+    for name, (w, d, r, p) in EFFICIENTNET_PARAMS.items():
+        spec = get_model_spec(name)
+        assert spec.family == "efficientnet" and spec.resolution == r and spec.num_classes == 1000
+        assert spec.defaults["width_mult"] == w and spec.defaults["depth_mult"] == d
+        assert spec.defaults["dropout"] == p
+    m = meta_model("efficientnet_b3", num_classes=10, dropout=0.1)
+    assert m.classifier.out_features == 10 and m.dropout.p == 0.1 and m.resolution == 300
+    with pytest.raises(ConfigError, match="not_an_option"):
+        create("efficientnet_b0", not_an_option=1)
+
+
+def test_cli_profile_json(capsys):
+    assert main(["profile", "efficientnet_b0", "--json", "--no-latency"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["params"] == 5_288_548 and out["resolution"] == 224
+    assert abs(out["macs"] / 0.386e9 - 1) < 0.01
+
+
+# -- the block -----------------------------------------------------------------------------------------
+def test_mbconv_structure():
+    b = MBConv(16, 24, kernel=5, stride=2, expand_ratio=6, se_ratio=0.25)
+    assert b.hidden == 96 and not b.use_skip and isinstance(b.drop_path, nn.Identity)
+    assert b.depthwise[0].groups == 96 and b.depthwise[0].stride == (2, 2) and b.depthwise[0].padding == (2, 2)
+    assert isinstance(b.se, SqueezeExcite) and b.se.reduce.out_channels == 4  # 0.25 x *input* channels
+    assert len(b.project) == 2  # conv + BN, no activation
+    e1 = MBConv(32, 16, expand_ratio=1, se_ratio=0.25)
+    assert isinstance(e1.expand, nn.Identity) and e1.se.reduce.out_channels == 8
+    tiny = MBConv(2, 2, se_ratio=0.25)
+    assert tiny.se.reduce.out_channels == 1 and tiny.use_skip  # max(1, ...)
+    assert isinstance(MBConv(8, 8, se_ratio=0).se, nn.Identity)
+
+
+def test_mbconv_skip_and_drop_path():
+    torch.manual_seed(0)
+    b = MBConv(8, 8, drop_path_rate=0.5).train()
+    x = torch.randn(16, 8, 6, 6)
+    residual = b.project(b.se(b.depthwise(b.expand(x))))
+    out = b(x)
+    # each sample either kept (x + 2 * residual) or dropped (x)
+    for i in range(16):
+        dropped = torch.allclose(out[i], x[i], atol=1e-6)
+        kept = torch.allclose(out[i], x[i] + 2 * residual[i], atol=1e-5)
+        assert dropped or kept
+    b.eval()
+    assert torch.allclose(b(x), x + b.project(b.se(b.depthwise(b.expand(x)))), atol=1e-6)
+
+
+def test_stochastic_depth_grows_linearly():
+    m = EfficientNet(drop_connect_rate=0.2)
+    blocks = [b for stage in m.stages for b in stage]
+    assert len(blocks) == 16
+    for i, b in enumerate(blocks):
+        if b.use_skip:
+            assert isinstance(b.drop_path, DropPath) and b.drop_path.rate == pytest.approx(0.2 * i / 16)
+    m.set_drop_connect_rate(0.4)
+    assert blocks[-2].drop_path.rate == pytest.approx(0.4 * 14 / 16)
+
+
+def test_b0_forward_backward_small_resolution():
+    torch.manual_seed(0)
+    m = create("efficientnet_b0", num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    out = m(x)
+    assert out.shape == (2, 10)
+    out.logsumexp(1).mean().backward()
+    grads = [p.grad for p in m.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_custom_stage_table_and_errors():
+    stages = [StageSpec(1, 3, 1, 8, 1, 0.0), {"expand_ratio": 4, "kernel": 5, "stride": 2, "channels": 16,
+                                             "repeats": 2, "se_ratio": 0.25}, (6, 3, 2, 24, 1)]
+    m = EfficientNet(stages, num_classes=3, stem_channels=8, head_channels=64, resolution=32)
+    assert m(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.kernel"):
+        EfficientNet([(1, 4, 1, 8, 1)])
+    with pytest.raises(ConfigError, match=r"stages\[1\]"):
+        EfficientNet([(1, 3, 1, 8, 1), "nope"])
+    with pytest.raises(ConfigError, match="width_mult"):
+        EfficientNet(width_mult=-1)
+    with pytest.raises(ConfigError, match="dropout"):
+        EfficientNet(dropout=1.5)
