@@ -7,15 +7,12 @@ on stderr and exit status 2; tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from nasforge.errors import ArchitectureError, ConfigError, NasforgeError
-
-EXIT_USAGE = 2
+from nasforge.cli.common import EXIT_USAGE, positive_int
+from nasforge.errors import NasforgeError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,130 +20,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
-
-
-def _console():
-    from rich.console import Console
-
-    return Console()
-
-
-# -- nasforge models -----------------------------------------------------------------------------
-def cmd_models(args: argparse.Namespace) -> int:
-    from nasforge.models import get_model_spec, list_models
-
-    specs = [get_model_spec(n) for n in list_models(args.pattern)]
-    if args.json:
-        _print_json([{"name": s.name, "family": s.family, "resolution": s.resolution,
-                      "num_classes": s.num_classes, "description": s.description} for s in specs])
-        return 0
-    from rich.table import Table
-
-    table = Table(title="nasforge models")
-    for col in ("name", "family", "resolution", "classes", "description"):
-        table.add_column(col)
-    for s in specs:
-        table.add_row(s.name, s.family, str(s.resolution), str(s.num_classes), s.description)
-    _console().print(table)
-    return 0
-
-
-# -- nasforge profile ----------------------------------------------------------------------------
-def load_architecture_file(path: str):
-    """Read an architecture JSON file (any registered space) with one-line errors."""
-    from nasforge.spaces import space_for_json
-
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError("--arch", f"no such file: {path}")
-    try:
-        data = json.loads(file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArchitectureError(str(file), f"not valid JSON ({exc})") from None
-    space = space_for_json(data)
-    return space, space.from_json(data)
-
-
-def cmd_profile(args: argparse.Namespace) -> int:
-    import torch
-
-    from nasforge.models import create, get_model_spec
-    from nasforge.profile import profile_model
-
-    if (args.model is None) == (args.arch is None):
-        raise ConfigError("model", "give a registered model name or --arch FILE, not both or neither")
-    torch.manual_seed(0)
-    if args.model is not None:
-        spec = get_model_spec(args.model)
-        resolution = args.resolution or spec.resolution
-        model = create(args.model, num_classes=args.num_classes, resolution=resolution)
-        name = args.model
-    else:
-        space, arch = load_architecture_file(args.arch)
-        resolution = args.resolution or 32
-        config = {k: v for k, v in {"num_classes": args.num_classes or 10, "stem": args.stem,
-                                    "num_cells": args.cells, "num_filters": args.filters,
-                                    "resolution": resolution}.items() if v is not None}
-        model = space.build(arch, **config)
-        name = args.arch
-    if resolution < 1:
-        raise ConfigError("--resolution", f"must be a positive integer, got {resolution}")
-    model.to(args.device)
-    prof = profile_model(model, resolution, batch_size=args.batch_size, latency=not args.no_latency)
-    result = {"model": name, **prof.to_dict()}
-    if args.json:
-        _print_json(result)
-        return 0
-    from rich.table import Table
-
-    table = Table(title=f"profile of {name}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row("parameters", f"{prof.params:,}")
-    table.add_row("MACs", f"{prof.macs:,} ({prof.macs / 1e9:.3f} G)")
-    table.add_row("resolution", str(prof.resolution))
-    if prof.latency_ms is not None:
-        table.add_row(f"latency (batch {prof.batch_size}, {prof.device})", f"{prof.latency_ms:.1f} ms")
-    if prof.peak_memory_bytes is not None:
-        table.add_row("peak activation memory", f"{prof.peak_memory_bytes / 2**20:.1f} MiB")
-    _console().print(table)
-    return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from nasforge.cli import models, search
+
     parser = _Parser(prog="nasforge", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("models", help="list registered models")
     p.add_argument("pattern", nargs="?", help="glob filter, e.g. 'nasnet*'")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_models)
+    p.set_defaults(func=models.cmd_models)
 
     p = sub.add_parser("profile", help="parameters, MACs, latency and memory of a model")
     p.add_argument("model", nargs="?", help="registered model name (see `nasforge models`)")
     p.add_argument("--arch", help="architecture JSON file instead of a registered model")
-    p.add_argument("--resolution", type=_positive_int)
-    p.add_argument("--num-classes", type=_positive_int)
+    p.add_argument("--resolution", type=positive_int)
+    p.add_argument("--num-classes", type=positive_int)
     p.add_argument("--stem", choices=["cifar", "imagenet"], help="with --arch: NASNet stem")
-    p.add_argument("--cells", type=_positive_int, help="with --arch: normal cells per stack (N)")
-    p.add_argument("--filters", type=_positive_int, help="with --arch: filters of the first stack (F)")
-    p.add_argument("--batch-size", type=_positive_int, default=1)
+    p.add_argument("--cells", type=positive_int, help="with --arch: normal cells per stack (N)")
+    p.add_argument("--filters", type=positive_int, help="with --arch: filters of the first stack (F)")
+    p.add_argument("--batch-size", type=positive_int, default=1)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_profile)
+    p.set_defaults(func=models.cmd_profile)
+
+    search.add_parser(sub)
+    search.add_show_parser(sub)
     return parser
 
 

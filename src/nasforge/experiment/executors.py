@@ -16,10 +16,11 @@ Backends: `SerialExecutor` (in-process, FIFO, the default and the deterministic 
 `SimulatedExecutor` (in-process, completes calls in a seeded random order: emulates many
 asynchronous workers), `ProcessExecutor` (local processes, a fresh one per call).
 
-Extension point: a new backend (e.g. Ray, planned) subclasses `Executor`, implements
+`RayExecutor` (`ray_executor.py`, Ray tasks on a local or remote cluster) is registered as "ray"
+and imported only when used. A new backend subclasses `Executor`, implements
 `submit`/`poll`/`wait`/`shutdown` and the `workers` attribute, and registers itself with
-`register_executor("ray", RayExecutor)`; `create_executor(name, workers=..., **options)` then
-builds it for the experiment and the CLI.
+`register_executor(name, factory)`; `create_executor(name, workers=..., **options)` then builds
+it for the experiment and the CLI.
 """
 
 from __future__ import annotations
@@ -426,10 +427,17 @@ class ProcessExecutor(Executor):
 
 
 # -- registry ----------------------------------------------------------------------------------------
+def _ray_executor(**options: Any) -> Executor:
+    from nasforge.experiment.ray_executor import RayExecutor  # Ray is optional: import on use
+
+    return RayExecutor(**options)
+
+
 EXECUTORS: dict[str, Callable[..., Executor]] = {
     "serial": SerialExecutor,
     "simulated": SimulatedExecutor,
     "process": ProcessExecutor,
+    "ray": _ray_executor,
 }
 
 

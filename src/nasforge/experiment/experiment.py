@@ -571,6 +571,9 @@ class Experiment:
                 metrics[str(name)] = v
             elif hasattr(v, "item") and getattr(v, "ndim", 1) == 0:  # 0-d tensors and arrays
                 metrics[str(name)] = float(v.item())
+            elif isinstance(v, (list, tuple)) and all(
+                    isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) for x in v):
+                metrics[str(name)] = [float(x) for x in v]  # curves, e.g. the loss per epoch
             else:
                 return None, None, f"metric {name!r} is a {type(v).__name__}, not a number"
         for name, v in metrics.items():

@@ -1,0 +1,5 @@
+import sys
+
+from nasforge.cli import main
+
+sys.exit(main())

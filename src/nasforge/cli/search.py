@@ -1,0 +1,271 @@
+"""Turning `nasforge search` flags (and an optional config file) into a `SearchConfig`.
+
+Kept apart from `cli.py` so the mapping can be tested, and reused by `nasforge run`, without
+argparse. Precedence: built-in defaults < config file < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from nasforge.cli.common import console, print_json
+from nasforge.errors import ConfigError
+
+#: The evaluator a space is searched with unless told otherwise.
+DEFAULT_EVALUATOR = {"nasnet": "proxy", "mbconv": "proxy", "layerwise": "proxy", "nb201": "nb201",
+                     "macro": "macro"}
+
+#: Child networks small enough for a proxy search on 2 CPU cores (see docs/search.md).
+DEFAULT_NETWORK = {"nasnet": {"num_cells": 1, "num_filters": 16, "stem": "cifar"},
+                   "mbconv": {"width_mult": 0.25, "depth_mult": 0.25},
+                   "layerwise": {}}
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """A JSON or TOML search config (by suffix), with one-line errors."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError("--config", f"no such file: {path}")
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("--config", f"cannot read {path} ({exc})") from None
+    if file.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not valid TOML ({exc})") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("--config", f"{path} must hold an object of config keys")
+    return data
+
+
+def _component(value: Any, where: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"name": value, "options": {}}
+    if isinstance(value, dict):
+        return {"name": value.get("name"), "options": dict(value.get("options") or {})}
+    raise ConfigError(where, f"must be a name or an object with name and options, got {value!r}")
+
+
+def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `SearchConfig` dict for parsed `search`/`run` arguments (attributes None = not given)."""
+    data: dict[str, Any] = dict(file_data or {})
+    space = _component(args.space or data.get("space", "nasnet"), "space")
+    data["space"] = space
+    data["strategy"] = _component(args.strategy or data.get("strategy", "evolution"), "strategy")
+    if args.strategy_option:
+        data["strategy"]["options"].update(_parse_options(args.strategy_option, "--strategy-option"))
+    default_eval = DEFAULT_EVALUATOR.get(space["name"], "proxy")
+    evaluator = _component(args.evaluator or data.get("evaluator", default_eval), "evaluator")
+    if evaluator["name"] == "proxy":
+        opts = evaluator["options"]
+        opts.setdefault("dataset", "digits")
+        if args.dataset is not None:
+            opts["dataset"] = args.dataset
+        network = dict(DEFAULT_NETWORK.get(space["name"], {}))
+        network.update(opts.get("network") or {})
+        for flag, key in (("cells", "num_cells"), ("filters", "num_filters")):
+            if getattr(args, flag, None) is not None:
+                network[key] = getattr(args, flag)
+        opts["network"] = network
+        train = dict(opts.get("train") or {})
+        train.setdefault("epochs", 2)
+        for flag in ("epochs", "batch_size", "lr"):
+            if getattr(args, flag, None) is not None:
+                train[flag] = getattr(args, flag)
+        if getattr(args, "device", None) is not None:
+            train["device"] = args.device
+        opts["train"] = train
+        for flag in ("train_size", "val_size", "resolution"):
+            if getattr(args, flag, None) is not None:
+                opts[flag] = getattr(args, flag)
+    elif args.dataset is not None:
+        raise ConfigError("--dataset", f"only the proxy evaluator trains on a dataset; "
+                                       f"{evaluator['name']!r} looks results up in its table")
+    data["evaluator"] = evaluator
+    if args.objective is not None:
+        data["objective"] = args.objective
+    budget = dict(data.get("budget") or {}) if isinstance(data.get("budget"), dict) else (
+        {"max_trials": data["budget"]} if "budget" in data else {})
+    for flag, key in (("trials", "max_trials"), ("time", "max_seconds"), ("cost", "max_cost")):
+        if getattr(args, flag, None) is not None:
+            budget[key] = getattr(args, flag)
+    if not budget:
+        budget = {"max_trials": 12}
+    data["budget"] = budget
+    limits = dict(data.get("limits") or {})
+    for flag in ("max_params", "max_macs", "max_latency_ms"):
+        if getattr(args, flag, None) is not None:
+            limits[flag] = getattr(args, flag)
+    if limits:
+        data["limits"] = limits
+    for flag in ("seed", "workers", "executor", "timeout", "retries"):
+        if getattr(args, flag, None) is not None:
+            data[flag] = getattr(args, flag)
+    return data
+
+
+def _parse_options(items: list[str], where: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; values are read as JSON where they parse (numbers, true, lists)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(where, f"expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def default_run_name(config: dict[str, Any]) -> str:
+    return f"runs/{config['space']['name']}-{config['strategy']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# -- nasforge search / show ----------------------------------------------------------------------
+def add_search_flags(p: argparse.ArgumentParser) -> None:
+    """Flags shared by `search` and `run` (None means "not given", so config files can fill in)."""
+    from nasforge.cli.common import positive_float, positive_int
+
+    g = p.add_argument_group("what to search")
+    g.add_argument("--config", help="JSON or TOML search config; flags given here override it")
+    g.add_argument("--space", help="search space: nasnet, mbconv, nb201, macro, layerwise")
+    g.add_argument("--strategy", help="random, evolution, grid, ppo, reinforce")
+    g.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
+                   help="strategy option, e.g. population_size=20 (repeatable)")
+    g.add_argument("--evaluator", help="proxy (train children), nb201, macro, table")
+    g.add_argument("--objective", help="accuracy (default) or mnasnet")
+    g = p.add_argument_group("proxy training")
+    g.add_argument("--dataset", help="digits (built in), npz:PATH, folder:PATH")
+    g.add_argument("--epochs", type=positive_int)
+    g.add_argument("--batch-size", type=positive_int)
+    g.add_argument("--lr", type=positive_float)
+    g.add_argument("--cells", type=positive_int, help="NASNet children: normal cells per stack (N)")
+    g.add_argument("--filters", type=positive_int, help="NASNet children: filters of the first stack (F)")
+    g.add_argument("--train-size", type=positive_int, help="train on a stratified subset of this size")
+    g.add_argument("--val-size", type=positive_int, help="validate on a stratified subset of this size")
+    g.add_argument("--resolution", type=positive_int, help="resize images to this size")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    g = p.add_argument_group("budget and limits")
+    g.add_argument("--trials", type=positive_int, help="stop after this many trials")
+    g.add_argument("--time", type=positive_float, help="stop after this many seconds")
+    g.add_argument("--cost", type=positive_float, help="stop after this much simulated evaluation cost (s)")
+    g.add_argument("--max-params", type=positive_int, help="reject architectures with more parameters")
+    g.add_argument("--max-macs", type=positive_int, help="reject architectures with more multiply-adds")
+    g.add_argument("--max-latency-ms", type=positive_float)
+    g = p.add_argument_group("execution")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--workers", type=positive_int, help="evaluate this many children at once")
+    g.add_argument("--executor", help="serial, process, ray (default: serial for 1 worker, else process)")
+    g.add_argument("--ray-address", help="with --executor ray: the cluster to join (default: start a local Ray)")
+    g.add_argument("--timeout", type=positive_float, help="fail a trial that runs longer (s)")
+    g.add_argument("--retries", type=int)
+    g.add_argument("--run", help="run folder (default runs/SPACE-STRATEGY-TIME)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --run where it stopped")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("search", help="search architectures (train children, or look them up in a table)")
+    add_search_flags(p)
+    p.set_defaults(func=cmd_search)
+
+
+def add_show_parser(sub: Any) -> None:
+    from nasforge.cli.common import positive_int
+
+    p = sub.add_parser("show", help="the leaderboard of a run")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--top", type=positive_int, default=10)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+
+def resolve_cli_run(name: str) -> Path:
+    """Run folders live under the current directory; names may not escape it."""
+    from nasforge.experiment import resolve_run_dir
+
+    return resolve_run_dir(name, Path.cwd())
+
+
+def configure_executor(args: Any) -> None:
+    """`--ray-address` becomes Ray's own RAY_ADDRESS, which the Ray executor (and Ray) read."""
+    if getattr(args, "ray_address", None):
+        if getattr(args, "executor", None) != "ray":
+            raise ConfigError("--ray-address", "only applies with --executor ray")
+        os.environ["RAY_ADDRESS"] = args.ray_address
+
+
+def cmd_search(args: Any) -> int:
+    from nasforge.experiment import Experiment, SearchConfig
+
+    configure_executor(args)
+    file_data = read_config_file(args.config) if args.config else None
+    config = SearchConfig.from_dict(search_config_dict(args, file_data))
+    run_name = args.run or default_run_name(config.to_dict())
+    run_dir = resolve_cli_run(run_name)
+    with Experiment.from_config(config, run_dir, resume=args.resume,
+                                progress=not (args.no_progress or args.json)) as experiment:
+        summary = experiment.run()
+        best = experiment.store.best(5)
+    if args.json:
+        print_json({**summary.to_dict(), "top": [t.to_dict() for t in best]})
+        return 0
+    out = console()
+    out.print(f"[bold]{summary.stop_reason}[/bold]: {summary.done} done, {summary.failed} failed, "
+              f"{summary.reused} reused, in {summary.elapsed:.1f} s")
+    _print_leaderboard(best, f"best of {run_dir}")
+    out.print(f"run folder: {run_dir}   (nasforge show {run_name}; resume with --run {run_name} --resume)")
+    return 0
+
+
+def _print_leaderboard(trials: list, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("trial", "reward", "val acc", "params", "MACs", "key"):
+        table.add_column(col)
+    for t in trials:
+        m = t.metrics or {}
+        table.add_row(str(t.id), f"{t.reward:.4f}" if t.reward is not None else "-",
+                      f"{m['val_accuracy']:.4f}" if "val_accuracy" in m else "-",
+                      f"{int(m['params']):,}" if "params" in m else "-",
+                      f"{int(m['macs']):,}" if "macs" in m else "-", t.key)
+    console().print(table)
+
+
+def cmd_show(args: Any) -> int:
+    from nasforge.experiment import Store
+
+    run_dir = Path(args.run)
+    if not Store.exists(run_dir):
+        raise ConfigError("run", f"no nasforge run in {args.run}")
+    store = Store.open(run_dir)
+    try:
+        best = store.best(args.top)
+        counts = store.counts()
+        if args.json:
+            print_json({"run": str(run_dir), "counts": counts, "top": [t.to_dict() for t in best]})
+            return 0
+        console().print(f"{run_dir}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        _print_leaderboard(best, f"best of {run_dir}")
+    finally:
+        store.close()
+    return 0
