@@ -636,8 +636,8 @@ def test_experiment_with_worker_processes(tmp_path):
 def test_create_executor():
     assert isinstance(create_executor("auto", workers=1), SerialExecutor)
     assert isinstance(create_executor("auto", workers=3), ProcessExecutor)
-    with pytest.raises(Exception, match="unknown executor 'ray'"):
-        create_executor("ray")
+    with pytest.raises(Exception, match="unknown executor 'dask'"):
+        create_executor("dask")
     ex = SerialExecutor()
     handle = ex.submit(_sleep, 2, timeout=0.2)
     [outcome] = ex.wait()

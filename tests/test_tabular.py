@@ -218,12 +218,12 @@ def test_nb201_table_rows_and_known_optimum():
     best_val, val = ev.best("c10_valid_acc_200ep")
     assert best_val == best and abs(val - 91.61) < 0.01
     m = ev.evaluate(NB, best, seed=0)
-    assert m["val_accuracy"] == m["val_accuracy_12ep"] and abs(m["val_accuracy_200ep"] - 91.6067) < 1e-3
-    assert abs(m["test_accuracy"] - 94.3733) < 1e-3
+    assert m["val_accuracy"] == m["val_accuracy_12ep"] and abs(m["val_accuracy_200ep"] - 0.916067) < 1e-5
+    assert abs(m["test_accuracy"] - 0.943733) < 1e-5  # fractions, not percent
     assert m["params"] == 1_073_466 and m["macs"] == 153_272_960
     assert m["cost_seconds"] == pytest.approx(12 * 0.5 * m["train_time_per_epoch_s"])
     all_none = ev.evaluate(NB, NB201Cell(*["none"] * 6), 0)
-    assert abs(all_none["test_accuracy"] - 10.0) < 0.01
+    assert abs(all_none["test_accuracy"] - 0.10) < 1e-4
     assert NB201Table(epochs=200).evaluate(NB, best, 0)["val_accuracy"] == m["val_accuracy_200ep"]
 
 
@@ -254,7 +254,7 @@ def test_macro_table_rows_optimum_and_duplicates():
     # codes with one canonical form share one result
     assert ev.evaluate(MACRO, MACRO.from_json("10201102"), 0) == ev.evaluate(MACRO, MACRO.from_json("10210120"), 0)
     worst = ev.evaluate(MACRO, MACRO.from_json("00000000"), 0)
-    assert abs(worst["val_accuracy"] - 45.36) < 0.01
+    assert abs(worst["val_accuracy"] - 0.4536) < 1e-4
     noisy = MacroTable(sample_runs=True)
     runs = {noisy.evaluate(MACRO, best, s)["val_accuracy"] for s in range(20)}
     assert len(runs) == 3 and noisy.evaluate(MACRO, best, 5) == noisy.evaluate(MACRO, best, 5)

@@ -238,6 +238,8 @@ class TableEvaluator(Evaluator):
         cost_seconds: a constant "cost_seconds" when there is no cost column.
         match_key: if an architecture has no row of its own, use a row of an equivalent one
             (same canonical key), for tables that list one architecture per class.
+        percent: the table stores accuracies in percent; nasforge reports every "*accuracy*"
+            metric as a fraction in [0, 1], as the proxy trainer does, so rewards are comparable.
     """
 
     name = "table"
@@ -245,7 +247,8 @@ class TableEvaluator(Evaluator):
     def __init__(self, table: str | Path, reward_column: str, space: SearchSpace | str | None = None,
                  report_column: str | None = None, arch_column: str | None = None,
                  columns: Mapping[str, str] | None = None, cost_column: str | None = None,
-                 cost_scale: float = 1.0, cost_seconds: float | None = None, match_key: bool = True):
+                 cost_scale: float = 1.0, cost_seconds: float | None = None, match_key: bool = True,
+                 percent: bool = False):
         if table is None or (not isinstance(table, (str, Path))) or not str(table):
             raise ConfigError("table", f"must be the path of a CSV table, got {table!r}")
         if not isinstance(reward_column, str) or not reward_column:
@@ -273,6 +276,7 @@ class TableEvaluator(Evaluator):
         self.cost_scale = float(cost_scale)
         self.cost_seconds = None if cost_seconds is None else float(cost_seconds)
         self.match_key = bool(match_key)
+        self.percent = bool(percent)
         self._table: Table | None = None
         self._ids: _RowIds | None = None
 
@@ -287,7 +291,8 @@ class TableEvaluator(Evaluator):
         return {"name": self.name, "table": str(self.table_path), "space": _space_name(self.space),
                 "reward_column": self.reward_column, "report_column": self.report_column,
                 "arch_column": self.arch_column, "columns": dict(self.columns), "cost_column": self.cost_column,
-                "cost_scale": self.cost_scale, "cost_seconds": self.cost_seconds, "match_key": self.match_key}
+                "cost_scale": self.cost_scale, "cost_seconds": self.cost_seconds, "match_key": self.match_key,
+                "percent": self.percent}
 
     def load(self) -> Table:
         """Read (once) and check the table: its columns exist and its first row parses."""
@@ -353,14 +358,18 @@ class TableEvaluator(Evaluator):
     def value(self, column: str, k: int) -> float:
         return float(self.load().numeric(column)[k])
 
+    def accuracy(self, column: str, k: int) -> float:
+        """An accuracy column as a fraction."""
+        return self.value(column, k) / (100.0 if self.percent else 1.0)
+
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, space: SearchSpace, arch: Any, seed: int = 0) -> Metrics:
         k = self.row(arch, space)
-        metrics: Metrics = {"val_accuracy": self.value(self.reward_column, k)}
+        metrics: Metrics = {"val_accuracy": self.accuracy(self.reward_column, k)}
         if self.report_column is not None:
-            metrics["test_accuracy"] = self.value(self.report_column, k)
+            metrics["test_accuracy"] = self.accuracy(self.report_column, k)
         for metric, column in self.columns.items():
-            metrics[metric] = self.value(column, k)
+            metrics[metric] = self.accuracy(column, k) if "accuracy" in metric else self.value(column, k)
         cost = self.cost(k)
         if cost is not None:
             metrics["cost_seconds"] = cost
@@ -450,7 +459,7 @@ class NB201Table(TableEvaluator):
                                   "test_accuracy_12ep": "c10_test_acc_12ep",
                                   "train_time_per_epoch_s": "c10_train_time_per_epoch_s"},
                          cost_column="c10_train_time_per_epoch_s", cost_scale=epochs * cost_scale,
-                         match_key=match_key)
+                         match_key=match_key, percent=True)
         self.epoch_cost_scale = float(cost_scale)
 
     def config(self) -> dict[str, Any]:
@@ -500,7 +509,7 @@ class MacroTable(TableEvaluator):
         super().__init__(_default_table(MACRO_FILE, table), "mean_acc", space,
                          arch_column="arch", columns={"val_accuracy_std": "std_acc", "params": "params",
                                                       "macs": "flops"},
-                         cost_seconds=cost_seconds, match_key=match_key)
+                         cost_seconds=cost_seconds, match_key=match_key, percent=True)
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "table": self.given_table, "sample_runs": self.sample_runs,
@@ -513,7 +522,7 @@ class MacroTable(TableEvaluator):
         metrics["test_accuracy"] = metrics["val_accuracy"]
         if self.sample_runs:
             run = int(np.random.default_rng(seed).integers(3)) + 1
-            metrics["val_accuracy"] = self.value(f"test_acc_run{run}", k)
+            metrics["val_accuracy"] = self.accuracy(f"test_acc_run{run}", k)
         metrics["val_is_test"] = 1.0
         if self.cost_seconds is None:
             metrics["cost_seconds"] = 50 * 50_000 * 3 * metrics["macs"] / self.macs_per_second

@@ -321,24 +321,6 @@ class Components:
     limit_check: Callable[[Any], str | None] | None
 
 
-class MetricObjective:
-    """Reward = one metric (default val_accuracy); the fallback when no objectives module exists."""
-
-    name = "metric"
-
-    def __init__(self, metric: str = "val_accuracy"):
-        self.metric = metric
-
-    def __call__(self, metrics: Mapping[str, Any]) -> float:
-        if self.metric not in metrics:
-            raise ConfigError("objective.metric", f"the evaluator returned no {self.metric!r}",
-                              sorted(metrics))
-        return float(metrics[self.metric])
-
-    def config(self) -> dict[str, Any]:
-        return {"name": self.name, "metric": self.metric}
-
-
 class LimitCheck:
     """Pre-evaluation limits: static metrics of an architecture checked by a `Limits` object.
 
@@ -357,13 +339,9 @@ class LimitCheck:
 
     def static_metrics(self, arch: Any) -> dict[str, float]:
         static = getattr(self.evaluator, "static_metrics", None)
-        if callable(static):
+        if callable(static) and self.limits.max_latency_ms is None:
             return dict(static(self.space, arch))
-        from nasforge.profile import count_macs, count_params
-
-        model = self.space.build(arch, **self.network)
-        return {"params": float(count_params(model)),
-                "macs": float(count_macs(model, self.resolution))}
+        return self.limits.static_metrics(self.space, arch, self.network, self.resolution)
 
     def __call__(self, arch: Any) -> str | None:
         return self.limits.check(self.static_metrics(arch))
@@ -394,51 +372,33 @@ def build_space(component: Component) -> Any:
 
 
 def build_strategy(component: Component, space: Any, seed: int) -> Any:
-    import nasforge.strategies as strategies
+    from nasforge.strategies import create_strategy
 
-    create = getattr(strategies, "create_strategy", None)
-    if create is None:
-        raise ConfigError("strategy", "no strategy registry in this build of nasforge")
     try:
-        return create(component.name, space, seed, **component.kwargs())
+        return create_strategy(component.name, space, seed, **component.kwargs())
     except TypeError as exc:
         raise ConfigError("strategy.options", str(exc)) from None
 
 
 def build_evaluator(component: Component, space: Any) -> Any:
-    import nasforge.evaluators as evaluators
+    from nasforge.evaluators import create_evaluator
 
-    create = getattr(evaluators, "create_evaluator", None)
-    if create is not None:
-        return _call_with_optional(create, (component.name,), {"space": space},
-                                   component.kwargs(), "evaluator")
-    registry = getattr(evaluators, "EVALUATORS", None)
-    if registry is None:
-        raise ConfigError("evaluator", "no evaluator registry in this build of nasforge")
-    if component.name not in registry:
-        raise UnknownNameError("evaluator", component.name, sorted(registry))
-    return _call_with_optional(registry[component.name], (), {"space": space},
+    return _call_with_optional(create_evaluator, (component.name,), {"space": space},
                                component.kwargs(), "evaluator")
 
 
 def build_objective(component: Component) -> Callable[[Mapping[str, Any]], float]:
-    try:
-        from nasforge.evaluators import objectives
-    except ImportError:
-        objectives = None
-    create = getattr(objectives, "create_objective", None)
-    if create is None:
-        if component.name in ("accuracy", "metric"):
-            return MetricObjective(**component.kwargs())
-        raise UnknownNameError("objective", component.name, ["accuracy"])
-    objective = create(component.name, **component.kwargs())
-    return objective_function(objective)
+    from nasforge.evaluators.objectives import create_objective
+
+    return objective_function(create_objective(component.name, **component.kwargs()))
 
 
 def objective_function(objective: Any) -> Callable[[Mapping[str, Any]], float]:
     """A callable metrics -> reward from an objective (a callable, or an object with `reward`)."""
     if objective is None:
-        return MetricObjective()
+        from nasforge.evaluators.objectives import Accuracy
+
+        objective = Accuracy()
     if callable(objective):
         return objective
     reward = getattr(objective, "reward", None)
@@ -453,14 +413,9 @@ def build_limits(limits: Mapping[str, Any], space: Any, evaluator: Any) -> Limit
     options = _thaw(limits)
     network = options.pop("network", None)
     resolution = options.pop("resolution", None)
-    try:
-        from nasforge.evaluators.objectives import Limits
-    except ImportError:
-        raise ConfigError("limits", "no Limits in this build of nasforge") from None
-    try:
-        limit_obj = Limits(**options)
-    except TypeError as exc:
-        raise ConfigError("limits", str(exc)) from None
+    from nasforge.evaluators.objectives import create_limits
+
+    limit_obj = create_limits(**options)
     return LimitCheck(limit_obj, space, evaluator, network, resolution)
 
 
@@ -474,5 +429,5 @@ def build_components(config: SearchConfig) -> Components:
     return Components(config, space, strategy, evaluator, objective, limit_check)
 
 
-__all__ = ["Budget", "Component", "Components", "LimitCheck", "MetricObjective", "RUNTIME_KEYS",
+__all__ = ["Budget", "Component", "Components", "LimitCheck", "RUNTIME_KEYS",
            "SearchConfig", "build_components", "config_diff", "describe_diff", "objective_function"]

@@ -95,6 +95,13 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
         self.identity_prob = identity_prob
         self._decisions = self._make_decisions()
 
+    @classmethod
+    def for_json(cls, data: Any) -> NASNetSpace:
+        """A space with as many blocks per cell as the JSON's normal cell (DARTS cells have 4)."""
+        normal = data.get("normal") if isinstance(data, dict) else None
+        blocks = normal.get("blocks") if isinstance(normal, dict) else None
+        return cls(num_blocks=len(blocks)) if isinstance(blocks, list) and blocks else cls()
+
     def __repr__(self) -> str:
         return f"NASNetSpace(num_blocks={self.num_blocks}, ops={len(self.ops)}, combiners={self.combiners})"
 

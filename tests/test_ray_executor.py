@@ -1,0 +1,78 @@
+"""The Ray executor on a local Ray instance (Ray is installed by the test set-up)."""
+
+import os
+import sys
+import time
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'nasforge[ray]'")
+
+from nasforge.evaluators.base import Evaluator  # noqa: E402
+from nasforge.experiment import Experiment, Store, create_executor  # noqa: E402
+from nasforge.strategies import RandomSearch  # noqa: E402
+from nasforge.spaces import NB201Space  # noqa: E402
+
+
+class _Count(Evaluator):
+    """Reward = number of convolutions; one op pattern crashes its worker, one hangs."""
+
+    name = "count"
+
+    def evaluate(self, space, arch, seed):
+        s = space.to_json(arch)["arch"]
+        if s.count("none") >= 5:
+            os._exit(3)  # kills the Ray worker process
+        if s.count("avg_pool_3x3") >= 4:
+            time.sleep(60)
+        if s.count("skip_connect") >= 4:
+            raise ValueError("evaluator refused this one")
+        return {"val_accuracy": s.count("conv") / 6}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    # Ray workers cannot import this test module; ship its functions by value instead.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _sleepy(x):
+    time.sleep(x)
+    return x
+
+
+def test_outcomes_timeouts_and_crashes(local_ray):
+    ex = create_executor("ray", workers=2)
+    fast = ex.submit(_sleepy, 0.01)
+    slow = ex.submit(_sleepy, 30, timeout=1.0)
+    outcomes = {}
+    while len(outcomes) < 2:
+        for o in ex.wait(timeout=20):
+            outcomes[o.handle] = o
+    assert outcomes[fast].ok and outcomes[fast].value == 0.01
+    assert outcomes[slow].error == "timed out after 1 s"
+    crash = ex.submit(os._exit, 1)
+    [o] = ex.wait(timeout=60)
+    assert o.handle == crash and not o.ok and "Ray worker failed" in o.error
+    ex.shutdown()
+
+
+def test_search_on_ray_records_every_trial(local_ray, tmp_path):
+    space = NB201Space()
+    exp = Experiment(space, RandomSearch(space, seed=1), _Count(), run_dir=tmp_path / "run",
+                     budget={"max_trials": 24}, executor=create_executor("ray", workers=2), timeout=10,
+                     progress=False)
+    with exp:
+        summary = exp.run()
+    store = Store.open(tmp_path / "run")
+    trials = store.trials()
+    assert len(trials) == 24 and summary.trials == 24
+    assert {t.status for t in trials} <= {"done", "failed"}
+    done = [t for t in trials if t.status == "done"]
+    assert done and all(0 <= t.reward <= 1 for t in done)
+    assert all(t.error for t in trials if t.status == "failed")
+    assert not store.integrity_check()
+    store.close()
