@@ -8,6 +8,8 @@ A failed evaluation is told as a `Result` with `reward=None`; strategies must no
 
 from __future__ import annotations
 
+import copy
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from nasforge.errors import ConfigError
 from nasforge.spaces.base import SearchSpace
 
 
@@ -70,3 +73,154 @@ class Strategy(ABC):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+# -- shared helpers (added with the strategies of issue 4) -------------------------------------------
+
+class NotAskedError(ConfigError):
+    """`tell` was given an architecture with no outstanding `ask` (never asked, or already told)."""
+
+    def __init__(self, strategy: str, key: str, outstanding: int):
+        super().__init__(
+            "tell",
+            f"{strategy}: architecture {key} has no outstanding ask (never asked, or already told; "
+            f"{outstanding} ask(s) outstanding)",
+        )
+        self.key = key
+
+
+def as_result(result: Any) -> Result:
+    """A `Result` from what `tell` was given: a `Result`, or a plain number as a successful reward.
+
+    A non-finite reward (NaN, inf) counts as a failure: it must never reach a strategy's update.
+    """
+    if isinstance(result, Result):
+        reward = result.reward
+    elif isinstance(result, (int, float, np.integer, np.floating)) and not isinstance(result, bool):
+        result, reward = Result.ok(float(result)), float(result)
+    else:
+        raise ConfigError("tell", f"expected a Result or a number as the result, got {type(result).__name__}")
+    if reward is not None and not math.isfinite(float(reward)):
+        return Result(None, result.metrics, result.error or f"non-finite reward {reward!r}")
+    if reward is not None and not isinstance(reward, float):
+        return Result(float(reward), result.metrics, result.error)
+    return result
+
+
+class PendingAsks:
+    """Asks that are waiting for their tells, oldest first.
+
+    Each entry is `(key, payload)`; `payload` is whatever the strategy needs back at tell time, kept
+    as plain Python values (lists, ints, floats, str) so the ledger goes into a `state_dict` as is.
+    A tell takes the *first* outstanding entry with the architecture's key.
+    """
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, key: str, payload: Any = None) -> None:
+        self._entries.append((key, payload))
+
+    def pop(self, key: str, strategy: str = "strategy") -> Any:
+        for i, (k, payload) in enumerate(self._entries):
+            if k == key:
+                del self._entries[i]
+                return payload
+        raise NotAskedError(strategy, key, len(self._entries))
+
+    def keys(self) -> list[str]:
+        return [k for k, _ in self._entries]
+
+    def state_dict(self) -> list[list[Any]]:
+        return [[k, copy.deepcopy(p)] for k, p in self._entries]
+
+    def load_state_dict(self, state: Any) -> None:
+        self._entries = [(str(k), copy.deepcopy(p)) for k, p in state]
+
+
+class AskTellStrategy(Strategy):
+    """A `Strategy` that keeps the bookkeeping every concrete strategy shares.
+
+    Subclasses implement `_propose() -> (arch, payload)` and `_learn(arch, payload, result)`; this
+    class records each ask in a `PendingAsks` ledger, matches tells to asks by canonical key
+    (raising `NotAskedError` for an architecture that has no outstanding ask), turns plain numbers
+    into `Result`s, counts asks/tells/failures and keeps the best successful result.
+    """
+
+    def __init__(self, space: SearchSpace, seed: int = 0):
+        super().__init__(space, seed)
+        self.pending = PendingAsks()
+        self.num_asked = 0
+        self.num_told = 0
+        self.num_failed = 0
+        self._best: tuple[Any, float] | None = None
+
+    @abstractmethod
+    def _propose(self) -> tuple[Any, Any]:
+        """The next architecture and the payload to get back when it is told."""
+
+    @abstractmethod
+    def _learn(self, arch: Any, payload: Any, result: Result) -> None:
+        """Use one result (successful or failed) of an earlier ask."""
+
+    def ask(self) -> Any:
+        arch, payload = self._propose()
+        self.pending.add(self.space.key(arch), payload)
+        self.num_asked += 1
+        return arch
+
+    def tell(self, arch: Any, result: Result | float) -> None:
+        result = as_result(result)
+        payload = self.pending.pop(self.space.key(arch), self.name)
+        self.num_told += 1
+        if result.failed:
+            self.num_failed += 1
+        elif self._best is None or result.reward > self._best[1]:
+            self._best = (arch, float(result.reward))
+        self._learn(arch, payload, result)
+
+    @property
+    def num_pending(self) -> int:
+        """Asks still waiting for their tells."""
+        return len(self.pending)
+
+    def best(self) -> tuple[Any, float] | None:
+        """`(architecture, reward)` of the best successful result told so far, or None."""
+        return self._best
+
+    def options(self) -> dict[str, Any]:
+        """The constructor options that shape the search (stored with, and checked by, the state)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(
+            strategy=self.name,
+            options=self.options(),
+            pending=self.pending.state_dict(),
+            num_asked=self.num_asked,
+            num_told=self.num_told,
+            num_failed=self.num_failed,
+            best=None if self._best is None else [self.space.to_json(self._best[0]), self._best[1]],
+        )
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        name = state.get("strategy", self.name)
+        if name != self.name:
+            raise ConfigError("strategy", f"the checkpoint is of strategy {name!r}, not {self.name!r}")
+        saved, here = dict(state.get("options", {})), self.options()
+        differing = sorted(k for k in set(saved) | set(here) if saved.get(k) != here.get(k))
+        if differing:
+            detail = ", ".join(f"{k} (checkpoint {saved.get(k)!r}, here {here.get(k)!r})" for k in differing)
+            raise ConfigError("strategy", f"the checkpoint's {self.name} options differ: {detail}")
+        super().load_state_dict(state)
+        self.pending.load_state_dict(state["pending"])
+        self.num_asked = int(state["num_asked"])
+        self.num_told = int(state["num_told"])
+        self.num_failed = int(state["num_failed"])
+        best = state["best"]
+        self._best = None if best is None else (self.space.from_json(copy.deepcopy(best[0])), float(best[1]))

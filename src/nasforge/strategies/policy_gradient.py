@@ -1,0 +1,211 @@
+"""Policy-gradient search with the NASNet controller: PPO (NASNet) and REINFORCE (Zoph & Le).
+
+An ask samples a decision sequence from the controller (`Controller`, a one-layer LSTM) with the
+strategy's private `torch.Generator` and decodes it; the log-probability of that sequence under the
+policy that sampled it is recorded with the ask. A successful tell appends
+`(choices, log-prob at sampling time, reward)` to a buffer; when the buffer holds `batch_size`
+results the controller is updated on them and the buffer is emptied. Failed results are dropped
+(their ask is released, nothing is learned from them). Asks outstanding across an update keep the
+log-probability of the policy that sampled them, which is what PPO's ratio needs.
+
+Baseline: an exponential moving average of rewards, `b <- decay * b + (1 - decay) * R`, decay 0.95
+(NASNet App. A). The advantages of a minibatch are `R - b` with `b` as it was before that minibatch
+(initialised to the mean reward of the first minibatch); `b` is then updated with the minibatch's
+rewards in the order they were told.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+
+from nasforge.errors import ConfigError
+from nasforge.spaces.base import SearchSpace
+from nasforge.strategies.base import AskTellStrategy, Result
+from nasforge.strategies.controller import Controller
+
+
+def _check(name: str, value: Any, kind: type, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> Any:
+    ok = isinstance(value, (int, float) if kind is float else kind) and not isinstance(value, bool)
+    if ok and kind is float:
+        ok = math.isfinite(float(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value <= high
+    if not ok:
+        bounds = []
+        if low is not None:
+            bounds.append(f"{'>' if low_open else '>='} {low}")
+        if high is not None:
+            bounds.append(f"<= {high}")
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(name, f"must be {what}{' ' + ' and '.join(bounds) if bounds else ''}, got {value!r}")
+    return kind(value)
+
+
+class PolicyGradientStrategy(AskTellStrategy):
+    """Shared machinery of `PPOStrategy` and `ReinforceStrategy`; subclasses implement `_optimize`."""
+
+    def __init__(self, space: SearchSpace, seed: int = 0, *, batch_size: int = 20, lr: float = 0.00035,
+                 entropy_weight: float = 0.00001, baseline_decay: float = 0.95, hidden_size: int = 100,
+                 init_range: float = 0.1, normalize_advantages: bool = False, max_grad_norm: float | None = None):
+        super().__init__(space, seed)
+        self.batch_size = _check("batch_size", batch_size, int, 1)
+        self.lr = _check("lr", lr, float, 0, low_open=True)
+        self.entropy_weight = _check("entropy_weight", entropy_weight, float)
+        self.baseline_decay = _check("baseline_decay", baseline_decay, float, 0, 1)
+        self.hidden_size = _check("hidden_size", hidden_size, int, 1)
+        self.init_range = _check("init_range", init_range, float, 0)
+        self.normalize_advantages = bool(normalize_advantages)
+        self.max_grad_norm = None if max_grad_norm is None else _check("max_grad_norm", max_grad_norm, float, 0,
+                                                                       low_open=True)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.controller = Controller([d.num_options for d in space.decisions], self.hidden_size, self.init_range,
+                                     generator=self.generator)
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
+        self.baseline: float | None = None
+        self.buffer: list[list[Any]] = []  # [choices, log-prob at sampling time, reward]
+        self.num_updates = 0
+        self.last_update: dict[str, float] = {}
+
+    def options(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size, "lr": self.lr, "entropy_weight": self.entropy_weight,
+                "baseline_decay": self.baseline_decay, "hidden_size": self.hidden_size,
+                "init_range": self.init_range, "normalize_advantages": self.normalize_advantages,
+                "max_grad_norm": self.max_grad_norm}
+
+    # -- ask / tell --------------------------------------------------------------------------------------
+    def _propose(self) -> tuple[Any, Any]:
+        with torch.no_grad():
+            choices, log_prob, _ = self.controller.sample(self.generator)
+        return self.space.decode(choices), [choices, float(log_prob)]
+
+    def _learn(self, arch: Any, payload: Any, result: Result) -> None:
+        if result.failed:
+            return
+        choices, old_log_prob = payload
+        self.buffer.append([list(choices), float(old_log_prob), float(result.reward)])
+        if len(self.buffer) >= self.batch_size:
+            batch, self.buffer = self.buffer, []
+            self._update(batch)
+
+    def _update(self, batch: list[list[Any]]) -> None:
+        rewards = [r for _, _, r in batch]
+        if self.baseline is None:
+            self.baseline = sum(rewards) / len(rewards)
+        advantages = [r - self.baseline for r in rewards]
+        for r in rewards:
+            self.baseline = self.baseline_decay * self.baseline + (1.0 - self.baseline_decay) * r
+        choices = torch.tensor([c for c, _, _ in batch], dtype=torch.long)
+        old_log_prob = torch.tensor([lp for _, lp, _ in batch], dtype=torch.float32)
+        adv = torch.tensor(advantages, dtype=torch.float32)
+        if self.normalize_advantages and len(batch) > 1:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        self.controller.train()
+        stats = self._optimize(choices, old_log_prob, adv)
+        self.num_updates += 1
+        self.last_update = {"baseline": float(self.baseline), "mean_reward": sum(rewards) / len(rewards), **stats}
+
+    def _step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.controller.parameters(), self.max_grad_norm)
+        self.optimizer.step()
+
+    def _optimize(self, choices: torch.Tensor, old_log_prob: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
+        raise NotImplementedError
+
+    # -- inspection --------------------------------------------------------------------------------------
+    def most_likely(self) -> Any:
+        """The architecture made of each step's most probable option (greedy decoding)."""
+        return self.space.decode(self.controller.greedy())
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(
+            torch_rng=self.generator.get_state(),
+            controller={k: v.detach().clone() for k, v in self.controller.state_dict().items()},
+            optimizer=copy.deepcopy(self.optimizer.state_dict()),
+            baseline=self.baseline,
+            buffer=copy.deepcopy(self.buffer),
+            num_updates=self.num_updates,
+            last_update=dict(self.last_update),
+        )
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.generator.set_state(state["torch_rng"].clone())
+        self.controller.load_state_dict(state["controller"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.baseline = None if state["baseline"] is None else float(state["baseline"])
+        self.buffer = [[list(map(int, c)), float(lp), float(r)] for c, lp, r in state["buffer"]]
+        self.num_updates = int(state["num_updates"])
+        self.last_update = dict(state.get("last_update", {}))
+
+
+class PPOStrategy(PolicyGradientStrategy):
+    """NASNet's controller training: PPO's clipped surrogate objective (Schulman et al. 2017).
+
+    For every minibatch of `batch_size` successful results (NASNet: 20) the controller takes
+    `epochs` full-batch Adam steps on
+
+        loss = -mean(min(ratio * A, clip(ratio, 1 - clip, 1 + clip) * A)) - entropy_weight * mean(H)
+
+    with `ratio = exp(log pi(a) - log pi_old(a))`, `pi_old` the policy that sampled each
+    architecture and `A = R - b`. Defaults: lr 0.00035, entropy weight 0.00001, baseline decay 0.95,
+    100 LSTM units, init U(-0.1, 0.1), minibatch 20 (NASNet App. A); clip 0.2 (PPO paper); epochs 4
+    (the paper gives none; PPO's own Atari setting is 3, its MuJoCo setting 10).
+    """
+
+    name = "ppo"
+
+    def __init__(self, space: SearchSpace, seed: int = 0, *, batch_size: int = 20, epochs: int = 4,
+                 clip: float = 0.2, lr: float = 0.00035, entropy_weight: float = 0.00001,
+                 baseline_decay: float = 0.95, hidden_size: int = 100, init_range: float = 0.1,
+                 normalize_advantages: bool = False, max_grad_norm: float | None = None):
+        self.epochs = _check("epochs", epochs, int, 1)
+        self.clip = _check("clip", clip, float, 0, low_open=True)
+        super().__init__(space, seed, batch_size=batch_size, lr=lr, entropy_weight=entropy_weight,
+                         baseline_decay=baseline_decay, hidden_size=hidden_size, init_range=init_range,
+                         normalize_advantages=normalize_advantages, max_grad_norm=max_grad_norm)
+
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "epochs": self.epochs, "clip": self.clip}
+
+    def _optimize(self, choices: torch.Tensor, old_log_prob: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
+        clipped = 0.0
+        for _ in range(self.epochs):
+            log_prob, entropy = self.controller.log_prob(choices)
+            ratio = torch.exp(log_prob - old_log_prob)
+            surrogate = torch.min(ratio * adv, ratio.clamp(1.0 - self.clip, 1.0 + self.clip) * adv)
+            loss = -surrogate.mean() - self.entropy_weight * entropy.mean()
+            self._step(loss)
+            clipped = float(((ratio - 1.0).abs() > self.clip).float().mean())
+        return {"loss": float(loss.detach()), "entropy": float(entropy.detach().mean()), "clip_fraction": clipped}
+
+
+class ReinforceStrategy(PolicyGradientStrategy):
+    """REINFORCE (Williams 1992) as in Zoph & Le 2017, with the NASNet controller.
+
+    For every minibatch of `batch_size` successful results one Adam step on
+    `loss = -mean((R - b) * log pi(a)) - entropy_weight * mean(H)`, with `log pi` re-evaluated
+    under the current policy. Defaults are PPOStrategy's (lr 0.00035, baseline decay 0.95, entropy
+    weight 0.00001, minibatch 20) so the two differ only in the update rule; Zoph & Le used lr
+    0.0006 with a two-layer, 35-unit LSTM.
+    """
+
+    name = "reinforce"
+
+    def _optimize(self, choices: torch.Tensor, old_log_prob: torch.Tensor, adv: torch.Tensor) -> dict[str, float]:
+        log_prob, entropy = self.controller.log_prob(choices)
+        loss = -(adv * log_prob).mean() - self.entropy_weight * entropy.mean()
+        self._step(loss)
+        return {"loss": float(loss.detach()), "entropy": float(entropy.detach().mean())}
