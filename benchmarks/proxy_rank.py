@@ -1,0 +1,83 @@
+"""Does the cheap proxy rank architectures as a longer training does? (Kendall tau)
+
+    .venv/bin/python benchmarks/proxy_rank.py --dataset npz:../shared/data/cifar10 \
+        --archs 20 --proxy-epochs 3 --long-epochs 15 --train-size 5000 --val-size 1000
+
+Trains the same architectures (random NASNet cells plus NASNet-A and AmoebaNet-A) twice: with the
+proxy settings a search uses, and with a longer schedule (more epochs, more data, more filters).
+Prints both validation accuracies per architecture, the seconds per proxy child, and Kendall's
+tau between the two rankings; writes benchmarks/results/proxy_rank.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import print_table, write_json  # noqa: E402
+
+from nasforge.evaluators.proxy import ProxyTrainer  # noqa: E402
+from nasforge.spaces import NASNetSpace  # noqa: E402
+from nasforge.spaces.nasnet_cells import AMOEBANET_A, NASNET_A  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--dataset", default="npz:../shared/data/cifar10")
+    p.add_argument("--archs", type=int, default=20, help="architectures in all (2 published + random)")
+    p.add_argument("--train-size", type=int, default=5000)
+    p.add_argument("--val-size", type=int, default=1000)
+    p.add_argument("--cells", type=int, default=1)
+    p.add_argument("--filters", type=int, default=12)
+    p.add_argument("--proxy-epochs", type=int, default=3)
+    p.add_argument("--long-epochs", type=int, default=15)
+    p.add_argument("--long-train-size", type=int, default=None, help="default: all training images")
+    p.add_argument("--long-filters", type=int, default=None, help="default: 2 x --filters")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    space = NASNetSpace()
+    rng = np.random.default_rng(args.seed)
+    archs = [("NASNet-A", NASNET_A), ("AmoebaNet-A", AMOEBANET_A)]
+    archs += [(f"random-{i}", space.sample(rng)) for i in range(args.archs - 2)]
+    proxy = ProxyTrainer(args.dataset, network={"num_cells": args.cells, "num_filters": args.filters},
+                         train={"epochs": args.proxy_epochs, "batch_size": args.batch_size},
+                         train_size=args.train_size, val_size=args.val_size, latency=False)
+    long = ProxyTrainer(args.dataset, network={"num_cells": args.cells,
+                                               "num_filters": args.long_filters or 2 * args.filters},
+                        train={"epochs": args.long_epochs, "batch_size": args.batch_size},
+                        train_size=args.long_train_size, val_size=args.val_size, latency=False)
+    rows, proxy_acc, long_acc, proxy_seconds = [], [], [], []
+    for name, arch in archs:
+        start = time.perf_counter()
+        a = proxy.evaluate(space, arch, seed=args.seed)["val_accuracy"]
+        proxy_seconds.append(time.perf_counter() - start)
+        b = long.evaluate(space, arch, seed=args.seed)["val_accuracy"]
+        proxy_acc.append(a)
+        long_acc.append(b)
+        rows.append([name, a, b, proxy_seconds[-1]])
+        print(f"{name}: proxy {a:.4f} long {b:.4f} ({proxy_seconds[-1]:.1f} s proxy)", flush=True)
+    tau, p_value = kendalltau(proxy_acc, long_acc)
+    print_table(f"proxy vs long training on {args.dataset}", ["arch", "proxy val acc", "long val acc",
+                                                               "proxy s"], rows)
+    print(f"Kendall tau = {tau:.3f} (p = {p_value:.3g}); median seconds per proxy child = "
+          f"{statistics.median(proxy_seconds):.1f}")
+    path = write_json("proxy_rank", {"args": vars(args), "kendall_tau": tau, "p_value": p_value,
+                                     "seconds_per_proxy_child": statistics.median(proxy_seconds),
+                                     "rows": [dict(zip(["arch", "proxy", "long", "proxy_seconds"], r))
+                                              for r in rows]})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
