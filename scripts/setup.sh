@@ -13,3 +13,17 @@ if [ -n "$extras" ]; then
 else
   .venv/bin/python -m pip install --quiet -e .
 fi
+# `scripts/setup.sh test`: the report's browser test (tests/test_report_html.py) opens the HTML in a
+# headless Chromium, and the diagram tests use Graphviz's `dot` where it exists. Install Debian's
+# packages when we can (apt-get, root); quietly, and a failed install never fails the set-up: those
+# tests then skip with their reason (diagrams fall back to matplotlib).
+case ",$extras," in
+  *,test,*)
+    if ! { command -v chromium && command -v dot; } >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+        && [ "$(id -u)" = "0" ]; then
+      { timeout 900 apt-get update -qq \
+          && DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq chromium graphviz; } >/dev/null 2>&1 \
+        || echo "setup: could not install chromium/graphviz; the report's browser test will be skipped" >&2
+    fi
+    ;;
+esac

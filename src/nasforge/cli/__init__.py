@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nasforge.cli import models, search
+    from nasforge.cli import models, report, search
 
     parser = _Parser(prog="nasforge", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     search.add_parser(sub)
     search.add_show_parser(sub)
+    report.add_parser(sub)
     return parser
 
 
