@@ -53,6 +53,8 @@ class ProxyTrainer(Evaluator):
         augment: random crop/flip suited to the data (see `default_augment`); False for none.
         cutout: cutout square size (0 = off).
         latency: also measure batch-1 latency of the trained child.
+        report_test: also score the test split, as "test_accuracy" (for final reports; searches
+            leave it off, and objectives refuse test metrics either way).
     """
 
     name = "proxy"
@@ -60,7 +62,8 @@ class ProxyTrainer(Evaluator):
     def __init__(self, dataset: str = "digits", network: dict[str, Any] | None = None,
                  train: TrainConfig | dict[str, Any] | None = None, val_fraction: float = 0.1,
                  split_seed: int = 0, train_size: int | None = None, val_size: int | None = None,
-                 resolution: int | None = None, augment: bool = True, cutout: int = 0, latency: bool = True):
+                 resolution: int | None = None, augment: bool = True, cutout: int = 0, latency: bool = True,
+                 report_test: bool = False):
         self.dataset = dataset
         self.network = dict(network or {})
         self.train = train_config_from(train)
@@ -72,13 +75,14 @@ class ProxyTrainer(Evaluator):
         self.augment = augment
         self.cutout = cutout
         self.latency = latency
+        self.report_test = report_test
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "dataset": self.dataset, "network": self.network,
                 "train": self.train.to_dict(), "val_fraction": self.val_fraction,
                 "split_seed": self.split_seed, "train_size": self.train_size, "val_size": self.val_size,
                 "resolution": self.resolution, "augment": self.augment, "cutout": self.cutout,
-                "latency": self.latency}
+                "latency": self.latency, "report_test": self.report_test}
 
     def splits(self) -> DataSplits:
         return cached_splits(self.dataset, self.val_fraction, self.split_seed, self.train_size, self.val_size)
@@ -105,7 +109,7 @@ class ProxyTrainer(Evaluator):
             params = count_params(model)
             macs = count_macs(model, resolution, splits.in_channels)
             result = train_model(model, splits, self.train, seed, self.augmentation(splits),
-                                 resolution=self.resolution)
+                                 resolution=self.resolution, evaluate_test=self.report_test)
         metrics: Metrics = {
             "val_accuracy": result.val_accuracy,
             "val_loss": result.val_loss,
@@ -115,6 +119,8 @@ class ProxyTrainer(Evaluator):
             "train_seconds": result.train_seconds,
             "images_per_second": result.images_per_second,
         }
+        if result.test_accuracy is not None:
+            metrics["test_accuracy"] = result.test_accuracy
         if self.latency:
             metrics["latency_ms"] = measure_latency(model, resolution, in_channels=splits.in_channels)
         metrics["wall_seconds"] = time.perf_counter() - start
