@@ -21,7 +21,7 @@ DEFAULT_EVALUATOR = {"nasnet": "proxy", "mbconv": "proxy", "layerwise": "proxy",
                      "macro": "macro"}
 
 #: Child networks small enough for a proxy search on 2 CPU cores (see docs/search.md).
-DEFAULT_NETWORK = {"nasnet": {"num_cells": 1, "num_filters": 16, "stem": "cifar"},
+DEFAULT_NETWORK = {"nasnet": {"num_cells": 1, "num_filters": 8, "stem": "cifar"},
                    "mbconv": {"width_mult": 0.25, "depth_mult": 0.25},
                    "layerwise": {}}
 
@@ -67,7 +67,11 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     data: dict[str, Any] = dict(file_data or {})
     space = _component(args.space or data.get("space", "nasnet"), "space")
     data["space"] = space
-    data["strategy"] = _component(args.strategy or data.get("strategy", "evolution"), "strategy")
+    if args.strategy is None and "strategy" not in data:
+        # A search of tens of trials: the NAS-Bench-201 setting of regularized evolution (P=10, S=3)
+        # rather than the paper's P=100, which would stay random for the whole search.
+        data["strategy"] = {"name": "evolution", "options": {"population_size": 10, "sample_size": 3}}
+    data["strategy"] = _component(args.strategy or data["strategy"], "strategy")
     if args.strategy_option:
         data["strategy"]["options"].update(_parse_options(args.strategy_option, "--strategy-option"))
     default_eval = DEFAULT_EVALUATOR.get(space["name"], "proxy")
@@ -84,7 +88,7 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
                 network[key] = getattr(args, flag)
         opts["network"] = network
         train = dict(opts.get("train") or {})
-        train.setdefault("epochs", 2)
+        train.setdefault("epochs", 3)
         for flag in ("epochs", "batch_size", "lr"):
             if getattr(args, flag, None) is not None:
                 train[flag] = getattr(args, flag)
@@ -106,7 +110,7 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         if getattr(args, flag, None) is not None:
             budget[key] = getattr(args, flag)
     if not budget:
-        budget = {"max_trials": 12}
+        budget = {"max_trials": 20}
     data["budget"] = budget
     limits = dict(data.get("limits") or {})
     for flag in ("max_params", "max_macs", "max_latency_ms"):
