@@ -1,0 +1,340 @@
+"""The coefficient search (the EfficientNet paper's step 1) as a recorded, resumable run.
+
+`search_coefficients(family, evaluator, run_dir)` builds the `CoefficientSpace` (every admissible
+(alpha, beta, gamma) of the grid, then the depth-only, width-only and resolution-only alternatives
+with the same MACs budget), runs a `GridSearch` over it on the ordinary `Experiment` machinery (so
+every candidate is a trial in `run_dir/nasforge.db`, and an interrupted search resumes where it
+stopped without evaluating a triple twice), then picks the best admissible triple by reward and
+reports the alternatives beside it.
+
+The result is also stored in the run as the marker ``coefficients`` (read by the HTML report)::
+
+    {"candidates": [{"alpha", "beta", "gamma", "label", "reward", "val_accuracy" | "score", "params",
+                     "macs", ...}, ...],
+     "best": {...}, "metric": "score", "complete": true, ...}
+
+`RebasedFamily(family, width_mult, depth_mult)` makes a smaller (or larger) member of a family the
+baseline, e.g. B0 at width 0.25 for a proxy search on a small dataset.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasforge.errors import ConfigError
+from nasforge.evaluators.base import Evaluator
+from nasforge.scaling.coefficients import (CoefficientSpace, CoefficientTriple, MACsScore, ScaledMemberEvaluator,
+                                           admissible_triples)
+from nasforge.scaling.compound import CompoundScaler
+from nasforge.scaling.family import Family, family_from
+
+#: What every candidate row holds about its phi = 1 member (None until it is evaluated).
+MEMBER_FIELDS = ("params", "macs", "macs_ratio", "width_mult", "depth_mult", "resolution")
+#: Metrics copied from a trial into its candidate row when the evaluator reports them.
+CANDIDATE_METRICS = (*MEMBER_FIELDS, "val_accuracy", "score", "ideal_ratio", "train_seconds")
+INTEGER_FIELDS = ("params", "macs", "resolution")
+
+
+# -- a family with another baseline ------------------------------------------------------------------
+class RebasedFamily(Family):
+    """`family` with its member (width_mult, depth_mult) as the new baseline.
+
+    Member (w, d, r) of the rebased family is member (w x width_mult, d x depth_mult, r) of
+    `family`; `model.scaling` carries the rebased multipliers, so scores and tables are relative to
+    the new baseline.
+    """
+
+    def __init__(self, family: Family, width_mult: float = 1.0, depth_mult: float = 1.0):
+        for name, value in (("width_mult", width_mult), ("depth_mult", depth_mult)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise ConfigError(name, f"the baseline's {name.split('_')[0]} multiplier must be a positive "
+                                        f"number, got {value!r}")
+        super().__init__(family.base_resolution, family.num_classes)
+        self.inner = family
+        self.name = family.name
+        self.width_mult, self.depth_mult = float(width_mult), float(depth_mult)
+
+    def _build(self, width_mult, depth_mult, resolution, num_classes, **network):
+        return self.inner.build(width_mult * self.width_mult, depth_mult * self.depth_mult, resolution,
+                                num_classes=num_classes, **network)
+
+    def describe(self, width_mult: float = 1.0, depth_mult: float = 1.0) -> dict[str, Any]:
+        return self.inner.describe(width_mult * self.width_mult, depth_mult * self.depth_mult)
+
+    def config(self) -> dict[str, Any]:
+        inner = dict(self.inner.config())
+        inner.update(base_resolution=self.base_resolution, num_classes=self.num_classes)
+        return {**inner, "rebased": {"width_mult": self.width_mult, "depth_mult": self.depth_mult}}
+
+
+def rebase(family: Family, width_mult: float = 1.0, depth_mult: float = 1.0) -> Family:
+    """`family` itself when both multipliers are 1, else a `RebasedFamily`."""
+    if width_mult == 1 and depth_mult == 1 and not isinstance(width_mult, bool):
+        return family
+    return RebasedFamily(family, width_mult, depth_mult)
+
+
+# -- the objective -----------------------------------------------------------------------------------
+class MetricObjective:
+    """reward = metrics[metric]; a missing metric is a configuration mistake (stops the run)."""
+
+    def __init__(self, metric: str):
+        self.metric = metric
+
+    def reward(self, metrics: Mapping[str, Any]) -> float:
+        if self.metric not in metrics:
+            raise ConfigError("objective", f"the evaluator reports no {self.metric!r} metric",
+                              sorted(metrics))
+        return float(metrics[self.metric])
+
+    def config(self) -> dict[str, Any]:
+        return {"name": "metric", "metric": self.metric}
+
+
+def _objective(objective: Any, evaluator: Any) -> tuple[Any, str]:
+    if objective is None:
+        metric = getattr(evaluator, "reward_metric", None) or "val_accuracy"
+        return MetricObjective(metric), metric
+    if isinstance(objective, str):
+        return MetricObjective(objective), objective
+    if not callable(objective) and not callable(getattr(objective, "reward", None)):
+        raise ConfigError("objective", f"expected a metric name, a callable or an object with reward(metrics), "
+                                       f"got {objective!r}")
+    return objective, getattr(objective, "metric", None) or "reward"
+
+
+# -- the result -----------------------------------------------------------------------------------------
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass
+class CoefficientResult:
+    """What a coefficient search found.
+
+    Attributes:
+        run_dir: the run folder (its `nasforge.db` holds every trial).
+        metric: the metric the reward is (e.g. "score" for `MACsScore`, "val_accuracy" for training),
+            or "reward" for a custom objective.
+        candidates: every candidate in grid order: the admissible triples (label "compound"), then
+            the alternatives; each a dict with alpha, beta, gamma, label, product, admissible
+            (|product - target| <= tolerance), status, trial,
+            reward, the metric, params, macs, macs_ratio, width/depth multipliers and resolution of
+            the phi = 1 member (None where not evaluated yet), and error for a failed one.
+        best: the admissible triple with the highest reward (ties: fewer MACs, then grid order), or
+            None when none has been evaluated successfully yet.
+        complete: every candidate has a finished trial.
+        counts: the run's trial counts (done, failed, pending, total, ...).
+        settings: the grid (step, ranges, target, tolerance) and the phi evaluated.
+    """
+
+    run_dir: Path
+    metric: str
+    candidates: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    complete: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def compound(self) -> list[dict[str, Any]]:
+        """The admissible triples, best first (unevaluated and failed ones last, in grid order)."""
+        return sorted((c for c in self.candidates if c["label"] == "compound"), key=_rank_key)
+
+    @property
+    def alternatives(self) -> list[dict[str, Any]]:
+        """The single-dimension alternatives, each with `reward_vs_best` (its reward minus the best's)."""
+        out = []
+        best = self.best.get("reward") if self.best else None
+        for c in self.candidates:
+            if c["label"] != "compound":
+                gap = c["reward"] - best if _finite(c.get("reward")) and _finite(best) else None
+                out.append({**c, "reward_vs_best": gap})
+        return out
+
+    @property
+    def coefficients(self) -> tuple[float, float, float] | None:
+        return None if self.best is None else (self.best["alpha"], self.best["beta"], self.best["gamma"])
+
+    def scaler(self, **kwargs: Any) -> CompoundScaler:
+        """A `CompoundScaler` with the chosen coefficients."""
+        if self.best is None:
+            raise ConfigError("coefficients", f"no admissible triple has been evaluated in {self.run_dir} yet")
+        return CompoundScaler(self.best["alpha"], self.best["beta"], self.best["gamma"], **kwargs)
+
+    def to_marker(self) -> dict[str, Any]:
+        """The JSON stored as the run's ``coefficients`` marker (what the HTML report reads)."""
+        return {"candidates": [dict(c) for c in self.candidates],
+                "best": None if self.best is None else dict(self.best),
+                "metric": self.metric, "complete": self.complete, **self.settings}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": str(self.run_dir), **self.to_marker(), "alternatives": self.alternatives,
+                "counts": dict(self.counts)}
+
+
+def _rank_key(c: Mapping[str, Any]) -> tuple:
+    reward = c.get("reward")
+    if not _finite(reward):
+        return (1, 0.0, 0.0, c.get("index", 0))
+    macs = c.get("macs")
+    # rewards equal up to float noise (a symmetric score) are ties: the cheaper member wins
+    return (0, -round(reward, 9), macs if _finite(macs) else math.inf, c.get("index", 0))
+
+
+def _candidate(index: int, triple: CoefficientTriple, admissible: bool, trial: Any, metric: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"index": index, "alpha": triple.alpha, "beta": triple.beta, "gamma": triple.gamma,
+                           "label": triple.label, "product": triple.product, "admissible": admissible,
+                           "trial": None, "status": "not run", "reward": None}
+    for name in (*MEMBER_FIELDS, *((metric,) if metric != "reward" else ())):
+        row[name] = None
+    if trial is None:
+        return row
+    row.update(trial=trial.id, status=trial.status)
+    metrics = trial.metrics or {}
+    for name in (*CANDIDATE_METRICS, metric):
+        if name in metrics:
+            value = metrics[name]
+            if name in INTEGER_FIELDS and _finite(value) and float(value).is_integer():
+                value = int(value)
+            row[name] = value
+    if trial.status == "done":
+        row["reward"] = trial.reward
+    if trial.error:
+        row["error"] = trial.error
+    return row
+
+
+def collect_result(store: Any, space: CoefficientSpace, metric: str, run_dir: Path,
+                   settings: Mapping[str, Any] | None = None) -> CoefficientResult:
+    """The `CoefficientResult` of the trials in `store` (any state: finished, interrupted, empty)."""
+    by_key: dict[str, Any] = {}
+    for t in store.iter_trials():  # the first trial of a key; a finished one over an unfinished one
+        if t.reused_from is not None:
+            continue
+        seen = by_key.get(t.key)
+        if seen is None or (seen.status not in ("done", "failed") and t.status in ("done", "failed")):
+            by_key[t.key] = t
+    rows = [_candidate(i, c, space.is_admissible(c), by_key.get(space.key(c)), metric)
+            for i, c in enumerate(space.candidates)]
+    ranked = sorted((r for r in rows if r["label"] == "compound" and _finite(r["reward"])), key=_rank_key)
+    complete = all(r["status"] in ("done", "failed") for r in rows)
+    return CoefficientResult(Path(run_dir), metric, rows, dict(ranked[0]) if ranked else None, complete,
+                             store.counts(), dict(settings or {}))
+
+
+# -- the search -------------------------------------------------------------------------------------------
+def _as_scaled_evaluator(family: Family | str | None, evaluator: Any) -> tuple[Family, ScaledMemberEvaluator]:
+    if isinstance(evaluator, ScaledMemberEvaluator):
+        if family is None:
+            return evaluator.family, evaluator
+        family = family_from(family)
+        if family is not evaluator.family and family.config() != evaluator.family.config():
+            raise ConfigError("family", "the evaluator scales another family than the one given; pass the same "
+                                        "family to both (or family=None)")
+        return family, evaluator
+    family = family_from(family) if family is not None else None
+    if family is None:
+        raise ConfigError("family", "give the baseline family (or a ScaledMemberEvaluator that holds one)")
+    if evaluator is None:
+        return family, ScaledMemberEvaluator(family, MACsScore())
+    if not isinstance(evaluator, Evaluator) and not callable(getattr(evaluator, "evaluate", None)):
+        raise ConfigError("evaluator", f"expected an evaluator, got {type(evaluator).__name__}")
+    return family, ScaledMemberEvaluator(family, evaluator)
+
+
+def check_members(space: CoefficientSpace, family: Family, evaluator: ScaledMemberEvaluator) -> None:
+    """Every candidate's member resolution and multipliers, before anything is evaluated."""
+    base = family.base_resolution
+    if base < evaluator.min_resolution:
+        raise ConfigError("resolution", f"the baseline's {base} px is under the minimum of "
+                                        f"{evaluator.min_resolution} px")
+    for c in space.candidates:
+        CompoundScaler(c.alpha, c.beta, c.gamma, evaluator.resolution_divisor,
+                       evaluator.min_resolution)._checked(evaluator.phi, base)
+
+
+def search_coefficients(family: Family | str | None, evaluator: Any, run_dir: str | os.PathLike, *,
+                        step: float = 0.05, target: float = 2.0, tolerance: float = 0.1,
+                        alpha_range: Sequence[float] = (1.0, 2.0), beta_range: Sequence[float] = (1.0, 1.5),
+                        gamma_range: Sequence[float] = (1.0, 1.5), alternatives: bool = True, seed: int = 0,
+                        resume: bool | str = False, progress: bool = True, objective: Any = None,
+                        max_trials: int | None = None, max_seconds: float | None = None,
+                        retries: int = 0, console: Any = None) -> CoefficientResult:
+    """Grid-search alpha, beta, gamma at phi = 1 for `family`, as a recorded, resumable run.
+
+    Args:
+        family: the baseline (a `Family`, a registered model name or an architecture file); None
+            to take the family of a `ScaledMemberEvaluator`.
+        evaluator: a `ScaledMemberEvaluator`, or the inner evaluator of the phi = 1 member
+            (`MACsScore()`, a `ProxyTrainer`), which is wrapped in one; None for `MACsScore()`.
+        run_dir: the run folder (created; `resume` decides what an existing one means).
+        step, target, tolerance, alpha_range, beta_range, gamma_range: the grid (see
+            `nasforge.scaling.admissible_triples`).
+        alternatives: also evaluate the single-dimension alternatives.
+        seed: the run seed (trial seeds derive from it).
+        resume: False (refuse an existing run), True (continue one), "auto".
+        progress: show the experiment's progress line on stderr.
+        objective: None for the evaluator's `reward_metric` ("score" for `MACsScore`, else
+            "val_accuracy"), a metric name, or a callable/objective object.
+        max_trials, max_seconds: stop early (the result is then partial; resume to finish).
+        retries: re-runs of a failed evaluation.
+
+    Returns a `CoefficientResult`, also stored in the run as the marker ``coefficients``.
+    Raises `ConfigError` for a grid without admissible triple, a coefficient range below 1, a
+    member resolution under the evaluator's `min_resolution`, or every admissible triple failing.
+    """
+    from nasforge.experiment.experiment import Experiment
+    from nasforge.strategies.grid import GridSearch
+
+    family, scaled = _as_scaled_evaluator(family, evaluator)
+    space = CoefficientSpace(step, alpha_range, beta_range, gamma_range, target, tolerance, alternatives,
+                             family=family, phi=scaled.phi, resolution_divisor=scaled.resolution_divisor,
+                             min_resolution=scaled.min_resolution)
+    if not any(c.label == "compound" for c in space.candidates):
+        grid = admissible_triples(step, alpha_range, beta_range, gamma_range, target, tolerance)
+        only = ", ".join(f"({c.alpha:g}, {c.beta:g}, {c.gamma:g})" for c in grid)
+        raise ConfigError("grid", f"no admissible triple besides the single-dimension alternatives: the grid "
+                                  f"points with |alpha beta^2 gamma^2 - {target:g}| <= {tolerance:g} at step "
+                                  f"{step:g} are only {only}; use a finer step or a larger tolerance")
+    check_members(space, family, scaled)
+    objective, metric = _objective(objective, scaled)
+    total = len(space.candidates)
+    budget: dict[str, Any] = {"max_trials": total if max_trials is None else max_trials}
+    if max_seconds is not None:
+        budget["max_seconds"] = max_seconds
+    settings = {"step": step, "target": float(target), "tolerance": float(tolerance),
+                "alpha_range": list(alpha_range), "beta_range": list(beta_range),
+                "gamma_range": list(gamma_range), "phi": scaled.phi,
+                "admissible": sum(1 for c in space.candidates if c.label == "compound")}
+    with Experiment(space, GridSearch(space, seed), scaled, objective, Path(run_dir), budget=budget, seed=seed,
+                    retries=retries, resume=resume, progress=progress, console=console) as experiment:
+        experiment.run()
+        result = collect_result(experiment.store, space, metric, Path(run_dir), settings)
+        experiment.store.set_marker("coefficients", result.to_marker())
+    if result.complete and result.best is None:
+        errors = {c.get("error") for c in result.candidates if c["label"] == "compound"} - {None}
+        raise ConfigError("coefficients", f"every admissible triple failed to evaluate "
+                                          f"(e.g. {sorted(errors)[0] if errors else 'no result'}); "
+                                          f"see `nasforge show {run_dir}`")
+    return result
+
+
+def open_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``coefficients`` marker of a finished or interrupted coefficient run (None if absent)."""
+    from nasforge.experiment import Store
+
+    if not Store.exists(run_dir):
+        raise ConfigError("run", f"no nasforge run in {run_dir}")
+    with Store.open(run_dir) as store:
+        return store.get_marker("coefficients")
+
+
+__all__ = ["CANDIDATE_METRICS", "MEMBER_FIELDS", "CoefficientResult", "MetricObjective", "RebasedFamily",
+           "check_members", "collect_result", "open_result", "rebase", "search_coefficients"]
