@@ -1,0 +1,246 @@
+"""`nasforge run`: from a dataset to a scaled family of models and a report, in four stages.
+
+1. search a baseline architecture on the data (the architecture search, proxy-trained children);
+2. search the compound-scaling coefficients alpha, beta, gamma at phi = 1 for that baseline,
+   with the single-dimension alternatives beside them;
+3. build the family phi = 0..K with the chosen coefficients and train every member with the same
+   short schedule (validation accuracy, test accuracy reported, params, MACs, latency);
+4. write the HTML report.
+
+The run folder's database is the search's; the pipeline keeps its own config and each finished
+stage there as markers, and the coefficient search has its own run in `RUN/coefficients`. A
+resumed pipeline checks its config, skips finished stages and continues the interrupted one at the
+trial where it stopped (every stage is built on resumable pieces).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from nasforge.errors import ConfigError
+
+#: budget name -> search trials, child epochs, coefficient grid step, family epochs, child size.
+BUDGETS: dict[str, dict[str, Any]] = {
+    "small": {"trials": 8, "epochs": 2, "step": 0.2, "family_epochs": 3, "cells": 1, "filters": 8},
+    "medium": {"trials": 30, "epochs": 3, "step": 0.1, "family_epochs": 6, "cells": 1, "filters": 16},
+    "large": {"trials": 100, "epochs": 5, "step": 0.05, "family_epochs": 15, "cells": 2, "filters": 24},
+}
+SPACES = ("nasnet", "mbconv")
+STAGES = ("search", "coefficients", "family", "report")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    dataset: str = "digits"
+    space: str = "nasnet"
+    strategy: str = "evolution"
+    budget: str = "small"
+    trials: int | None = None
+    epochs: int | None = None
+    step: float | None = None
+    family_epochs: int | None = None
+    cells: int | None = None
+    filters: int | None = None
+    phi_max: int = 2
+    seed: int = 0
+    train_size: int | None = None
+    val_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget not in BUDGETS:
+            raise ConfigError("budget", f"unknown budget {self.budget!r}", list(BUDGETS))
+        if self.space not in SPACES:
+            raise ConfigError("space", f"the pipeline cannot scale space {self.space!r}", SPACES)
+        if isinstance(self.phi_max, bool) or not isinstance(self.phi_max, int) or not 0 <= self.phi_max <= 8:
+            raise ConfigError("phi_max", f"must be an integer from 0 to 8, got {self.phi_max!r}")
+        for name in ("trials", "epochs", "family_epochs", "cells", "filters", "train_size", "val_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(name, f"must be a positive integer, got {value!r}")
+        if self.step is not None and not 0.0 < self.step <= 1.0:
+            raise ConfigError("step", f"must be in (0, 1], got {self.step!r}")
+
+    def setting(self, name: str) -> Any:
+        """An explicit value, else the budget's."""
+        value = getattr(self, name)
+        return BUDGETS[self.budget][name] if value is None else value
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PipelineConfig:
+        allowed = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise ConfigError(unknown[0], "unknown pipeline option", allowed)
+        return cls(**data)
+
+
+def _proxy_options(cfg: PipelineConfig, epochs: int, network: dict[str, Any] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {"dataset": cfg.dataset, "train": {"epochs": epochs}, "split_seed": cfg.seed}
+    if network is not None:
+        options["network"] = network
+    for name in ("train_size", "val_size"):
+        if getattr(cfg, name) is not None:
+            options[name] = getattr(cfg, name)
+    return options
+
+
+def search_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """Stage 1's `SearchConfig` dict."""
+    network = ({"num_cells": cfg.setting("cells"), "num_filters": cfg.setting("filters"), "stem": "cifar"}
+               if cfg.space == "nasnet" else {"width_mult": 0.25, "depth_mult": 0.25})
+    return {"space": cfg.space, "strategy": cfg.strategy,
+            "evaluator": {"name": "proxy", "options": _proxy_options(cfg, cfg.setting("epochs"), network)},
+            "budget": {"max_trials": cfg.setting("trials")}, "seed": cfg.seed}
+
+
+class Pipeline:
+    """Runs (or resumes) the four stages in `run_dir`; see the module docstring."""
+
+    def __init__(self, config: PipelineConfig, run_dir: str | os.PathLike, resume: bool = False,
+                 progress: bool = True, console: Any = None):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.progress = progress
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True, quiet=not progress)
+        self.console = console
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+    def _check_config(self, store: Any) -> None:
+        from nasforge.experiment.config import config_diff, describe_diff
+
+        old = store.get_marker("pipeline.config")
+        new = self.config.to_dict()
+        if old is None:
+            store.set_marker("pipeline.config", new)
+            return
+        keys = config_diff(old, new, ignore=frozenset())
+        if keys:
+            raise ConfigError("config", "the run was started with other pipeline settings: "
+                                        + describe_diff(old, new, keys))
+
+    def _stage(self, name: str) -> None:
+        self.console.print(f"[bold]stage {STAGES.index(name) + 1}/4: {name}[/bold]")
+
+    # -- the stages ------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        from nasforge.experiment import Experiment, SearchConfig, Store
+
+        if Store.exists(self.run_dir) and not self.resume:
+            raise ConfigError("run", f"{self.run_dir} already holds a run; pass --resume to continue it")
+        if self.resume and Store.exists(self.run_dir):
+            store = Store.open(self.run_dir)
+            try:
+                self._check_config(store)
+            finally:
+                store.close()
+        self._stage("search")
+        with Experiment.from_config(SearchConfig.from_dict(search_config(self.config)), self.run_dir,
+                                    resume="auto" if self.resume else False,
+                                    progress=self.progress) as experiment:
+            store = experiment.store
+            self._check_config(store)
+            if not store.get_marker("pipeline.stage.search"):
+                experiment.run()
+                store.set_marker("pipeline.stage.search", True)
+            best = store.best(1)
+            if not best:
+                raise ConfigError("search", "every trial of the architecture search failed; "
+                                            f"see `nasforge show {self.run_dir}`")
+            arch = experiment.space.from_json(best[0].arch)
+            family = self._family(experiment.space, arch)
+            coefficients = self._coefficients(store, family)
+            members = self._family_members(store, family, coefficients)
+            self._stage("report")
+        from nasforge.report import write_report
+
+        index = write_report(self.run_dir)
+        return {"run": str(self.run_dir), "best_trial": best[0].id, "coefficients": coefficients["best"],
+                "members": members, "report": str(index)}
+
+    def _family(self, space: Any, arch: Any) -> Any:
+        from nasforge.evaluators.proxy import cached_splits
+        from nasforge.scaling.family import MBConvFamily, NASNetFamily
+
+        cfg = self.config
+        splits = cached_splits(cfg.dataset, 0.1, cfg.seed, cfg.train_size, cfg.val_size)
+        if cfg.space == "nasnet":
+            return NASNetFamily(arch, num_cells=cfg.setting("cells"), num_filters=cfg.setting("filters"),
+                                stem="cifar", base_resolution=splits.resolution, num_classes=splits.num_classes)
+        return MBConvFamily(arch, space=space, base_resolution=splits.resolution, num_classes=splits.num_classes,
+                            width_mult=0.25, depth_mult=0.25)
+
+    def _scaled_evaluator(self, family: Any, phi: float, report_test: bool = False) -> Any:
+        from nasforge.evaluators.proxy import ProxyTrainer
+        from nasforge.scaling.coefficients import ScaledMemberEvaluator
+
+        cfg = self.config
+        epochs = cfg.setting("family_epochs") if report_test else cfg.setting("epochs")
+        inner = ProxyTrainer(**_proxy_options(cfg, epochs, None), report_test=report_test)
+        # Small images (digits are 8 px) scale their resolution in steps of 1 px, not 8.
+        divisor = 8 if family.base_resolution >= 64 else 1
+        return ScaledMemberEvaluator(family, inner, phi=phi, resolution_divisor=divisor)
+
+    def _coefficients(self, store: Any, family: Any) -> dict[str, Any]:
+        from nasforge.scaling.search import search_coefficients
+
+        done = store.get_marker("coefficients")
+        if store.get_marker("pipeline.stage.coefficients") and done:
+            return done
+        self._stage("coefficients")
+        result = search_coefficients(family, self._scaled_evaluator(family, 1.0), self.run_dir / "coefficients",
+                                     step=self.config.setting("step"), seed=self.config.seed, resume="auto",
+                                     progress=self.progress)
+        data = result.to_marker()
+        store.set_marker("coefficients", data)
+        store.set_marker("pipeline.stage.coefficients", True)
+        return data
+
+    def _family_members(self, store: Any, family: Any, coefficients: dict[str, Any]) -> list[dict[str, Any]]:
+        from nasforge.experiment import trial_seed
+        from nasforge.scaling.coefficients import CoefficientSpace, CoefficientTriple
+
+        self._stage("family")
+        best = coefficients["best"]
+        space = CoefficientSpace(family=family)
+        triple = CoefficientTriple(best["alpha"], best["beta"], best["gamma"], best.get("label", "compound"))
+        members = []
+        for phi in range(self.config.phi_max + 1):
+            key = f"pipeline.family.phi{phi}"
+            member = store.get_marker(key)
+            if member is None:
+                self.console.print(f"  training phi = {phi}")
+                metrics = self._scaled_evaluator(family, float(phi), report_test=True).evaluate(
+                    space, triple, trial_seed(self.config.seed, 10_000 + phi))
+                member = {"phi": phi, **{k: metrics.get(k) for k in (
+                    "width_mult", "depth_mult", "resolution", "params", "macs", "val_accuracy",
+                    "test_accuracy", "latency_ms")}}
+                store.set_marker(key, member)
+            members.append(member)
+        alternatives = {}
+        for cand in coefficients.get("candidates", []):
+            label = cand.get("label", "")
+            for dim in ("depth", "width", "resolution"):
+                if label.startswith(dim):
+                    alternatives[dim] = [members[0], {**cand, "phi": 1}]
+        store.set_marker("family", {"coefficients": {k: best[k] for k in ("alpha", "beta", "gamma")},
+                                    "members": members, "alternatives": alternatives})
+        store.set_marker("pipeline.stage.family", True)
+        return members
+
+
+def run_pipeline(config: PipelineConfig, run_dir: str | os.PathLike, *, resume: bool = False,
+                 progress: bool = True) -> dict[str, Any]:
+    return Pipeline(config, run_dir, resume=resume, progress=progress).run()
+
+
+__all__ = ["BUDGETS", "Pipeline", "PipelineConfig", "STAGES", "run_pipeline"]
