@@ -686,19 +686,22 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
         cands = _records(coefficients.get("candidates"))
         best = coefficients.get("best") if isinstance(coefficients.get("best"), Mapping) else None
         parts.append("<h3>Coefficient search at φ = 1</h3>")
+        # The search's own reward metric (val_accuracy for proxy training, "score" for MACsScore).
+        metric = coefficients.get("metric") if isinstance(coefficients.get("metric"), str) else "val_accuracy"
+        metric = metric if any(_finite(c.get(metric)) for c in cands) else "reward"
         if cands:
-            cands.sort(key=lambda c: -(c["val_accuracy"] if _finite(c.get("val_accuracy")) else -math.inf))
+            cands.sort(key=lambda c: -(c[metric] if _finite(c.get(metric)) else -math.inf))
             rows, classes = [], []
             for c in cands:
                 a, b, g = (c.get(k) for k in ("alpha", "beta", "gamma"))
                 prod = a * b * b * g * g if all(_finite(v) for v in (a, b, g)) else None
                 rows.append([c.get("label", ""), _fmt(a), _fmt(b), _fmt(g), _fmt(prod),
-                             _fmt(c.get("val_accuracy")), _fmt(c.get("macs"), "macs")])
+                             _fmt(c.get(metric)), _fmt(c.get("macs"), "macs")])
                 is_best = best is not None and all(c.get(k) == best.get(k) for k in ("alpha", "beta", "gamma"))
                 classes.append("best" if is_best else "")
             parts.append('<p class="sub">Every candidate (α, β, γ) with α·β²·γ² ≈ 2, best first; the '
                          "chosen one is highlighted.</p>")
-            parts.append(_table(["candidate", "α", "β", "γ", "α·β²·γ²", "val_accuracy", "macs"], rows,
+            parts.append(_table(["candidate", "α", "β", "γ", "α·β²·γ²", metric, "macs"], rows,
                                 row_classes=classes))
         else:
             parts.append('<p class="note">No candidates recorded yet.</p>')
