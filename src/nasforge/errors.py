@@ -15,8 +15,8 @@ class NasforgeError(Exception):
     """Base class of every error a user can cause."""
 
 
-class ArchitectureError(NasforgeError, ValueError):
-    """An architecture value (or its JSON) is malformed or outside its space."""
+class _FieldError(NasforgeError, ValueError):
+    """'FIELD: PROBLEM (allowed: ...)': the shape of every message about one bad value."""
 
     def __init__(self, field: str, problem: str, allowed: Iterable[object] | str | None = None):
         self.field = field
@@ -28,15 +28,12 @@ class ArchitectureError(NasforgeError, ValueError):
         super().__init__(message)
 
 
-class ConfigError(NasforgeError, ValueError):
-    """A configuration value (network, search, CLI) is invalid."""
+class ArchitectureError(_FieldError):
+    """An architecture value (or its JSON) is malformed or outside its space."""
 
-    def __init__(self, field: str, problem: str, allowed: Iterable[object] | str | None = None):
-        self.field = field
-        message = f"{field}: {problem}"
-        if allowed is not None:
-            message += f" (allowed: {format_allowed(allowed)})"
-        super().__init__(message)
+
+class ConfigError(_FieldError):
+    """A configuration value (network, search, CLI) is invalid."""
 
 
 class UnknownNameError(NasforgeError, KeyError):

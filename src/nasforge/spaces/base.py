@@ -122,3 +122,22 @@ class SearchSpace(ABC, Generic[A]):
         except json.JSONDecodeError as exc:
             raise ArchitectureError("json", f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
         return self.from_json(data)
+
+
+def unwrap_json(data: Any, space: str, expected: str) -> Any:
+    """The payload of `{"space": NAME, "arch": PAYLOAD}`, or `data` itself when it is not a dict.
+
+    Spaces whose architectures have a compact form (a benchmark string, a digit code) accept
+    both the wrapped and the bare form; `expected` describes the payload for the error message.
+    """
+    if not isinstance(data, dict):
+        return data
+    if data.get("space", space) != space:
+        raise ArchitectureError("space", f"expected {space!r}, got {data.get('space')!r}", [space])
+    unknown = sorted(set(data) - {"space", "arch"})
+    if unknown:
+        raise ArchitectureError(unknown[0], "unknown field", ["space", "arch"])
+    if "arch" not in data:
+        raise ArchitectureError("arch", f"missing; expected {expected}")
+    return data["arch"]
+

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import ArchitectureError, ConfigError
-from nasforge.spaces.base import Decision, SearchSpace
+from nasforge.spaces.base import Decision, SearchSpace, unwrap_json
 
 MACRO_OPS: tuple[str, ...] = ("identity", "MB3_K3", "MB6_K5")
 #: (expansion, kernel) of the two inverted-residual choices.
@@ -127,15 +127,7 @@ class MacroSpace(SearchSpace[MacroArchitecture]):
 
     def from_json(self, data: Any) -> MacroArchitecture:
         """{"space": "macro", "arch": "01201122"}, the bare code, or a list of eight block names."""
-        if isinstance(data, dict):
-            if data.get("space", self.name) != self.name:
-                raise ArchitectureError("space", f"expected {self.name!r}, got {data.get('space')!r}", [self.name])
-            unknown = sorted(set(data) - {"space", "arch"})
-            if unknown:
-                raise ArchitectureError(unknown[0], "unknown field", ["space", "arch"])
-            if "arch" not in data:
-                raise ArchitectureError("arch", f"missing; expected a string of {NUM_LAYERS} digits 0-2")
-            data = data["arch"]
+        data = unwrap_json(data, self.name, f"a string of {NUM_LAYERS} digits 0-2")
         if isinstance(data, (list, tuple)):
             return self.validate(MacroArchitecture(tuple(data)))
         return MacroArchitecture.from_code(data)

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import ArchitectureError, ConfigError
-from nasforge.spaces.base import Decision, SearchSpace
+from nasforge.spaces.base import Decision, SearchSpace, unwrap_json
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: the six edges (source, target) in string order.
@@ -157,16 +157,7 @@ class NB201Space(SearchSpace[NB201Cell]):
 
     def from_json(self, data: Any) -> NB201Cell:
         """{"space": "nb201", "arch": "|op~0|+..."}, the bare string, or a list of six ops."""
-        if isinstance(data, dict):
-            if data.get("space", self.name) != self.name:
-                raise ArchitectureError("space", f"expected {self.name!r}, got {data.get('space')!r}", [self.name])
-            unknown = sorted(set(data) - {"space", "arch"})
-            if unknown:
-                raise ArchitectureError(unknown[0], "unknown field", ["space", "arch"])
-            if "arch" not in data:
-                raise ArchitectureError("arch", "missing; expected the benchmark string "
-                                                "'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'")
-            data = data["arch"]
+        data = unwrap_json(data, self.name, "the benchmark string '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'")
         if isinstance(data, (list, tuple)):
             if not all(isinstance(op, str) for op in data):
                 raise ArchitectureError("arch", f"expected a list of op names, got {data!r}", self.ops)
