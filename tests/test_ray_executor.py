@@ -15,7 +15,7 @@ from nasforge.spaces import NB201Space  # noqa: E402
 
 
 class _Count(Evaluator):
-    """Reward = number of convolutions; one op pattern crashes its worker, one hangs."""
+    """Reward = number of convolutions; one op pattern crashes its worker, one raises."""
 
     name = "count"
 
@@ -23,8 +23,6 @@ class _Count(Evaluator):
         s = space.to_json(arch)["arch"]
         if s.count("none") >= 5:
             os._exit(3)  # kills the Ray worker process
-        if s.count("avg_pool_3x3") >= 4:
-            time.sleep(60)
         if s.count("skip_connect") >= 4:
             raise ValueError("evaluator refused this one")
         return {"val_accuracy": s.count("conv") / 6}
@@ -63,7 +61,7 @@ def test_outcomes_timeouts_and_crashes(local_ray):
 def test_search_on_ray_records_every_trial(local_ray, tmp_path):
     space = NB201Space()
     exp = Experiment(space, RandomSearch(space, seed=1), _Count(), run_dir=tmp_path / "run",
-                     budget={"max_trials": 24}, executor=create_executor("ray", workers=2), timeout=10,
+                     budget={"max_trials": 24}, executor=create_executor("ray", workers=2),
                      progress=False)
     with exp:
         summary = exp.run()

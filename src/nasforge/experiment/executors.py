@@ -247,12 +247,100 @@ class _Running:
     timeout: float | None
 
 
+class QueuedExecutor(Executor):
+    """Shared bookkeeping of backends that run calls elsewhere (processes, Ray tasks).
+
+    Calls wait in a FIFO queue until fewer than `workers` run; a running entry has a `deadline`
+    (monotonic seconds, or None). Subclasses say how to start one call (`_launch`), how to wait
+    for some to finish and turn them into outcomes (`_gather`), and how to stop one (`_kill`).
+    """
+
+    def __init__(self, workers: int) -> None:
+        super().__init__()
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError("workers", f"must be at least 1, got {workers!r}")
+        self.workers = workers
+        self._queue: deque[tuple[Handle, Callable[..., Any], tuple, float | None]] = deque()
+        self._running: dict[Any, Any] = {}
+        self._done: list[Outcome] = []
+
+    @abstractmethod
+    def _launch(self, handle: Handle, fn: Callable[..., Any], args: tuple, timeout: float | None) -> None:
+        """Start one call and add its entry to `_running`."""
+
+    @abstractmethod
+    def _gather(self, wait_for: float | None) -> None:
+        """Wait up to `wait_for` seconds (None: until one finishes); move finished calls to `_done`."""
+
+    @abstractmethod
+    def _kill(self, key: Any) -> None:
+        """Stop running call `key` and drop its entry."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Handle:
+        handle = self._new_handle()
+        self._queue.append((handle, fn, args, timeout))
+        self._start_queued()
+        return handle
+
+    def _start_queued(self) -> None:
+        while self._queue and len(self._running) < self.workers:
+            self._launch(*self._queue.popleft())
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key, run in list(self._running.items()):
+            if run.deadline is not None and now >= run.deadline and not self._finished_in_time(key):
+                self._kill(key)
+                self._done.append(Outcome(run.handle, error=f"timed out after {run.timeout:g} s",
+                                          started=run.started, finished=time.time()))
+
+    def _finished_in_time(self, key: Any) -> bool:
+        """Whether a call past its deadline has a result waiting anyway (then it is not a timeout)."""
+        return False
+
+    def _take(self) -> list[Outcome]:
+        out, self._done = self._done, []
+        self._start_queued()
+        return out
+
+    def poll(self) -> list[Outcome]:
+        return self.wait(timeout=0)
+
+    def wait(self, timeout: float | None = None) -> list[Outcome]:
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._done:
+                return self._take()
+            if not self._running:
+                self._start_queued()
+                if not self._running:
+                    return []
+            now = time.monotonic()
+            limits = [r.deadline - now for r in self._running.values() if r.deadline is not None]
+            if end is not None:
+                limits.append(end - now)
+            self._gather(max(0.0, min(limits)) if limits else None)
+            self._expire()
+            if self._done:
+                return self._take()
+            if end is not None and time.monotonic() >= end:
+                return []
+
+    def pending(self) -> int:
+        return len(self._queue) + len(self._running) + len(self._done)
+
+    def shutdown(self) -> None:
+        self._queue.clear()
+        for key in list(self._running):
+            self._kill(key)
+
+
 def _default_context() -> str:
     methods = multiprocessing.get_all_start_methods()
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-class ProcessExecutor(Executor):
+class ProcessExecutor(QueuedExecutor):
     """Runs each call in a fresh local process, at most `workers` at once.
 
     A fresh process per call keeps memory flat over a long search and isolates crashes: a worker
@@ -270,10 +358,7 @@ class ProcessExecutor(Executor):
 
     def __init__(self, workers: int = 2, *, context: str | None = None,
                  preload: tuple[str, ...] | None = None):
-        super().__init__()
-        if workers < 1:
-            raise ConfigError("workers", f"must be at least 1, got {workers}")
-        self.workers = int(workers)
+        super().__init__(workers)
         method = context or _default_context()
         if method not in multiprocessing.get_all_start_methods():
             raise ConfigError("context", f"unknown start method {method!r}",
@@ -281,34 +366,23 @@ class ProcessExecutor(Executor):
         self._ctx = multiprocessing.get_context(method)
         if method == "forkserver":
             self._ctx.set_forkserver_preload(list(self.DEFAULT_PRELOAD if preload is None else preload))
-        self._queue: deque[tuple[Handle, Callable[..., Any], tuple, float | None]] = deque()
-        self._running: dict[Handle, _Running] = {}
-        self._done: list[Outcome] = []
 
-    def submit(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Handle:
-        handle = self._new_handle()
-        self._queue.append((handle, fn, args, timeout))
-        self._start_queued()
-        return handle
-
-    def _start_queued(self) -> None:
-        while self._queue and len(self._running) < self.workers:
-            handle, fn, args, timeout = self._queue.popleft()
-            recv_conn, send_conn = self._ctx.Pipe(duplex=False)
-            process = self._ctx.Process(target=_child_main, args=(send_conn, os.getpid(), fn, args),
-                                        name=f"nasforge-worker-{handle.id}")
-            started = time.time()
-            try:
-                process.start()
-            except Exception as exc:
-                recv_conn.close()
-                send_conn.close()
-                raise ConfigError("executor", "cannot start a worker process for "
-                                              f"{getattr(fn, '__name__', fn)}: "
-                                              f"{describe_exception(exc)}") from None
-            send_conn.close()  # the child holds the write end now
-            deadline = None if timeout is None else time.monotonic() + float(timeout)
-            self._running[handle] = _Running(handle, process, recv_conn, started, deadline, timeout)
+    def _launch(self, handle: Handle, fn: Callable[..., Any], args: tuple, timeout: float | None) -> None:
+        recv_conn, send_conn = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(target=_child_main, args=(send_conn, os.getpid(), fn, args),
+                                    name=f"nasforge-worker-{handle.id}")
+        started = time.time()
+        try:
+            process.start()
+        except Exception as exc:
+            recv_conn.close()
+            send_conn.close()
+            raise ConfigError("executor", "cannot start a worker process for "
+                                          f"{getattr(fn, '__name__', fn)}: "
+                                          f"{describe_exception(exc)}") from None
+        send_conn.close()  # the child holds the write end now
+        deadline = None if timeout is None else time.monotonic() + float(timeout)
+        self._running[handle] = _Running(handle, process, recv_conn, started, deadline, timeout)
 
     def _finish(self, run: _Running, outcome: Outcome) -> None:
         del self._running[run.handle]
@@ -362,67 +436,25 @@ class ProcessExecutor(Executor):
                                   traceback=message[2])
             self._finish(run, outcome)
 
-    def _expire(self) -> None:
-        now = time.monotonic()
-        for run in list(self._running.values()):
-            if run.deadline is not None and now >= run.deadline:
-                if run.conn.poll():  # it finished just in time
-                    continue
-                run.process.kill()
-                run.process.join()
-                self._finish(run, Outcome(run.handle, error=f"timed out after {run.timeout:g} s",
-                                          started=run.started, finished=time.time()))
+    def _gather(self, wait_for: float | None) -> None:
+        objs = [r.conn for r in self._running.values()] + [r.process.sentinel for r in self._running.values()]
+        self._collect(mp_wait(objs, timeout=wait_for))
 
-    def _take(self) -> list[Outcome]:
-        out, self._done = self._done, []
-        self._start_queued()
-        return out
+    def _finished_in_time(self, key: Handle) -> bool:
+        return self._running[key].conn.poll()
 
-    def poll(self) -> list[Outcome]:
-        if self._running:
-            objs = [r.conn for r in self._running.values()] + [r.process.sentinel
-                                                                for r in self._running.values()]
-            self._collect(mp_wait(objs, timeout=0))
-            self._expire()
-        return self._take()
-
-    def wait(self, timeout: float | None = None) -> list[Outcome]:
-        end = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._done:
-                return self._take()
-            if not self._running:
-                self._start_queued()
-                if not self._running:
-                    return []
-            now = time.monotonic()
-            limits = [r.deadline - now for r in self._running.values() if r.deadline is not None]
-            if end is not None:
-                limits.append(end - now)
-            wait_for = max(0.0, min(limits)) if limits else None
-            objs = [r.conn for r in self._running.values()] + [r.process.sentinel
-                                                                for r in self._running.values()]
-            self._collect(mp_wait(objs, timeout=wait_for))
-            self._expire()
-            if self._done:
-                return self._take()
-            if end is not None and time.monotonic() >= end:
-                return []
-
-    def pending(self) -> int:
-        return len(self._queue) + len(self._running) + len(self._done)
+    def _kill(self, key: Handle) -> None:
+        run = self._running.pop(key)
+        try:
+            run.process.kill()
+            run.process.join(timeout=5)
+            run.conn.close()
+            run.process.close()
+        except (OSError, ValueError):
+            pass
 
     def shutdown(self) -> None:
-        self._queue.clear()
-        for run in list(self._running.values()):
-            try:
-                run.process.kill()
-                run.process.join(timeout=5)
-                run.conn.close()
-                run.process.close()
-            except (OSError, ValueError):
-                pass
-        self._running.clear()
+        super().shutdown()
         self._done.clear()
 
 
