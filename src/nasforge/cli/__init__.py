@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nasforge.cli import models, report, search
+    from nasforge.cli import models, report, run, search
 
     parser = _Parser(prog="nasforge", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_parser(sub)
     search.add_show_parser(sub)
     report.add_parser(sub)
+    run.add_parser(sub)
+    __import__("nasforge.cli.bench", fromlist=["add_parser"]).add_parser(sub)  # nasforge bench
+    __import__("nasforge.cli.scale", fromlist=["add_parser"]).add_parser(sub)  # nasforge scale family/search
+    __import__("nasforge.cli.train", fromlist=["add_parser"]).add_parser(sub)  # nasforge train
+    __import__("nasforge.cli.train", fromlist=["add_export_parser"]).add_export_parser(sub)  # nasforge export
     return parser
 
 

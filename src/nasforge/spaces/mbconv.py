@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 
 from nasforge.errors import ArchitectureError, ConfigError
-from nasforge.models.efficientnet import B0_STAGES
 from nasforge.nn.mbconv import round_filters
 from nasforge.spaces.base import Decision, SearchSpace
 
@@ -54,8 +53,16 @@ class MBConvArchitecture:
 
 
 #: EfficientNet-B0 as a member of the default space (from the model's own stage table).
-B0_ARCH = MBConvArchitecture(tuple(MBConvStage(s.kernel, s.expand_ratio, s.se_ratio, s.repeats, s.channels)
-                                   for s in B0_STAGES))
+# (Spelled out rather than derived from models.efficientnet.B0_STAGES: spaces do not import models.)
+B0_ARCH = MBConvArchitecture((
+    MBConvStage(3, 1, 0.25, 1, 16),
+    MBConvStage(3, 6, 0.25, 2, 24),
+    MBConvStage(5, 6, 0.25, 2, 40),
+    MBConvStage(3, 6, 0.25, 3, 80),
+    MBConvStage(5, 6, 0.25, 3, 112),
+    MBConvStage(5, 6, 0.25, 4, 192),
+    MBConvStage(3, 6, 0.25, 1, 320),
+))
 
 
 def _is_int(v: Any) -> bool:

@@ -1,0 +1,317 @@
+"""Strategies against tabulated benchmarks: many independent seeds, in memory, in seconds.
+
+`nasforge bench` and `benchmarks/strategies.py` are thin wrappers around `run_bench`. One seed is
+one independent search: a fresh strategy seeded with the seed's index asks `queries` times; each
+architecture is looked up in the table (a failed lookup is told as a failure) and told at once. No
+run folder, no database: the loop is ask -> look up -> tell, so random search and evolution do
+thousands of queries per second and the controller's own computation dominates the RL runs.
+
+What is reported, per the NAS-Bench-201 protocol (REFERENCE 6.2): each seed's best architecture
+is picked **by reward** (the earliest on ties) and its **report column** is what the seed scores;
+`mean`/`std` are over seeds (std with ddof=0, numpy's default). Every ask counts as a query,
+repeats of an architecture included; `distinct` says how many different canonical keys a seed
+evaluated. `seconds_per_query` is the strategy's own computation (ask + tell), not the lookups.
+
+Rewards reach the strategy as the evaluator reports them: accuracies stored in percent are
+divided by 100 (as `NB201Table`/`MacroTable` do, so a bench sees the rewards a `nasforge search`
+sees); reported numbers stay in the table's units.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nasforge.errors import ConfigError, DatasetError
+from nasforge.evaluators.table import (MACRO_FILE, NB201_FILE, ArchitectureNotInTable, TableEvaluator,
+                                       _resolve_space, _space_name)
+from nasforge.spaces.base import SearchSpace
+from nasforge.strategies import Exhausted, Result, create_strategy
+
+#: `--table` shortcuts: the shared tables, with their space and the columns the benchmark's own
+#: protocol uses (NB201: reward 12-epoch validation, report 200-epoch test; NAS-Bench-Macro has
+#: no validation split, so reward and report are both the mean test accuracy of its 3 runs).
+SHARED_TABLES: dict[str, dict[str, Any]] = {
+    "nb201": {"file": NB201_FILE, "space": "nb201", "reward_column": "c10_valid_acc_12ep",
+              "report_column": "c10_test_acc_200ep", "arch_column": "arch_str", "percent": True},
+    "macro": {"file": MACRO_FILE, "space": "macro", "reward_column": "mean_acc",
+              "report_column": "mean_acc", "arch_column": "arch", "percent": True},
+}
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and standard deviation (ddof=0) of `values`; NaN, NaN when there are none."""
+    arr = np.asarray(list(values), dtype=np.float64)
+    if arr.size == 0:
+        return math.nan, math.nan
+    return float(arr.mean()), float(arr.std())
+
+
+# -- the table -----------------------------------------------------------------------------------------
+@dataclass
+class Lookup:
+    """One table lookup: reward and report in the table's units, or the error of a failed one."""
+
+    reward: float | None
+    report: float | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class BenchTable:
+    """A table opened for benchmarking: its space, reward and report columns, and a memo of lookups.
+
+    Args:
+        table: a CSV path, or a shortcut from `SHARED_TABLES` ("nb201", "macro").
+        space: the space the table's architectures belong to (a name or object); optional with a
+            shortcut, which implies it.
+        reward_column: the column searched on (a shortcut gives its protocol's default).
+        report_column: the column reported for each seed's best-by-reward architecture (default:
+            the shortcut's, else the reward column).
+        arch_column: the architecture column (default: the evaluator's guess).
+        percent: accuracies in percent, given to strategies as fractions. None = the shortcut's
+            setting, or for a file: the reward column's name contains "acc" and its values lie in
+            [0, 100] with some above 1.
+    """
+
+    def __init__(self, table: str | Path, space: SearchSpace | str | None = None, reward_column: str | None = None,
+                 report_column: str | None = None, arch_column: str | None = None, percent: bool | None = None):
+        shortcut = SHARED_TABLES.get(str(table)) if isinstance(table, str) else None
+        if shortcut is not None:
+            from nasforge.data.paths import require_data
+
+            if space is not None and _space_name(_resolve_space(space)) != shortcut["space"]:
+                raise ConfigError("space", f"the {table!r} table lists {shortcut['space']!r} architectures, "
+                                           f"not {_space_name(_resolve_space(space))!r}")
+            space = space if space is not None else shortcut["space"]
+            reward_column = reward_column or shortcut["reward_column"]
+            report_column = report_column or (shortcut["report_column"] if reward_column ==
+                                               shortcut["reward_column"] else None)
+            arch_column = arch_column or shortcut["arch_column"]
+            percent = shortcut["percent"] if percent is None else percent
+            path: Path = require_data(*shortcut["file"])
+            self.name = str(table)
+        else:
+            if space is None:
+                raise ConfigError("space", "a table file needs the space its architectures belong to",
+                                  sorted(SHARED_TABLES) + ["..."])
+            if not reward_column:
+                raise ConfigError("reward_column", f"name the column of {table} to search on")
+            path = Path(table).expanduser()
+            self.name = str(path)
+        self.space = _resolve_space(space)
+        self.reward_column = str(reward_column)
+        self.report_column = str(report_column or reward_column)
+        # The evaluator checks columns and parses the first row; values are read in the table's units.
+        self.evaluator = TableEvaluator(path, self.reward_column, self.space, report_column=self.report_column,
+                                        arch_column=arch_column)
+        try:
+            table_data = self.evaluator.load()
+        except zlib.error as exc:  # a damaged gzip stream; read_table catches only header errors
+            raise DatasetError(str(path), f"cannot read the table ({exc})") from None
+        self.path = table_data.path
+        self.rows = len(table_data)
+        self._reward = table_data.numeric(self.reward_column, "reward_column")
+        self._report = table_data.numeric(self.report_column, "report_column")
+        if percent is None:
+            finite = self._reward[np.isfinite(self._reward)]
+            percent = ("acc" in self.reward_column.lower() and finite.size > 0 and float(finite.min()) >= 0
+                       and 1.0 < float(finite.max()) <= 100.0)
+        self.percent = bool(percent)
+        self.scale = 100.0 if self.percent else 1.0
+        self._memo: dict[Any, Lookup] = {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"table": self.name, "path": str(self.path), "rows": self.rows, "space": _space_name(self.space),
+                "reward_column": self.reward_column, "report_column": self.report_column,
+                "percent": self.percent, "reward_is_report": self.reward_column == self.report_column}
+
+    def lookup(self, arch: Any) -> Lookup:
+        """The row of `arch` (memoised): `Lookup(reward, report)` or `Lookup(None, None, error)`."""
+        try:
+            return self._memo[arch]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable architecture value: no memo
+            return self._lookup(arch)
+        hit = self._memo[arch] = self._lookup(arch)
+        return hit
+
+    def _lookup(self, arch: Any) -> Lookup:
+        try:
+            k = self.evaluator.row(arch, self.space)
+        except ArchitectureNotInTable as exc:
+            return Lookup(None, None, str(exc))
+        reward, report = float(self._reward[k]), float(self._report[k])
+        if not math.isfinite(reward):
+            return Lookup(None, None, f"row {k + 2}: {self.reward_column} is {reward}")
+        return Lookup(reward, report)
+
+    def result(self, hit: Lookup) -> Result:
+        """What the strategy is told: the reward as a fraction for percent tables, or a failure."""
+        if not hit.ok:
+            return Result.failure(hit.error or "lookup failed")
+        return Result.ok(hit.reward / self.scale)
+
+
+# -- one seed, many seeds ------------------------------------------------------------------------------------
+@dataclass
+class SeedResult:
+    seed: int
+    queries: int  # asks made (fewer than asked for only if a grid ran out)
+    best_reward: float | None  # table units
+    report: float | None  # the report column of the best-by-reward architecture
+    best_arch: Any  # its JSON
+    best_query: int | None  # the query (1-based) that found it
+    distinct: int  # distinct canonical keys asked
+    failures: int
+    strategy_seconds: float  # ask + tell, summed
+
+
+def run_seed(table: BenchTable, strategy: str, queries: int, seed: int,
+             options: Mapping[str, Any] | None = None) -> SeedResult:
+    """One independent search of `queries` asks with `create_strategy(strategy, space, seed, **options)`."""
+    return run_seed_budgets(table, strategy, [queries], seed, options)[queries]
+
+
+def run_seed_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], seed: int,
+                     options: Mapping[str, Any] | None = None) -> dict[int, SeedResult]:
+    """One search of `max(budgets)` asks, with the seed's result after each of `budgets` asks.
+
+    Strategies do not know the budget, so the first 100 asks of a 200-query search are the asks of
+    a 100-query search: one run gives both (the tests check it).
+    """
+    space = table.space
+    searcher = create_strategy(strategy, space, seed=seed, **dict(options or {}))
+    marks = sorted(set(int(b) for b in budgets))
+    clock = time.perf_counter
+    own = 0.0
+    best: tuple[float, Any, float, int] | None = None
+    keys: set[str] = set()
+    failures = asked = 0
+    out: dict[int, SeedResult] = {}
+
+    def snapshot() -> SeedResult:
+        return SeedResult(seed=seed, queries=asked, best_reward=None if best is None else best[0],
+                          report=None if best is None else best[2],
+                          best_arch=None if best is None else space.to_json(best[1]),
+                          best_query=None if best is None else best[3], distinct=len(keys), failures=failures,
+                          strategy_seconds=own)
+
+    for q in range(marks[-1]):
+        t0 = clock()
+        try:
+            arch = searcher.ask()
+        except Exhausted:
+            own += clock() - t0
+            break
+        t1 = clock()
+        hit = table.lookup(arch)
+        result = table.result(hit)
+        t2 = clock()
+        searcher.tell(arch, result)
+        own += (t1 - t0) + (clock() - t2)
+        asked += 1
+        keys.add(space.key(arch))
+        if not hit.ok:
+            failures += 1
+        elif best is None or hit.reward > best[0]:
+            best = (hit.reward, arch, hit.report, q + 1)
+        if asked in marks:
+            out[asked] = snapshot()
+    final = snapshot()
+    for b in marks:  # a grid that ran out early: every later budget sees its final state
+        out.setdefault(b, final)
+    return out
+
+
+@dataclass
+class BenchResult:
+    strategy: str
+    options: dict[str, Any]
+    queries: int
+    seeds: int
+    mean: float  # of the report column over seeds with a successful lookup
+    std: float
+    sem: float  # sample std / sqrt(n): the uncertainty of `mean`
+    mean_best_reward: float
+    std_best_reward: float
+    seeds_without_result: int
+    mean_distinct: float
+    failures: int
+    seconds_per_query: float  # the strategy's own computation per ask + tell
+    wall_seconds: float
+    table: dict[str, Any]
+    per_seed: list[SeedResult] = field(default_factory=list, repr=False)
+
+    def to_dict(self, per_seed: bool = False) -> dict[str, Any]:
+        out = asdict(self)
+        if per_seed:
+            out["per_seed"] = [asdict(s) for s in self.per_seed]
+        else:
+            out.pop("per_seed")
+        return out
+
+
+def summarize(strategy: str, options: Mapping[str, Any], queries: int, results: Sequence[SeedResult],
+              table: Mapping[str, Any] | None = None, wall_seconds: float = 0.0) -> BenchResult:
+    """Mean and std over seeds of each seed's report (and best reward), plus costs."""
+    reports = [r.report for r in results if r.report is not None]
+    rewards = [r.best_reward for r in results if r.best_reward is not None]
+    mean, std = mean_std(reports)
+    mean_r, std_r = mean_std(rewards)
+    sem = float(np.std(reports, ddof=1) / math.sqrt(len(reports))) if len(reports) > 1 else math.nan
+    asked = sum(r.queries for r in results)
+    return BenchResult(
+        strategy=strategy, options=dict(options), queries=queries, seeds=len(results), mean=mean, std=std, sem=sem,
+        mean_best_reward=mean_r, std_best_reward=std_r,
+        seeds_without_result=sum(r.report is None for r in results),
+        mean_distinct=float(np.mean([r.distinct for r in results])) if results else math.nan,
+        failures=sum(r.failures for r in results),
+        seconds_per_query=sum(r.strategy_seconds for r in results) / asked if asked else math.nan,
+        wall_seconds=wall_seconds, table=dict(table or {}), per_seed=list(results))
+
+
+def run_bench(table: BenchTable, strategy: str, queries: int, seeds: int | Sequence[int],
+              options: Mapping[str, Any] | None = None,
+              progress: Callable[[SeedResult], None] | None = None) -> BenchResult:
+    """`seeds` independent searches (seeds 0..seeds-1, or the given seed list) of `queries` asks each."""
+    return run_bench_budgets(table, strategy, [queries], seeds, options, progress)[queries]
+
+
+def run_bench_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], seeds: int | Sequence[int],
+                      options: Mapping[str, Any] | None = None,
+                      progress: Callable[[SeedResult], None] | None = None) -> dict[int, BenchResult]:
+    """`run_bench` for several budgets at once: one search of the largest budget per seed."""
+    budgets = list(budgets)
+    if not budgets or any(isinstance(q, bool) or not isinstance(q, int) or q < 1 for q in budgets):
+        raise ConfigError("queries", f"must be positive integers, got {budgets!r}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ConfigError("seeds", "need at least one seed")
+    options = dict(options or {})
+    create_strategy(strategy, table.space, seed=0, **options)  # unknown names and options fail before any work
+    start = time.perf_counter()
+    per_budget: dict[int, list[SeedResult]] = {b: [] for b in budgets}
+    for seed in seed_list:
+        results = run_seed_budgets(table, strategy, budgets, seed, options)
+        for b in budgets:
+            per_budget[b].append(results[b])
+        if progress is not None:
+            progress(results[max(budgets)])
+    wall = time.perf_counter() - start
+    return {b: summarize(strategy, options, b, per_budget[b], table.describe(), wall) for b in budgets}
+
+
+__all__ = ["BenchResult", "BenchTable", "Lookup", "SHARED_TABLES", "SeedResult", "mean_std", "run_bench", "run_bench_budgets",
+           "run_seed", "run_seed_budgets", "summarize"]
