@@ -417,14 +417,45 @@ def test_ppo_uses_the_log_prob_of_the_sampling_policy():
     assert strategy.buffer == [[list(early), old_log_prob, 0.7]]
 
 
-def test_paper_defaults():
+def test_presets_paper_and_small_budget_defaults():
     space = ToySpace()
-    ppo = PPOStrategy(space)
+    ppo = PPOStrategy(space, preset="nasnet")
     assert (ppo.batch_size, ppo.lr, ppo.entropy_weight, ppo.baseline_decay, ppo.clip, ppo.hidden_size) == \
         (20, 0.00035, 0.00001, 0.95, 0.2, 100)
+    assert (ppo.epochs, ppo.normalize_advantages, ppo.max_resamples, ppo.max_grad_norm) == (4, False, 0, None)
     assert ppo.optimizer.param_groups[0]["lr"] == 0.00035
-    reinforce = ReinforceStrategy(space)
+    reinforce = ReinforceStrategy(space, preset="nasnet")
     assert (reinforce.batch_size, reinforce.lr, reinforce.baseline_decay) == (20, 0.00035, 0.95)
+    default = PPOStrategy(space)  # made for budgets of hundreds of queries (docs/strategies.md)
+    assert (default.preset, default.batch_size, default.lr, default.entropy_weight, default.normalize_advantages,
+            default.max_resamples, default.epochs, default.clip, default.hidden_size) == \
+        ("default", 10, 0.01, 0.01, True, 16, 4, 0.2, 100)
+    mixed = PPOStrategy(space, preset="nasnet", lr=0.01)  # explicit options override the preset
+    assert (mixed.lr, mixed.batch_size, mixed.options()["preset"]) == (0.01, 20, "nasnet")
+    with pytest.raises(ConfigError, match="unknown preset 'fast'.*nasnet"):
+        PPOStrategy(space, preset="fast")
+    with pytest.raises(ConfigError, match="normalize_advantages"):
+        ReinforceStrategy(space, normalize_advantages="yes")
+    with pytest.raises(ConfigError, match="preset"):  # a checkpoint of the other preset is refused
+        PPOStrategy(space).load_state_dict(ppo.state_dict())
+
+
+@pytest.mark.parametrize("cls", [PPOStrategy, ReinforceStrategy])
+def test_resampling_avoids_repeated_architectures(cls):
+    space = ToySpace(2, 3, symmetric=True)  # 6 distinct keys among 9 sequences
+    strategy = cls(space, seed=0, batch_size=2, hidden_size=8)
+    keys = []
+    for _ in range(6):
+        arch = strategy.ask()
+        keys.append(space.key(arch))
+        strategy.tell(arch, space.reward(arch))
+    assert len(set(keys)) == 6 and strategy.num_repeats == 0  # every key once before any repeat
+    arch = strategy.ask()  # nothing new is left: a repeat, not an error
+    assert space.key(arch) in keys and strategy.num_repeats == 1
+    strategy.tell(arch, 0.5)
+    plain = cls(space, seed=0, batch_size=2, hidden_size=8, max_resamples=0)
+    repeats = [space.key(plain.ask()) for _ in range(6)]
+    assert len(set(repeats)) < 6  # without resampling the policy repeats itself
 
 
 def mean_rewards(strategy, space, n):
@@ -441,11 +472,17 @@ def test_policy_gradient_learns_the_toy_optimum(cls):
     """6 steps x 5 options, reward = fraction of steps at the optimum (random: 0.2 on average)."""
     space = ToySpace()
     random_mean = mean_rewards(RandomSearch(space, seed=0), space, 300)[-100:].mean()
-    strategy = cls(space, seed=0, lr=0.01)
-    rewards = mean_rewards(strategy, space, 300)
     assert random_mean < 0.3
+    # The policy itself (no resampling, so its asks show what it prefers) concentrates on the optimum.
+    policy = cls(space, seed=0, max_resamples=0)
+    rewards = mean_rewards(policy, space, 300)
     assert rewards[-100:].mean() > random_mean + 0.4
-    assert strategy.best() == (space.target, 1.0)
+    assert policy.best() == (space.target, 1.0)
+    assert policy.most_likely() == space.target
+    # With the defaults' resampling the optimum is asked once, then its neighbours; it is found early.
+    strategy = cls(space, seed=0)
+    rewards = mean_rewards(strategy, space, 150)
+    assert strategy.best() == (space.target, 1.0) and list(rewards).count(1.0) == 1
     assert strategy.most_likely() == space.target
 
 

@@ -100,6 +100,33 @@ class Controller(nn.Module):
                 x = self.embedding[i, choice]
         return choices, log_prob, entropy
 
+    def sample_batch(self, n: int, generator: torch.Generator | None = None,
+                     temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sample `n` independent decision sequences in one pass (no graph is built).
+
+        Returns `(choices, log_prob)`: `[n, steps]` option indices and `[n]` summed
+        log-probabilities *under the policy* (temperature 1). With `temperature` T > 1 the choices
+        are drawn from each step's softmax of logits / T, a flatter distribution. Rows are
+        independent draws, so taking the first row that meets a condition is rejection sampling
+        at the cost of one batched pass.
+        """
+        with torch.no_grad():
+            x = self.start.expand(n, -1)
+            state = (x.new_zeros(n, self.hidden_size), x.new_zeros(n, self.hidden_size))
+            columns = []
+            log_prob = x.new_zeros(n)
+            for i, k in enumerate(self.num_options):
+                state = self._cell(x, state)
+                logits = state[0] @ self.head_weight[i, :k].T + self.head_bias[i, :k]
+                log_p = F.log_softmax(logits, dim=-1)
+                p = log_p.exp() if temperature == 1.0 else F.softmax(logits / temperature, dim=-1)
+                choice = torch.multinomial(p, 1, generator=generator)  # [n, 1]
+                log_prob = log_prob + log_p.gather(1, choice)[:, 0]
+                columns.append(choice[:, 0])
+                if i < self.num_steps - 1:
+                    x = self.embedding[i, choice[:, 0]]
+        return torch.stack(columns, dim=1), log_prob
+
     def greedy(self) -> list[int]:
         """The sequence made of each step's most probable option, given the previous choices."""
         with torch.no_grad():

@@ -11,7 +11,19 @@ log-probability of the policy that sampled them, which is what PPO's ratio needs
 Baseline: an exponential moving average of rewards, `b <- decay * b + (1 - decay) * R`, decay 0.95
 (NASNet App. A). The advantages of a minibatch are `R - b` with `b` as it was before that minibatch
 (initialised to the mean reward of the first minibatch); `b` is then updated with the minibatch's
-rewards in the order they were told.
+rewards in the order they were told. With `normalize_advantages` the advantages of a minibatch are
+standardised (mean 0, std 1), which makes an update independent of the reward's units.
+
+Duplicates (`max_resamples` K > 0): the strategy remembers the canonical key of every architecture
+it has asked. An ask draws K + 1 candidates from the policy in one batched pass and asks the first
+whose key is new (rejection sampling: the policy restricted to unseen architectures); if all were
+seen it draws K + 1 more from the policy flattened by temperature 2, 4, 8, 16 and 64 in turn; only
+if every draw was seen does it ask a repeat (the first draw). The recorded log-probability is always
+the policy's own (temperature 1) one.
+
+Two sets of defaults (`preset`): "default", made for budgets of hundreds of queries (see
+docs/strategies.md for the measurements behind it), and "nasnet", the paper's settings for
+20,000 children. Options given explicitly override the preset.
 """
 
 from __future__ import annotations
@@ -26,6 +38,19 @@ from nasforge.errors import ConfigError
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.base import AskTellStrategy, Result
 from nasforge.strategies.controller import Controller
+
+#: preset name -> option values; `None` for an option means "the preset's value".
+PRESETS: dict[str, dict[str, Any]] = {
+    # Small budgets (a few hundred queries): frequent updates, a 30x larger step than NASNet's,
+    # advantages in reward-independent units, an entropy bonus on that scale, no repeated queries.
+    "default": {"batch_size": 10, "lr": 0.01, "entropy_weight": 0.01, "baseline_decay": 0.95, "hidden_size": 100,
+                "init_range": 0.1, "normalize_advantages": True, "max_grad_norm": None, "max_resamples": 16,
+                "epochs": 4, "clip": 0.2},
+    # NASNet App. A (Zoph et al. 2018): 20,000 children, PPO minibatches of 20.
+    "nasnet": {"batch_size": 20, "lr": 0.00035, "entropy_weight": 0.00001, "baseline_decay": 0.95,
+               "hidden_size": 100, "init_range": 0.1, "normalize_advantages": False, "max_grad_norm": None,
+               "max_resamples": 0, "epochs": 4, "clip": 0.2},
+}
 
 
 def _check(name: str, value: Any, kind: type, low: float | None = None, high: float | None = None,
@@ -48,42 +73,84 @@ def _check(name: str, value: Any, kind: type, low: float | None = None, high: fl
     return kind(value)
 
 
-class PolicyGradientStrategy(AskTellStrategy):
-    """Shared machinery of `PPOStrategy` and `ReinforceStrategy`; subclasses implement `_optimize`."""
+def _preset(preset: Any) -> dict[str, Any]:
+    if not isinstance(preset, str) or preset not in PRESETS:
+        raise ConfigError("preset", f"unknown preset {preset!r}", sorted(PRESETS))
+    return PRESETS[preset]
 
-    def __init__(self, space: SearchSpace, seed: int = 0, *, batch_size: int = 20, lr: float = 0.00035,
-                 entropy_weight: float = 0.00001, baseline_decay: float = 0.95, hidden_size: int = 100,
-                 init_range: float = 0.1, normalize_advantages: bool = False, max_grad_norm: float | None = None):
+
+class PolicyGradientStrategy(AskTellStrategy):
+    """Shared machinery of `PPOStrategy` and `ReinforceStrategy`; subclasses implement `_optimize`.
+
+    Every option left at None takes the value of `preset` (see `PRESETS`).
+    """
+
+    #: resampling a duplicate: draws from the policy, then from ever flatter versions of it.
+    RESAMPLE_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
+
+    def __init__(self, space: SearchSpace, seed: int = 0, *, preset: str = "default", batch_size: int | None = None,
+                 lr: float | None = None, entropy_weight: float | None = None, baseline_decay: float | None = None,
+                 hidden_size: int | None = None, init_range: float | None = None,
+                 normalize_advantages: bool | None = None, max_grad_norm: float | None = None,
+                 max_resamples: int | None = None):
         super().__init__(space, seed)
-        self.batch_size = _check("batch_size", batch_size, int, 1)
-        self.lr = _check("lr", lr, float, 0, low_open=True)
-        self.entropy_weight = _check("entropy_weight", entropy_weight, float)
-        self.baseline_decay = _check("baseline_decay", baseline_decay, float, 0, 1)
-        self.hidden_size = _check("hidden_size", hidden_size, int, 1)
-        self.init_range = _check("init_range", init_range, float, 0)
-        self.normalize_advantages = bool(normalize_advantages)
-        self.max_grad_norm = None if max_grad_norm is None else _check("max_grad_norm", max_grad_norm, float, 0,
-                                                                       low_open=True)
+        values = _preset(preset)
+        self.preset = preset
+
+        def pick(name: str, value: Any) -> Any:
+            return values[name] if value is None else value
+
+        self.batch_size = _check("batch_size", pick("batch_size", batch_size), int, 1)
+        self.lr = _check("lr", pick("lr", lr), float, 0, low_open=True)
+        self.entropy_weight = _check("entropy_weight", pick("entropy_weight", entropy_weight), float)
+        self.baseline_decay = _check("baseline_decay", pick("baseline_decay", baseline_decay), float, 0, 1)
+        self.hidden_size = _check("hidden_size", pick("hidden_size", hidden_size), int, 1)
+        self.init_range = _check("init_range", pick("init_range", init_range), float, 0)
+        normalize = pick("normalize_advantages", normalize_advantages)
+        if not isinstance(normalize, bool):
+            raise ConfigError("normalize_advantages", f"must be true or false, got {normalize!r}")
+        self.normalize_advantages = normalize
+        grad_norm = pick("max_grad_norm", max_grad_norm)
+        self.max_grad_norm = None if grad_norm is None else _check("max_grad_norm", grad_norm, float, 0,
+                                                                   low_open=True)
+        self.max_resamples = _check("max_resamples", pick("max_resamples", max_resamples), int, 0)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.controller = Controller([d.num_options for d in space.decisions], self.hidden_size, self.init_range,
                                      generator=self.generator)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
         self.baseline: float | None = None
         self.buffer: list[list[Any]] = []  # [choices, log-prob at sampling time, reward]
+        self.seen: dict[str, None] = {}  # canonical keys asked so far, in order (with max_resamples > 0)
         self.num_updates = 0
+        self.num_repeats = 0  # asks that repeated an architecture although max_resamples > 0
         self.last_update: dict[str, float] = {}
 
     def options(self) -> dict[str, Any]:
-        return {"batch_size": self.batch_size, "lr": self.lr, "entropy_weight": self.entropy_weight,
-                "baseline_decay": self.baseline_decay, "hidden_size": self.hidden_size,
-                "init_range": self.init_range, "normalize_advantages": self.normalize_advantages,
-                "max_grad_norm": self.max_grad_norm}
+        return {"preset": self.preset, "batch_size": self.batch_size, "lr": self.lr,
+                "entropy_weight": self.entropy_weight, "baseline_decay": self.baseline_decay,
+                "hidden_size": self.hidden_size, "init_range": self.init_range,
+                "normalize_advantages": self.normalize_advantages, "max_grad_norm": self.max_grad_norm,
+                "max_resamples": self.max_resamples}
 
     # -- ask / tell --------------------------------------------------------------------------------------
     def _propose(self) -> tuple[Any, Any]:
-        with torch.no_grad():
-            choices, log_prob, _ = self.controller.sample(self.generator)
-        return self.space.decode(choices), [choices, float(log_prob)]
+        if self.max_resamples == 0:
+            with torch.no_grad():
+                choices, log_prob, _ = self.controller.sample(self.generator)
+            return self.space.decode(choices), [choices, float(log_prob)]
+        first = None
+        for temperature in self.RESAMPLE_TEMPERATURES:
+            batch, log_probs = self.controller.sample_batch(self.max_resamples + 1, self.generator, temperature)
+            for row, lp in zip(batch.tolist(), log_probs.tolist()):
+                arch = self.space.decode(row)
+                key = self.space.key(arch)
+                if first is None:
+                    first = (arch, [row, float(lp)])
+                if key not in self.seen:
+                    self.seen[key] = None
+                    return arch, [row, float(lp)]
+        self.num_repeats += 1
+        return first  # every draw was asked before: repeat the policy's first draw
 
     def _learn(self, arch: Any, payload: Any, result: Result) -> None:
         if result.failed:
@@ -135,7 +202,9 @@ class PolicyGradientStrategy(AskTellStrategy):
             optimizer=copy.deepcopy(self.optimizer.state_dict()),
             baseline=self.baseline,
             buffer=copy.deepcopy(self.buffer),
+            seen=list(self.seen),
             num_updates=self.num_updates,
+            num_repeats=self.num_repeats,
             last_update=dict(self.last_update),
         )
         return state
@@ -147,35 +216,45 @@ class PolicyGradientStrategy(AskTellStrategy):
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.baseline = None if state["baseline"] is None else float(state["baseline"])
         self.buffer = [[list(map(int, c)), float(lp), float(r)] for c, lp, r in state["buffer"]]
+        self.seen = dict.fromkeys(str(k) for k in state.get("seen", []))
         self.num_updates = int(state["num_updates"])
+        self.num_repeats = int(state.get("num_repeats", 0))
         self.last_update = dict(state.get("last_update", {}))
 
 
 class PPOStrategy(PolicyGradientStrategy):
     """NASNet's controller training: PPO's clipped surrogate objective (Schulman et al. 2017).
 
-    For every minibatch of `batch_size` successful results (NASNet: 20) the controller takes
-    `epochs` full-batch Adam steps on
+    For every minibatch of `batch_size` successful results the controller takes `epochs`
+    full-batch Adam steps on
 
         loss = -mean(min(ratio * A, clip(ratio, 1 - clip, 1 + clip) * A)) - entropy_weight * mean(H)
 
     with `ratio = exp(log pi(a) - log pi_old(a))`, `pi_old` the policy that sampled each
-    architecture and `A = R - b`. Defaults: lr 0.00035, entropy weight 0.00001, baseline decay 0.95,
-    100 LSTM units, init U(-0.1, 0.1), minibatch 20 (NASNet App. A); clip 0.2 (PPO paper); epochs 4
-    (the paper gives none; PPO's own Atari setting is 3, its MuJoCo setting 10).
+    architecture and `A = R - b` (standardised within the minibatch with `normalize_advantages`).
+
+    `preset="default"`: minibatch 10, lr 0.01, entropy weight 0.01, standardised advantages,
+    duplicates resampled (`max_resamples=16`): made for budgets of a few hundred queries.
+    `preset="nasnet"`: NASNet App. A: lr 0.00035, entropy weight 0.00001, minibatch 20, raw
+    advantages, no resampling. Both: baseline decay 0.95, 100 LSTM units, init U(-0.1, 0.1) (NASNet),
+    clip 0.2 (PPO paper), epochs 4 (NASNet gives none; PPO's own Atari setting is 3, MuJoCo 10).
     """
 
     name = "ppo"
 
-    def __init__(self, space: SearchSpace, seed: int = 0, *, batch_size: int = 20, epochs: int = 4,
-                 clip: float = 0.2, lr: float = 0.00035, entropy_weight: float = 0.00001,
-                 baseline_decay: float = 0.95, hidden_size: int = 100, init_range: float = 0.1,
-                 normalize_advantages: bool = False, max_grad_norm: float | None = None):
-        self.epochs = _check("epochs", epochs, int, 1)
-        self.clip = _check("clip", clip, float, 0, low_open=True)
-        super().__init__(space, seed, batch_size=batch_size, lr=lr, entropy_weight=entropy_weight,
+    def __init__(self, space: SearchSpace, seed: int = 0, *, preset: str = "default", batch_size: int | None = None,
+                 epochs: int | None = None, clip: float | None = None, lr: float | None = None,
+                 entropy_weight: float | None = None, baseline_decay: float | None = None,
+                 hidden_size: int | None = None, init_range: float | None = None,
+                 normalize_advantages: bool | None = None, max_grad_norm: float | None = None,
+                 max_resamples: int | None = None):
+        values = _preset(preset)
+        self.epochs = _check("epochs", values["epochs"] if epochs is None else epochs, int, 1)
+        self.clip = _check("clip", values["clip"] if clip is None else clip, float, 0, low_open=True)
+        super().__init__(space, seed, preset=preset, batch_size=batch_size, lr=lr, entropy_weight=entropy_weight,
                          baseline_decay=baseline_decay, hidden_size=hidden_size, init_range=init_range,
-                         normalize_advantages=normalize_advantages, max_grad_norm=max_grad_norm)
+                         normalize_advantages=normalize_advantages, max_grad_norm=max_grad_norm,
+                         max_resamples=max_resamples)
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "epochs": self.epochs, "clip": self.clip}
@@ -196,10 +275,9 @@ class ReinforceStrategy(PolicyGradientStrategy):
     """REINFORCE (Williams 1992) as in Zoph & Le 2017, with the NASNet controller.
 
     For every minibatch of `batch_size` successful results one Adam step on
-    `loss = -mean((R - b) * log pi(a)) - entropy_weight * mean(H)`, with `log pi` re-evaluated
-    under the current policy. Defaults are PPOStrategy's (lr 0.00035, baseline decay 0.95, entropy
-    weight 0.00001, minibatch 20) so the two differ only in the update rule; Zoph & Le used lr
-    0.0006 with a two-layer, 35-unit LSTM.
+    `loss = -mean(A * log pi(a)) - entropy_weight * mean(H)`, with `log pi` re-evaluated under
+    the current policy. Presets as `PPOStrategy`'s (without epochs and clip), so the two differ
+    only in the update rule; Zoph & Le used lr 0.0006 with a two-layer, 35-unit LSTM.
     """
 
     name = "reinforce"
