@@ -438,7 +438,7 @@ def test_resume_after_simulated_crash(tmp_path, reference, exc):
     check_run(run, 30)
 
 
-def _killed_child(run_dir: str, point: str, n: int) -> None:
+def _killed_child(run_dir: str, point: str, n: int, trials: int = 30) -> None:
     """Run the toy search (resuming if there is a run) and SIGKILL ourselves at the n-th `point`."""
     counter = itertools.count(1)
 
@@ -448,7 +448,7 @@ def _killed_child(run_dir: str, point: str, n: int) -> None:
 
     store_mod.FAULT_HOOK = hook
     space = ToySpace()
-    exp = make_experiment(run_dir, resume="auto", strategy=ToyStrategy(space, 0, hook=hook),
+    exp = make_experiment(run_dir, trials=trials, resume="auto", strategy=ToyStrategy(space, 0, hook=hook),
                           evaluator=ToyEvaluator(fail=FAIL, flaky=True, hook=hook))
     exp.run()
 

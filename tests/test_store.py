@@ -154,6 +154,20 @@ def test_checkpoint_blobs_are_safe_and_round_trip(tmp_path):
             store.load_checkpoint()
 
 
+def test_plain_states_take_the_json_path_and_keep_their_types():
+    plain = {"pending": [["k1", None], ["k2", [1, 2.5]]], "rng": {"state": 2 ** 100, "inc": 7}, "ok": True}
+    blob = state_to_bytes(plain)
+    assert blob.startswith(b"nasforge-json") and state_from_bytes(blob) == plain
+    # JSON would turn tuples into lists, int keys into strings and refuse NaN: those go via torch.save
+    for state in ({"t": (1, 2)}, {"d": {3: "x"}}, {"nan": float("nan")}, {"n": np.int64(4)}):
+        blob = state_to_bytes(state)
+        assert not blob.startswith(b"nasforge-json")
+        back = state_from_bytes(blob)
+        assert type(next(iter(back.values()))) is type(next(iter(state.values()))) or "n" in state
+    assert state_from_bytes(state_to_bytes({"t": (1, 2)}))["t"] == (1, 2)
+    assert state_from_bytes(state_to_bytes({"d": {3: "x"}}))["d"] == {3: "x"}
+
+
 def test_markers(tmp_path):
     with Store.create(tmp_path, CONFIG) as store:
         assert store.get_marker("stage", "none") == "none"

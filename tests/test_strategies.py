@@ -216,7 +216,7 @@ def test_failures_are_not_rewards(name):
     strategy.tell(arch, float("nan"))  # a NaN reward counts as a failure, not as a number
     assert strategy.num_failed == 7 and strategy.best() is None
     if name == "evolution":
-        assert strategy.history == [] and len(strategy.population) == 0
+        assert strategy.num_successes == 0 and len(strategy.population) == 0
     if name in ("ppo", "reinforce"):
         assert strategy.buffer == [] and strategy.num_updates == 0 and strategy.baseline is None
 
@@ -297,12 +297,13 @@ def test_evolution_random_until_population_then_aging_tournament():
     strategy.tell(first[0], Result.failure("nan loss"))
     for arch in first[1:4]:
         strategy.tell(arch, space.reward(arch))
-    assert len(strategy.history) == 3
+    assert strategy.num_successes == 3
     # Only 3 successes: still sampling at random (a random 6-step sequence is rarely 1 step from them).
     strategy.tell(first[4], space.reward(first[4]))
     strategy.tell(first[5], space.reward(first[5]))
     assert [a for a, _ in strategy.population] == first[2:6]  # oldest (first[1]) removed
-    assert [a for a, _ in strategy.history] == first[1:6]
+    assert strategy.num_successes == 5
+    rewards = [space.reward(a) for a in first[1:6]]
     for _ in range(30):
         top = max(r for _, r in strategy.population)
         child = strategy.ask()
@@ -311,7 +312,8 @@ def test_evolution_random_until_population_then_aging_tournament():
         strategy.tell(child, space.reward(child))
         assert len(strategy.population) == 4
         assert strategy.population[-1][0] == child
-    assert strategy.best()[1] == max(r for _, r in strategy.history)
+        rewards.append(space.reward(child))
+    assert strategy.best()[1] == max(rewards)
 
 
 def test_evolution_finds_the_toy_optimum():

@@ -22,7 +22,8 @@ class _FieldError(NasforgeError, ValueError):
         self.field = field
         self.problem = problem
         self.allowed = allowed
-        message = f"{field}: {problem}"
+        shown = str(field)
+        message = f"{shown if shown.strip() else repr(shown)}: {problem}"  # a user's key may be ''
         if allowed is not None:
             message += f" (allowed: {format_allowed(allowed)})"
         super().__init__(message)

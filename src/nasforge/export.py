@@ -201,6 +201,8 @@ def read_model_config(path: str | os.PathLike) -> ModelConfig:
         raise ModelFileError(file, f"cannot read it ({exc})") from None
     except json.JSONDecodeError as exc:
         raise ModelFileError(file, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise ModelFileError(file, "not valid JSON (nested too deeply)") from None
     return ModelConfig.from_dict(data, file)
 
 

@@ -23,10 +23,13 @@ from typing import Any
 from nasforge.errors import ConfigError
 
 #: budget name -> search trials, child epochs, coefficient grid step, family epochs, child size.
+#: Sized on the built-in digits with 2 CPU cores: small ~5-7 min, medium ~40 min, large hours.
+#: F starts at 16 so that the family's width multipliers (1.2, 1.44, ...) survive rounding F to a
+#: multiple of 4 (with F = 8, phi = 1 and phi = 0 had the same width).
 BUDGETS: dict[str, dict[str, Any]] = {
-    "small": {"trials": 8, "epochs": 2, "step": 0.2, "family_epochs": 3, "cells": 1, "filters": 8},
-    "medium": {"trials": 30, "epochs": 3, "step": 0.1, "family_epochs": 6, "cells": 1, "filters": 16},
-    "large": {"trials": 100, "epochs": 5, "step": 0.05, "family_epochs": 15, "cells": 2, "filters": 24},
+    "small": {"trials": 16, "epochs": 2, "step": 0.2, "family_epochs": 4, "cells": 1, "filters": 16},
+    "medium": {"trials": 60, "epochs": 5, "step": 0.1, "family_epochs": 10, "cells": 1, "filters": 24},
+    "large": {"trials": 200, "epochs": 8, "step": 0.05, "family_epochs": 20, "cells": 2, "filters": 32},
 }
 SPACES = ("nasnet", "mbconv")
 STAGES = ("search", "coefficients", "family", "report")
@@ -115,13 +118,15 @@ class Pipeline:
         self.console = console
 
     # -- bookkeeping --------------------------------------------------------------------------------
-    def _check_config(self, store: Any) -> None:
+    def _check_config(self, store: Any, record: bool = True) -> None:
+        """Refuse other pipeline settings than the run's; `record` stores them in a run without any."""
         from nasforge.experiment.config import config_diff, describe_diff
 
         old = store.get_marker("pipeline.config")
         new = self.config.to_dict()
         if old is None:
-            store.set_marker("pipeline.config", new)
+            if record:
+                store.set_marker("pipeline.config", new)
             return
         keys = config_diff(old, new, ignore=frozenset())
         if keys:
@@ -140,7 +145,7 @@ class Pipeline:
         if self.resume and Store.exists(self.run_dir):
             store = Store.open(self.run_dir)
             try:
-                self._check_config(store)
+                self._check_config(store, record=False)  # read only: the search's own check comes first
             finally:
                 store.close()
         self._stage("search")

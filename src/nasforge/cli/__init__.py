@@ -7,17 +7,24 @@ on stderr and exit status 2; tracebacks are for bugs only.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from nasforge.cli.common import EXIT_USAGE, positive_int
+from nasforge.cli.common import EXIT_USAGE, one_line, positive_int
 from nasforge.errors import NasforgeError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not usage + message
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{one_line(f'{self.prog}: error: {message}')}\n")
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        args, extra = self.parse_known_args(args, namespace)
+        if extra:  # quoted as a shell would, so that '' or 'a b' shows
+            self.error(f"unrecognized arguments: {shlex.join(extra)}")
+        return args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except NasforgeError as exc:
-        print(f"nasforge: error: {exc}", file=sys.stderr)
+        print(one_line(f"nasforge: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("nasforge: interrupted", file=sys.stderr)

@@ -8,6 +8,15 @@ from typing import Any
 
 EXIT_USAGE = 2
 
+#: The characters `str.splitlines` breaks at, as escapes (a user's text may hold any of them).
+_LINE_BREAKS = str.maketrans({c: c.encode("unicode_escape").decode()
+                              for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks escaped, so an error message stays one line whatever it quotes."""
+    return text.translate(_LINE_BREAKS)
+
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))

@@ -42,6 +42,8 @@ def load_architecture_file(path: str):
         data = json.loads(file.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArchitectureError(str(file), f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ArchitectureError(str(file), "not valid JSON (nested too deeply)") from None
     space = space_for_json(data)
     return space, space.from_json(data)
 

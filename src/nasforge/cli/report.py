@@ -18,8 +18,12 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from nasforge.errors import ConfigError
     from nasforge.report import write_report
 
+    for name in (args.run, *args.compare):
+        if not name.strip():  # Path("") is the current folder, which the user did not name
+            raise ConfigError("run", f"{name!r} names no run folder")
     index = write_report(args.run, args.out, compare=args.compare, top=args.top)
     print(index)
     return 0

@@ -258,6 +258,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ConfigError("--resume", "needs --run NAME, the run to continue")
     if args.top < 0:
         raise ConfigError("--top", f"must be 0 (all) or a positive number of rows, got {args.top}")
+    if args.seed < 0:
+        raise ConfigError("--seed", f"must be a non-negative integer, got {args.seed}")
     family, evaluator = search_parts(args)
     run_name = args.run or _run_name(args.base)
     run_dir = resolve_cli_run(run_name)

@@ -44,11 +44,15 @@ def read_config_file(path: str) -> dict[str, Any]:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid TOML ({exc})") from None
+        except RecursionError:
+            raise ConfigError("--config", f"{path} is not valid TOML (nested too deeply)") from None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except RecursionError:
+            raise ConfigError("--config", f"{path} is not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ConfigError("--config", f"{path} must hold an object of config keys")
     return data
@@ -58,7 +62,12 @@ def _component(value: Any, where: str) -> dict[str, Any]:
     if isinstance(value, str):
         return {"name": value, "options": {}}
     if isinstance(value, dict):
-        return {"name": value.get("name"), "options": dict(value.get("options") or {})}
+        name, options = value.get("name"), value.get("options") or {}
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{where}.name", f"must be a non-empty string, got {name!r}")
+        if not isinstance(options, dict):
+            raise ConfigError(f"{where}.options", f"must be an object of keyword options, got {options!r}")
+        return {**value, "name": name, "options": dict(options)}  # other keys stay, to be refused by name
     raise ConfigError(where, f"must be a name or an object with name and options, got {value!r}")
 
 
@@ -260,7 +269,7 @@ def cmd_show(args: Any) -> int:
 
     run_dir = Path(args.run)
     if not Store.exists(run_dir):
-        raise ConfigError("run", f"no nasforge run in {args.run}")
+        raise ConfigError("run", f"no nasforge run in {args.run!r}")
     store = Store.open(run_dir)
     try:
         best = store.best(args.top)

@@ -88,6 +88,8 @@ def _from_file(path: Path) -> dict[str, Any]:
         raise ArchitectureError(str(path), f"cannot read it ({exc})") from None
     except json.JSONDecodeError as exc:
         raise ArchitectureError(str(path), f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise ArchitectureError(str(path), "not valid JSON (nested too deeply)") from None
     stem = path.parent.name if path.name == "arch.json" else path.stem
     if isinstance(data, dict) and data.get("format") == FORMAT:  # a model description: retrain it
         desc = ModelConfig.from_dict(data, path)
@@ -319,6 +321,11 @@ def cmd_export(args: Any) -> int:
     path = Path(args.source)
     if not path.exists():
         raise ModelFileError(path, "no such file or folder")
+    out = Path(args.out)
+    home = (path if path.is_dir() else path.parent).resolve()
+    if out.is_file() and (home in out.resolve().parents or Store.exists(out.parent)):
+        raise ConfigError("--out", f"{args.out} would overwrite a file of a nasforge run or trained model; "
+                                   "write the export to another file (nothing was overwritten)")
     trained = not path.is_dir() or (path / ARCH_NAME).is_file()
     if trained:
         arch_file, weights_file = locate_trained(path)

@@ -11,6 +11,7 @@ Everything a user can get wrong ends in a `DatasetError` naming the file and the
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,14 +82,20 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DatasetError(str(path), "no such file")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in ("x", "y") if k not in data.files]
-            if missing:
-                raise DatasetError(str(path), f"missing array(s) {', '.join(missing)} (found: {', '.join(data.files) or 'none'})")
-            x, y = data["x"], data["y"]
+        with open(path, "rb") as file:  # opened here: numpy leaves the file open when the zip is broken
+            data = np.load(file, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise DatasetError(str(path), "holds a single .npy array, not an .npz file with arrays x and y")
+            with data:
+                missing = [k for k in ("x", "y") if k not in data.files]
+                if missing:
+                    raise DatasetError(str(path), f"missing array(s) {', '.join(missing)} "
+                                                  f"(found: {', '.join(data.files) or 'none'})")
+                x, y = data["x"], data["y"]
     except DatasetError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, MemoryError, zipfile.BadZipFile,
+            zlib.error) as exc:  # a damaged zip fails in many ways (encrypted, unknown compression...)
         raise DatasetError(str(path), f"not a readable .npz file ({exc})") from None
     return _check_arrays(str(path), x, y)
 
@@ -106,6 +113,8 @@ def _check_arrays(source: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
         raise DatasetError(source, f"images must have 1 or 3 channels, got {x.shape[1]}")
     if x.shape[2] != x.shape[3]:
         raise DatasetError(source, f"images must be square, got {x.shape[2]}×{x.shape[3]}")
+    if x.shape[2] == 0:
+        raise DatasetError(source, "images are empty (0×0 px)")
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise DatasetError(source, f"y must be a 1-D integer array, got {y.dtype} with shape {y.shape}")
     if len(y) != len(x):
@@ -114,6 +123,8 @@ def _check_arrays(source: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
         raise DatasetError(source, "no images")
     if y.min() < 0:
         raise DatasetError(source, f"labels must be >= 0, found {int(y.min())}")
+    if int(y.max()) > np.iinfo(np.int64).max:
+        raise DatasetError(source, f"labels must be class indices 0..K-1, found {int(y.max())}")
     return x, y.astype(np.int64)
 
 
@@ -144,10 +155,11 @@ def _class_names(path: Path, num_classes: int) -> tuple[str, ...]:
 
 
 def _check_classes(source: str, y: np.ndarray, num_classes: int) -> None:
-    counts = np.bincount(y, minlength=num_classes)
-    empty = np.flatnonzero(counts == 0)
-    if len(empty):
-        raise DatasetError(source, f"class {int(empty[0])} has no training images (labels must be 0..{num_classes - 1})")
+    present = np.unique(y)  # not a bincount: a label of 10**12 must not allocate 10**12 counts
+    if len(present) < num_classes:
+        gaps = np.flatnonzero(present != np.arange(len(present)))
+        empty = int(gaps[0]) if len(gaps) else len(present)
+        raise DatasetError(source, f"class {empty} has no training images (labels must be 0..{num_classes - 1})")
 
 
 def _folder(path: Path) -> Dataset:
@@ -169,6 +181,7 @@ def _folder(path: Path) -> Dataset:
 
 def _read_image_folder(root: Path, classes: tuple[str, ...] | None = None):
     from PIL import Image, UnidentifiedImageError
+    from PIL.Image import DecompressionBombError
 
     found = tuple(sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")))
     if not found:
@@ -187,7 +200,7 @@ def _read_image_folder(root: Path, classes: tuple[str, ...] | None = None):
                     im.load()
                     mode = "L" if im.mode in ("1", "L", "I;16", "I") else "RGB"
                     arr = np.asarray(im.convert(mode))
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            except (UnidentifiedImageError, DecompressionBombError, OSError, SyntaxError, ValueError) as exc:
                 raise DatasetError(str(f), f"not a readable image ({exc})") from None
             arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
             if shape is None:

@@ -70,7 +70,8 @@ def make_splits(dataset: Dataset, val_fraction: float = 0.1, seed: int = 0,
     rng = np.random.default_rng(seed)
     n_val = max(dataset.num_classes, int(round(len(y) * val_fraction)))
     if n_val >= len(y):
-        raise ConfigError("val_fraction", f"leaves no training images out of {len(y)}")
+        raise ConfigError("val_fraction", f"leaves no training images out of the {len(y)} of {dataset.name} "
+                                          f"(a validation image per class takes {n_val})")
     val_idx = _stratified_take(y, n_val, rng)
     train_mask = np.ones(len(y), dtype=bool)
     train_mask[val_idx] = False

@@ -31,3 +31,7 @@ class Evaluator(ABC):
     def config(self) -> dict[str, Any]:
         """JSON-able description, stored with a run so a resume can check it is unchanged."""
         return {"name": self.name}
+
+    def prepare(self) -> None:
+        """Check what every evaluation needs (e.g. the dataset) before a run starts, so a user's
+        mistake there is one error up front rather than a failed trial per architecture."""

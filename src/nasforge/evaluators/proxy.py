@@ -87,6 +87,9 @@ class ProxyTrainer(Evaluator):
     def splits(self) -> DataSplits:
         return cached_splits(self.dataset, self.val_fraction, self.split_seed, self.train_size, self.val_size)
 
+    def prepare(self) -> None:
+        self.splits()  # loads (and caches) the dataset: a bad one is a DatasetError naming the file
+
     def augmentation(self, splits: DataSplits) -> Augment | None:
         if not self.augment and not self.cutout:
             return None

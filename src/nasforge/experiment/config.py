@@ -214,7 +214,7 @@ class SearchConfig:
         if self.executor not in EXECUTOR_NAMES:
             from nasforge.experiment.executors import EXECUTORS  # registered extensions (ray)
 
-            if self.executor not in EXECUTORS:
+            if not isinstance(self.executor, str) or self.executor not in EXECUTORS:
                 raise ConfigError("executor", f"unknown executor {self.executor!r}",
                                   sorted(set(EXECUTOR_NAMES) | set(EXECUTORS)))
         object.__setattr__(self, "timeout", _number(self.timeout, "timeout", minimum=0,
@@ -412,7 +412,9 @@ def build_limits(limits: Mapping[str, Any], space: Any, evaluator: Any) -> Limit
         return None
     options = _thaw(limits)
     network = options.pop("network", None)
-    resolution = options.pop("resolution", None)
+    if network is not None and not isinstance(network, Mapping):
+        raise ConfigError("limits.network", f"must be an object of network options, got {network!r}")
+    resolution = _number(options.pop("resolution", None), "limits.resolution", integer=True, minimum=1)
     from nasforge.evaluators.objectives import create_limits
 
     limit_obj = create_limits(**options)

@@ -301,6 +301,9 @@ class Experiment:
         if not isinstance(config, SearchConfig):
             config = SearchConfig.from_dict(config)
         parts = build_components(config)
+        prepare = getattr(parts.evaluator, "prepare", None)
+        if callable(prepare):  # a bad dataset fails here, before the run folder is made
+            prepare()
         if executor is None:
             executor = create_executor(config.executor, workers=config.workers)
         return cls(parts.space, parts.strategy, parts.evaluator, parts.objective, run_dir,

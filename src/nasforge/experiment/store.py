@@ -175,10 +175,29 @@ def _from_safe(value: Any) -> Any:
     return value
 
 
+#: Prefix of checkpoints stored as JSON. Most strategy states (random search, evolution, the
+#: pending-ask ledger) are plain values; JSON writes them ~10x faster than `torch.save`, which matters
+#: when hundreds of asks are outstanding and every tell checkpoints. States with tensors or numpy
+#: arrays (the RL controller's weights) take the `torch.save` path.
+_JSON_MAGIC = b"nasforge-json\n"
+
+
+def _as_exact_json(state: Any) -> bytes | None:
+    """The state as JSON if JSON gives it back unchanged (no tuples, int keys, NaN, arrays...)."""
+    try:
+        text = json.dumps(state, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return None
+    return _JSON_MAGIC + text.encode() if json.loads(text) == state else None
+
+
 def state_to_bytes(state: Any) -> bytes:
-    """Serialise a state dict with `torch.save`; numpy values become tensors (tagged)."""
+    """Serialise a state dict: exact JSON when possible, else `torch.save` (numpy arrays tagged)."""
     import torch
 
+    fast = _as_exact_json(state)
+    if fast is not None:
+        return fast
     safe = _to_safe(state, "state")
     buffer = io.BytesIO()
     try:  # the non-zip container is several times faster for states of many small tensors
@@ -190,9 +209,11 @@ def state_to_bytes(state: Any) -> bytes:
 
 
 def state_from_bytes(blob: bytes) -> Any:
-    """Inverse of `state_to_bytes`, loading with ``weights_only=True`` (no arbitrary unpickling)."""
+    """Inverse of `state_to_bytes`; never unpickles more than ``torch.load(weights_only=True)`` does."""
     import torch
 
+    if blob.startswith(_JSON_MAGIC):
+        return json.loads(blob[len(_JSON_MAGIC):])
     return _from_safe(torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu"))
 
 

@@ -309,6 +309,8 @@ def family_from(base: str | Path | Family, num_classes: int | None = None,
             data = json.loads(path.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ArchitectureError(str(path), f"not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ArchitectureError(str(path), "not valid JSON (nested too deeply)") from None
         space = space_for_json(data)
         return family_from_architecture(space, space.from_json(data), num_classes, base_resolution)
     raise ConfigError("base", f"{text!r} is neither a registered model, a family nor an architecture file",

@@ -34,7 +34,7 @@ def space_for_json(data: Any) -> SearchSpace:
     provide a `for_json` class method that sizes the space from the data.
     """
     name = data.get("space", "nasnet") if isinstance(data, dict) else None
-    if name not in SPACES:
+    if not isinstance(name, str) or name not in SPACES:
         raise ArchitectureError("space", f"unknown space {name!r}", sorted(SPACES))
     factory = SPACES[name]
     for_json = getattr(factory, "for_json", None)

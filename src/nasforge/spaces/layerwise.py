@@ -125,8 +125,8 @@ class LayerwiseSpace(SearchSpace[LayerwiseArchitecture]):
     def for_json(cls, data: Any) -> LayerwiseSpace:
         """A default space whose depth is the JSON's number of layers (so any depth can be read)."""
         if isinstance(data, dict) and isinstance(data.get("layers"), list) and data["layers"]:
-            strides = {layer.get("stride", 1) for layer in data["layers"] if isinstance(layer, dict)}
-            return cls(depth=len(data["layers"]), strides=(1, 2, 3) if strides - {1} else (1,))
+            strided = any(layer.get("stride", 1) != 1 for layer in data["layers"] if isinstance(layer, dict))
+            return cls(depth=len(data["layers"]), strides=(1, 2, 3) if strided else (1,))
         return cls()
 
     @property

@@ -170,11 +170,11 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
                 states = list(range(NUM_INPUTS + self.num_blocks))
                 if not cell.concat:
                     raise ArchitectureError(f"{cell_name}.concat", "must name at least one state", states)
-                if len(set(cell.concat)) != len(cell.concat):
-                    raise ArchitectureError(f"{cell_name}.concat", f"repeated state in {list(cell.concat)}")
                 for s in cell.concat:
                     if isinstance(s, bool) or not isinstance(s, int) or s not in states:
                         raise ArchitectureError(f"{cell_name}.concat", f"invalid state {s!r}", states)
+                if len(set(cell.concat)) != len(cell.concat):
+                    raise ArchitectureError(f"{cell_name}.concat", f"repeated state in {list(cell.concat)}")
             if not cell.output_states():
                 raise ArchitectureError(f"{cell_name}.concat", "the cell has no output state")
         return arch

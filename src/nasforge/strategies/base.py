@@ -135,7 +135,10 @@ class PendingAsks:
         return [k for k, _ in self._entries]
 
     def state_dict(self) -> list[list[Any]]:
-        return [[k, copy.deepcopy(p)] for k, p in self._entries]
+        # Checkpointed after every tell with up to hundreds of asks outstanding: copy containers
+        # only (most payloads are None or numbers).
+        return [[k, p if p is None or isinstance(p, (str, int, float)) else copy.deepcopy(p)]
+                for k, p in self._entries]
 
     def load_state_dict(self, state: Any) -> None:
         self._entries = [(str(k), copy.deepcopy(p)) for k, p in state]

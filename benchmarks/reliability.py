@@ -1,0 +1,251 @@
+"""Reliability figures: kills survived, failures injected and handled, concurrent writers, load, fuzzing.
+
+    .venv/bin/python benchmarks/reliability.py                 # every section (~10 min here)
+    .venv/bin/python benchmarks/reliability.py --only kill load --quick
+
+Sections (each returns a dict of figures; one table is printed and written to
+benchmarks/results/NAME.json):
+
+- kill: SIGKILL a real `nasforge search` process (PPO on a synthetic NAS-Bench-201 table, serial)
+  at random moments, resume each time, and compare the final trial sequence with an uninterrupted
+  run's; SQLite's integrity check after every kill.
+- failures: a process-pool search whose evaluations raise, return NaN, hang past their timeout or
+  kill their worker at random (seeded), with retries; every trial must end done or failed with its
+  reason, and the budget must be spent.
+- writers: 16 processes recording trials into one run at once.
+- load: 500 simulated asynchronous workers, 10,000 trials per strategy; trials/s of the whole loop
+  (ask, evaluate, record, checkpoint, tell) and peak RSS at 1,000 and 10,000 trials.
+- fuzz: tests/test_fuzz.py with NASFORGE_FUZZ_SCALE examples per property; counts the cases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import random
+import re
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(ROOT / "tests"))
+from _common import print_table, write_json  # noqa: E402
+from test_reliability import write_synthetic_nb201_table  # noqa: E402  (the tests' synthetic table)
+
+from nasforge.evaluators.table import TableEvaluator  # noqa: E402
+from nasforge.experiment import Experiment, ProcessExecutor, SimulatedExecutor, Store  # noqa: E402
+from nasforge.spaces import NB201Space  # noqa: E402
+from nasforge.strategies import create_strategy  # noqa: E402
+
+
+def _table(folder: Path) -> Path:
+    path = folder / "nb201_synthetic.csv"
+    if not path.exists():
+        write_synthetic_nb201_table(path)
+    return path
+
+
+def _trial_rows(run: Path) -> list[tuple]:
+    with Store.open(run) as store:
+        return [(t.id, t.key, t.status, t.reward, t.seed) for t in store.trials()]
+
+
+# -- kill ----------------------------------------------------------------------------------------------
+def kill(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    trials, kills = (60, 5) if args.quick else (200, 20)
+    cmd = [sys.executable, "-m", "nasforge.cli", "search", "--space", "nb201", "--evaluator", "table",
+           "--table", str(_table(work)), "--reward-column", "valid", "--report-column", "test",
+           "--strategy", "ppo", "--trials", str(trials), "--seed", "7", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*cmd, "--run", str(work / "kill-ref")], check=True, capture_output=True, env=env)
+    run, rng = work / "kill-run", random.Random(11)
+    survived, integrity_failures, progress = 0, 0, []
+    while survived < kills:
+        proc = subprocess.Popen([*cmd, "--run", str(run), *(["--resume"] if Store.exists(run) else [])],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        # wait until the run exists and has moved, then kill at a random moment within ~1 s
+        start = len(_trial_rows(run)) if Store.exists(run) else 0
+        while proc.poll() is None and not (Store.exists(run) and _count(run) > start):
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.0))
+        if proc.poll() is not None:
+            break  # the run finished first: fewer kills than asked, reported as such
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        survived += 1
+        with Store.open(run) as store:
+            integrity_failures += bool(store.integrity_check())
+            progress.append(store.count())
+    subprocess.run([*cmd, "--run", str(run), "--resume"], check=True, capture_output=True, env=env)
+    rows, ref = _trial_rows(run), _trial_rows(work / "kill-ref")
+    ids = [r[0] for r in rows]
+    return {"kills": survived, "trials": len(rows), "trials at each kill": progress,
+            "lost": trials - len(set(ids)), "duplicated": len(ids) - len(set(ids)),
+            "integrity failures": integrity_failures, "same sequence as uninterrupted": rows == ref}
+
+
+def _count(run: Path) -> int:
+    try:
+        with Store.open(run) as store:
+            return store.count()
+    except Exception:  # noqa: BLE001 - the database is being created
+        return 0
+
+
+# -- failures -------------------------------------------------------------------------------------------
+class FaultyTable:
+    """A table evaluator that fails at random (seeded by architecture and attempt seed)."""
+
+    name = "faulty-table"
+
+    def __init__(self, table: Path, rates: dict[str, float]):
+        self.inner = TableEvaluator(table, "valid", space="nb201", report_column="test", percent=True)
+        self.rates = rates
+
+    def evaluate(self, space: Any, arch: Any, seed: int) -> dict[str, Any]:
+        u = random.Random(f"{space.key(arch)}/{seed}").random()
+        for mode, rate in self.rates.items():
+            if u < rate:
+                if mode == "raise":
+                    raise RuntimeError("injected failure")
+                if mode == "nan":
+                    return {"val_accuracy": float("nan")}
+                if mode == "hang":
+                    time.sleep(3600)
+                if mode == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+            u -= rate
+        return self.inner.evaluate(space, arch, seed)
+
+
+def failures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    trials = 40 if args.quick else 200
+    space = NB201Space()
+    rates = {"raise": 0.1, "nan": 0.1, "hang": 0.05, "kill": 0.05}
+    exp = Experiment(space, create_strategy("evolution", space, 0, population_size=20, sample_size=5),
+                     FaultyTable(_table(work), rates), None, work / "faults", budget=trials, retries=1,
+                     timeout=2.0, executor=ProcessExecutor(workers=2, context="fork"), progress=False)
+    start = time.perf_counter()
+    summary = exp.run()
+    exp.close()
+    with Store.open(work / "faults") as store:
+        rows = store.trials()
+        integrity = store.integrity_check()
+    evaluated = [t for t in rows if not t.reused]
+    kinds = {"raise": "injected failure", "nan": "val_accuracy is nan", "hang": "timed out",
+             "kill": "killed by signal"}
+    failed = [t for t in evaluated if t.status == "failed"]
+    return {"trials": summary.trials, "unfinished": summary.unfinished,
+            "failed attempts": sum(t.failures for t in evaluated),
+            "recovered by retry": sum(t.failures for t in evaluated if t.status == "done"),
+            "failed trials": len(failed),
+            **{f"failed: {k}": sum(v in (t.error or "") for t in failed) for k, v in kinds.items()},
+            "failed without reason": sum(not t.error for t in failed),
+            "integrity ok": not integrity, "seconds": round(time.perf_counter() - start, 1)}
+
+
+# -- writers --------------------------------------------------------------------------------------------
+def _writer(run: str, worker: int, count: int, queue: Any) -> None:
+    try:
+        with Store.open(run) as store:
+            for i in range(count):
+                tid = store.add_trial({"w": worker, "i": i}, f"w{worker}-{i}", lambda t: t, status="running")
+                store.finish_trial(tid, "done", metrics={"val_accuracy": 0.5}, reward=0.5)
+        queue.put(None)
+    except BaseException as exc:  # noqa: BLE001 - "database is locked" included
+        queue.put(repr(exc))
+
+
+def writers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    n, per = 16, (20 if args.quick else 100)
+    run = work / "writers"
+    Store.create(run, {"benchmark": "writers"}).close()
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    start = time.perf_counter()
+    procs = [ctx.Process(target=_writer, args=(str(run), w, per, queue)) for w in range(n)]
+    for p in procs:
+        p.start()
+    errors = [e for e in (queue.get(timeout=600) for _ in procs) if e]
+    for p in procs:
+        p.join()
+    seconds = time.perf_counter() - start
+    rows = _trial_rows(run)
+    return {"writers": n, "trials written": n * per, "trials stored": len(rows),
+            "lost": n * per - len(rows), "errors": len(errors), "writes/s": round(2 * len(rows) / seconds)}
+
+
+# -- load -----------------------------------------------------------------------------------------------
+def load(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    trials = 2000 if args.quick else 10_000
+    space = NB201Space()
+    evaluator = TableEvaluator(_table(work), "valid", space=space, report_column="test", percent=True)
+    figures: dict[str, Any] = {"workers": 500, "trials": trials}
+    for name in ("random", "evolution", "ppo"):
+        rss: dict[int, float] = {}
+
+        def on_trial(record: Any) -> None:
+            if record.id in (1000, trials):
+                rss[record.id] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+        exp = Experiment(space, create_strategy(name, space, 0), evaluator, None, work / f"load-{name}",
+                         budget=trials, executor=SimulatedExecutor(workers=500, seed=0), progress=False,
+                         on_trial=on_trial)
+        start = time.perf_counter()
+        summary = exp.run()
+        seconds = time.perf_counter() - start
+        exp.close()
+        figures[f"{name}: trials done"] = summary.trials - summary.unfinished
+        figures[f"{name}: trials/s"] = round(trials / seconds, 1)
+        figures[f"{name}: peak RSS MiB at 1k / {trials // 1000}k"] = f"{rss[1000]:.0f} / {rss[trials]:.0f}"
+    return figures
+
+
+# -- fuzz -----------------------------------------------------------------------------------------------
+def fuzz(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    scale = 1 if args.quick else 10
+    env = {**os.environ, "NASFORGE_FUZZ_SCALE": str(scale)}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(ROOT / "tests" / "test_fuzz.py"), "--hypothesis-show-statistics"],
+                          capture_output=True, text=True, env=env, cwd=ROOT)
+    passing = sum(int(n) for n in re.findall(r"(\d+) passing examples", proc.stdout))
+    failing = sum(int(n) for n in re.findall(r"(\d+) failing examples", proc.stdout))
+    return {"scale": scale, "cases run": passing + failing, "failing cases": failing,
+            "pytest exit": proc.returncode}
+
+
+SECTIONS = {"kill": kill, "failures": failures, "writers": writers, "load": load, "fuzz": fuzz}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="+", choices=sorted(SECTIONS), help="sections to run (default: all)")
+    p.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    p.add_argument("--name", default="reliability", help="results file name (default reliability)")
+    args = p.parse_args()
+    figures: dict[str, dict] = {}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="nasforge-reliability-") as tmp:
+        for name, section in SECTIONS.items():
+            if args.only and name not in args.only:
+                continue
+            start = time.perf_counter()
+            figures[name] = section(args, Path(tmp))
+            figures[name].setdefault("seconds", round(time.perf_counter() - start, 1))
+            rows += [[name, key, value] for key, value in figures[name].items()]
+            print(f"{name}: {figures[name]}", flush=True)
+    print_table("reliability", ["section", "figure", "value"], rows)
+    path = write_json(args.name, {"args": vars(args), "figures": figures})
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

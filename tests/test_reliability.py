@@ -1,0 +1,286 @@
+"""Reliability under faults and load: what users of long searches complain about most.
+
+- SIGKILL at 20 random moments (evaluation, database write, strategy update, ask) then resume:
+  nothing lost, nothing repeated, and the serial run's trial sequence equals an uninterrupted one.
+- `nasforge run` killed once in each of its stages and resumed gives the uninterrupted result.
+- Children that raise, return NaN, time out or kill their worker, on the serial, process and Ray
+  executors: recorded as failed with the reason, retried as configured, the budget completed, and
+  the strategy told a failure (never a reward).
+- 500 asynchronous (simulated) workers against a table evaluator: every trial recorded, the
+  checkpoint's size bounded by the outstanding asks, memory flat.
+
+The figures (kills survived, trials/s, peak RSS) are printed by benchmarks/reliability.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import multiprocessing
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from test_experiment import (
+    FAIL,
+    PRELOAD,
+    ToyEvaluator,
+    ToySpace,
+    ToyStrategy,
+    _killed_child,
+    check_run,
+    make_experiment,
+    sequence,
+)
+
+from nasforge.evaluators.table import TableEvaluator
+from nasforge.experiment import Experiment, ProcessExecutor, SerialExecutor, SimulatedExecutor, Store
+from nasforge.spaces import NB201Space
+from nasforge.strategies import create_strategy
+
+KILL_POINTS = ("eval", "before-commit", "tell", "before-checkpoint", "ask")
+
+
+# -- kill and resume -----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_twenty_sigkills_at_random_moments(tmp_path):
+    trials = 60
+    ref = tmp_path / "ref"
+    make_experiment(ref, trials=trials).run()
+    reference = sequence(ref)
+
+    run = tmp_path / "run"
+    rng = random.Random(2026)
+    ctx = multiprocessing.get_context("fork")
+    for _ in range(20):
+        point, n = rng.choice(KILL_POINTS), rng.randint(1, 2)
+        p = ctx.Process(target=_killed_child, args=(str(run), point, n, trials))
+        p.start()
+        p.join(60)
+        assert p.exitcode == -signal.SIGKILL, (point, n, p.exitcode)  # the kill really happened
+        with Store.open(run) as store:
+            assert store.integrity_check() == []
+            ids = [t.id for t in store.trials()]
+            assert ids == list(range(1, len(ids) + 1)) and len(ids) < trials
+    make_experiment(run, trials=trials, resume=True).run()
+    assert sequence(run) == reference
+    check_run(run, trials)
+
+
+PIPELINE = ["run", "--trials", "2", "--epochs", "1", "--step", "0.25", "--family-epochs", "1", "--phi-max", "1",
+            "--train-size", "150", "--val-size", "50", "--no-progress"]
+
+
+def _pipeline_state(run_dir) -> dict:
+    """What the pipeline has finished so far (0 for a folder that holds no run yet)."""
+    state = {"search": 0, "coefficients": 0, "family": 0}
+    try:
+        if Store.exists(run_dir):
+            with Store.open(run_dir) as store:
+                state["search"] = sum(t.status == "done" for t in store.trials())
+                state["family"] = sum(store.get_marker(f"pipeline.family.phi{phi}") is not None for phi in (0, 1))
+        if Store.exists(run_dir / "coefficients"):
+            with Store.open(run_dir / "coefficients") as store:
+                state["coefficients"] = sum(t.status == "done" for t in store.trials())
+    except Exception:  # noqa: BLE001 - a database being created; look again
+        pass
+    return state
+
+
+def _outcome(run_dir) -> dict:
+    with Store.open(run_dir) as store:
+        search = [(t.key, t.reward) for t in store.trials()]
+        family = store.get_marker("family")["members"]
+        assert store.integrity_check() == []
+    with Store.open(run_dir / "coefficients") as store:
+        coefficients = [(t.key, t.reward) for t in store.trials()]
+        assert store.integrity_check() == []
+    return {"search": search, "coefficients": coefficients,
+            "family": [(m["phi"], m["val_accuracy"], m["test_accuracy"]) for m in family]}
+
+
+@pytest.mark.slow
+def test_pipeline_killed_in_every_stage_resumes_to_the_same_result(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "nasforge.cli", *PIPELINE]
+    subprocess.run([*cli, "--run", "runs/ref"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    run = tmp_path / "runs" / "p"
+    for stage in ("search", "coefficients", "family"):
+        resume = ["--resume"] if Store.exists(run) else []
+        proc = subprocess.Popen([*cli, "--run", "runs/p", *resume], cwd=tmp_path, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 300
+        while _pipeline_state(run)[stage] < 1:
+            assert proc.poll() is None, f"finished before the kill in {stage}: {proc.stderr.read().decode()}"
+            assert time.monotonic() < deadline, f"stage {stage} never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+    def contents():  # the bytes may change when SQLite folds its WAL back in; the contents may not
+        with Store.open(run) as store:
+            return [t.to_dict() for t in store.trials()], store.markers()
+
+    before = contents()
+    for extra, message in (([], "already holds a run; pass --resume"), (["--phi-max", "2", "--resume"], "phi_max (1 -> 2)")):
+        proc = subprocess.run([*cli, "--run", "runs/p", *extra], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert contents() == before  # refused without touching the run
+    subprocess.run([*cli, "--run", "runs/p", "--resume"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    outcome = _outcome(run)
+    assert outcome == _outcome(tmp_path / "runs" / "ref")
+    assert len(outcome["search"]) == 2 and len({k for k, _ in outcome["coefficients"]}) == len(outcome["coefficients"])
+    assert [phi for phi, _, _ in outcome["family"]] == [0, 1]
+    assert all(0 <= v <= 1 and 0 <= t <= 1 for _, v, t in outcome["family"])
+    assert (run / "report" / "index.html").is_file() and (run / "report" / "summary.json").is_file()
+
+
+# -- failing children ----------------------------------------------------------------------------------
+class WatchfulStrategy(ToyStrategy):
+    """Asks every toy architecture once, in order, and records what it is told, so the test can
+    check that each failure mode happened and that failures never arrive as rewards."""
+
+    def ask(self):
+        arch = self.space.decode(next(itertools.islice(
+            itertools.product(range(self.space.options), repeat=self.space.steps), self.told + len(self.pending), None)))
+        self.pending.append(self.space.key(arch))
+        return arch
+
+    def tell(self, arch, result):
+        self.log = getattr(self, "log", [])
+        self.log.append((self.space.key(arch), result.failed, result.reward))
+        super().tell(arch, result)
+
+
+def _faulty_evaluator(crash: bool) -> ToyEvaluator:
+    """Every failure mode at once; `flaky` makes one attempt in five fail, so retries matter."""
+    return ToyEvaluator(fail={"000"}, nan={"111"}, sleep={"222"}, crash={"012"} if crash else (), flaky=True)
+
+
+def run_faulty_search(run_dir, executor, *, trials: int = 27, retries: int = 1, timeout: float = 1.0):
+    space = ToySpace()
+    strategy = WatchfulStrategy(space, 0)
+    evaluator = _faulty_evaluator(crash=not isinstance(executor, SerialExecutor))
+    exp = Experiment(space, strategy, evaluator, None, run_dir, budget=trials, retries=retries,
+                     executor=executor, timeout=timeout, progress=False)
+    summary = exp.run()
+    exp.close()
+    return summary, strategy, evaluator
+
+
+CRASH = "worker process killed by signal SIGKILL before returning a result"
+
+
+def check_faulty_run(run_dir, summary, strategy, evaluator, trials: int, retries: int,
+                     crash_error: str = CRASH, timeout: float = 1.0) -> dict:
+    expected = {"000": "RuntimeError: cannot train 000", "111": "val_accuracy is nan",
+                "222": f"timed out after {timeout:g} s", "012": crash_error}
+    assert summary.trials == trials and summary.unfinished == 0
+    with Store.open(run_dir) as store:
+        rows = store.trials()
+        assert store.integrity_check() == []
+    assert len(rows) == trials and all(t.status in ("done", "failed") for t in rows)
+    evaluated = [t for t in rows if not t.reused]
+    for t in evaluated:
+        if t.key in expected and (t.key != "012" or evaluator.crash):
+            assert t.status == "failed" and t.failures == retries + 1, t
+            assert expected[t.key] in t.error or t.error == "RuntimeError: flaky failure", t
+        elif t.status == "failed":  # flaky on every attempt
+            assert t.error == "RuntimeError: flaky failure" and t.failures == retries + 1
+    told = {t.id: t for t in rows}
+    assert len(strategy.log) == trials and strategy.pending == []
+    failed_keys = {t.key for t in rows if t.status == "failed"}
+    for key, failed, reward in strategy.log:
+        assert failed == (reward is None)
+        if failed:
+            assert key in failed_keys
+    assert strategy.failures == sum(t.status == "failed" for t in told.values())
+    retried = sum(t.failures for t in evaluated if t.status == "done")
+    return {"failed": len(failed_keys & set(expected)), "retried": retried}
+
+
+def test_failing_children_serial(tmp_path):
+    summary, strategy, evaluator = run_faulty_search(tmp_path / "s", SerialExecutor())
+    figures = check_faulty_run(tmp_path / "s", summary, strategy, evaluator, 27, 1)
+    assert figures["failed"] == 3
+
+
+@pytest.mark.slow
+def test_failing_children_in_worker_processes(tmp_path):
+    executor = ProcessExecutor(workers=2, preload=PRELOAD)
+    summary, strategy, evaluator = run_faulty_search(tmp_path / "p", executor, retries=2)
+    figures = check_faulty_run(tmp_path / "p", summary, strategy, evaluator, 27, 2)
+    assert figures["failed"] == 4 and figures["retried"] > 0
+
+
+# -- load --------------------------------------------------------------------------------------------
+def write_synthetic_nb201_table(path) -> None:
+    """Every NAS-Bench-201 cell with made-up accuracies: the real table's shape, no shared data."""
+    space = NB201Space()
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["arch_str", "valid", "test"])
+        for choices in itertools.product(range(space.decisions[0].num_options), repeat=len(space.decisions)):
+            score = sum((i + 1) * c for i, c in enumerate(choices))
+            out.writerow([space.to_json(space.decode(choices))["arch"], 50 + score % 41, 49 + score % 43])
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["random", "evolution"])
+def test_five_hundred_async_workers(tmp_path, strategy):
+    table = tmp_path / "nb201.csv"
+    write_synthetic_nb201_table(table)
+    space = NB201Space()
+    evaluator = TableEvaluator(table, "valid", space=space, report_column="test", percent=True)
+    trials, sizes, rss = 2000, {}, {}
+    exp = None
+
+    def on_trial(record):
+        if record.id in (500, trials):
+            rss[record.id] = peak_rss_mib()
+            sizes[record.id] = len(exp.store.load_checkpoint().state["pending"])
+
+    exp = Experiment(space, create_strategy(strategy, space, 0), evaluator, None, tmp_path / "run",
+                     budget=trials, executor=SimulatedExecutor(workers=500, seed=0), progress=False,
+                     on_trial=on_trial)
+    summary = exp.run()
+    exp.close()
+    assert summary.trials == trials and summary.unfinished == 0 and summary.failed == 0
+    with Store.open(tmp_path / "run") as store:
+        assert [t.id for t in store.trials()] == list(range(1, trials + 1))
+        assert store.integrity_check() == []
+    # 500 asks outstanding at every checkpoint while the budget lasts: the state is bounded by them
+    assert sizes[500] <= 500 and sizes[trials] <= 500
+    assert rss[trials] - rss[500] < 64, rss  # MiB: nothing accumulates per trial
+
+
+# -- safety ------------------------------------------------------------------------------------------
+def test_nothing_is_unpickled_without_weights_only():
+    """Every torch.load in the package passes weights_only=True; no pickle.load(s) at all."""
+    import ast
+    from pathlib import Path
+
+    import nasforge
+
+    calls = 0
+    for path in Path(nasforge.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            owner = getattr(node.func.value, "id", None)
+            if owner == "pickle" and node.func.attr in ("load", "loads"):
+                raise AssertionError(f"{path}:{node.lineno}: pickle.{node.func.attr}")
+            if owner == "torch" and node.func.attr == "load":
+                calls += 1
+                flags = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
+                assert flags.get("weights_only") is True, f"{path}:{node.lineno}: torch.load without weights_only=True"
+    assert calls >= 2  # the store's checkpoints and saved weights
