@@ -86,5 +86,5 @@ def test_failing_children_on_ray(local_ray, tmp_path):
     summary, strategy, evaluator = test_reliability.run_faulty_search(
         tmp_path / "r", create_executor("ray", workers=2), retries=1, timeout=5.0)  # Ray restarts workers slowly
     figures = test_reliability.check_faulty_run(tmp_path / "r", summary, strategy, evaluator, 27, 1,
-                                                crash_error="Ray worker failed", timeout=5.0)
+                                                crash_error="Ray worker failed", timeout=5.0, slow_starts=True)
     assert figures["failed"] == 4

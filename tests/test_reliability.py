@@ -177,7 +177,9 @@ CRASH = "worker process killed by signal SIGKILL before returning a result"
 
 
 def check_faulty_run(run_dir, summary, strategy, evaluator, trials: int, retries: int,
-                     crash_error: str = CRASH, timeout: float = 1.0) -> dict:
+                     crash_error: str = CRASH, timeout: float = 1.0, slow_starts: bool = False) -> dict:
+    """`slow_starts`: the executor's timeout also covers starting a worker (Ray restarting a killed
+    one can take longer than a short test timeout), so an ordinary trial may time out too."""
     expected = {"000": "RuntimeError: cannot train 000", "111": "val_accuracy is nan",
                 "222": f"timed out after {timeout:g} s", "012": crash_error}
     assert summary.trials == trials and summary.unfinished == 0
@@ -187,11 +189,12 @@ def check_faulty_run(run_dir, summary, strategy, evaluator, trials: int, retries
     assert len(rows) == trials and all(t.status in ("done", "failed") for t in rows)
     evaluated = [t for t in rows if not t.reused]
     for t in evaluated:
+        slow_start = slow_starts and t.status == "failed" and t.error.startswith("timed out after")
         if t.key in expected and (t.key != "012" or evaluator.crash):
             assert t.status == "failed" and t.failures == retries + 1, t
-            assert expected[t.key] in t.error or t.error == "RuntimeError: flaky failure", t
+            assert expected[t.key] in t.error or t.error == "RuntimeError: flaky failure" or slow_start, t
         elif t.status == "failed":  # flaky on every attempt
-            assert t.error == "RuntimeError: flaky failure" and t.failures == retries + 1
+            assert (t.error == "RuntimeError: flaky failure" or slow_start) and t.failures == retries + 1, t
     told = {t.id: t for t in rows}
     assert len(strategy.log) == trials and strategy.pending == []
     failed_keys = {t.key for t in rows if t.status == "failed"}
