@@ -63,6 +63,13 @@ def _write_npz(path, **arrays):
     np.savez(path, **arrays)
     return path
 
+def test_one_training_pixel_still_normalises(tmp_path):
+    x = np.array([[[7]], [[9]]], dtype=np.uint8)  # two 1x1 images: one trains, one validates
+    d = load_dataset(f"npz:{_write_npz(tmp_path / 'tiny.npz', x=x, y=np.zeros(2, int))}")
+    s = make_splits(d, val_fraction=0.5)
+    assert len(s.train) == 1 and np.isfinite(s.std).all() and min(s.std) >= 1e-3
+    assert torch.isfinite(next(batches(s.train, 1, s))[0]).all()
+
 
 def test_npz_file_and_folder(tmp_path):
     x = np.random.default_rng(0).integers(0, 255, (20, 6, 6, 3), dtype=np.uint8)

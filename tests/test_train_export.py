@@ -259,6 +259,7 @@ def test_a_run_without_a_finished_trial(work, capsys):
 
     Store.create(work / "runs" / "empty", {"space": {"name": "nasnet", "options": {}}}).close()
     _one_line_error(capsys, ["train", "runs/empty"], "has no finished trial to train")
+    _one_line_error(capsys, ["train", "cells.json", "--out", "runs/empty"], "holds a search run")
     _one_line_error(capsys, ["export", "runs/empty", "--format", "json", "--out", "x.json"],
                     "has no finished trial to train")
 

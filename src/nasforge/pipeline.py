@@ -23,7 +23,7 @@ from typing import Any
 from nasforge.errors import ConfigError
 
 #: budget name -> search trials, child epochs, coefficient grid step, family epochs, child size.
-#: Sized on the built-in digits with 2 CPU cores: small ~5-7 min, medium ~40 min, large hours.
+#: Sized on the built-in digits with 2 CPU cores: small ~4 min (docs/pipeline.md), medium ~40 min, large hours.
 #: F starts at 16 so that the family's width multipliers (1.2, 1.44, ...) survive rounding F to a
 #: multiple of 4 (with F = 8, phi = 1 and phi = 0 had the same width).
 BUDGETS: dict[str, dict[str, Any]] = {

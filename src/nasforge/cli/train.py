@@ -247,6 +247,7 @@ def train_plan(plan: TrainPlan, out_dir: Path, progress: bool = True) -> dict[st
 def output_dir(out: str | None, name: str) -> Path:
     """The output folder (inside the current directory); refuses one that holds a trained model."""
     from nasforge.cli.search import resolve_cli_run
+    from nasforge.experiment import Store
     from nasforge.export import ARCH_NAME, WEIGHTS_NAME
 
     def resolve(text: str) -> Path:
@@ -265,6 +266,8 @@ def output_dir(out: str | None, name: str) -> Path:
     folder = resolve(out)
     if folder.exists() and not folder.is_dir():
         raise ConfigError("--out", f"{out} exists and is not a folder")
+    if Store.exists(folder):
+        raise ConfigError("--out", f"{out} holds a search run; choose another folder (nothing was written)")
     if (folder / WEIGHTS_NAME).exists() or (folder / ARCH_NAME).exists():
         raise ConfigError("--out", f"{out} already holds a trained model; choose another folder "
                                    "(nothing was overwritten)")

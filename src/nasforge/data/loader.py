@@ -88,7 +88,7 @@ def make_splits(dataset: Dataset, val_fraction: float = 0.1, seed: int = 0,
     test = Split(dataset.x_test, dataset.y_test) if dataset.x_test is not None else None
     pixels = train.x.float().div_(255)
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(pixels.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+    std = tuple(pixels.std(dim=(0, 2, 3), correction=0).clamp_min(1e-3).tolist())
     return DataSplits(train, val, test, mean, std, dataset.num_classes)
 
 
