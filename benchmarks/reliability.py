@@ -21,6 +21,7 @@ benchmarks/results/NAME.json):
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import random
@@ -37,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
-from _common import print_table, write_json  # noqa: E402
+from _common import RESULTS, print_table, write_json  # noqa: E402
 from test_reliability import write_synthetic_nb201_table  # noqa: E402  (the tests' synthetic table)
 
 from nasforge.evaluators.table import TableEvaluator  # noqa: E402
@@ -60,22 +61,23 @@ def _trial_rows(run: Path) -> list[tuple]:
 
 # -- kill ----------------------------------------------------------------------------------------------
 def kill(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    trials, kills = (60, 5) if args.quick else (200, 20)
+    trials, kills = (100, 5) if args.quick else (400, 20)
     cmd = [sys.executable, "-m", "nasforge.cli", "search", "--space", "nb201", "--evaluator", "table",
            "--table", str(_table(work)), "--reward-column", "valid", "--report-column", "test",
            "--strategy", "ppo", "--trials", str(trials), "--seed", "7", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([*cmd, "--run", str(work / "kill-ref")], check=True, capture_output=True, env=env)
-    run, rng = work / "kill-run", random.Random(11)
+    # run folders must lie under the current directory, so the searches run inside `work`
+    subprocess.run([*cmd, "--run", "runs/kill-ref"], check=True, capture_output=True, env=env, cwd=work)
+    run, rng = work / "runs" / "kill-run", random.Random(11)
     survived, integrity_failures, progress = 0, 0, []
     while survived < kills:
-        proc = subprocess.Popen([*cmd, "--run", str(run), *(["--resume"] if Store.exists(run) else [])],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        # wait until the run exists and has moved, then kill at a random moment within ~1 s
+        proc = subprocess.Popen([*cmd, "--run", "runs/kill-run", *(["--resume"] if Store.exists(run) else [])],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=work)
+        # wait until the run exists and has moved, then kill at a random moment within 0.5 s
         start = len(_trial_rows(run)) if Store.exists(run) else 0
         while proc.poll() is None and not (Store.exists(run) and _count(run) > start):
             time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 1.0))
+        time.sleep(rng.uniform(0.0, 0.5))
         if proc.poll() is not None:
             break  # the run finished first: fewer kills than asked, reported as such
         proc.send_signal(signal.SIGKILL)
@@ -84,8 +86,8 @@ def kill(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         with Store.open(run) as store:
             integrity_failures += bool(store.integrity_check())
             progress.append(store.count())
-    subprocess.run([*cmd, "--run", str(run), "--resume"], check=True, capture_output=True, env=env)
-    rows, ref = _trial_rows(run), _trial_rows(work / "kill-ref")
+    subprocess.run([*cmd, "--run", "runs/kill-run", "--resume"], check=True, capture_output=True, env=env, cwd=work)
+    rows, ref = _trial_rows(run), _trial_rows(work / "runs" / "kill-ref")
     ids = [r[0] for r in rows]
     return {"kills": survived, "trials": len(rows), "trials at each kill": progress,
             "lost": trials - len(set(ids)), "duplicated": len(ids) - len(set(ids)),
@@ -130,7 +132,8 @@ def failures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     trials = 40 if args.quick else 200
     space = NB201Space()
     rates = {"raise": 0.1, "nan": 0.1, "hang": 0.05, "kill": 0.05}
-    exp = Experiment(space, create_strategy("evolution", space, 0, population_size=20, sample_size=5),
+    # random search: evolution re-proposes many equivalent cells, which are reused, not evaluated
+    exp = Experiment(space, create_strategy("random", space, 0),
                      FaultyTable(_table(work), rates), None, work / "faults", budget=trials, retries=1,
                      timeout=2.0, executor=ProcessExecutor(workers=2, context="fork"), progress=False)
     start = time.perf_counter()
@@ -143,11 +146,12 @@ def failures(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     kinds = {"raise": "injected failure", "nan": "val_accuracy is nan", "hang": "timed out",
              "kill": "killed by signal"}
     failed = [t for t in evaluated if t.status == "failed"]
-    return {"trials": summary.trials, "unfinished": summary.unfinished,
+    # a trial keeps the error of its last failed attempt, also when a retry then succeeded
+    return {"trials": summary.trials, "unfinished": summary.unfinished, "evaluated": len(evaluated),
             "failed attempts": sum(t.failures for t in evaluated),
-            "recovered by retry": sum(t.failures for t in evaluated if t.status == "done"),
+            "recovered by retry": sum(t.status == "done" and t.failures > 0 for t in evaluated),
+            **{f"last failure: {k}": sum(v in (t.error or "") for t in evaluated) for k, v in kinds.items()},
             "failed trials": len(failed),
-            **{f"failed: {k}": sum(v in (t.error or "") for t in failed) for k, v in kinds.items()},
             "failed without reason": sum(not t.error for t in failed),
             "integrity ok": not integrity, "seconds": round(time.perf_counter() - start, 1)}
 
@@ -243,6 +247,11 @@ def main() -> None:
             rows += [[name, key, value] for key, value in figures[name].items()]
             print(f"{name}: {figures[name]}", flush=True)
     print_table("reliability", ["section", "figure", "value"], rows)
+    previous = RESULTS / f"{args.name}.json"
+    if args.only and previous.exists():  # rerun sections replace theirs; the others stay as measured
+        old = json.loads(previous.read_text())
+        figures = {**old.get("figures", {}), **figures}
+        args.only = sorted(set(old.get("args", {}).get("only") or SECTIONS) | set(args.only))
     path = write_json(args.name, {"args": vars(args), "figures": figures})
     print(f"wrote {path}")
 

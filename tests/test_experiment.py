@@ -613,7 +613,7 @@ def test_experiment_with_worker_processes(tmp_path):
     space = ToySpace()
     evaluator = ToyEvaluator(fail={"000"}, crash={"111", "012"}, sleep={"222", "021"})
     exp = Experiment(space, ToyStrategy(space, 0), evaluator, None, tmp_path / "p", budget=14,
-                     executor=ProcessExecutor(workers=2, preload=PRELOAD), timeout=1.5,
+                     executor=ProcessExecutor(workers=2, preload=PRELOAD), timeout=3.0,
                      retries=0, progress=False)
     summary = exp.run()
     exp.close()
@@ -626,7 +626,7 @@ def test_experiment_with_worker_processes(tmp_path):
         if key in evaluator.crash:
             assert error == "worker process killed by signal SIGKILL before returning a result"
         elif key in evaluator.sleep:
-            assert error == "timed out after 1.5 s"
+            assert error == "timed out after 3 s"
         else:
             assert error == "RuntimeError: cannot train 000"
     assert set(errors) & evaluator.crash and set(errors) & evaluator.sleep and "000" in errors

@@ -74,6 +74,31 @@ def test_bad_search_input(in_tmp, args, message):
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_search_any_table_by_its_column_names(in_tmp, capsys):
+    from test_reliability import write_synthetic_nb201_table
+
+    write_synthetic_nb201_table(in_tmp / "t.csv")  # columns arch_str, valid, test
+    table = ["search", "--space", "nb201", "--table", "t.csv", "--strategy", "ppo", "--trials", "6"]
+    assert main([*table, "--reward-column", "valid", "--report-column", "test", "--run", "runs/t", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["trials"] == 6 and all(50 <= t["reward"] <= 90 for t in out["top"])  # the column's own units
+    rows = {r.split(",")[0]: r.split(",")[1:] for r in (in_tmp / "t.csv").read_text().splitlines()[1:]}
+    from nasforge.experiment import Store
+
+    with Store.open(in_tmp / "runs" / "t") as store:
+        assert store.config()["evaluator"]["name"] == "table"
+        for t in store.trials():
+            assert [t.metrics["val_accuracy"], t.metrics["test_accuracy"]] == [float(v) for v in rows[t.arch["arch"]]]
+    for args, message in (
+        (["--reward-column", "nope"], "reward_column: no column 'nope' in t.csv (allowed: arch_str, valid, test)"),
+        (["--reward-column", "valid", "--report-column", "tst"], "report_column: no column 'tst'"),
+        (["--reward-column", "valid", "--evaluator", "nb201"], "--table: only applies to the table evaluator"),
+    ):
+        code, _, err = cli(*table, *args, "--run", "runs/bad")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not (in_tmp / "runs" / "bad").exists()
+
+
 def test_bad_config_file(in_tmp):
     (in_tmp / "bad.toml").write_text("space = [\n")
     code, _, err = cli("search", "--config", "bad.toml")

@@ -267,8 +267,12 @@ def test_table_evaluator_any_columns_and_registry():
                           report_column="c10_test_acc_12ep", cost_column="c10_train_time_200ep_s",
                           columns={"test_v1": "c10_test_acc_200ep_nb201v1"})
     m = ev.evaluate(NB, NB.from_json(BEST_201), 0)
-    assert abs(m["val_accuracy"] - 91.6067) < 1e-3 and set(m) == {"val_accuracy", "test_accuracy", "test_v1",
-                                                                  "cost_seconds"}
+    # an accuracy column in percent (guessed from its name and values) arrives as a fraction
+    assert abs(m["val_accuracy"] - 0.916067) < 1e-5 and set(m) == {"val_accuracy", "test_accuracy", "test_v1",
+                                                                   "cost_seconds"}
+    assert ev.percent and ev.config()["percent"] is None
+    raw = create_evaluator("table", space=NB, table=str(NB201_CSV), reward_column="c10_valid_acc_200ep", percent=False)
+    assert abs(raw.evaluate(NB, NB.from_json(BEST_201), 0)["val_accuracy"] - 91.6067) < 1e-3
     assert ev.static_metrics(NB, NB.from_json(BEST_201)) == {"params": 1_073_466, "macs": 153_272_960}
     again = pickle.loads(pickle.dumps(ev))
     assert again._table is None and again.evaluate(NB, NB.from_json(BEST_201), 0) == m
@@ -292,18 +296,19 @@ def test_table_evaluator_plain_csv_lookup_and_errors(tmp_path):
     path = tmp_path / "macro.csv"
     path.write_text("arch,acc,secs\n1201122,91.5,10\n22222222,92.0,20\n")
     ev = TableEvaluator(path, space="macro", reward_column="acc", cost_column="secs", cost_scale=2.0, match_key=False)
-    assert ev.evaluate(MACRO, MACRO.from_json("01201122"), 0) == {"val_accuracy": 91.5, "cost_seconds": 20.0}
+    # "acc" in percent: reported as a fraction, like every accuracy nasforge reports
+    assert ev.evaluate(MACRO, MACRO.from_json("01201122"), 0) == {"val_accuracy": 0.915, "cost_seconds": 20.0}
     with pytest.raises(ArchitectureNotInTable, match="architecture 00000000 is not in the table"):
         ev.evaluate(MACRO, MACRO.from_json("00000000"), 0)
     # with key matching, an equivalent architecture's row answers
     keyed = TableEvaluator(path, space="macro", reward_column="acc")
-    assert keyed.evaluate(MACRO, MACRO.from_json("01210122"), 0)["val_accuracy"] == 91.5
+    assert keyed.evaluate(MACRO, MACRO.from_json("01210122"), 0)["val_accuracy"] == 0.915
 
     ops_path = tmp_path / "nb.csv.gz"
     with gzip.open(ops_path, "wt") as f:
         f.write(",".join(EDGE_NAMES) + ",acc\n" + ",".join(NB.from_json(BEST_201).ops) + ",94.4\n")
     ev = TableEvaluator(ops_path, space=NB, reward_column="acc")
-    assert ev.evaluate(NB, NB.from_json(BEST_201), 0)["val_accuracy"] == 94.4
+    assert ev.evaluate(NB, NB.from_json(BEST_201), 0)["val_accuracy"] == pytest.approx(0.944)
 
     bad = tmp_path / "bad.csv"
     bad.write_text("arch,acc\n01201122,high\n")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from nasforge.errors import ConfigError, DatasetError
+from nasforge.errors import ConfigError
 from nasforge.evaluators.table import (MACRO_FILE, NB201_FILE, ArchitectureNotInTable, TableEvaluator,
                                        _resolve_space, _space_name)
 from nasforge.spaces.base import SearchSpace
@@ -114,20 +113,13 @@ class BenchTable:
         self.report_column = str(report_column or reward_column)
         # The evaluator checks columns and parses the first row; values are read in the table's units.
         self.evaluator = TableEvaluator(path, self.reward_column, self.space, report_column=self.report_column,
-                                        arch_column=arch_column)
-        try:
-            table_data = self.evaluator.load()
-        except zlib.error as exc:  # a damaged gzip stream; read_table catches only header errors
-            raise DatasetError(str(path), f"cannot read the table ({exc})") from None
+                                        arch_column=arch_column, percent=percent)
+        table_data = self.evaluator.load()
         self.path = table_data.path
         self.rows = len(table_data)
         self._reward = table_data.numeric(self.reward_column, "reward_column")
         self._report = table_data.numeric(self.report_column, "report_column")
-        if percent is None:
-            finite = self._reward[np.isfinite(self._reward)]
-            percent = ("acc" in self.reward_column.lower() and finite.size > 0 and float(finite.min()) >= 0
-                       and 1.0 < float(finite.max()) <= 100.0)
-        self.percent = bool(percent)
+        self.percent = self.evaluator.percent
         self.scale = 100.0 if self.percent else 1.0
         self._memo: dict[Any, Lookup] = {}
 

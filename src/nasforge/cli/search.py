@@ -25,6 +25,10 @@ DEFAULT_NETWORK = {"nasnet": {"num_cells": 1, "num_filters": 8, "stem": "cifar"}
                    "mbconv": {"width_mult": 0.25, "depth_mult": 0.25},
                    "layerwise": {}}
 
+#: `nasforge search` flags of the table evaluator -> its options.
+TABLE_FLAGS = {"table": "table", "reward_column": "reward_column", "report_column": "report_column",
+               "arch_column": "arch_column"}
+
 
 def read_config_file(path: str) -> dict[str, Any]:
     """A JSON or TOML search config (by suffix), with one-line errors."""
@@ -83,8 +87,15 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     data["strategy"] = _component(args.strategy or data["strategy"], "strategy")
     if args.strategy_option:
         data["strategy"]["options"].update(_parse_options(args.strategy_option, "--strategy-option"))
-    default_eval = DEFAULT_EVALUATOR.get(space["name"], "proxy")
+    table_flags = {key: getattr(args, flag, None) for flag, key in TABLE_FLAGS.items()}
+    table_given = {k: v for k, v in table_flags.items() if v is not None}
+    default_eval = "table" if table_given else DEFAULT_EVALUATOR.get(space["name"], "proxy")
     evaluator = _component(args.evaluator or data.get("evaluator", default_eval), "evaluator")
+    if table_given:
+        if evaluator["name"] != "table":
+            flag = next(f for f, k in TABLE_FLAGS.items() if k in table_given).replace("_", "-")
+            raise ConfigError(f"--{flag}", f"only applies to the table evaluator, not {evaluator['name']!r}")
+        evaluator["options"].update(table_given)
     if evaluator["name"] == "proxy":
         opts = evaluator["options"]
         opts.setdefault("dataset", "digits")
@@ -175,6 +186,11 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--val-size", type=positive_int, help="validate on a stratified subset of this size")
     g.add_argument("--resolution", type=positive_int, help="resize images to this size")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    g = p.add_argument_group("tabulated benchmark (--evaluator table, implied by --table)")
+    g.add_argument("--table", help="CSV table (gzip or plain) with an architecture column and metric columns")
+    g.add_argument("--reward-column", help="column searched on, e.g. c10_valid_acc_12ep")
+    g.add_argument("--report-column", help="column reported beside it (a test column is never searched on)")
+    g.add_argument("--arch-column", help="architecture column (default: arch_str / arch / architecture)")
     g = p.add_argument_group("budget and limits")
     g.add_argument("--trials", type=positive_int, help="stop after this many trials")
     g.add_argument("--time", type=positive_float, help="stop after this many seconds")

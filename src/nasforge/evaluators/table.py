@@ -25,6 +25,7 @@ import gzip
 import io
 import json
 import threading
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -222,6 +223,14 @@ def _nb201_op_columns() -> tuple[str, ...]:
     return EDGE_NAMES
 
 
+def looks_like_percent(column: str, values: np.ndarray) -> bool:
+    """An accuracy column in percent: its name says accuracy and its values lie in [0, 100] with
+    some above 1 (a fraction column never exceeds 1)."""
+    finite = values[np.isfinite(values)]
+    return ("acc" in column.lower() and finite.size > 0 and float(finite.min()) >= 0
+            and 1.0 < float(finite.max()) <= 100.0)
+
+
 # -- the evaluators -----------------------------------------------------------------------------------
 class TableEvaluator(Evaluator):
     """Look architectures up in a CSV table (see the module docstring for the metrics).
@@ -240,6 +249,7 @@ class TableEvaluator(Evaluator):
             (same canonical key), for tables that list one architecture per class.
         percent: the table stores accuracies in percent; nasforge reports every "*accuracy*"
             metric as a fraction in [0, 1], as the proxy trainer does, so rewards are comparable.
+            None: guessed when the table is read (see `looks_like_percent`).
     """
 
     name = "table"
@@ -248,7 +258,7 @@ class TableEvaluator(Evaluator):
                  report_column: str | None = None, arch_column: str | None = None,
                  columns: Mapping[str, str] | None = None, cost_column: str | None = None,
                  cost_scale: float = 1.0, cost_seconds: float | None = None, match_key: bool = True,
-                 percent: bool = False):
+                 percent: bool | None = None):
         if table is None or (not isinstance(table, (str, Path))) or not str(table):
             raise ConfigError("table", f"must be the path of a CSV table, got {table!r}")
         if not isinstance(reward_column, str) or not reward_column:
@@ -276,7 +286,8 @@ class TableEvaluator(Evaluator):
         self.cost_scale = float(cost_scale)
         self.cost_seconds = None if cost_seconds is None else float(cost_seconds)
         self.match_key = bool(match_key)
-        self.percent = bool(percent)
+        self.given_percent = None if percent is None else bool(percent)
+        self.percent = bool(percent)  # settled by load() when not given
         self._table: Table | None = None
         self._ids: _RowIds | None = None
 
@@ -292,12 +303,15 @@ class TableEvaluator(Evaluator):
                 "reward_column": self.reward_column, "report_column": self.report_column,
                 "arch_column": self.arch_column, "columns": dict(self.columns), "cost_column": self.cost_column,
                 "cost_scale": self.cost_scale, "cost_seconds": self.cost_seconds, "match_key": self.match_key,
-                "percent": self.percent}
+                "percent": self.given_percent}
 
     def load(self) -> Table:
         """Read (once) and check the table: its columns exist and its first row parses."""
         if self._table is None:
-            table = read_table(self.table_path)
+            try:
+                table = read_table(self.table_path)
+            except zlib.error as exc:  # a damaged gzip stream past the header
+                raise DatasetError(str(self.table_path), f"cannot read the table ({exc})") from None
             table.require(self.reward_column, "reward_column")
             for field, column in (("report_column", self.report_column), ("cost_column", self.cost_column)):
                 if column is not None:
@@ -306,8 +320,14 @@ class TableEvaluator(Evaluator):
                 table.require(column, f"columns.{metric}")
             ids = _RowIds(self.space, table, self.arch_column)
             ids.parse(table, 0)
+            if self.given_percent is None:
+                self.percent = looks_like_percent(self.reward_column, table.numeric(self.reward_column,
+                                                                                    "reward_column"))
             self._table, self._ids = table, ids
         return self._table
+
+    def prepare(self) -> None:
+        self.load()
 
     def __len__(self) -> int:
         return len(self.load())
@@ -360,7 +380,8 @@ class TableEvaluator(Evaluator):
 
     def accuracy(self, column: str, k: int) -> float:
         """An accuracy column as a fraction."""
-        return self.value(column, k) / (100.0 if self.percent else 1.0)
+        value = self.value(column, k)  # loads the table, which settles `percent`
+        return value / (100.0 if self.percent else 1.0)
 
     # -- evaluation ----------------------------------------------------------------------------
     def evaluate(self, space: SearchSpace, arch: Any, seed: int = 0) -> Metrics:
