@@ -158,14 +158,24 @@ def test_plain_states_take_the_json_path_and_keep_their_types():
     plain = {"pending": [["k1", None], ["k2", [1, 2.5]]], "rng": {"state": 2 ** 100, "inc": 7}, "ok": True}
     blob = state_to_bytes(plain)
     assert blob.startswith(b"nasforge-json") and state_from_bytes(blob) == plain
-    # JSON would turn tuples into lists, int keys into strings and refuse NaN: those go via torch.save
+    # JSON would turn tuples into lists, int keys into strings and refuse NaN: those parts (and
+    # tensors) go via torch.save beside the JSON of the rest
     for state in ({"t": (1, 2)}, {"d": {3: "x"}}, {"nan": float("nan")}, {"n": np.int64(4)}):
         blob = state_to_bytes(state)
-        assert not blob.startswith(b"nasforge-json")
+        assert blob.startswith(b"nasforge-mixed")
         back = state_from_bytes(blob)
         assert type(next(iter(back.values()))) is type(next(iter(state.values()))) or "n" in state
     assert state_from_bytes(state_to_bytes({"t": (1, 2)}))["t"] == (1, 2)
     assert state_from_bytes(state_to_bytes({"d": {3: "x"}}))["d"] == {3: "x"}
+    mixed = {**plain, "weights": torch.ones(3), "optimizer": {"state": {0: {"step": torch.tensor(2.0)}}}}
+    blob = state_to_bytes(mixed)
+    assert b'"pending":[["k1",null],["k2",[1,2.5]]]' in blob  # the bulky plain part is JSON
+    back = state_from_bytes(blob)
+    assert {k: back[k] for k in plain} == plain and torch.equal(back["weights"], torch.ones(3))
+    assert back["optimizer"]["state"][0]["step"].item() == 2.0
+    legacy = io.BytesIO()  # checkpoints written before the mixed format still load
+    torch.save({"w": torch.zeros(2), "k": [1]}, legacy)
+    assert state_from_bytes(legacy.getvalue())["k"] == [1]
 
 
 def test_markers(tmp_path):

@@ -458,6 +458,15 @@ def test_resampling_avoids_repeated_architectures(cls):
     plain = cls(space, seed=0, batch_size=2, hidden_size=8, max_resamples=0)
     repeats = [space.key(plain.ask()) for _ in range(6)]
     assert len(set(repeats)) < 6  # without resampling the policy repeats itself
+    # the memory is bounded: only the last SEEN_LIMIT keys are avoided, and checkpointed
+    short = cls(space, seed=0, batch_size=2, hidden_size=8)
+    short.SEEN_LIMIT = 3
+    asked = []
+    for _ in range(5):
+        arch = short.ask()
+        asked.append(space.key(arch))
+        short.tell(arch, space.reward(arch))
+    assert list(short.seen) == asked[-3:] and short.state_dict()["seen"] == asked[-3:]
 
 
 def mean_rewards(strategy, space, n):

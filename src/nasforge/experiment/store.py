@@ -175,37 +175,60 @@ def _from_safe(value: Any) -> Any:
     return value
 
 
-#: Prefix of checkpoints stored as JSON. Most strategy states (random search, evolution, the
-#: pending-ask ledger) are plain values; JSON writes them ~10x faster than `torch.save`, which matters
-#: when hundreds of asks are outstanding and every tell checkpoints. States with tensors or numpy
-#: arrays (the RL controller's weights) take the `torch.save` path.
+#: Checkpoint formats. A strategy state is mostly plain values (random search, evolution, the
+#: pending-ask ledger with hundreds of asks outstanding) plus, for the RL controller, a few tensors.
+#: Plain values go to JSON, ~10x faster than pickling them one by one with `torch.save`; whatever
+#: JSON would not give back exactly (tensors, numpy arrays, tuples, int keys, NaN) goes to one
+#: `torch.save` beside it, loaded with `weights_only=True`.
 _JSON_MAGIC = b"nasforge-json\n"
+_MIXED_MAGIC = b"nasforge-mixed\n"
+_OPAQUE_TAG = "__nasforge_opaque__"
 
 
-def _as_exact_json(state: Any) -> bytes | None:
-    """The state as JSON if JSON gives it back unchanged (no tuples, int keys, NaN, arrays...)."""
+def _exact_json(value: Any) -> bool:
+    """Whether JSON gives `value` back unchanged (no tuples, int keys, NaN, tensors...); the three
+    passes run in C, so whole subtrees of plain values are checked at once."""
     try:
-        text = json.dumps(state, allow_nan=False, separators=(",", ":"))
+        return json.loads(json.dumps(value, allow_nan=False)) == value
     except (TypeError, ValueError):
-        return None
-    return _JSON_MAGIC + text.encode() if json.loads(text) == state else None
+        return False
+
+
+def _split_plain(value: Any, opaque: list, path: str) -> Any:
+    """`value` with every part JSON would not round-trip replaced by ``{_OPAQUE_TAG: index}``."""
+    if type(value) is dict and _OPAQUE_TAG not in value and all(isinstance(k, str) for k in value):
+        # a dict is split key by key, so one tensor in it does not send its plain siblings twice
+        # through the JSON check
+        return {k: _split_plain(v, opaque, f"{path}[{k!r}]") for k, v in value.items()}
+    if not isinstance(value, dict) and _exact_json(value):
+        return value
+    if type(value) is list:
+        return [_split_plain(v, opaque, f"{path}[{i}]") for i, v in enumerate(value)]
+    opaque.append(_to_safe(value, path))
+    return {_OPAQUE_TAG: len(opaque) - 1}
+
+
+def _join_plain(value: Any, opaque: list) -> Any:
+    if isinstance(value, list):
+        return [_join_plain(v, opaque) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {_OPAQUE_TAG}:
+            return _from_safe(opaque[value[_OPAQUE_TAG]])
+        return {k: _join_plain(v, opaque) for k, v in value.items()}
+    return value
 
 
 def state_to_bytes(state: Any) -> bytes:
-    """Serialise a state dict: exact JSON when possible, else `torch.save` (numpy arrays tagged)."""
+    """Serialise a state dict: JSON, with a `torch.save` of the parts JSON cannot hold exactly."""
     import torch
 
-    fast = _as_exact_json(state)
-    if fast is not None:
-        return fast
-    safe = _to_safe(state, "state")
+    opaque: list = []
+    plain = json.dumps(_split_plain(state, opaque, "state"), separators=(",", ":")).encode()
+    if not opaque:
+        return _JSON_MAGIC + plain
     buffer = io.BytesIO()
-    try:  # the non-zip container is several times faster for states of many small tensors
-        torch.save(safe, buffer, _use_new_zipfile_serialization=False)
-    except TypeError:
-        buffer = io.BytesIO()
-        torch.save(safe, buffer)
-    return buffer.getvalue()
+    torch.save(opaque, buffer)
+    return _MIXED_MAGIC + len(plain).to_bytes(8, "big") + plain + buffer.getvalue()
 
 
 def state_from_bytes(blob: bytes) -> Any:
@@ -214,6 +237,12 @@ def state_from_bytes(blob: bytes) -> Any:
 
     if blob.startswith(_JSON_MAGIC):
         return json.loads(blob[len(_JSON_MAGIC):])
+    if blob.startswith(_MIXED_MAGIC):
+        start = len(_MIXED_MAGIC) + 8
+        end = start + int.from_bytes(blob[len(_MIXED_MAGIC):start], "big")
+        opaque = torch.load(io.BytesIO(blob[end:]), weights_only=True, map_location="cpu")
+        return _join_plain(json.loads(blob[start:end]), opaque)
+    # checkpoints written before the mixed format: one torch.save of the whole state
     return _from_safe(torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu"))
 
 

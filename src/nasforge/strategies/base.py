@@ -111,7 +111,8 @@ class PendingAsks:
     """Asks that are waiting for their tells, oldest first.
 
     Each entry is `(key, payload)`; `payload` is whatever the strategy needs back at tell time, kept
-    as plain Python values (lists, ints, floats, str) so the ledger goes into a `state_dict` as is.
+    as plain Python values (lists, ints, floats, str) so the ledger goes into a `state_dict` as is,
+    and never changed after `add` (state dicts share it).
     A tell takes the *first* outstanding entry with the architecture's key.
     """
 
@@ -135,10 +136,9 @@ class PendingAsks:
         return [k for k, _ in self._entries]
 
     def state_dict(self) -> list[list[Any]]:
-        # Checkpointed after every tell with up to hundreds of asks outstanding: copy containers
-        # only (most payloads are None or numbers).
-        return [[k, p if p is None or isinstance(p, (str, int, float)) else copy.deepcopy(p)]
-                for k, p in self._entries]
+        # Checkpointed after every ask and tell with up to hundreds of asks outstanding, so the
+        # payloads are shared, not copied: a payload is never changed once it is added.
+        return [[k, p] for k, p in self._entries]
 
     def load_state_dict(self, state: Any) -> None:
         self._entries = [(str(k), copy.deepcopy(p)) for k, p in state]

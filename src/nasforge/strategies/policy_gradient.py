@@ -14,8 +14,9 @@ Baseline: an exponential moving average of rewards, `b <- decay * b + (1 - decay
 rewards in the order they were told. With `normalize_advantages` the advantages of a minibatch are
 standardised (mean 0, std 1), which makes an update independent of the reward's units.
 
-Duplicates (`max_resamples` K > 0): the strategy remembers the canonical key of every architecture
-it has asked. An ask draws K + 1 candidates from the policy in one batched pass and asks the first
+Duplicates (`max_resamples` K > 0): the strategy remembers the canonical keys of the last
+`SEEN_LIMIT` architectures it has asked (bounded, so the checkpoint written with every tell does not
+grow with the search; an older architecture asked again is cheap, its stored result is reused). An ask draws K + 1 candidates from the policy in one batched pass and asks the first
 whose key is new (rejection sampling: the policy restricted to unseen architectures); if all were
 seen it draws K + 1 more from the policy flattened by temperature 2, 4, 8, 16 and 64 in turn; only
 if every draw was seen does it ask a repeat (the first draw). The recorded log-probability is always
@@ -87,6 +88,8 @@ class PolicyGradientStrategy(AskTellStrategy):
 
     #: resampling a duplicate: draws from the policy, then from ever flatter versions of it.
     RESAMPLE_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
+    #: keys remembered for duplicate resampling (bounds the checkpoint written with every tell)
+    SEEN_LIMIT = 2000
 
     def __init__(self, space: SearchSpace, seed: int = 0, *, preset: str = "default", batch_size: int | None = None,
                  lr: float | None = None, entropy_weight: float | None = None, baseline_decay: float | None = None,
@@ -120,7 +123,7 @@ class PolicyGradientStrategy(AskTellStrategy):
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
         self.baseline: float | None = None
         self.buffer: list[list[Any]] = []  # [choices, log-prob at sampling time, reward]
-        self.seen: dict[str, None] = {}  # canonical keys asked so far, in order (with max_resamples > 0)
+        self.seen: dict[str, None] = {}  # last SEEN_LIMIT keys asked, oldest first (with max_resamples > 0)
         self.num_updates = 0
         self.num_repeats = 0  # asks that repeated an architecture although max_resamples > 0
         self.last_update: dict[str, float] = {}
@@ -148,6 +151,8 @@ class PolicyGradientStrategy(AskTellStrategy):
                     first = (arch, [row, float(lp)])
                 if key not in self.seen:
                     self.seen[key] = None
+                    if len(self.seen) > self.SEEN_LIMIT:
+                        del self.seen[next(iter(self.seen))]  # the oldest
                     return arch, [row, float(lp)]
         self.num_repeats += 1
         return first  # every draw was asked before: repeat the policy's first draw
