@@ -222,8 +222,9 @@ def fuzz(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            str(ROOT / "tests" / "test_fuzz.py"), "--hypothesis-show-statistics"],
                           capture_output=True, text=True, env=env, cwd=ROOT)
-    passing = sum(int(n) for n in re.findall(r"(\d+) passing examples", proc.stdout))
-    failing = sum(int(n) for n in re.findall(r"(\d+) failing examples", proc.stdout))
+    # "- 45 passing, 0 failing, and 3 invalid test cases" (older Hypothesis: "45 passing examples")
+    passing = sum(int(n) for n in re.findall(r"(\d+) passing\b", proc.stdout))
+    failing = sum(int(n) for n in re.findall(r"(\d+) failing\b", proc.stdout))
     return {"scale": scale, "cases run": passing + failing, "failing cases": failing,
             "pytest exit": proc.returncode}
 

@@ -66,6 +66,9 @@ def test_toml_config_holds_the_same_settings_as_flags(in_tmp, capsys):
         (["--run", "../outside"], "must not contain '..'"),
         (["--config", "missing.toml"], "--config: no such file"),
         (["--ray-address", "127.0.0.1:1"], "--ray-address: only applies with --executor ray"),
+        (["--space", "nb201", "--arch-column", "arch"], "--arch-column: only applies to the table evaluator"),
+        (["--space", "nb201", "--evaluator", "table", "--reward-column", "acc"],
+         "--reward-column: needs the table it names a column of: add --table FILE"),
     ],
 )
 def test_bad_search_input(in_tmp, args, message):

@@ -89,13 +89,16 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         data["strategy"]["options"].update(_parse_options(args.strategy_option, "--strategy-option"))
     table_flags = {key: getattr(args, flag, None) for flag, key in TABLE_FLAGS.items()}
     table_given = {k: v for k, v in table_flags.items() if v is not None}
-    default_eval = "table" if table_given else DEFAULT_EVALUATOR.get(space["name"], "proxy")
+    default_eval = "table" if "table" in table_given else DEFAULT_EVALUATOR.get(space["name"], "proxy")
     evaluator = _component(args.evaluator or data.get("evaluator", default_eval), "evaluator")
     if table_given:
+        flag = "--" + next(f for f, k in TABLE_FLAGS.items() if k in table_given).replace("_", "-")
         if evaluator["name"] != "table":
-            flag = next(f for f, k in TABLE_FLAGS.items() if k in table_given).replace("_", "-")
-            raise ConfigError(f"--{flag}", f"only applies to the table evaluator, not {evaluator['name']!r}")
+            raise ConfigError(flag, f"only applies to the table evaluator (implied by --table), "
+                                    f"not {evaluator['name']!r}")
         evaluator["options"].update(table_given)
+        if "table" not in evaluator["options"]:
+            raise ConfigError(flag, "needs the table it names a column of: add --table FILE")
     if evaluator["name"] == "proxy":
         opts = evaluator["options"]
         opts.setdefault("dataset", "digits")
