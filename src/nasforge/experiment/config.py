@@ -407,7 +407,9 @@ def objective_function(objective: Any) -> Callable[[Mapping[str, Any]], float]:
     raise ConfigError("objective", f"{objective!r} is neither callable nor has a reward(metrics)")
 
 
-def build_limits(limits: Mapping[str, Any], space: Any, evaluator: Any) -> LimitCheck | None:
+def build_limits(limits: Mapping[str, Any]) -> Callable[[Any, Any], LimitCheck] | None:
+    """Checks the limits' options now (before an evaluator loads any data, so a bad limit is the
+    error a user sees) and returns what builds the check once the space and evaluator exist."""
     if not limits:
         return None
     options = _thaw(limits)
@@ -418,16 +420,17 @@ def build_limits(limits: Mapping[str, Any], space: Any, evaluator: Any) -> Limit
     from nasforge.evaluators.objectives import create_limits
 
     limit_obj = create_limits(**options)
-    return LimitCheck(limit_obj, space, evaluator, network, resolution)
+    return lambda space, evaluator: LimitCheck(limit_obj, space, evaluator, network, resolution)
 
 
 def build_components(config: SearchConfig) -> Components:
     """Look the config's names up in the registries and build every part of the search."""
     space = build_space(config.space)
     strategy = build_strategy(config.strategy, space, config.seed)
-    evaluator = build_evaluator(config.evaluator, space)
     objective = build_objective(config.objective)
-    limit_check = build_limits(config.limits, space, evaluator)
+    limits = build_limits(config.limits)
+    evaluator = build_evaluator(config.evaluator, space)
+    limit_check = None if limits is None else limits(space, evaluator)
     return Components(config, space, strategy, evaluator, objective, limit_check)
 
 
