@@ -25,9 +25,8 @@ DEFAULT_NETWORK = {"nasnet": {"num_cells": 1, "num_filters": 8, "stem": "cifar"}
                    "mbconv": {"width_mult": 0.25, "depth_mult": 0.25},
                    "layerwise": {}}
 
-#: `nasforge search` flags of the table evaluator -> its options.
-TABLE_FLAGS = {"table": "table", "reward_column": "reward_column", "report_column": "report_column",
-               "arch_column": "arch_column"}
+#: `nasforge search` flags that are the table evaluator's options of the same names.
+TABLE_FLAGS = ("table", "reward_column", "report_column", "arch_column")
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -87,12 +86,11 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     data["strategy"] = _component(args.strategy or data["strategy"], "strategy")
     if args.strategy_option:
         data["strategy"]["options"].update(_parse_options(args.strategy_option, "--strategy-option"))
-    table_flags = {key: getattr(args, flag, None) for flag, key in TABLE_FLAGS.items()}
-    table_given = {k: v for k, v in table_flags.items() if v is not None}
+    table_given = {k: getattr(args, k) for k in TABLE_FLAGS if getattr(args, k, None) is not None}
     default_eval = "table" if "table" in table_given else DEFAULT_EVALUATOR.get(space["name"], "proxy")
     evaluator = _component(args.evaluator or data.get("evaluator", default_eval), "evaluator")
     if table_given:
-        flag = "--" + next(f for f, k in TABLE_FLAGS.items() if k in table_given).replace("_", "-")
+        flag = "--" + next(iter(table_given)).replace("_", "-")
         if evaluator["name"] != "table":
             raise ConfigError(flag, f"only applies to the table evaluator (implied by --table), "
                                     f"not {evaluator['name']!r}")
