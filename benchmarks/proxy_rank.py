@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/proxy_rank.py            # 10 cells, ~40 min on 2 CPU cores
     .venv/bin/python benchmarks/proxy_rank.py --archs 20 --long-epochs 15 --long-train-size 45000
+    .venv/bin/python benchmarks/proxy_rank.py --archs 20 --resume   # adds to the last run's cells
 
 Trains the same architectures (random NASNet cells plus NASNet-A and AmoebaNet-A) twice: with the
 proxy settings a search uses, and with a longer schedule (more epochs and images, optionally more
@@ -13,6 +14,7 @@ tau between the two rankings; writes benchmarks/results/proxy_rank.json.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -23,11 +25,24 @@ import torch
 from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_json  # noqa: E402
+from _common import RESULTS, print_table, write_json  # noqa: E402
 
 from nasforge.evaluators.proxy import ProxyTrainer  # noqa: E402
 from nasforge.spaces import NASNetSpace  # noqa: E402
 from nasforge.spaces.nasnet_cells import AMOEBANET_A, NASNET_A  # noqa: E402
+
+
+def previous_rows(args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:
+    """Rows of the last results file when it was written with the same settings but --archs."""
+    path = RESULTS / "proxy_rank.json"
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    same = {k: v for k, v in vars(args).items() if k not in ("archs", "resume")}
+    if {k: old["args"].get(k) for k in same} != same:
+        print(f"{path.name} was written with other settings: starting afresh", flush=True)
+        return {}
+    return {r["arch"]: (r["proxy"], r["long"], r["proxy_seconds"]) for r in old["rows"]}
 
 
 def main() -> None:
@@ -44,6 +59,10 @@ def main() -> None:
     p.add_argument("--long-filters", type=int, default=None, help="default: --filters")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows of the last results file written with the same settings "
+                        "(all but --archs): the random cells come from one seeded sequence, so a "
+                        "larger --archs only adds cells")
     args = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -58,12 +77,17 @@ def main() -> None:
                                                "num_filters": args.long_filters or args.filters},
                         train={"epochs": args.long_epochs, "batch_size": args.batch_size},
                         train_size=args.long_train_size, val_size=args.val_size, latency=False)
+    done = previous_rows(args) if args.resume else {}
     rows, proxy_acc, long_acc, proxy_seconds = [], [], [], []
     for name, arch in archs:
-        start = time.perf_counter()
-        a = proxy.evaluate(space, arch, seed=args.seed)["val_accuracy"]
-        proxy_seconds.append(time.perf_counter() - start)
-        b = long.evaluate(space, arch, seed=args.seed)["val_accuracy"]
+        if name in done:
+            a, b, seconds = done[name]
+        else:
+            start = time.perf_counter()
+            a = proxy.evaluate(space, arch, seed=args.seed)["val_accuracy"]
+            seconds = time.perf_counter() - start
+            b = long.evaluate(space, arch, seed=args.seed)["val_accuracy"]
+        proxy_seconds.append(seconds)
         proxy_acc.append(a)
         long_acc.append(b)
         rows.append([name, a, b, proxy_seconds[-1]])
