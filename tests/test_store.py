@@ -178,6 +178,56 @@ def test_plain_states_take_the_json_path_and_keep_their_types():
     assert state_from_bytes(legacy.getvalue())["k"] == [1]
 
 
+def _blob_rows(store: Store) -> set[str]:
+    return {h for (h,) in store._read(lambda c: c.execute("SELECT hash FROM blobs").fetchall())}
+
+
+def test_large_tensors_are_stored_once_per_content(tmp_path):
+    """A controller checkpointed after every ask and tell writes its weights again only when an
+    update changed them; what is read back is the latest state either way."""
+    big, small = torch.randn(100, 400), torch.ones(3)
+    with Store.create(tmp_path, CONFIG) as store:
+        for step in range(3):
+            store.save_checkpoint({"step": step, "weights": big, "bias": small,
+                                   "adam": {"state": {0: {"exp_avg": big * 2}}}})
+        first = _blob_rows(store)
+        assert len(first) == 2  # `big` and `big * 2`; `small` stays inline
+        big[0, 0] += 1  # an update: the changed tensor replaces its old row
+        store.save_checkpoint({"step": 3, "weights": big, "bias": small,
+                               "adam": {"state": {0: {"exp_avg": big * 2}}}})
+        assert len(_blob_rows(store)) == 2 and not _blob_rows(store) & first
+        back = store.load_checkpoint().state
+        assert back["step"] == 3 and torch.equal(back["weights"], big)
+        assert torch.equal(back["adam"]["state"][0]["exp_avg"], big * 2)
+        assert torch.equal(back["bias"], small)
+        store.save_checkpoint({"step": 4})  # a state without large tensors leaves no rows behind
+        assert _blob_rows(store) == set() and store.load_checkpoint().state == {"step": 4}
+        assert store.integrity_check() == []
+
+
+def test_runs_from_before_the_blobs_table_still_load_and_write(tmp_path):
+    with Store.create(tmp_path, CONFIG) as store:
+        store.save_checkpoint({"step": 1, "w": torch.ones(8)})
+        store._write(lambda c: c.execute("DROP TABLE blobs"))
+        assert store.load_checkpoint().state["step"] == 1
+        store.save_checkpoint({"step": 2, "w": torch.zeros(100, 100)})
+        assert torch.equal(store.load_checkpoint().state["w"], torch.zeros(100, 100))
+
+
+def test_a_blob_that_would_run_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    buffer = io.BytesIO()
+    torch.save(Evil(), buffer)
+    with Store.create(tmp_path, CONFIG) as store:
+        store.save_checkpoint({"w": torch.zeros(100, 100)})
+        store._write(lambda c: c.execute("UPDATE blobs SET data = ?", (buffer.getvalue(),)))
+        with pytest.raises(StoreError, match="cannot be read safely"):
+            store.load_checkpoint()
+
+
 def test_markers(tmp_path):
     with Store.create(tmp_path, CONFIG) as store:
         assert store.get_marker("stage", "none") == "none"

@@ -4,8 +4,12 @@ Tables
 ------
 ``run``          the run's config (JSON), written once when the run is created.
 ``trials``       one row per trial; ``id`` (autoincrement) is the order in which trials were asked.
-``checkpoints``  the latest state of named objects (the strategy's), as a `torch.save` blob that is
-                 read back with ``torch.load(weights_only=True)``: a run folder never unpickles code.
+``checkpoints``  the latest state of named objects (the strategy's): JSON, with a `torch.save` of
+                 the parts JSON cannot hold, read back with ``torch.load(weights_only=True)``: a
+                 run folder never unpickles code.
+``blobs``        the checkpoints' large tensors (controller weights, optimizer moments), one row
+                 per tensor content, so a checkpoint rewritten after every ask and tell stores
+                 them again only when they changed (a policy update), not each time.
 ``markers``      small key/value JSON entries for stage markers (used by multi-stage pipelines).
 
 Consistency
@@ -26,6 +30,7 @@ anyone. Connections are per process (re-opened after a fork).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -52,6 +57,13 @@ UNFINISHED = ("pending", "running")
 FAULT_HOOK: Callable[[str], None] | None = None
 
 _BUSY_DEADLINE_S = 300.0
+
+_BLOBS_TABLE = """CREATE TABLE IF NOT EXISTS blobs (
+    owner TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (owner, hash)
+);"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
@@ -94,7 +106,7 @@ CREATE TABLE IF NOT EXISTS markers (
     value TEXT NOT NULL,
     updated REAL NOT NULL
 );
-"""
+""" + _BLOBS_TABLE
 
 
 class StoreError(NasforgeError, RuntimeError):
@@ -132,13 +144,35 @@ def _loads(text: str | None) -> Any:
 
 # -- checkpoint blobs (torch.save / torch.load(weights_only=True)) ------------------------------------
 _NDARRAY_TAG = "__nasforge_ndarray__"
+_BLOB_TAG = "__nasforge_blob__"
+#: Tensors at least this large are stored once per content in the ``blobs`` table.
+BLOB_MIN_BYTES = 1 << 14
 
 
-def _to_safe(value: Any, path: str) -> Any:
+def _digest(tensor: Any) -> str:
+    """Content hash of a dense tensor (dtype and shape included)."""
+    import torch
+
+    data = tensor.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{data.dtype}{tuple(data.shape)}".encode())  # hardware-accelerated
+    h.update(data.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:32]
+
+
+def _to_safe(value: Any, path: str, blobs: dict[str, Any] | None = None) -> Any:
+    """`value` as something `torch.load(weights_only=True)` gives back; large tensors go to
+    `blobs` (hash -> tensor) with a reference in their place when `blobs` is given."""
     import numpy as np
     import torch
 
-    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor)):
+    if isinstance(value, torch.Tensor):
+        if (blobs is not None and value.layout == torch.strided
+                and value.numel() * value.element_size() >= BLOB_MIN_BYTES):
+            key = _digest(value)
+            blobs[key] = value
+            return {_BLOB_TAG: key}
+        return value
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
         return value
     if isinstance(value, np.generic):
         return value.item()
@@ -151,27 +185,29 @@ def _to_safe(value: Any, path: str) -> Any:
         for k, v in value.items():
             if not isinstance(k, (str, int, float, bool, type(None))):
                 raise TypeError(f"{path}: cannot checkpoint a key of type {type(k).__name__}")
-            out[k] = _to_safe(v, f"{path}[{k!r}]")
+            out[k] = _to_safe(v, f"{path}[{k!r}]", blobs)
         return out
     if isinstance(value, list):
-        return [_to_safe(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_to_safe(v, f"{path}[{i}]", blobs) for i, v in enumerate(value)]
     if isinstance(value, tuple):
-        return tuple(_to_safe(v, f"{path}[{i}]") for i, v in enumerate(value))
+        return tuple(_to_safe(v, f"{path}[{i}]", blobs) for i, v in enumerate(value))
     if isinstance(value, (set, frozenset)):
         return type(value)(_to_safe(v, f"{path}{{}}") for v in value)
     raise TypeError(f"{path}: cannot checkpoint an object of type {type(value).__name__} "
                     "(state_dict() must hold plain values, tensors or numpy arrays)")
 
 
-def _from_safe(value: Any) -> Any:
+def _from_safe(value: Any, blobs: Mapping[str, Any]) -> Any:
     if isinstance(value, dict):
         if _NDARRAY_TAG in value and set(value) == {_NDARRAY_TAG, "dtype"}:
             return value[_NDARRAY_TAG].numpy().astype(value["dtype"], copy=True)
-        return {k: _from_safe(v) for k, v in value.items()}
+        if set(value) == {_BLOB_TAG}:
+            return blobs[value[_BLOB_TAG]]
+        return {k: _from_safe(v, blobs) for k, v in value.items()}
     if isinstance(value, list):
-        return [_from_safe(v) for v in value]
+        return [_from_safe(v, blobs) for v in value]
     if isinstance(value, tuple):
-        return tuple(_from_safe(v) for v in value)
+        return tuple(_from_safe(v, blobs) for v in value)
     return value
 
 
@@ -194,36 +230,39 @@ def _exact_json(value: Any) -> bool:
         return False
 
 
-def _split_plain(value: Any, opaque: list, path: str) -> Any:
+def _split_plain(value: Any, opaque: list, path: str, blobs: dict[str, Any] | None) -> Any:
     """`value` with every part JSON would not round-trip replaced by ``{_OPAQUE_TAG: index}``."""
     if type(value) is dict and _OPAQUE_TAG not in value and all(isinstance(k, str) for k in value):
         # a dict is split key by key, so one tensor in it does not send its plain siblings twice
         # through the JSON check
-        return {k: _split_plain(v, opaque, f"{path}[{k!r}]") for k, v in value.items()}
+        return {k: _split_plain(v, opaque, f"{path}[{k!r}]", blobs) for k, v in value.items()}
     if not isinstance(value, dict) and _exact_json(value):
         return value
     if type(value) is list:
-        return [_split_plain(v, opaque, f"{path}[{i}]") for i, v in enumerate(value)]
-    opaque.append(_to_safe(value, path))
+        return [_split_plain(v, opaque, f"{path}[{i}]", blobs) for i, v in enumerate(value)]
+    opaque.append(_to_safe(value, path, blobs))
     return {_OPAQUE_TAG: len(opaque) - 1}
 
 
-def _join_plain(value: Any, opaque: list) -> Any:
+def _join_plain(value: Any, opaque: list, blobs: Mapping[str, Any]) -> Any:
     if isinstance(value, list):
-        return [_join_plain(v, opaque) for v in value]
+        return [_join_plain(v, opaque, blobs) for v in value]
     if isinstance(value, dict):
         if set(value) == {_OPAQUE_TAG}:
-            return _from_safe(opaque[value[_OPAQUE_TAG]])
-        return {k: _join_plain(v, opaque) for k, v in value.items()}
+            return _from_safe(opaque[value[_OPAQUE_TAG]], blobs)
+        return {k: _join_plain(v, opaque, blobs) for k, v in value.items()}
     return value
 
 
-def state_to_bytes(state: Any) -> bytes:
-    """Serialise a state dict: JSON, with a `torch.save` of the parts JSON cannot hold exactly."""
+def state_to_bytes(state: Any, blobs: dict[str, Any] | None = None) -> bytes:
+    """Serialise a state dict: JSON, with a `torch.save` of the parts JSON cannot hold exactly.
+
+    With `blobs`, large tensors are left out and collected there by content hash; the bytes then
+    refer to them and `state_from_bytes` needs them back."""
     import torch
 
     opaque: list = []
-    plain = json.dumps(_split_plain(state, opaque, "state"), separators=(",", ":")).encode()
+    plain = json.dumps(_split_plain(state, opaque, "state", blobs), separators=(",", ":")).encode()
     if not opaque:
         return _JSON_MAGIC + plain
     buffer = io.BytesIO()
@@ -231,19 +270,21 @@ def state_to_bytes(state: Any) -> bytes:
     return _MIXED_MAGIC + len(plain).to_bytes(8, "big") + plain + buffer.getvalue()
 
 
-def state_from_bytes(blob: bytes) -> Any:
-    """Inverse of `state_to_bytes`; never unpickles more than ``torch.load(weights_only=True)`` does."""
+def state_from_bytes(blob: bytes, blobs: Mapping[str, Any] | None = None) -> Any:
+    """Inverse of `state_to_bytes`; never unpickles more than ``torch.load(weights_only=True)`` does.
+    `blobs` maps the hashes of tensors stored apart to those tensors."""
     import torch
 
+    blobs = {} if blobs is None else blobs
     if blob.startswith(_JSON_MAGIC):
         return json.loads(blob[len(_JSON_MAGIC):])
     if blob.startswith(_MIXED_MAGIC):
         start = len(_MIXED_MAGIC) + 8
         end = start + int.from_bytes(blob[len(_MIXED_MAGIC):start], "big")
         opaque = torch.load(io.BytesIO(blob[end:]), weights_only=True, map_location="cpu")
-        return _join_plain(json.loads(blob[start:end]), opaque)
+        return _join_plain(json.loads(blob[start:end]), opaque, blobs)
     # checkpoints written before the mixed format: one torch.save of the whole state
-    return _from_safe(torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu"))
+    return _from_safe(torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu"), blobs)
 
 
 # -- records ------------------------------------------------------------------------------------------
@@ -314,8 +355,9 @@ class CheckpointUpdate:
     elapsed: float | None = None
     name: str = "strategy"
 
-    def blob(self) -> bytes:
-        return self.state if isinstance(self.state, bytes) else state_to_bytes(self.state)
+    def blob(self, blobs: dict[str, Any]) -> bytes:
+        """The state's bytes; its large tensors are added to `blobs` (hash -> tensor)."""
+        return self.state if isinstance(self.state, bytes) else state_to_bytes(self.state, blobs)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -497,15 +539,27 @@ class Store:
                         trial_id: int | None) -> None:
         if update is None:
             return
+        import torch
+
         if FAULT_HOOK is not None:
             FAULT_HOOK("before-checkpoint")
+        blobs: dict[str, Any] = {}
+        data = update.blob(blobs)
+        conn.execute(_BLOBS_TABLE)  # runs created before the blobs table get it here
+        stored = {h for (h,) in conn.execute("SELECT hash FROM blobs WHERE owner = ?", (update.name,))}
+        for key in blobs.keys() - stored:
+            buffer = io.BytesIO()
+            torch.save(blobs[key].detach().cpu().clone(), buffer)
+            conn.execute("INSERT INTO blobs (owner, hash, data) VALUES (?, ?, ?)",
+                         (update.name, key, sqlite3.Binary(buffer.getvalue())))
+        conn.executemany("DELETE FROM blobs WHERE owner = ? AND hash = ?",
+                         [(update.name, key) for key in stored - blobs.keys()])
         conn.execute(
             "INSERT INTO checkpoints (name, state, trial_id, event, elapsed, updated) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET state = excluded.state, "
             "trial_id = excluded.trial_id, event = excluded.event, elapsed = excluded.elapsed, "
             "updated = excluded.updated",
-            (update.name, sqlite3.Binary(update.blob()), trial_id, update.event, update.elapsed,
-             time.time()))
+            (update.name, sqlite3.Binary(data), trial_id, update.event, update.elapsed, time.time()))
 
     # -- run config ---------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -683,11 +737,22 @@ class Store:
         if row is None:
             return None
         try:
-            state = state_from_bytes(bytes(row[0]))
+            state = state_from_bytes(bytes(row[0]), self._load_blobs(name))
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
             raise StoreError(self.path, f"checkpoint {name!r} cannot be read safely "
                                         f"({type(exc).__name__})") from None
         return Checkpoint(state, row[1], row[2], row[3], row[4])
+
+    def _load_blobs(self, name: str) -> dict[str, Any]:
+        import torch
+
+        def rows(c: sqlite3.Connection) -> list[tuple[str, bytes]]:
+            if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blobs'").fetchone():
+                return c.execute("SELECT hash, data FROM blobs WHERE owner = ?", (name,)).fetchall()
+            return []
+
+        return {h: torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+                for h, data in self._read(rows)}
 
     # -- markers ------------------------------------------------------------------------------------
     def set_marker(self, key: str, value: Any) -> None:
