@@ -216,8 +216,9 @@ def test_failing_children_serial(tmp_path):
 @pytest.mark.slow
 def test_failing_children_in_worker_processes(tmp_path):
     executor = ProcessExecutor(workers=2, preload=PRELOAD)
-    summary, strategy, evaluator = run_faulty_search(tmp_path / "p", executor, retries=2)
-    figures = check_faulty_run(tmp_path / "p", summary, strategy, evaluator, 27, 2)
+    # 2 s, not 1: the timeout also covers starting the worker process, slow on a loaded CI machine
+    summary, strategy, evaluator = run_faulty_search(tmp_path / "p", executor, retries=2, timeout=2.0)
+    figures = check_faulty_run(tmp_path / "p", summary, strategy, evaluator, 27, 2, timeout=2.0)
     assert figures["failed"] == 4 and figures["retried"] > 0
 
 
