@@ -1,6 +1,6 @@
 """Does the cheap proxy rank architectures as a longer training does? (Kendall tau)
 
-    .venv/bin/python benchmarks/proxy_rank.py            # 10 cells, ~40 min on 2 CPU cores
+    .venv/bin/python benchmarks/proxy_rank.py            # 10 cells, ~20 min on 2 CPU cores
     .venv/bin/python benchmarks/proxy_rank.py --archs 20 --long-epochs 15 --long-train-size 45000
     .venv/bin/python benchmarks/proxy_rank.py --archs 20 --resume   # adds to the last run's cells
 
