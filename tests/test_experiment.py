@@ -661,7 +661,7 @@ def test_create_executor():
     assert outcome.handle == handle and outcome.error == "timed out after 0.2 s"
 
 
-@pytest.mark.parametrize("name", ["random", "evolution", "grid"])
+@pytest.mark.parametrize("name", ["random", "evolution", "grid", "ppo", "reinforce"])
 def test_real_strategies_resume_exactly(tmp_path, name):
     strategies = pytest.importorskip("nasforge.strategies")
     if name not in getattr(strategies, "STRATEGIES", {}):
@@ -681,3 +681,5 @@ def test_real_strategies_resume_exactly(tmp_path, name):
         exp.close()
     experiment(tmp_path / "run", resume=True).run()
     assert sequence(tmp_path / "run") == sequence(tmp_path / "ref")
+    with Store.open(tmp_path / "run") as store:
+        assert store.integrity_check() == []  # incl. the controllers' tensors in the blobs table

@@ -200,6 +200,17 @@ def test_large_tensors_are_stored_once_per_content(tmp_path):
         assert back["step"] == 3 and torch.equal(back["weights"], big)
         assert torch.equal(back["adam"]["state"][0]["exp_avg"], big * 2)
         assert torch.equal(back["bias"], small)
+        assert store.integrity_check() == []
+        # the integrity check finds rows no checkpoint refers to, and references without a row
+        store._write(lambda c: c.execute("INSERT INTO blobs SELECT owner, 'stale', data FROM blobs LIMIT 1"))
+        assert store.integrity_check() == ["blobs: 1 row(s) of checkpoint 'strategy' that it does not refer to"]
+        store._write(lambda c: c.execute("UPDATE blobs SET owner = 'gone' WHERE hash = 'stale'"))
+        assert store.integrity_check() == ["blobs: 1 row(s) of no checkpoint"]
+        store._write(lambda c: c.execute("DELETE FROM blobs"))
+        [problem] = store.integrity_check()
+        assert "refers to tensor" in problem and "blobs table does not hold" in problem
+        with pytest.raises(StoreError, match="refers to tensor"):
+            store.load_checkpoint()
         store.save_checkpoint({"step": 4})  # a state without large tensors leaves no rows behind
         assert _blob_rows(store) == set() and store.load_checkpoint().state == {"step": 4}
         assert store.integrity_check() == []

@@ -197,11 +197,29 @@ def _to_safe(value: Any, path: str, blobs: dict[str, Any] | None = None) -> Any:
                     "(state_dict() must hold plain values, tensors or numpy arrays)")
 
 
+class _MissingBlob(LookupError):
+    """A checkpoint refers to a tensor the blobs table does not hold."""
+
+
+class _UsedBlobs(dict):
+    """Blobs that remember which hashes were looked up, so unreferenced rows can be found."""
+
+    def __init__(self, blobs: Mapping[str, Any]):
+        super().__init__(blobs)
+        self.used: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        self.used.add(key)
+        return super().__getitem__(key)
+
+
 def _from_safe(value: Any, blobs: Mapping[str, Any]) -> Any:
     if isinstance(value, dict):
         if _NDARRAY_TAG in value and set(value) == {_NDARRAY_TAG, "dtype"}:
             return value[_NDARRAY_TAG].numpy().astype(value["dtype"], copy=True)
         if set(value) == {_BLOB_TAG}:
+            if value[_BLOB_TAG] not in blobs:
+                raise _MissingBlob(value[_BLOB_TAG])
             return blobs[value[_BLOB_TAG]]
         return {k: _from_safe(v, blobs) for k, v in value.items()}
     if isinstance(value, list):
@@ -731,17 +749,26 @@ class Store:
         self._write(lambda conn: self._put_checkpoint(conn, update, trial_id))
 
     def load_checkpoint(self, name: str = "strategy") -> Checkpoint | None:
+        loaded = self._load_checkpoint(name)
+        return None if loaded is None else loaded[0]
+
+    def _load_checkpoint(self, name: str) -> tuple[Checkpoint, set[str]] | None:
+        """The checkpoint and the hashes of its blob rows that it does not refer to."""
         row = self._read(lambda c: c.execute(
             "SELECT state, trial_id, event, elapsed, updated FROM checkpoints WHERE name = ?",
             (name,)).fetchone())
         if row is None:
             return None
         try:
-            state = state_from_bytes(bytes(row[0]), self._load_blobs(name))
+            blobs = _UsedBlobs(self._load_blobs(name))
+            state = state_from_bytes(bytes(row[0]), blobs)
+        except _MissingBlob as exc:
+            raise StoreError(self.path, f"checkpoint {name!r} refers to tensor {exc.args[0]} that "
+                                        "the blobs table does not hold") from None
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
             raise StoreError(self.path, f"checkpoint {name!r} cannot be read safely "
                                         f"({type(exc).__name__})") from None
-        return Checkpoint(state, row[1], row[2], row[3], row[4])
+        return Checkpoint(state, row[1], row[2], row[3], row[4]), set(blobs) - blobs.used
 
     def _load_blobs(self, name: str) -> dict[str, Any]:
         import torch
@@ -801,8 +828,23 @@ class Store:
             if n and c.execute("SELECT COUNT(*) FROM checkpoints WHERE name = 'strategy'"
                                ).fetchone()[0] == 0:
                 problems.append("checkpoints: trials but no strategy checkpoint")
+            if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blobs'").fetchone():
+                orphans = c.execute("SELECT COUNT(*) FROM blobs WHERE owner NOT IN "
+                                    "(SELECT name FROM checkpoints)").fetchone()[0]
+                if orphans:
+                    problems.append(f"blobs: {orphans} row(s) of no checkpoint")
 
         self._read(body)
+        names = self._read(lambda c: [n for (n,) in c.execute("SELECT name FROM checkpoints")])
+        for name in names:
+            try:
+                _, unused = self._load_checkpoint(name)
+            except StoreError as exc:
+                problems.append(str(exc).removeprefix(f"{self.path}: "))
+                continue
+            if unused:
+                problems.append(f"blobs: {len(unused)} row(s) of checkpoint {name!r} that it does "
+                                "not refer to")
         return problems
 
 
