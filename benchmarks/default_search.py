@@ -1,9 +1,9 @@
 """Does the default `nasforge search` beat random cells, and how long does it take?
 
-    .venv/bin/python benchmarks/default_search.py                # ~10 min on 2 CPU cores
+    .venv/bin/python benchmarks/default_search.py                # ~6 min on 2 CPU cores
 
 Runs the command a user types first, `nasforge search` with every default (NASNet cells on the
-built-in digits, regularized evolution, 16 trials), timed, then random search with the same
+built-in digits, regularized evolution, 48 trials), timed, then random search with the same
 budget and seed. Every trial of the random run is a random cell trained by the same proxy, so the
 random run doubles as the distribution the default search has to beat. Prints the table and
 writes benchmarks/results/default_search.json. Run folders: runs/bench-default-{evolution,random}

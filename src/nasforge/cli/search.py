@@ -131,7 +131,7 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         if getattr(args, flag, None) is not None:
             budget[key] = getattr(args, flag)
     if not budget:
-        budget = {"max_trials": 16}
+        budget = {"max_trials": 48}
     data["budget"] = budget
     limits = dict(data.get("limits") or {})
     for flag in ("max_params", "max_macs", "max_latency_ms"):
