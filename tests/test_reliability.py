@@ -15,6 +15,7 @@ The figures (kills survived, trials/s, peak RSS) are printed by benchmarks/relia
 from __future__ import annotations
 
 import csv
+import gzip
 import itertools
 import multiprocessing
 import os
@@ -223,15 +224,20 @@ def test_failing_children_in_worker_processes(tmp_path):
 
 
 # -- load --------------------------------------------------------------------------------------------
-def write_synthetic_nb201_table(path) -> None:
-    """Every NAS-Bench-201 cell with made-up accuracies: the real table's shape, no shared data."""
+def write_synthetic_nb201_table(path, *, real_columns: bool = False) -> None:
+    """Every NAS-Bench-201 cell with made-up accuracies: the real table's shape, no shared data.
+    Columns arch_str, valid, test; with `real_columns` the shared table's names instead (what the
+    `nb201` evaluator reads), gzipped when `path` ends in .gz."""
     space = NB201Space()
-    with open(path, "w", newline="") as f:
+    header = (["c10_valid_acc_12ep", "c10_test_acc_200ep", "c10_valid_acc_200ep", "c10_test_acc_12ep",
+               "c10_train_time_per_epoch_s"] if real_columns else ["valid", "test"])
+    with (gzip.open if str(path).endswith(".gz") else open)(path, "wt", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["arch_str", "valid", "test"])
+        out.writerow(["arch_str", *header])
         for choices in itertools.product(range(space.decisions[0].num_options), repeat=len(space.decisions)):
             score = sum((i + 1) * c for i, c in enumerate(choices))
-            out.writerow([space.to_json(space.decode(choices))["arch"], 50 + score % 41, 49 + score % 43])
+            values = [50 + score % 41, 49 + score % 43, 60 + score % 37, 48 + score % 39, 10 + score % 7]
+            out.writerow([space.to_json(space.decode(choices))["arch"], *values[:len(header)]])
 
 
 def peak_rss_mib() -> float:
