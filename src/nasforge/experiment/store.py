@@ -378,6 +378,12 @@ class CheckpointUpdate:
         return self.state if isinstance(self.state, bytes) else state_to_bytes(self.state, blobs)
 
 
+def _has_blobs_table(conn: sqlite3.Connection) -> bool:
+    """Runs created before the blobs table lack it until their next checkpoint write."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blobs'"
+                        ).fetchone() is not None
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -774,7 +780,7 @@ class Store:
         import torch
 
         def rows(c: sqlite3.Connection) -> list[tuple[str, bytes]]:
-            if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blobs'").fetchone():
+            if _has_blobs_table(c):
                 return c.execute("SELECT hash, data FROM blobs WHERE owner = ?", (name,)).fetchall()
             return []
 
@@ -828,7 +834,7 @@ class Store:
             if n and c.execute("SELECT COUNT(*) FROM checkpoints WHERE name = 'strategy'"
                                ).fetchone()[0] == 0:
                 problems.append("checkpoints: trials but no strategy checkpoint")
-            if c.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blobs'").fetchone():
+            if _has_blobs_table(c):
                 orphans = c.execute("SELECT COUNT(*) FROM blobs WHERE owner NOT IN "
                                     "(SELECT name FROM checkpoints)").fetchone()[0]
                 if orphans:
