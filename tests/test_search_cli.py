@@ -61,7 +61,7 @@ def test_toml_config_holds_the_same_settings_as_flags(in_tmp, capsys):
     [
         (["--strategy", "annealing"], "strategy: unknown strategy 'annealing' (allowed:"),
         (["--space", "transformer"], "unknown space 'transformer'"),
-        (["--space", "nb201", "--dataset", "digits"], "--dataset: only the proxy evaluator trains"),
+        (["--space", "nb201", "--dataset", "digits"], "--dataset: evaluator 'nb201' reads no dataset"),
         (["--trials", "0"], "--trials: expected a positive integer"),
         (["--run", "../outside"], "must not contain '..'"),
         (["--config", "missing.toml"], "--config: no such file"),

@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parser(sub)
     run.add_parser(sub)
     __import__("nasforge.cli.bench", fromlist=["add_parser"]).add_parser(sub)  # nasforge bench
+    __import__("nasforge.cli.check", fromlist=["add_parser"]).add_parser(sub)  # nasforge check-evaluator
     __import__("nasforge.cli.scale", fromlist=["add_parser"]).add_parser(sub)  # nasforge scale family/search
     __import__("nasforge.cli.train", fromlist=["add_parser"]).add_parser(sub)  # nasforge train
     __import__("nasforge.cli.train", fromlist=["add_export_parser"]).add_export_parser(sub)  # nasforge export

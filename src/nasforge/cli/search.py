@@ -89,6 +89,7 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     table_given = {k: getattr(args, k) for k in TABLE_FLAGS if getattr(args, k, None) is not None}
     default_eval = "table" if "table" in table_given else DEFAULT_EVALUATOR.get(space["name"], "proxy")
     evaluator = _component(args.evaluator or data.get("evaluator", default_eval), "evaluator")
+    evaluator["name"] = _resolve_evaluator(evaluator["name"])
     if table_given:
         flag = "--" + next(iter(table_given)).replace("_", "-")
         if evaluator["name"] != "table":
@@ -97,31 +98,32 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         evaluator["options"].update(table_given)
         if "table" not in evaluator["options"]:
             raise ConfigError(flag, "needs the table it names a column of: add --table FILE")
-    if evaluator["name"] == "proxy":
-        opts = evaluator["options"]
-        opts.setdefault("dataset", "digits")
-        if args.dataset is not None:
-            opts["dataset"] = args.dataset
-        network = dict(DEFAULT_NETWORK.get(space["name"], {}))
-        network.update(opts.get("network") or {})
-        for flag, key in (("cells", "num_cells"), ("filters", "num_filters")):
-            if getattr(args, flag, None) is not None:
-                network[key] = getattr(args, flag)
-        opts["network"] = network
-        train = dict(opts.get("train") or {})
-        train.setdefault("epochs", 3)
-        for flag in ("epochs", "batch_size", "lr"):
-            if getattr(args, flag, None) is not None:
-                train[flag] = getattr(args, flag)
-        if getattr(args, "device", None) is not None:
-            train["device"] = args.device
-        opts["train"] = train
-        for flag in ("train_size", "val_size", "resolution"):
-            if getattr(args, flag, None) is not None:
-                opts[flag] = getattr(args, flag)
+    takes = _evaluator_options(evaluator["name"])
+    if "dataset" in takes:
+        _data_options(args, evaluator["options"], space["name"], takes)
     elif args.dataset is not None:
-        raise ConfigError("--dataset", f"only the proxy evaluator trains on a dataset; "
-                                       f"{evaluator['name']!r} looks results up in its table")
+        raise ConfigError("--dataset", f"evaluator {evaluator['name']!r} reads no dataset "
+                                       f"(it looks results up in its table)")
+    prescreen = data.get("prescreen")
+    if getattr(args, "prescreen", None) is not None:
+        prescreen = {"evaluator": args.prescreen, **({"candidates": prescreen["candidates"]}
+                                                      if isinstance(prescreen, dict) and "candidates" in prescreen
+                                                      else {})}
+    if getattr(args, "prescreen_candidates", None) is not None:
+        if prescreen is None:
+            raise ConfigError("--prescreen-candidates", "needs --prescreen EVALUATOR")
+        prescreen = {**prescreen, "candidates": args.prescreen_candidates}
+    if prescreen is not None:
+        if not isinstance(prescreen, dict) or "evaluator" not in prescreen:
+            raise ConfigError("prescreen", f"must be an object with evaluator and candidates, got {prescreen!r}")
+        screener = _component(prescreen["evaluator"], "prescreen.evaluator")
+        screener["name"] = _resolve_evaluator(screener["name"])
+        screen_takes = _evaluator_options(screener["name"])
+        for key in ("dataset", "network", "train_size", "val_size", "resolution", "val_fraction", "split_seed"):
+            if key in screen_takes and key in evaluator["options"]:
+                screener["options"].setdefault(key, evaluator["options"][key])
+        prescreen = {**prescreen, "evaluator": screener}
+        data["prescreen"] = prescreen
     data["evaluator"] = evaluator
     if args.objective is not None:
         data["objective"] = args.objective
@@ -143,6 +145,47 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         if getattr(args, flag, None) is not None:
             data[flag] = getattr(args, flag)
     return data
+
+
+def _resolve_evaluator(name: str) -> str:
+    from nasforge.evaluators import resolve_evaluator
+
+    return resolve_evaluator(name)
+
+
+def _evaluator_options(name: str) -> list[str]:
+    from nasforge.evaluators import EVALUATORS, evaluator_options
+
+    return evaluator_options(name) if name in EVALUATORS else []  # an unknown name is refused later
+
+
+def _data_options(args: Any, opts: dict[str, Any], space: str, takes: list[str]) -> None:
+    """Dataset, network and (for evaluators that train) training flags into an evaluator's options."""
+    opts.setdefault("dataset", "digits")
+    if args.dataset is not None:
+        opts["dataset"] = args.dataset
+    network = dict(DEFAULT_NETWORK.get(space, {}))
+    network.update(opts.get("network") or {})
+    for flag, key in (("cells", "num_cells"), ("filters", "num_filters")):
+        if getattr(args, flag, None) is not None:
+            network[key] = getattr(args, flag)
+    if getattr(args, "network_option", None):
+        network.update(_parse_options(args.network_option, "--network-option"))
+    opts["network"] = network
+    if "train" in takes:
+        train = dict(opts.get("train") or {})
+        train.setdefault("epochs", 3)
+        for flag in ("epochs", "batch_size", "lr"):
+            if getattr(args, flag, None) is not None:
+                train[flag] = getattr(args, flag)
+        if getattr(args, "device", None) is not None:
+            train["device"] = args.device
+        opts["train"] = train
+    elif getattr(args, "device", None) is not None and "device" in takes:
+        opts["device"] = args.device
+    for flag in ("train_size", "val_size", "resolution"):
+        if getattr(args, flag, None) is not None:
+            opts[flag] = getattr(args, flag)
 
 
 def _parse_options(items: list[str], where: str) -> dict[str, Any]:
@@ -174,13 +217,23 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--strategy", help="random, evolution, grid, ppo, reinforce")
     g.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
                    help="strategy option, e.g. population_size=20 (repeatable)")
-    g.add_argument("--evaluator", help="proxy (train children), nb201, macro, table")
+    g.add_argument("--evaluator", help="proxy (train children), nb201, macro, table, a zero-cost score "
+                                       "(naswot, synflow, snip, grasp, fisher, jacob_cov, params, flops), "
+                                       "zc_ensemble, or auto (the recommended one, recorded under its name)")
+    g.add_argument("--prescreen", metavar="EVALUATOR",
+                   help="score several proposals per trial with this cheap evaluator (e.g. zc_ensemble) and "
+                        "evaluate only the best; it reads the main evaluator's dataset and network")
+    g.add_argument("--prescreen-candidates", type=int, metavar="N",
+                   help="proposals scored per evaluated trial with --prescreen (default 10)")
     g.add_argument("--objective", help="accuracy (default) or mnasnet")
     g = p.add_argument_group("proxy training")
     g.add_argument("--dataset", help="digits (built in), npz:PATH, folder:PATH")
     g.add_argument("--epochs", type=positive_int)
     g.add_argument("--batch-size", type=positive_int)
     g.add_argument("--lr", type=positive_float)
+    g.add_argument("--network-option", action="append", metavar="KEY=VALUE",
+                   help="option of the space's network, e.g. channels=8 or cells_per_stage=1 for nb201 "
+                        "(repeatable)")
     g.add_argument("--cells", type=positive_int, help="NASNet children: normal cells per stack (N)")
     g.add_argument("--filters", type=positive_int, help="NASNet children: filters of the first stack (F)")
     g.add_argument("--train-size", type=positive_int, help="train on a stratified subset of this size")

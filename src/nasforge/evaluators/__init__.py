@@ -5,7 +5,10 @@ Registered evaluators (`EVALUATORS`, built with `create_evaluator(name, space=..
 * "proxy": `ProxyTrainer`, trains the child network on a dataset;
 * "table": `TableEvaluator`, looks the architecture up in any CSV table;
 * "nb201": `NB201Table`, the shared NAS-Bench-201 CIFAR-10 table;
-* "macro": `MacroTable`, the shared NAS-Bench-Macro CIFAR-10 table.
+* "macro": `MacroTable`, the shared NAS-Bench-Macro CIFAR-10 table;
+* "zero_cost" and one per score ("naswot", "synflow", "snip", "grasp", "fisher", "jacob_cov",
+  "params", "flops"): `ZeroCostEvaluator`, scores an untrained child on one batch (reward metric
+  "score" rather than "val_accuracy").
 
 Objectives (`Accuracy`, `MnasNetObjective`, `Limits`, `create_objective`) live in
 `nasforge.evaluators.objectives`.
@@ -22,6 +25,7 @@ from nasforge.evaluators.objectives import (Accuracy, Limits, MnasNetObjective, 
                                             create_objective, model_costs)
 from nasforge.evaluators.proxy import ProxyTrainer
 from nasforge.evaluators.table import MacroTable, NB201Table, TableEvaluator
+from nasforge.evaluators.zero_cost import SCORE_EVALUATORS, ZeroCostEnsemble, ZeroCostEvaluator
 
 #: evaluator name (configs and the CLI) -> class.
 EVALUATORS: dict[str, type[Evaluator]] = {
@@ -29,7 +33,19 @@ EVALUATORS: dict[str, type[Evaluator]] = {
     "table": TableEvaluator,
     "nb201": NB201Table,
     "macro": MacroTable,
+    "zero_cost": ZeroCostEvaluator,
+    "zc_ensemble": ZeroCostEnsemble,
+    **SCORE_EVALUATORS,
 }
+
+
+#: what `--evaluator auto` means: the best ranker per second measured on NAS-Bench-201 with real
+#: CIFAR-10 images (docs/evaluators.md); a run records the real name.
+RECOMMENDED = "zc_ensemble"
+
+
+def resolve_evaluator(name: str) -> str:
+    return RECOMMENDED if name == "auto" else name
 
 
 def register_evaluator(name: str, cls: type[Evaluator]) -> None:
@@ -66,5 +82,5 @@ def create_evaluator(name: str, space: Any = None, **options: Any) -> Evaluator:
 
 
 __all__ = ["Accuracy", "EVALUATORS", "EvaluationError", "Evaluator", "Limits", "MacroTable", "Metrics",
-           "MnasNetObjective", "NB201Table", "Objective", "ProxyTrainer", "TableEvaluator", "create_evaluator",
-           "create_limits", "create_objective", "evaluator_options", "model_costs", "register_evaluator"]
+           "MnasNetObjective", "NB201Table", "Objective", "ProxyTrainer", "TableEvaluator", "ZeroCostEvaluator", "create_evaluator",
+           "create_limits", "create_objective", "evaluator_options", "model_costs", "register_evaluator", "resolve_evaluator"]

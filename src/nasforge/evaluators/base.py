@@ -23,6 +23,8 @@ class Evaluator(ABC):
     """Stateless apart from its configuration, so it can be shipped to worker processes."""
 
     name = "evaluator"
+    #: the metric a search rewards unless its objective names another.
+    reward_metric = "val_accuracy"
 
     @abstractmethod
     def evaluate(self, space: SearchSpace, arch: Any, seed: int) -> Metrics:

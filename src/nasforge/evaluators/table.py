@@ -217,6 +217,13 @@ class _RowIds:
             raise DatasetError(str(table.path), f"row {k + 2}, column {'/'.join(self.columns)}: {exc}") from None
 
 
+def row_architectures(space: SearchSpace, table: Table, rows: Sequence[int],
+                      arch_column: str | None = None) -> list[Any]:
+    """The architectures of `rows` of `table`, read as `space`'s (errors name the row)."""
+    ids = _RowIds(space, table, arch_column)
+    return [ids.parse(table, k) for k in rows]
+
+
 def _nb201_op_columns() -> tuple[str, ...]:
     from nasforge.spaces.nb201 import EDGE_NAMES
 
@@ -551,4 +558,4 @@ class MacroTable(TableEvaluator):
 
 
 __all__ = ["ArchitectureNotInTable", "MACRO_FILE", "MacroTable", "NB201Table", "NB201_FILE", "Table",
-           "TableEvaluator", "arch_id", "clear_table_cache", "read_table"]
+           "TableEvaluator", "arch_id", "clear_table_cache", "read_table", "row_architectures"]

@@ -194,6 +194,8 @@ class SearchConfig:
     executor: str = "auto"
     timeout: float | None = None
     max_outstanding: int | None = None
+    #: {"evaluator": name or {name, options}, "candidates": N}: see `nasforge.experiment.prescreen`.
+    prescreen: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("space", "strategy", "evaluator", "objective"):
@@ -221,6 +223,8 @@ class SearchConfig:
                                                     exclusive=True))
         object.__setattr__(self, "max_outstanding", _number(self.max_outstanding, "max_outstanding",
                                                             integer=True, minimum=1))
+        if self.prescreen is not None:
+            object.__setattr__(self, "prescreen", _parse_prescreen(self.prescreen))
 
     # -- JSON -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -231,6 +235,8 @@ class SearchConfig:
             "dedup": self.dedup, "retries": self.retries, "workers": self.workers,
             "executor": self.executor, "timeout": self.timeout,
             "max_outstanding": self.max_outstanding,
+            **({"prescreen": {"evaluator": self.prescreen["evaluator"].to_dict(),
+                              "candidates": self.prescreen["candidates"]}} if self.prescreen else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -319,6 +325,7 @@ class Components:
     evaluator: Any
     objective: Callable[[Mapping[str, Any]], float]
     limit_check: Callable[[Any], str | None] | None
+    prescreen: Any = None
 
 
 class LimitCheck:
@@ -387,9 +394,14 @@ def build_evaluator(component: Component, space: Any) -> Any:
                                component.kwargs(), "evaluator")
 
 
-def build_objective(component: Component) -> Callable[[Mapping[str, Any]], float]:
+def build_objective(component: Component, evaluator: Any = None) -> Callable[[Mapping[str, Any]], float]:
+    """The objective; "accuracy" without a metric rewards the evaluator's own reward metric
+    (a zero-cost evaluator's "score", a training one's "val_accuracy")."""
     from nasforge.evaluators.objectives import create_objective
 
+    metric = getattr(evaluator, "reward_metric", "val_accuracy")
+    if component.name == "accuracy" and "metric" not in component.kwargs() and metric != "val_accuracy":
+        return objective_function(create_objective("accuracy", metric=metric))
     return objective_function(create_objective(component.name, **component.kwargs()))
 
 
@@ -427,11 +439,31 @@ def build_components(config: SearchConfig) -> Components:
     """Look the config's names up in the registries and build every part of the search."""
     space = build_space(config.space)
     strategy = build_strategy(config.strategy, space, config.seed)
-    objective = build_objective(config.objective)
     limits = build_limits(config.limits)
     evaluator = build_evaluator(config.evaluator, space)
+    objective = build_objective(config.objective, evaluator)
     limit_check = None if limits is None else limits(space, evaluator)
-    return Components(config, space, strategy, evaluator, objective, limit_check)
+    prescreen = None
+    if config.prescreen:
+        from nasforge.experiment.prescreen import PreScreen
+
+        prescreen = PreScreen(build_evaluator(config.prescreen["evaluator"], space),
+                              config.prescreen["candidates"], seed=config.seed)
+    return Components(config, space, strategy, evaluator, objective, limit_check, prescreen)
+
+
+def _parse_prescreen(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError("prescreen", f"must be an object with evaluator and candidates, got {value!r}")
+    unknown = sorted(set(value) - {"evaluator", "candidates"})
+    if unknown:
+        raise ConfigError(f"prescreen.{unknown[0]}", "unknown key", ["evaluator", "candidates"])
+    if "evaluator" not in value:
+        raise ConfigError("prescreen.evaluator", "is required (e.g. naswot or zc_ensemble)")
+    candidates = value.get("candidates", 10)
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+        raise ConfigError("prescreen.candidates", f"must be a positive integer, got {candidates!r}")
+    return {"evaluator": Component.parse(value["evaluator"], "prescreen.evaluator"), "candidates": candidates}
 
 
 __all__ = ["Budget", "Component", "Components", "LimitCheck", "RUNTIME_KEYS",

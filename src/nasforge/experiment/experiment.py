@@ -39,6 +39,7 @@ from nasforge.experiment.config import (
     objective_function,
 )
 from nasforge.experiment.executors import Executor, Handle, Outcome, create_executor, describe_exception
+from nasforge.experiment.prescreen import PreScreen
 from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, Store, TrialRecord
 from nasforge.strategies.base import Exhausted, Result
 
@@ -122,6 +123,7 @@ class _Active:
     failures: int
     handle: Handle | None = None
     followers: list[tuple[int, Any]] = field(default_factory=list)
+    extra: dict[str, Any] | None = None  # metrics known before the evaluation (the pre-screen's score)
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ class Experiment:
         config: the JSON-able config to store (e.g. `SearchConfig.to_dict()`); derived from the
             objects when not given.
         on_trial: called with each finished `TrialRecord`.
+        prescreen: a `PreScreen`: each trial evaluates the best-scored of several proposals.
     """
 
     def __init__(self, space: Any, strategy: Any, evaluator: Any, objective: Any = None,
@@ -238,7 +241,8 @@ class Experiment:
                  executor: Executor | None = None, max_outstanding: int | None = None,
                  timeout: float | None = None, resume: bool | str = False, progress: bool = True,
                  config: Mapping[str, Any] | None = None,
-                 on_trial: Callable[[TrialRecord], None] | None = None, console: Any = None):
+                 on_trial: Callable[[TrialRecord], None] | None = None, console: Any = None,
+                 prescreen: PreScreen | None = None):
         if run_dir is None:
             raise ConfigError("run", "an experiment needs a run folder")
         if resume not in (True, False, "auto"):
@@ -264,6 +268,7 @@ class Experiment:
             raise ConfigError("max_outstanding", f"must be at least 1, got {max_outstanding}")
         self.timeout = timeout
         self.on_trial = on_trial
+        self.prescreen = prescreen
         self._progress = _ProgressView(progress, self.budget, console)
         self.config = dict(config) if config is not None else self._derive_config(objective)
 
@@ -304,13 +309,16 @@ class Experiment:
         prepare = getattr(parts.evaluator, "prepare", None)
         if callable(prepare):  # a bad dataset fails here, before the run folder is made
             prepare()
+        if parts.prescreen is not None:
+            parts.prescreen.prepare()
         if executor is None:
             executor = create_executor(config.executor, workers=config.workers)
         return cls(parts.space, parts.strategy, parts.evaluator, parts.objective, run_dir,
                    budget=config.budget, seed=config.seed, dedup=config.dedup,
                    retries=config.retries, limit_check=parts.limit_check, executor=executor,
                    max_outstanding=config.max_outstanding, timeout=config.timeout, resume=resume,
-                   progress=progress, config=config.to_dict(), on_trial=on_trial, console=console)
+                   progress=progress, config=config.to_dict(), on_trial=on_trial, console=console,
+                   prescreen=parts.prescreen)
 
     def _derive_config(self, objective: Any) -> dict[str, Any]:
         return {
@@ -320,6 +328,7 @@ class Experiment:
             "retries": self.retries, "budget": self.budget.to_dict(),
             "workers": self.executor.workers, "executor": self.executor.name,
             "max_outstanding": self.max_outstanding, "timeout": self.timeout,
+            **({"prescreen": self.prescreen.config()} if self.prescreen is not None else {}),
         }
 
     # -- opening a run ------------------------------------------------------------------------------
@@ -474,7 +483,7 @@ class Experiment:
                          key=lambda t: (t.queued is None, t.queued or 0, t.id))
         for t in leaders:
             arch = self.space.from_json(t.arch)
-            self._submit(_Active(t.id, arch, t.key, t.seed, t.failures), mark=True,
+            self._submit(_Active(t.id, arch, t.key, t.seed, t.failures, extra=t.metrics), mark=True,
                          requeue=t.queued is None, relink=records[t.id].reused_from is not None)
         for t in later:
             if t.reused_from is not None:
@@ -501,6 +510,9 @@ class Experiment:
             self._exhausted = True
             self.stop_reason = "the strategy has nothing left to propose"
             return
+        extra = self._screen(arch) if self.prescreen is not None else None
+        if extra is not None:
+            arch = extra.pop("arch")
         key = self.space.key(arch)
         arch_json = self.space.to_json(arch)
         self.total_trials += 1
@@ -533,10 +545,32 @@ class Experiment:
                                            checkpoint=self._checkpoint("tell"))
                 self._after_finish(tid, failed=True, metrics=None, reward=None, reused=False)
                 return
-        tid = self.store.add_trial(arch_json, key, self._seed_of, status="running",
+        tid = self.store.add_trial(arch_json, key, self._seed_of, status="running", metrics=extra,
                                    queued=self._next_queued(), checkpoint=self._checkpoint("ask"))
         self._unresolved += 1
-        self._submit(_Active(tid, arch, key, self._seed_of(tid), 0))
+        self._submit(_Active(tid, arch, key, self._seed_of(tid), 0, extra=extra))
+
+    def _screen(self, first: Any) -> dict[str, Any]:
+        """Ask for more proposals, keep the best-scored one (returned under "arch", with its score)
+        and tell the strategy the others were screened out (see `nasforge.experiment.prescreen`)."""
+        assert self.prescreen is not None
+        archs = [first]
+        while len(archs) < self.prescreen.candidates:
+            try:
+                archs.append(self.strategy.ask())
+            except Exhausted:
+                break
+        best, scores = self.prescreen.choose(self.space, archs)
+        for i, arch in enumerate(archs):
+            if i != best:
+                shown = "none" if scores[i] is None else f"{scores[i]:.6g}"
+                self.strategy.tell(arch, Result.failure(
+                    f"screened out: {self.prescreen.name} score {shown} below {scores[best]:.6g}"
+                    if scores[best] is not None else f"screened out: no {self.prescreen.name} score"))
+        extra: dict[str, Any] = {"arch": archs[best], "prescreen_candidates": float(len(archs))}
+        if scores[best] is not None:
+            extra["prescreen_score"] = scores[best]
+        return extra
 
     def _finish_reused(self, tid: int | None, arch: Any, source: TrialRecord, *,
                        arch_json: Any = None, key: str | None = None) -> None:
@@ -601,6 +635,8 @@ class Experiment:
         error = outcome.error
         if error is None:
             metrics, reward, error = self._score(outcome.value)
+        if active.extra:
+            metrics = {**active.extra, **(metrics or {})}
         if error is not None:
             active.failures += 1
             if active.failures <= self.retries:
