@@ -26,6 +26,29 @@ def write_json(name: str, data: dict) -> Path:
     return path
 
 
+def nb201_on_cifar10():
+    """(space, table path, dataset spec): NAS-Bench-201's space, its shared table and the shared
+    CIFAR-10 training images that live evaluators score or train on."""
+    from nasforge.data.paths import require_data
+    from nasforge.spaces.nb201 import NB201Space
+
+    return (NB201Space(), require_data("nasbench201", "nb201_cifar10.csv.gz"),
+            f"npz:{require_data('cifar10', 'train.npz')}")
+
+
+def progress_printer(label: str, every: int = 25):
+    """A `progress(done, total)` callback printing every `every` cells with the seconds so far."""
+    import time
+
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        if done % every == 0 or done == total:
+            print(f"  {label}: {done}/{total} cells, {time.perf_counter() - start:.0f} s", flush=True)
+
+    return progress
+
+
 def print_table(title: str, columns: list[str], rows: list[list]) -> None:
     table = Table(title=title)
     for c in columns:

@@ -3,12 +3,15 @@
     .venv/bin/python benchmarks/proxy_rank.py            # 10 cells, ~20 min on 2 CPU cores
     .venv/bin/python benchmarks/proxy_rank.py --archs 20 --long-epochs 15 --long-train-size 45000
     .venv/bin/python benchmarks/proxy_rank.py --archs 20 --resume   # adds to the last run's cells
+    .venv/bin/python benchmarks/proxy_rank.py --archs 20 --resume --zero-cost zc_ensemble
 
 Trains the same architectures (random NASNet cells plus NASNet-A and AmoebaNet-A) twice: with the
 proxy settings a search uses, and with a longer schedule (more epochs and images, optionally more
 filters); both score the same validation images.
 Prints both validation accuracies per architecture, the seconds per proxy child, and Kendall's
-tau between the two rankings; writes benchmarks/results/proxy_rank.json.
+tau between the two rankings; writes benchmarks/results/proxy_rank.json. With ``--zero-cost E``
+the same cells are also scored by evaluator E (untrained, one batch of the proxy's training
+images, the proxy's network), and its tau against the longer schedule is printed beside the proxy's.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ def previous_rows(args: argparse.Namespace) -> dict[str, tuple[float, float, flo
     if not path.is_file():
         return {}
     old = json.loads(path.read_text())
-    same = {k: v for k, v in vars(args).items() if k not in ("archs", "resume")}
+    same = {k: v for k, v in vars(args).items() if k not in ("archs", "resume", "zero_cost")}
     if {k: old["args"].get(k) for k in same} != same:
         print(f"{path.name} was written with other settings: starting afresh", flush=True)
         return {}
@@ -63,6 +66,8 @@ def main() -> None:
                    help="keep the rows of the last results file written with the same settings "
                         "(all but --archs): the random cells come from one seeded sequence, so a "
                         "larger --archs only adds cells")
+    p.add_argument("--zero-cost", metavar="EVALUATOR", help="also rank the cells with this evaluator "
+                                                             "(e.g. zc_ensemble or naswot)")
     args = p.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -95,14 +100,36 @@ def main() -> None:
         write_json("proxy_rank", {"args": vars(args), "partial": True,  # what is done so far survives a kill
                                   "rows": [dict(zip(["arch", "proxy", "long", "proxy_seconds"], r)) for r in rows]})
     tau, p_value = kendalltau(proxy_acc, long_acc)
-    print_table(f"proxy vs long training on {args.dataset}", ["arch", "proxy val acc", "long val acc",
-                                                               "proxy s"], rows)
+    zero_cost = None
+    if args.zero_cost:
+        from nasforge.evaluators import create_evaluator, resolve_evaluator
+
+        name = resolve_evaluator(args.zero_cost)
+        scorer = create_evaluator(name, space=space, dataset=args.dataset, train_size=args.train_size,
+                                  val_size=args.val_size,
+                                  network={"num_cells": args.cells, "num_filters": args.filters, "stem": "cifar"})
+        scorer.prepare()
+        scores, seconds = [], []
+        for row, (_, arch) in zip(rows, archs):
+            start = time.perf_counter()
+            scores.append(scorer.evaluate(space, arch, seed=args.seed)[scorer.reward_metric])
+            seconds.append(time.perf_counter() - start)
+            row.append(scores[-1])
+        zc_tau, zc_p = kendalltau(scores, long_acc)
+        zero_cost = {"evaluator": scorer.config(), "kendall_tau": zc_tau, "p_value": zc_p, "scores": scores,
+                     "seconds_per_cell": statistics.median(seconds)}
+        print(f"{name}: Kendall tau against the long schedule = {zc_tau:.3f} (p = {zc_p:.3g}), "
+              f"{statistics.median(seconds):.2f} s per cell")
+    print_table(f"proxy vs long training on {args.dataset}",
+                ["arch", "proxy val acc", "long val acc", "proxy s"] + ([args.zero_cost] if zero_cost else []),
+                rows)
     print(f"Kendall tau = {tau:.3f} (p = {p_value:.3g}); median seconds per proxy child = "
           f"{statistics.median(proxy_seconds):.1f}")
     path = write_json("proxy_rank", {"args": vars(args), "kendall_tau": tau, "p_value": p_value,
                                      "seconds_per_proxy_child": statistics.median(proxy_seconds),
                                      "rows": [dict(zip(["arch", "proxy", "long", "proxy_seconds"], r))
-                                              for r in rows]})
+                                              for r in rows],
+                                     **({"zero_cost": zero_cost} if zero_cost else {})})
     print(f"wrote {path}")
 
 

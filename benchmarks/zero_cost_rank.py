@@ -23,11 +23,9 @@ from pathlib import Path
 
 import torch
 
-from _common import RESULTS, print_table, write_json
-from nasforge.data.paths import require_data
+from _common import RESULTS, nb201_on_cifar10, print_table, progress_printer, write_json
 from nasforge.evaluators.quality import check_evaluator, rank_quality
 from nasforge.evaluators.zero_cost import SCORES, ZeroCostEvaluator
-from nasforge.spaces.nb201 import NB201Space
 
 #: published Kendall tau on NB201 CIFAR-10 (NAS-Bench-Suite-Zero, ~700 random cells).
 PUBLISHED = {"naswot": 0.59, "jacob_cov": 0.58, "params": 0.56, "synflow": 0.54, "flops": 0.52, "snip": 0.44,
@@ -40,14 +38,8 @@ def run_seed(space, table: Path, dataset: str, sample: int, seed: int, eval_seed
     evaluator = ZeroCostEvaluator(scores=SCORES, dataset=dataset, batch_size=batch_size, batch_seed=eval_seed)
     cache = RESULTS / "zero_cost" / f"seed-{eval_seed}.jsonl"
     cache.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-
-    def progress(done: int, total: int) -> None:
-        if done % 25 == 0 or done == total:
-            print(f"  eval seed {eval_seed}: {done}/{total} cells, {time.perf_counter() - start:.0f} s", flush=True)
-
     return check_evaluator(space, evaluator, table, TRUTH, sample=sample, seed=seed, eval_seed=eval_seed,
-                           metric="zc_naswot", cache=cache, progress=progress)
+                           metric="zc_naswot", cache=cache, progress=progress_printer(f"eval seed {eval_seed}"))
 
 
 def time_each(space, dataset: str, batch_size: int, cells: int) -> dict[str, float]:
@@ -83,9 +75,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    space = NB201Space()
-    table = require_data("nasbench201", "nb201_cifar10.csv.gz")
-    dataset = f"npz:{require_data('cifar10', 'train.npz')}"
+    space, table, dataset = nb201_on_cifar10()
     per_seed = {}
     for eval_seed in args.eval_seeds:
         result = run_seed(space, table, dataset, args.sample, args.seed, eval_seed, args.batch_size)

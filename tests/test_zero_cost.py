@@ -153,6 +153,25 @@ def test_evaluator_is_deterministic_under_a_seed_and_records_every_score():
     assert {f"zc_{s}" for s in SCORES} <= set(a)
 
 
+@pytest.mark.parametrize("space_name, network", [
+    ("nasnet", {"num_cells": 1, "num_filters": 8, "stem": "cifar"}),
+    ("mbconv", {"width_mult": 0.25, "depth_mult": 0.25}),
+    ("nb201", SMALL),
+    ("macro", {}),
+    ("layerwise", {}),
+])
+def test_every_space_that_builds_a_network_is_scored(space_name, network):
+    from nasforge.spaces import SPACES
+
+    space = SPACES[space_name]()
+    arch = space.sample(np.random.default_rng(0))
+    ev = ZeroCostEvaluator(scores=["naswot", "synflow", "jacob_cov", "params"], dataset="digits", network=network,
+                           batch_size=8)
+    metrics = ev.evaluate(space, arch, seed=0)
+    assert all(math.isfinite(metrics[f"zc_{s}"]) for s in ev.scores)
+    assert metrics["zc_params"] == metrics["params"] > 0
+
+
 def test_each_score_is_a_registered_evaluator_rewarding_metric_score():
     for name in SCORES:
         ev = create_evaluator(name, dataset="digits", network=SMALL, batch_size=8)

@@ -52,10 +52,25 @@ def register_evaluator(name: str, cls: type[Evaluator]) -> None:
     EVALUATORS[name] = cls
 
 
+def _init_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """Named constructor parameters; a constructor that passes ``**options`` on to its base class
+    takes the base class's as well."""
+    out: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        for name, p in params.items():
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                out.setdefault(name, p)
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            break
+    return out
+
+
 def evaluator_options(name: str) -> list[str]:
     """Constructor options of an evaluator (besides `space`, which `create_evaluator` passes)."""
-    cls = _lookup(name)
-    return [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "space")]
+    return [p for p in _init_parameters(_lookup(name)) if p != "space"]
 
 
 def _lookup(name: Any) -> type[Evaluator]:
@@ -68,8 +83,8 @@ def create_evaluator(name: str, space: Any = None, **options: Any) -> Evaluator:
     """An evaluator by name; `space` is passed to those that take one. Unknown names, unknown
     options and missing required options raise a one-line `ConfigError`."""
     cls = _lookup(name)
-    params = inspect.signature(cls.__init__).parameters
-    allowed = [p for p in params if p not in ("self", "space")]
+    params = _init_parameters(cls)
+    allowed = [p for p in params if p != "space"]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(f"evaluator.{unknown[0]}", f"unknown option for evaluator {name!r}", allowed or "none")

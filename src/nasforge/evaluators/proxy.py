@@ -40,7 +40,39 @@ def train_config_from(value: TrainConfig | dict[str, Any] | None) -> TrainConfig
     return TrainConfig(**(value or {}))
 
 
-class ProxyTrainer(Evaluator):
+class DataEvaluator(Evaluator):
+    """An evaluator that builds the space's network for the user's data: the dataset, the
+    validation split carved from its training part, optional subsets, and network options."""
+
+    def _set_data(self, dataset: str, network: dict[str, Any] | None, val_fraction: float, split_seed: int,
+                  train_size: int | None, val_size: int | None, resolution: int | None) -> None:
+        self.dataset = dataset
+        self.network = dict(network or {})
+        self.val_fraction = val_fraction
+        self.split_seed = split_seed
+        self.train_size = train_size
+        self.val_size = val_size
+        self.resolution = resolution
+
+    def data_config(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "network": self.network, "val_fraction": self.val_fraction,
+                "split_seed": self.split_seed, "train_size": self.train_size, "val_size": self.val_size,
+                "resolution": self.resolution}
+
+    def splits(self) -> DataSplits:
+        return cached_splits(self.dataset, self.val_fraction, self.split_seed, self.train_size, self.val_size)
+
+    def prepare(self) -> None:
+        self.splits()  # loads (and caches) the dataset: a bad one is a DatasetError naming the file
+
+    def build(self, space: SearchSpace, arch: Any, splits: DataSplits, **overrides: Any) -> torch.nn.Module:
+        resolution = self.resolution or splits.resolution
+        config = {"num_classes": splits.num_classes, "in_channels": splits.in_channels,
+                  "resolution": resolution, **self.network, **overrides}
+        return space.build(arch, **config)
+
+
+class ProxyTrainer(DataEvaluator):
     """Evaluate an architecture by training it: `val_accuracy` is the reward's source.
 
     Args:
@@ -64,43 +96,22 @@ class ProxyTrainer(Evaluator):
                  split_seed: int = 0, train_size: int | None = None, val_size: int | None = None,
                  resolution: int | None = None, augment: bool = True, cutout: int = 0, latency: bool = True,
                  report_test: bool = False):
-        self.dataset = dataset
-        self.network = dict(network or {})
+        self._set_data(dataset, network, val_fraction, split_seed, train_size, val_size, resolution)
         self.train = train_config_from(train)
-        self.val_fraction = val_fraction
-        self.split_seed = split_seed
-        self.train_size = train_size
-        self.val_size = val_size
-        self.resolution = resolution
         self.augment = augment
         self.cutout = cutout
         self.latency = latency
         self.report_test = report_test
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "dataset": self.dataset, "network": self.network,
-                "train": self.train.to_dict(), "val_fraction": self.val_fraction,
-                "split_seed": self.split_seed, "train_size": self.train_size, "val_size": self.val_size,
-                "resolution": self.resolution, "augment": self.augment, "cutout": self.cutout,
-                "latency": self.latency, "report_test": self.report_test}
-
-    def splits(self) -> DataSplits:
-        return cached_splits(self.dataset, self.val_fraction, self.split_seed, self.train_size, self.val_size)
-
-    def prepare(self) -> None:
-        self.splits()  # loads (and caches) the dataset: a bad one is a DatasetError naming the file
+        return {"name": self.name, **self.data_config(), "train": self.train.to_dict(), "augment": self.augment,
+                "cutout": self.cutout, "latency": self.latency, "report_test": self.report_test}
 
     def augmentation(self, splits: DataSplits) -> Augment | None:
         if not self.augment and not self.cutout:
             return None
         base = default_augment(splits) if self.augment else Augment()
         return Augment(base.crop_padding, base.flip, self.cutout)
-
-    def build(self, space: SearchSpace, arch: Any, splits: DataSplits, **overrides: Any) -> torch.nn.Module:
-        resolution = self.resolution or splits.resolution
-        config = {"num_classes": splits.num_classes, "in_channels": splits.in_channels,
-                  "resolution": resolution, **self.network, **overrides}
-        return space.build(arch, **config)
 
     def evaluate(self, space: SearchSpace, arch: Any, seed: int) -> Metrics:
         splits = self.splits()

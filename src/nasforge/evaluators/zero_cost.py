@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from nasforge.data.loader import DataSplits, batches
 from nasforge.errors import ConfigError
 from nasforge.evaluators.base import EvaluationError, Evaluator, Metrics
-from nasforge.evaluators.proxy import cached_splits
+from nasforge.evaluators.proxy import DataEvaluator
 from nasforge.profile import count_macs, count_params
 from nasforge.spaces.base import SearchSpace
 
@@ -201,7 +201,7 @@ def check_scores(names: Any, field: str = "scores") -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-class ZeroCostEvaluator(Evaluator):
+class ZeroCostEvaluator(DataEvaluator):
     """Score an untrained child on one batch of the training split: the reward is metric "score",
     the first of `scores`; each score is also recorded as "zc_NAME".
 
@@ -228,25 +228,14 @@ class ZeroCostEvaluator(Evaluator):
             raise ConfigError("evaluator.batch_size", f"must be an integer >= 2, got {batch_size!r}")
         if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
             raise ConfigError("evaluator.device", f"unknown device {device!r}", ["auto", "cpu", "cuda", "cuda:N"])
-        self.dataset = dataset
-        self.network = dict(network or {})
+        self._set_data(dataset, network, val_fraction, split_seed, train_size, val_size, resolution)
         self.batch_size = batch_size
         self.batch_seed = batch_seed
-        self.val_fraction = val_fraction
-        self.split_seed = split_seed
-        self.train_size = train_size
-        self.val_size = val_size
-        self.resolution = resolution
         self.device = device
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "scores": list(self.scores), "dataset": self.dataset, "network": self.network,
-                "batch_size": self.batch_size, "batch_seed": self.batch_seed, "val_fraction": self.val_fraction,
-                "split_seed": self.split_seed, "train_size": self.train_size, "val_size": self.val_size,
-                "resolution": self.resolution, "device": self.device}
-
-    def splits(self) -> DataSplits:
-        return cached_splits(self.dataset, self.val_fraction, self.split_seed, self.train_size, self.val_size)
+        return {"name": self.name, "scores": list(self.scores), **self.data_config(), "batch_size": self.batch_size,
+                "batch_seed": self.batch_seed, "device": self.device}
 
     def prepare(self) -> None:
         self._check_data()
@@ -275,9 +264,7 @@ class ZeroCostEvaluator(Evaluator):
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            config = {"num_classes": splits.num_classes, "in_channels": splits.in_channels,
-                      "resolution": self.resolution or splits.resolution, **self.network}
-            model = space.build(arch, **config).to(self._device())
+            model = self.build(space, arch, splits).to(self._device())
             values = compute_scores(model, batch, self.scores, self.resolution or splits.resolution)
         for name, value in values.items():
             if not math.isfinite(value):
@@ -315,14 +302,9 @@ class ZeroCostEnsemble(ZeroCostEvaluator):
     name = "zc_ensemble"
     default_scores = ("naswot", "synflow", "params")
 
-    def __init__(self, scores: Sequence[str] | str | None = None, dataset: str = "digits",
-                 network: dict[str, Any] | None = None, batch_size: int = 64, batch_seed: int = 0,
-                 val_fraction: float = 0.1, split_seed: int = 0, train_size: int | None = None,
-                 val_size: int | None = None, resolution: int | None = None, device: str = "auto",
-                 space: SearchSpace | None = None, reference: int = 32, reference_seed: int = 0,
-                 clip: float = 3.0):
-        super().__init__(scores, dataset, network, batch_size, batch_seed, val_fraction, split_seed, train_size,
-                         val_size, resolution, device)
+    def __init__(self, scores: Sequence[str] | str | None = None, *, space: SearchSpace | None = None,
+                 reference: int = 32, reference_seed: int = 0, clip: float = 3.0, **options: Any):
+        super().__init__(scores, **options)
         if isinstance(reference, bool) or not isinstance(reference, int) or reference < 4:
             raise ConfigError("evaluator.reference", f"must be an integer >= 4, got {reference!r}")
         if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
