@@ -181,6 +181,32 @@ def test_each_score_is_a_registered_evaluator_rewarding_metric_score():
     assert rebuilt.config() == ev.config()
 
 
+def test_ensemble_averages_scores_scaled_by_a_reference_sample():
+    import pickle
+
+    from nasforge.evaluators.zero_cost import ZeroCostEnsemble
+
+    ev = create_evaluator("zc_ensemble", space=SPACE, scores=["synflow", "params"], dataset="digits",
+                          network=SMALL, batch_size=8, reference=6)
+    assert isinstance(ev, ZeroCostEnsemble)
+    ev.prepare()  # scores the reference sample once
+    scale = dict(ev._scale)
+    clone = pickle.loads(pickle.dumps(ev))  # worker processes get the scale, not a new sample
+    assert clone._scale == scale
+    metrics = clone.evaluate(SPACE, CELL, seed=1)
+    parts = []
+    for name in ("synflow", "params"):
+        med, iqr = scale[name]
+        z = (math.log1p(metrics[f"zc_{name}"]) - med) / iqr
+        parts.append(max(-3.0, min(3.0, z)))
+    assert metrics["score"] == pytest.approx(sum(parts) / 2)
+    assert ev.evaluate(SPACE, CELL, seed=1)["score"] == metrics["score"]
+    with pytest.raises(ConfigError, match="reference"):
+        create_evaluator("zc_ensemble", reference=2)
+    with pytest.raises(ConfigError, match="unknown option"):
+        create_evaluator("zc_ensemble", epochs=3)
+
+
 def test_a_cell_without_a_path_to_the_output_is_a_failure_not_a_crash():
     dead = NB201Cell.from_str("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
     ev = ZeroCostEvaluator(scores=["jacob_cov"], dataset="digits", network=SMALL, batch_size=8)
