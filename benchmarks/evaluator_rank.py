@@ -56,8 +56,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     space, table, dataset = nb201_on_cifar10()
     out_path = RESULTS / "evaluator_rank.json"
-    collected = json.loads(out_path.read_text()).get("settings", {}) if out_path.exists() else {}
-    rows = []
+    figures, rows = {}, []
     for name in args.settings:
         setting = SETTINGS[name]
         evaluator = create_evaluator(setting["evaluator"], space=space, dataset=dataset, **setting["options"])
@@ -66,14 +65,16 @@ def main() -> None:
         result = check_evaluator(space, evaluator, table, TRUTH, sample=args.sample, seed=args.seed,
                                  eval_seed=args.eval_seed, cache=cache, progress=progress_printer(name))
         q = result.quality
-        collected[f"{name}/seed{args.seed}/n{args.sample}"] = {
+        figures[f"{name}/seed{args.seed}/n{args.sample}"] = {
             **result.to_dict(), "setting": name, "sample": args.sample, "sample_seed": args.seed,
             "eval_seed": args.eval_seed}
         rows.append([name, q.cells, q.kendall_tau, q.spearman_rho, q.top10_precision, result.seconds_per_cell,
                      q.failed])
     print_table(f"evaluators on NB201 CIFAR-10 (truth {TRUTH}, sample seed {args.seed})",
                 ["setting", "cells", "kendall tau", "spearman", "top-10% prec.", "s/cell", "failed"], rows)
-    write_json("evaluator_rank", {"truth_column": TRUTH, "settings": collected})
+    # read just before writing: another setting may have finished meanwhile in another process
+    collected = json.loads(out_path.read_text()).get("settings", {}) if out_path.exists() else {}
+    write_json("evaluator_rank", {"truth_column": TRUTH, "settings": {**collected, **figures}})
 
 
 if __name__ == "__main__":

@@ -300,7 +300,7 @@ class ZeroCostEnsemble(ZeroCostEvaluator):
     """
 
     name = "zc_ensemble"
-    default_scores = ("naswot", "synflow", "params")
+    default_scores = ("jacob_cov", "synflow")
 
     def __init__(self, scores: Sequence[str] | str | None = None, *, space: SearchSpace | None = None,
                  reference: int = 32, reference_seed: int = 0, clip: float = 3.0, **options: Any):
