@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nasforge.data.paths import data_path
 from nasforge.errors import ConfigError
 from nasforge.evaluators.base import Evaluator
 from nasforge.experiment import Experiment, SearchConfig, Store
@@ -153,3 +154,23 @@ def test_prescreen_config_is_checked_and_recorded(tmp_path):
     with Store.open(tmp_path / "cfg") as store:
         assert store.config()["prescreen"]["evaluator"]["name"] == "naswot"
         assert all("prescreen_score" in t.metrics and "zc_params" in t.metrics for t in store.trials())
+
+
+@pytest.mark.skipif(data_path("nasbench201", "nb201_cifar10.csv.gz") is None,
+                    reason="shared NAS-Bench-201 table not found (set NASFORGE_DATA)")
+def test_a_table_search_screened_on_images_through_the_cli(tmp_path, monkeypatch, capsys):
+    import json
+
+    from nasforge.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--space", "nb201", "--strategy", "random", "--trials", "3", "--prescreen", "params",
+                 "--prescreen-candidates", "4", "--dataset", "digits", "--network-option", "channels=4",
+                 "--network-option", "cells_per_stage=1", "--run", "runs/tp", "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)["top"]
+    assert len(top) == 3 and all(t["metrics"]["prescreen_candidates"] == 4 for t in top)
+    with Store.open(tmp_path / "runs" / "tp") as store:
+        screener = store.config()["prescreen"]["evaluator"]
+    assert screener["name"] == "params" and screener["options"]["dataset"] == "digits"
+    assert main(["search", "--space", "nb201", "--prescreen-candidates", "4", "--run", "runs/x"]) == 2
+    assert "needs --prescreen" in capsys.readouterr().err

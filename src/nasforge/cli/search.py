@@ -101,9 +101,6 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     takes = _evaluator_options(evaluator["name"])
     if "dataset" in takes:
         _data_options(args, evaluator["options"], space["name"], takes)
-    elif args.dataset is not None:
-        raise ConfigError("--dataset", f"evaluator {evaluator['name']!r} reads no dataset "
-                                       f"(it looks results up in its table)")
     prescreen = data.get("prescreen")
     if getattr(args, "prescreen", None) is not None:
         prescreen = {"evaluator": args.prescreen, **({"candidates": prescreen["candidates"]}
@@ -119,11 +116,18 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         screener = _component(prescreen["evaluator"], "prescreen.evaluator")
         screener["name"] = _resolve_evaluator(screener["name"])
         screen_takes = _evaluator_options(screener["name"])
+        if "dataset" in screen_takes and "dataset" not in takes:
+            # a table search screened on real images: the data flags are the screener's
+            _data_options(args, screener["options"], space["name"], screen_takes)
         for key in ("dataset", "network", "train_size", "val_size", "resolution", "val_fraction", "split_seed"):
             if key in screen_takes and key in evaluator["options"]:
                 screener["options"].setdefault(key, evaluator["options"][key])
         prescreen = {**prescreen, "evaluator": screener}
         data["prescreen"] = prescreen
+        takes = takes + screen_takes
+    if args.dataset is not None and "dataset" not in takes:
+        raise ConfigError("--dataset", f"evaluator {evaluator['name']!r} reads no dataset "
+                                       f"(it looks results up in its table)")
     data["evaluator"] = evaluator
     if args.objective is not None:
         data["objective"] = args.objective
@@ -222,8 +226,9 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
                                        "zc_ensemble, or auto (the recommended one, recorded under its name)")
     g.add_argument("--prescreen", metavar="EVALUATOR",
                    help="score several proposals per trial with this cheap evaluator (e.g. zc_ensemble) and "
-                        "evaluate only the best; it reads the main evaluator's dataset and network")
-    g.add_argument("--prescreen-candidates", type=int, metavar="N",
+                        "evaluate only the best; it reads the main evaluator's dataset and network (or, "
+                        "in a table search, --dataset and the network flags)")
+    g.add_argument("--prescreen-candidates", type=positive_int, metavar="N",
                    help="proposals scored per evaluated trial with --prescreen (default 10)")
     g.add_argument("--objective", help="accuracy (default) or mnasnet")
     g = p.add_argument_group("proxy training")
