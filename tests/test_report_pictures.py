@@ -190,14 +190,15 @@ def test_mbconv_table_reads_plain_stages_and_resolutions():
 
 
 def test_mbconv_space_architecture_and_plan(tmp_path):
-    mbconv = pytest.importorskip("nasforge.spaces.mbconv")
+    from nasforge.models import efficientnet
+    from nasforge.spaces import mbconv
+
     rows = mbconv_table(mbconv.B0_ARCH, resolution=224)
     # EfficientNet-B0's Table 1: input resolution and strides of each stage
     assert [r["resolution"] for r in rows] == [112, 112, 56, 28, 14, 14, 7]
     assert [r["stride"] for r in rows] == [s for s, _, _ in mbconv.B0_SKELETON]
     assert draw_architecture(mbconv.B0_ARCH, tmp_path / "b0.png", title="B0") == "matplotlib"
     assert_png(tmp_path / "b0.png")
-    efficientnet = pytest.importorskip("nasforge.models.efficientnet")
     plan = efficientnet.efficientnet_plan(width_mult=1.1, depth_mult=1.2)
     rows = mbconv_table(plan)
     assert rows[0]["stage"] == "stem" and rows[-1]["stage"] == "head"

@@ -6,7 +6,7 @@ architecture is looked up in the table (a failed lookup is told as a failure) an
 run folder, no database: the loop is ask -> look up -> tell, so random search and evolution do
 thousands of queries per second and the controller's own computation dominates the RL runs.
 
-What is reported, per the NAS-Bench-201 protocol (REFERENCE 6.2): each seed's best architecture
+What is reported, per the NAS-Bench-201 protocol (Dong & Yang, ICLR 2020, section 5): each seed's best architecture
 is picked **by reward** (the earliest on ties) and its **report column** is what the seed scores;
 `mean`/`std` are over seeds (std with ddof=0, numpy's default). Every ask counts as a query,
 repeats of an architecture included; `distinct` says how many different canonical keys a seed

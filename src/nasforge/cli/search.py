@@ -103,9 +103,7 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         _data_options(args, evaluator["options"], space["name"], takes)
     prescreen = data.get("prescreen")
     if getattr(args, "prescreen", None) is not None:
-        prescreen = {"evaluator": args.prescreen, **({"candidates": prescreen["candidates"]}
-                                                      if isinstance(prescreen, dict) and "candidates" in prescreen
-                                                      else {})}
+        prescreen = {**(prescreen if isinstance(prescreen, dict) else {}), "evaluator": args.prescreen}
     if getattr(args, "prescreen_candidates", None) is not None:
         if prescreen is None:
             raise ConfigError("--prescreen-candidates", "needs --prescreen EVALUATOR")

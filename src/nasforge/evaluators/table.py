@@ -456,7 +456,7 @@ def _default_table(parts: tuple[str, ...], table: str | Path | None) -> Path:
 
 
 class NB201Table(TableEvaluator):
-    """NAS-Bench-201 on CIFAR-10, as the benchmark's own search baselines use it (REFERENCE 6.2).
+    """NAS-Bench-201 on CIFAR-10, as the benchmark's own search baselines use it (Dong & Yang, ICLR 2020, section 5).
 
     Metrics: "val_accuracy" is the ``cifar10-valid`` validation accuracy after `epochs` (12, the
     protocol's reward, or 200); "val_accuracy_12ep"/"val_accuracy_200ep" both schedules;
@@ -508,7 +508,7 @@ class MacroTable(TableEvaluator):
     """NAS-Bench-Macro on CIFAR-10.
 
     The benchmark has no validation split: each network's accuracy is the best *test* accuracy
-    over its 50 epochs, and the test split doubles as the validation split (REFERENCE 7.1). So
+    over its 50 epochs, and the test split doubles as the validation split (Su et al., NAS-Bench-Macro, arXiv:2103.11922). So
     "val_accuracy" (the reward) and "test_accuracy" are the same number here, the mean of the
     three runs, and the metrics carry "val_is_test" = 1.0 to say so. With ``sample_runs=True``
     "val_accuracy" is instead one of the three runs, drawn from the evaluation's seed, which

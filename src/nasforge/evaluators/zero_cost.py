@@ -232,6 +232,7 @@ class ZeroCostEvaluator(DataEvaluator):
         self.batch_size = batch_size
         self.batch_seed = batch_seed
         self.device = device
+        self._batch: Batch | None = None
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "scores": list(self.scores), **self.data_config(), "batch_size": self.batch_size,
@@ -252,11 +253,14 @@ class ZeroCostEvaluator(DataEvaluator):
         return torch.device(self.device)
 
     def batch(self) -> Batch:
-        splits = self.splits()
-        self._check_data()
-        gen = torch.Generator().manual_seed(self.batch_seed)
-        return next(batches(splits.train, self.batch_size, splits, shuffle=True, generator=gen,
-                            resolution=self.resolution, device=self._device()))
+        """The batch every cell is scored on, drawn once per evaluator."""
+        if self._batch is None:
+            splits = self.splits()
+            self._check_data()
+            gen = torch.Generator().manual_seed(self.batch_seed)
+            self._batch = next(batches(splits.train, self.batch_size, splits, shuffle=True, generator=gen,
+                                       resolution=self.resolution, device=self._device()))
+        return self._batch
 
     def evaluate(self, space: SearchSpace, arch: Any, seed: int) -> Metrics:
         splits = self.splits()
@@ -313,14 +317,11 @@ class ZeroCostEnsemble(ZeroCostEvaluator):
         self.reference = reference
         self.reference_seed = reference_seed
         self.clip = float(clip)
-        self._scale: dict[str, tuple[float, float]] | None = None
+        self._scale: dict[str, tuple[float, float]] | None = None  # pickled along to worker processes
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "reference": self.reference, "reference_seed": self.reference_seed,
                 "clip": self.clip}
-
-    def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)  # the scale travels with the evaluator to worker processes
 
     def scale(self, space: SearchSpace) -> dict[str, tuple[float, float]]:
         """(median, interquartile range) of each score over the reference sample."""

@@ -510,9 +510,9 @@ class Experiment:
             self._exhausted = True
             self.stop_reason = "the strategy has nothing left to propose"
             return
-        extra = self._screen(arch) if self.prescreen is not None else None
-        if extra is not None:
-            arch = extra.pop("arch")
+        extra = None
+        if self.prescreen is not None:
+            arch, extra = self._screen(arch)
         key = self.space.key(arch)
         arch_json = self.space.to_json(arch)
         self.total_trials += 1
@@ -550,9 +550,8 @@ class Experiment:
         self._unresolved += 1
         self._submit(_Active(tid, arch, key, self._seed_of(tid), 0, extra=extra))
 
-    def _screen(self, first: Any) -> dict[str, Any]:
-        """Ask for more proposals, keep the best-scored one (returned under "arch", with its score)
-        and tell the strategy the others were screened out (see `nasforge.experiment.prescreen`)."""
+    def _screen(self, first: Any) -> tuple[Any, dict[str, Any]]:
+        """Ask for more proposals, keep the best-scored one (returned with its metrics) and tell the strategy the others were screened out (see `nasforge.experiment.prescreen`)."""
         assert self.prescreen is not None
         archs = [first]
         while len(archs) < self.prescreen.candidates:
@@ -567,10 +566,10 @@ class Experiment:
                 self.strategy.tell(arch, Result.failure(
                     f"screened out: {self.prescreen.name} score {shown} below {scores[best]:.6g}"
                     if scores[best] is not None else f"screened out: no {self.prescreen.name} score"))
-        extra: dict[str, Any] = {"arch": archs[best], "prescreen_candidates": float(len(archs))}
+        extra: dict[str, Any] = {"prescreen_candidates": float(len(archs))}
         if scores[best] is not None:
             extra["prescreen_score"] = scores[best]
-        return extra
+        return archs[best], extra
 
     def _finish_reused(self, tid: int | None, arch: Any, source: TrialRecord, *,
                        arch_json: Any = None, key: str | None = None) -> None:

@@ -8,7 +8,8 @@ cost, and is kept on the model as `resolution`. Only the first block of a stage 
 
 With the B0 stage table and the published (width, depth, resolution, dropout) rows this reproduces
 torchvision's and timm's parameter counts exactly and the reference multiply-add counts
-(REFERENCE A.4-A.7): symmetric padding, PyTorch BatchNorm defaults, SE on the block input width.
+(tensorflow/tpu efficientnet_model.py and efficientnet_builder.py):
+symmetric padding, PyTorch BatchNorm defaults, SE on the block input width.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class StageSpec:
         return asdict(self)
 
 
-#: EfficientNet-B0 (REFERENCE A.4): expansion, kernel, stride, output channels, repeats, SE ratio.
+#: EfficientNet-B0 (Tan & Le 2019, Table 1; efficientnet_builder.py's block strings):
+#: expansion, kernel, stride, output channels, repeats, SE ratio.
 B0_STAGES: tuple[StageSpec, ...] = (
     StageSpec(1, 3, 1, 16, 1),
     StageSpec(6, 3, 2, 24, 2),
@@ -52,7 +54,8 @@ B0_STAGES: tuple[StageSpec, ...] = (
     StageSpec(6, 3, 1, 320, 1),
 )
 
-#: Published (width, depth, resolution, dropout) per model (REFERENCE A.5; TPU `efficientnet_params`).
+#: Published (width, depth, resolution, dropout) per model
+#: (tensorflow/tpu efficientnet_builder.py, `efficientnet_params`).
 EFFICIENTNET_PARAMS: dict[str, tuple[float, float, int, float]] = {
     "efficientnet_b0": (1.0, 1.0, 224, 0.2),
     "efficientnet_b1": (1.0, 1.1, 240, 0.2),
@@ -142,7 +145,8 @@ def _check_stage(s: StageSpec, i: int) -> None:
 def efficientnet_plan(stages: Sequence[StageSpec] = B0_STAGES, width_mult: float = 1.0,
                       depth_mult: float = 1.0, stem_channels: int = STEM_CHANNELS,
                       head_channels: int = HEAD_CHANNELS, divisor: int = 8) -> EfficientNetPlan:
-    """Stem, per-stage and head widths and per-stage repeats after scaling (REFERENCE A.5, A.6)."""
+    """Stem, per-stage and head widths and per-stage repeats after scaling (tensorflow/tpu
+    efficientnet_model.py's round_filters / round_repeats)."""
     stem = round_filters(stem_channels, width_mult, divisor)
     prev = stem
     scaled = []

@@ -1,6 +1,7 @@
 """Mobile inverted bottleneck (MBConv) blocks and the EfficientNet rounding rules.
 
-The block follows the EfficientNet reference implementations (REFERENCE A.4, A.7): an optional 1x1
+The block follows the EfficientNet reference implementations (tensorflow/tpu
+efficientnet_model.py, timm's efficientnet_blocks.py): an optional 1x1
 expansion, a kxk depthwise conv (the only strided conv), squeeze-and-excitation whose bottleneck
 is a fraction of the block's *input* channels, and a linear 1x1 projection. BatchNorm follows every
 conv, SiLU every conv except the projection. The identity skip, with stochastic depth on the

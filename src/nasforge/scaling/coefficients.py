@@ -1,7 +1,7 @@
 """The paper's step 1 as data: the alpha/beta/gamma candidates, a search space over them, and evaluators.
 
 EfficientNet fixes phi = 1 and grid-searches alpha, beta, gamma >= 1 with alpha beta^2 gamma^2 close
-to 2 (REFERENCE 2.1). Here that grid is a `CoefficientSpace`: one categorical decision whose options
+to 2 (Tan & Le, ICML 2019, section 3.3). Here that grid is a `CoefficientSpace`: one categorical decision whose options
 are the admissible triples plus the single-dimension alternatives with the same MACs budget
 (depth only: alpha = 2; width only: beta = sqrt 2; resolution only: gamma = sqrt 2), so a grid
 strategy on the ordinary experiment machinery evaluates every candidate, resumably, and the report

@@ -75,7 +75,7 @@ class Strategy(ABC):
         self.rng.bit_generator.state = state["rng"]
 
 
-# -- shared helpers (added with the strategies of issue 4) -------------------------------------------
+# -- shared helpers ----------------------------------------------------------------------------------
 
 class NotAskedError(ConfigError):
     """`tell` was given an architecture with no outstanding `ask` (never asked, or already told)."""
