@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import itertools
 import json
 import math
@@ -19,6 +20,8 @@ from nasforge.spaces.nb201 import EDGE_NAMES, OPS
 
 NB201 = data_path("nasbench201", "nb201_cifar10.csv.gz")
 needs_nb201 = pytest.mark.skipif(NB201 is None, reason="the shared NAS-Bench-201 table is not here ($NASFORGE_DATA)")
+MACRO = data_path("nasbench_macro", "nb_macro_cifar10.csv.gz")
+needs_macro = pytest.mark.skipif(MACRO is None, reason="the shared NAS-Bench-Macro table is not here ($NASFORGE_DATA)")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -93,6 +96,30 @@ def test_generic_table_with_custom_columns(tmp_path, capsys):
     assert evo["mean"] == evo["mean_best_reward"] >= 5.0
 
 
+def test_both_duplicate_protocols(tmp_path, capsys):
+    """reask (default): every query a new cell, repeats asked again; reuse: every ask is a query."""
+    table = tmp_path / "scores.csv"
+    write_nb201_like(table)
+    base = ["--space", "nb201", "--table", str(table), "--reward-column", "my_score", "--strategy", "evolution",
+            "--strategy-option", "population_size=5", "--queries", "150", "--seeds", "3", "--per-seed"]
+    fair = bench_json(capsys, *base)
+    assert fair["duplicates"] == "reask"
+    assert all(s["distinct"] == s["queries"] == 150 and s["asks"] >= 150 for s in fair["per_seed"])
+    published = bench_json(capsys, *base, "--duplicates", "reuse")
+    assert all(s["asks"] == s["queries"] == 150 for s in published["per_seed"])
+    assert published["mean_distinct"] < 150  # evolution repeats itself when nothing stops it
+    assert fair["mean_best_reward"] >= published["mean_best_reward"]
+
+
+def test_report_the_mean_of_several_columns(tmp_path):
+    table = tmp_path / "scores.csv"
+    write_nb201_like(table)
+    bench = BenchTable(str(table), space="nb201", reward_column="my_score", report_column="my_report, my_score")
+    assert bench.report_columns == ["my_report", "my_score"]
+    hit = bench.lookup(bench.space.sample(np.random.default_rng(0)))
+    assert hit.report == pytest.approx(0.0)  # mean of -score and score
+
+
 def test_missing_architectures_are_failed_lookups(tmp_path, capsys):
     table = tmp_path / "partial.csv"
     rows = [ops for ops in itertools.product(OPS, repeat=6) if ops[0] == "nor_conv_3x3" and ops[5] != "none"]
@@ -129,6 +156,19 @@ def test_human_output(capsys):
     assert main(["bench", "--table", "nb201", "--strategy", "random", "--queries", "10", "--seeds", "2"]) == 0
     text = capsys.readouterr().out
     assert "random on nb201" in text and "mean" in text and "ms per query" in text
+
+
+@needs_macro
+def test_macro_reports_runs_it_did_not_search_on():
+    table = BenchTable("macro")
+    assert (table.reward_column, table.report_columns) == ("test_acc_run1", ["test_acc_run2", "test_acc_run3"])
+    result = run_bench(table, "random", 20, 2)
+    with gzip.open(MACRO, "rt") as f:
+        rows = {r["arch"]: r for r in csv.DictReader(f)}
+    for seed in result.per_seed:
+        row = rows[seed.best_arch["arch"]]
+        assert seed.best_reward == pytest.approx(float(row["test_acc_run1"]))
+        assert seed.report == pytest.approx((float(row["test_acc_run2"]) + float(row["test_acc_run3"])) / 2)
 
 
 @needs_nb201

@@ -173,6 +173,8 @@ FAIL = {"012", "210"}
 
 def make_experiment(run_dir, *, trials: int = 30, seed: int = 0, resume: Any = False,
                     evaluator=None, strategy=None, executor=None, retries: int = 1, **kwargs):
+    """The toy search repeats itself: its trials reuse results ("reuse") unless told otherwise."""
+    kwargs.setdefault("duplicates", "reuse")
     space = ToySpace()
     return Experiment(
         space, strategy or ToyStrategy(space, seed), evaluator or ToyEvaluator(fail=FAIL, flaky=True),
@@ -228,7 +230,7 @@ def test_run_records_every_trial(reference, tmp_path):
     assert [r[1] for r in sequence(tmp_path / "other")] != [r[1] for r in reference]
 
 
-def test_dedup_reuses_results(tmp_path):
+def test_reuse_mode_reuses_results(tmp_path):
     evaluator = ToyEvaluator()
     exp = make_experiment(tmp_path / "dedup", evaluator=evaluator, trials=40)
     exp.run()
@@ -243,9 +245,45 @@ def test_dedup_reuses_results(tmp_path):
             assert (t.status, t.reward, t.metrics) == (original.status, original.reward,
                                                        original.metrics)
     evaluator = ToyEvaluator()
-    make_experiment(tmp_path / "nodedup", evaluator=evaluator, trials=40, dedup=False).run()
+    make_experiment(tmp_path / "nodedup", evaluator=evaluator, trials=40, duplicates="evaluate").run()
     assert evaluator.calls == 40 - sum(1 for r in sequence(tmp_path / "nodedup")
                                        if r[4] and r[4].startswith("rejected"))
+
+
+def test_reask_mode_makes_every_trial_a_new_architecture(tmp_path):
+    """The default filter: a repeat is told as a duplicate and re-asked, never a trial; resume is exact."""
+    evaluator = ToyEvaluator()
+    space = ToySpace()
+    strategy = ToyStrategy(space)
+    exp = make_experiment(tmp_path / "reask", evaluator=evaluator, strategy=strategy, trials=20,
+                          duplicates="reask", retries=0)
+    summary = exp.run()
+    exp.close()
+    rows = sequence(tmp_path / "reask")
+    assert summary.trials == 20 and len({r[1] for r in rows}) == 20 and summary.reused == 0
+    assert all(r[5] is None for r in rows)
+    assert strategy.told > 20 and strategy.pending == []  # the repeats were told, not evaluated
+    assert evaluator.calls == sum(not (r[4] or "").startswith("rejected") for r in rows)
+    # resumed after 12 trials, the run continues with the same new architectures
+    first = make_experiment(tmp_path / "resumed", evaluator=ToyEvaluator(), trials=12, duplicates="reask",
+                            retries=0)
+    first.run()
+    first.close()
+    second = make_experiment(tmp_path / "resumed", evaluator=ToyEvaluator(), trials=20, duplicates="reask",
+                             retries=0, resume=True)
+    second.run()
+    second.close()
+    assert sequence(tmp_path / "resumed") == rows
+
+
+def test_reask_mode_stops_a_search_that_only_repeats_itself(tmp_path):
+    space = ToySpace()
+    exp = make_experiment(tmp_path / "stuck", trials=100, duplicates="reask", reask_limit=50, retries=0)
+    summary = exp.run()  # 27 architectures: the toy strategy runs out of new ones
+    exp.close()
+    assert summary.stop_reason == ("the strategy proposed only architectures already asked in this run "
+                                   "(51 in a row)")
+    assert summary.trials == len({r[1] for r in sequence(tmp_path / "stuck")}) <= space.size()
 
 
 def test_failures_nan_and_retries(tmp_path):
@@ -289,14 +327,14 @@ def test_limits_reject_before_evaluation(tmp_path):
 def test_cost_and_time_budgets(tmp_path):
     space = ToySpace()
     exp = Experiment(space, ToyStrategy(space), ToyEvaluator(), None, tmp_path / "c",
-                     budget=Budget(max_cost=55), dedup=False, progress=False)
+                     budget=Budget(max_cost=55), duplicates="evaluate", progress=False)
     summary = exp.run()
     assert 55 <= summary.cost < 55 + 13 and summary.stop_reason.startswith("cost budget")
     with Store.open(tmp_path / "c") as store:
         costs = [t.metrics["cost_seconds"] for t in store.trials()]
     assert sum(costs[:-1]) < 55 <= sum(costs)
     exp = Experiment(space, ToyStrategy(space), ToyEvaluator(delay=0.02), None, tmp_path / "t",
-                     budget={"max_seconds": 0.3}, dedup=False, progress=False)
+                     budget={"max_seconds": 0.3}, duplicates="evaluate", progress=False)
     start = time.monotonic()
     summary = exp.run()
     assert time.monotonic() - start < 2 and 2 <= summary.trials <= 16
@@ -371,7 +409,7 @@ def test_search_config_round_trip_and_validation():
                        ({"workers": 0}, "workers"), ({"budget": {}}, "budget"),
                        ({"budget": {"max_trials": 0}}, "budget.max_trials"),
                        ({"budget": {"trials": 5}}, "budget.trials"), ({"colour": 1}, "colour"),
-                       ({"executor": "slurm"}, "executor"), ({"dedup": "yes"}, "dedup"),
+                       ({"executor": "slurm"}, "executor"), ({"duplicates": "yes"}, "duplicates"), ({"reask_limit": -1}, "reask_limit"),
                        ({"strategy": {"nam": "x"}}, "strategy.nam"),
                        ({"timeout": float("nan")}, "timeout")]:
         data = {"space": "toy", "strategy": "random", "evaluator": "table", **bad}
@@ -517,7 +555,7 @@ def test_out_of_order_results_and_followers(tmp_path):
     strategy = ToyStrategy(space, 0)
     evaluator = ToyEvaluator()
     exp = Experiment(space, strategy, evaluator, None, tmp_path / "o", budget=40,
-                     executor=SimulatedExecutor(workers=6, seed=1), progress=False)
+                     executor=SimulatedExecutor(workers=6, seed=1), progress=False, duplicates="reuse")
     assert exp.max_outstanding == 6
     exp.run()
     assert strategy.pending == [] and strategy.told == 40
@@ -528,6 +566,13 @@ def test_out_of_order_results_and_followers(tmp_path):
     assert evaluator.calls == len({t.key for t in rows}) == sum(not t.reused for t in rows)
     finish_order = [t.id for t in sorted(rows, key=lambda t: t.finished)]
     assert finish_order != sorted(finish_order)
+    # the default filter also turns down keys still being evaluated: every trial a new one
+    evaluator = ToyEvaluator()
+    exp = Experiment(space, ToyStrategy(space, 0), evaluator, None, tmp_path / "r", budget=9,
+                     executor=SimulatedExecutor(workers=6, seed=1), progress=False)
+    assert exp.run().trials == 9 and evaluator.calls == 9
+    with Store.open(tmp_path / "r") as store:
+        assert len({t.key for t in store.trials()}) == 9
 
 
 def test_resume_with_outstanding_asks_loses_nothing(tmp_path):
@@ -536,7 +581,7 @@ def test_resume_with_outstanding_asks_loses_nothing(tmp_path):
     for n in (3, 6):
         strategy = ToyStrategy(space, 0)
         exp = Experiment(space, strategy, ToyEvaluator(hook=Crash(n, KeyboardInterrupt())), None,
-                         run, budget=40, executor=SerialExecutor(workers=4), progress=False,
+                         run, budget=40, executor=SerialExecutor(workers=4), progress=False, duplicates="reuse",
                          resume="auto", config={"toy": True})
         with pytest.raises(KeyboardInterrupt):
             exp.run()
@@ -544,7 +589,7 @@ def test_resume_with_outstanding_asks_loses_nothing(tmp_path):
         with Store.open(run) as store:
             assert store.counts()["pending"] + store.counts()["running"] >= 1
     strategy = ToyStrategy(space, 0)
-    Experiment(space, strategy, ToyEvaluator(), None, run, budget=40, progress=False,
+    Experiment(space, strategy, ToyEvaluator(), None, run, budget=40, progress=False, duplicates="reuse",
                executor=SerialExecutor(workers=4), resume=True, config={"toy": True}).run()
     assert strategy.pending == [] and strategy.told == 40
     with Store.open(run) as store:
@@ -552,7 +597,7 @@ def test_resume_with_outstanding_asks_loses_nothing(tmp_path):
         assert [t.status for t in store.trials()] == ["done"] * 40
     # and the same run uninterrupted gives the same trials
     strategy = ToyStrategy(space, 0)
-    Experiment(space, strategy, ToyEvaluator(), None, tmp_path / "ref", budget=40, progress=False,
+    Experiment(space, strategy, ToyEvaluator(), None, tmp_path / "ref", budget=40, progress=False, duplicates="reuse",
                executor=SerialExecutor(workers=4), config={"toy": True}).run()
     assert [r[1:] for r in sequence(run)] == [r[1:] for r in sequence(tmp_path / "ref")]
 

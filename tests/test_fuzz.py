@@ -422,7 +422,7 @@ CONFIG_PLACES = [("space",), ("space", "name"), ("space", "options", None), ("se
                  ("strategy", "name"), ("strategy", "options", None), ("budget",), ("budget", "max_trials"),
                  ("budget", "max_seconds"), ("budget", "max_cost"), ("budget", None), ("evaluator",),
                  ("evaluator", "name"), ("evaluator", "options", None), ("workers",), ("retries",), ("timeout",),
-                 ("executor",), ("dedup",), ("limits", None), ("limits", "max_params"), ("objective",),
+                 ("executor",), ("dedup",), ("duplicates",), ("reask_limit",), ("limits", None), ("limits", "max_params"), ("objective",),
                  ("max_outstanding",), (None,)]
 BASE_CONFIG = {"space": "nb201", "strategy": "random", "budget": {"max_trials": 2}}
 SEARCH_CONFIG_ARGS = ["--run", "runs/x", "--no-progress"]

@@ -49,14 +49,16 @@ class Counting:
     """Wraps a strategy and counts what it was told."""
 
     def __init__(self, inner):
-        self.inner, self.asks, self.screened, self.rewards = inner, 0, 0, 0
+        self.inner, self.asks, self.screened, self.rewards, self.duplicates = inner, 0, 0, 0, 0
 
     def ask(self):
         self.asks += 1
         return self.inner.ask()
 
     def tell(self, arch, result):
-        if result.failed and result.error.startswith("screened out"):
+        if result.duplicate:
+            self.duplicates += 1
+        elif result.failed and result.error.startswith("screened out"):
             self.screened += 1
         elif not result.failed:
             self.rewards += 1
@@ -73,8 +75,9 @@ def _run(tmp_path, name, strategy="evolution", trials=12, candidates=4, resume=F
     inner = create_strategy(strategy, SPACE, 0, **({"population_size": 5, "sample_size": 2}
                                                    if strategy == "evolution" else {}))
     counting = Counting(inner)
+    counting.prescreen = PreScreen(screen or ConvScore(), candidates)
     exp = Experiment(SPACE, counting, Accuracy(), run_dir=tmp_path / name, budget=trials, seed=0,
-                     progress=False, resume=resume, prescreen=PreScreen(screen or ConvScore(), candidates))
+                     progress=False, resume=resume, prescreen=counting.prescreen)
     exp.run()
     exp.close()
     return counting
@@ -87,11 +90,13 @@ def test_every_strategy_evaluates_only_the_best_of_its_candidates(tmp_path, stra
         trials = store.trials()
     evaluated = [t for t in trials if t.reused_from is None]
     assert len(trials) == 12
-    assert counting.asks == 12 * 4 and counting.screened == 12 * 3  # every ask is told once
-    assert counting.rewards == 12
+    # every ask is told once; repeats of evaluated cells are re-asked before screening
+    assert counting.asks == 12 * 4 + counting.duplicates and counting.screened == 12 * 3
+    assert counting.rewards == 12 and len({t.key for t in trials}) == 12
     for t in evaluated:
         assert t.metrics["prescreen_candidates"] == 4
-        assert t.metrics["prescreen_score"] == _convs(SPACE.from_json(t.arch))
+        # the score of the cell's key (isomorphic cells share one score, taken from the first seen)
+        assert t.metrics["prescreen_score"] == counting.prescreen.score(SPACE, SPACE.from_json(t.arch), t.key)
         assert "val_accuracy" in t.metrics
 
 
@@ -108,7 +113,7 @@ def test_screening_raises_the_quality_of_what_is_evaluated(tmp_path):
 def test_scores_are_cached_by_key_within_a_run(tmp_path):
     screen = ConvScore()
     counting = _run(tmp_path, "c", "evolution", trials=30, candidates=6, screen=screen)
-    assert counting.asks == 30 * 6
+    assert counting.asks == 30 * 6 + counting.duplicates
     assert screen.calls < 30 * 6  # evolution proposes the same mutants again; they are not re-scored
     with Store.open(tmp_path / "c") as store:
         assert len({t.key for t in store.trials()}) <= screen.calls

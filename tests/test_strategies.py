@@ -17,6 +17,7 @@ from nasforge.spaces.base import Decision, SearchSpace
 from nasforge.strategies import (STRATEGIES, Controller, Exhausted, GridSearch, NotAskedError, PPOStrategy,
                                  RandomSearch, RegularizedEvolution, ReinforceStrategy, Result, create_strategy,
                                  strategy_options)
+from nasforge.strategies.base import RepeatedProposals, ask_new
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -84,7 +85,10 @@ def make(name: str, space: SearchSpace, seed: int = 0):
     """Small, fast settings so that every code path (population full, updates) is reached quickly."""
     options = {"evolution": {"population_size": 5, "sample_size": 3},
                "ppo": {"batch_size": 3, "hidden_size": 16, "lr": 0.01},
-               "reinforce": {"batch_size": 3, "hidden_size": 16, "lr": 0.01}}.get(name, {})
+               "reinforce": {"batch_size": 3, "hidden_size": 16, "lr": 0.01},
+               "local": {"num_init": 4},
+               "predictor": {"num_init": 4, "batch_size": 3, "ensemble_size": 2, "num_candidates": 12,
+                             "num_parents": 3, "epochs": 5}}.get(name, {})
     return create_strategy(name, space, seed, **options)
 
 
@@ -148,7 +152,7 @@ def assert_plain(value, where="state"):
 
 def test_registry_and_one_line_errors():
     space = ToySpace()
-    assert set(STRATEGIES) == {"random", "evolution", "grid", "ppo", "reinforce"}
+    assert set(STRATEGIES) == {"random", "evolution", "grid", "ppo", "reinforce", "local", "predictor"}
     for name, cls in STRATEGIES.items():
         strategy = create_strategy(name, space, 3)
         assert isinstance(strategy, cls) and strategy.name == name and strategy.seed == 3
@@ -241,7 +245,7 @@ def test_restore_at_any_point_continues_identically(name):
     """Checkpoint after every ask and tell (with asks outstanding), restore into a fresh object
     (directly and through torch.save/torch.load(weights_only=True)) and get the same future asks."""
     space = ToySpace()
-    cheap = name in ("random", "evolution", "grid")
+    cheap = name in ("random", "evolution", "grid", "local")
     ops = make_script(70 if cheap else 46, 2)
     original = make(name, space, seed=5)
     outstanding: list = []
@@ -292,7 +296,9 @@ def test_random_search_is_uniform_per_decision():
 def test_evolution_random_until_population_then_aging_tournament():
     space = ToySpace()
     strategy = RegularizedEvolution(space, seed=0, population_size=4, sample_size=200)
-    assert (RegularizedEvolution(space).population_size, RegularizedEvolution(space).sample_size) == (100, 25)
+    paper = RegularizedEvolution(space)
+    paper.plan(20_000)  # the paper's CIFAR-10 search: P=100, S=25
+    assert (paper.population_size, paper.sample_size) == (100, 25)
     first = [strategy.ask() for _ in range(6)]  # all random: nothing has been told yet
     strategy.tell(first[0], Result.failure("nan loss"))
     for arch in first[1:4]:
@@ -424,14 +430,14 @@ def test_presets_paper_and_small_budget_defaults():
     ppo = PPOStrategy(space, preset="nasnet")
     assert (ppo.batch_size, ppo.lr, ppo.entropy_weight, ppo.baseline_decay, ppo.clip, ppo.hidden_size) == \
         (20, 0.00035, 0.00001, 0.95, 0.2, 100)
-    assert (ppo.epochs, ppo.normalize_advantages, ppo.max_resamples, ppo.max_grad_norm) == (4, False, 0, None)
+    assert (ppo.epochs, ppo.normalize_advantages, ppo.max_grad_norm) == (4, False, None)
     assert ppo.optimizer.param_groups[0]["lr"] == 0.00035
     reinforce = ReinforceStrategy(space, preset="nasnet")
     assert (reinforce.batch_size, reinforce.lr, reinforce.baseline_decay) == (20, 0.00035, 0.95)
     default = PPOStrategy(space)  # made for budgets of hundreds of queries (docs/strategies.md)
     assert (default.preset, default.batch_size, default.lr, default.entropy_weight, default.normalize_advantages,
-            default.max_resamples, default.epochs, default.clip, default.hidden_size) == \
-        ("default", 10, 0.01, 0.01, True, 16, 4, 0.2, 100)
+            default.epochs, default.clip, default.hidden_size) == \
+        ("default", 10, 0.01, 0.01, True, 4, 0.2, 100)
     mixed = PPOStrategy(space, preset="nasnet", lr=0.01)  # explicit options override the preset
     assert (mixed.lr, mixed.batch_size, mixed.options()["preset"]) == (0.01, 20, "nasnet")
     with pytest.raises(ConfigError, match="unknown preset 'fast'.*nasnet"):
@@ -442,31 +448,84 @@ def test_presets_paper_and_small_budget_defaults():
         PPOStrategy(space).load_state_dict(ppo.state_dict())
 
 
-@pytest.mark.parametrize("cls", [PPOStrategy, ReinforceStrategy])
-def test_resampling_avoids_repeated_architectures(cls):
-    space = ToySpace(2, 3, symmetric=True)  # 6 distinct keys among 9 sequences
-    strategy = cls(space, seed=0, batch_size=2, hidden_size=8)
-    keys = []
-    for _ in range(6):
-        arch = strategy.ask()
-        keys.append(space.key(arch))
-        strategy.tell(arch, space.reward(arch))
-    assert len(set(keys)) == 6 and strategy.num_repeats == 0  # every key once before any repeat
-    arch = strategy.ask()  # nothing new is left: a repeat, not an error
-    assert space.key(arch) in keys and strategy.num_repeats == 1
+class Constant(RandomSearch):
+    """Proposes the same architecture every time: a search that can only repeat itself."""
+
+    name = "constant"
+
+    def _propose(self):
+        return (0, 0, 0, 0, 0, 0), None
+
+
+def test_the_duplicate_filter_reasks_then_stops_with_a_reason():
+    space = ToySpace()
+    strategy = Constant(space)
+    arch, key, repeats = ask_new(strategy, space, set())
+    assert (arch, repeats) == ((0,) * 6, 0)
     strategy.tell(arch, 0.5)
-    plain = cls(space, seed=0, batch_size=2, hidden_size=8, max_resamples=0)
-    repeats = [space.key(plain.ask()) for _ in range(6)]
-    assert len(set(repeats)) < 6  # without resampling the policy repeats itself
-    # the memory is bounded: only the last SEEN_LIMIT keys are avoided, and checkpointed
-    short = cls(space, seed=0, batch_size=2, hidden_size=8)
-    short.SEEN_LIMIT = 3
-    asked = []
-    for _ in range(5):
-        arch = short.ask()
-        asked.append(space.key(arch))
-        short.tell(arch, space.reward(arch))
-    assert list(short.seen) == asked[-3:] and short.state_dict()["seen"] == asked[-3:]
+    with pytest.raises(RepeatedProposals, match=r"only architectures already asked in this run \(4 in a row\)"):
+        ask_new(strategy, space, {key}, limit=3)
+    # every repeat was told as a duplicate: no ask is left outstanding, none counts as a failure
+    assert (strategy.num_asked, strategy.num_duplicates, strategy.num_failed, strategy.num_pending) == (5, 4, 0, 0)
+    state = strategy.state_dict()
+    assert state["num_duplicates"] == 4
+    restored = Constant(space)
+    restored.load_state_dict(state)
+    assert restored.num_duplicates == 4
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_runs_under_the_filter_without_repeats(name):
+    space = ToySpace(3, 3, symmetric=True)  # 10 distinct keys among 27 sequences
+    strategy = make(name, space)
+    seen: set[str] = set()
+    try:
+        for _ in range(10):
+            arch, key, _ = ask_new(strategy, space, seen, limit=200)
+            seen.add(key)
+            strategy.tell(arch, toy_result(space, arch))
+    except (Exhausted, RepeatedProposals):
+        assert name in ("grid", "constant")
+    assert len(seen) == 10 or name == "grid"  # grid: 27 sequences in key order, all 10 keys reachable
+    assert strategy.num_pending == 0 and strategy.best() is not None
+    assert strategy.num_duplicates + len(seen) == strategy.num_told  # each new key told once
+
+
+@pytest.mark.parametrize("cls", [PPOStrategy, ReinforceStrategy])
+def test_duplicates_flatten_the_policy_until_a_real_result(cls):
+    space = ToySpace()
+    strategy = cls(space, seed=0, batch_size=2, hidden_size=8)
+    for _ in range(2 * cls.DUPLICATES_PER_TEMPERATURE):
+        arch = strategy.ask()
+        strategy.tell(arch, Result.already_asked(space.key(arch)))
+    assert strategy.duplicate_streak == 32 and strategy.num_updates == 0 and strategy.buffer == []
+    arch = strategy.ask()  # drawn at temperature 4; its log-prob is the policy's own
+    (choices, log_prob), = [p for _, p in strategy.pending.state_dict()]
+    assert abs(float(strategy.controller.log_prob([choices])[0][0].detach()) - log_prob) < 1e-5
+    strategy.tell(arch, 0.5)
+    assert strategy.duplicate_streak == 0 and strategy.state_dict()["duplicate_streak"] == 0
+
+
+def test_evolution_population_is_fitted_to_the_budget():
+    space = ToySpace()
+    sizes = RegularizedEvolution.sizes_for
+    assert [sizes(b) for b in (50, 100, 200, 1000, 20000, None)] == \
+        [(10, 3), (10, 3), (20, 5), (100, 25), (100, 25), (20, 5)]
+    assert sizes(100, population_size=50) == (50, 13) and sizes(100, sample_size=2) == (10, 2)
+    evolution = RegularizedEvolution(space)
+    evolution.plan(100)
+    assert (evolution.population_size, evolution.sample_size) == (10, 3)
+    assert evolution.options() == {"population_size": None, "sample_size": None}
+    arch = evolution.ask()
+    evolution.tell(arch, 0.5)
+    evolution.plan(1000)  # a plan after the first ask changes nothing: the run keeps its sizes
+    assert evolution.population_size == 10
+    resumed = RegularizedEvolution(space)
+    resumed.load_state_dict(evolution.state_dict())
+    assert (resumed.population_size, resumed.sample_size) == (10, 3)
+    given = RegularizedEvolution(space, population_size=7)
+    given.plan(1000)
+    assert (given.population_size, given.sample_size) == (7, 2)
 
 
 def mean_rewards(strategy, space, n):
@@ -484,17 +543,20 @@ def test_policy_gradient_learns_the_toy_optimum(cls):
     space = ToySpace()
     random_mean = mean_rewards(RandomSearch(space, seed=0), space, 300)[-100:].mean()
     assert random_mean < 0.3
-    # The policy itself (no resampling, so its asks show what it prefers) concentrates on the optimum.
-    policy = cls(space, seed=0, max_resamples=0)
+    # The policy itself (its raw asks, repeats included, show what it prefers) concentrates on the optimum.
+    policy = cls(space, seed=0)
     rewards = mean_rewards(policy, space, 300)
     assert rewards[-100:].mean() > random_mean + 0.4
     assert policy.best() == (space.target, 1.0)
     assert policy.most_likely() == space.target
-    # With the defaults' resampling the optimum is asked once, then its neighbours; it is found early.
-    strategy = cls(space, seed=0)
-    rewards = mean_rewards(strategy, space, 150)
-    assert strategy.best() == (space.target, 1.0) and list(rewards).count(1.0) == 1
-    assert strategy.most_likely() == space.target
+    # Under the loop's duplicate filter the optimum is asked once, then its neighbours; it is found early.
+    strategy, seen, rewards = cls(space, seed=0), set(), []
+    for _ in range(150):
+        arch, key, _ = ask_new(strategy, space, seen)
+        seen.add(key)
+        rewards.append(space.reward(arch))
+        strategy.tell(arch, rewards[-1])
+    assert strategy.best() == (space.target, 1.0) and rewards.count(1.0) == 1
 
 
 # -- layering -----------------------------------------------------------------------------------------------------------

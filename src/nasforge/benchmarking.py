@@ -8,9 +8,15 @@ thousands of queries per second and the controller's own computation dominates t
 
 What is reported, per the NAS-Bench-201 protocol (Dong & Yang, ICLR 2020, section 5): each seed's best architecture
 is picked **by reward** (the earliest on ties) and its **report column** is what the seed scores;
-`mean`/`std` are over seeds (std with ddof=0, numpy's default). Every ask counts as a query,
-repeats of an architecture included; `distinct` says how many different canonical keys a seed
-evaluated. `seconds_per_query` is the strategy's own computation (ask + tell), not the lookups.
+`mean`/`std` are over seeds (std with ddof=0, numpy's default). `seconds_per_query` is the
+strategy's own computation (ask + tell, duplicates included), not the lookups.
+
+Duplicates are handled as `nasforge search` handles them, the same rules for every strategy:
+``"reask"`` (the default) turns down a proposal already asked in the seed's search (the strategy
+is told so and asked again; `nasforge.strategies.base.ask_new`), so every query is a distinct
+architecture; ``"reuse"`` is the published benchmarks' protocol, where every ask is a query and a
+repeat looks its row up again. `distinct` says how many different canonical keys a seed evaluated,
+`asks` how many proposals it took.
 
 Rewards reach the strategy as the evaluator reports them: accuracies stored in percent are
 divided by 100 (as `NB201Table`/`MacroTable` do, so a bench sees the rewards a `nasforge search`
@@ -33,15 +39,18 @@ from nasforge.evaluators.table import (MACRO_FILE, NB201_FILE, ArchitectureNotIn
                                        _resolve_space, _space_name)
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies import Exhausted, Result, create_strategy
+from nasforge.strategies.base import RepeatedProposals, ask_new
 
 #: `--table` shortcuts: the shared tables, with their space and the columns the benchmark's own
-#: protocol uses (NB201: reward 12-epoch validation, report 200-epoch test; NAS-Bench-Macro has
-#: no validation split, so reward and report are both the mean test accuracy of its 3 runs).
+#: protocol uses (NB201: reward 12-epoch validation, report 200-epoch test). NAS-Bench-Macro has
+#: no validation split, only three training runs each scored on the test set: the search's reward
+#: is the first run and what is reported is the mean of the other two, so the reported number is
+#: never the one that was searched on.
 SHARED_TABLES: dict[str, dict[str, Any]] = {
     "nb201": {"file": NB201_FILE, "space": "nb201", "reward_column": "c10_valid_acc_12ep",
               "report_column": "c10_test_acc_200ep", "arch_column": "arch_str", "percent": True},
-    "macro": {"file": MACRO_FILE, "space": "macro", "reward_column": "mean_acc",
-              "report_column": "mean_acc", "arch_column": "arch", "percent": True},
+    "macro": {"file": MACRO_FILE, "space": "macro", "reward_column": "test_acc_run1",
+              "report_column": ("test_acc_run2", "test_acc_run3"), "arch_column": "arch", "percent": True},
 }
 
 
@@ -76,7 +85,8 @@ class BenchTable:
             shortcut, which implies it.
         reward_column: the column searched on (a shortcut gives its protocol's default).
         report_column: the column reported for each seed's best-by-reward architecture (default:
-            the shortcut's, else the reward column).
+            the shortcut's, else the reward column); several columns (a sequence, or names joined
+            by commas) report their mean.
         arch_column: the architecture column (default: the evaluator's guess).
         percent: accuracies in percent, given to strategies as fractions. None = the shortcut's
             setting, or for a file: the reward column's name contains "acc" and its values lie in
@@ -84,7 +94,7 @@ class BenchTable:
     """
 
     def __init__(self, table: str | Path, space: SearchSpace | str | None = None, reward_column: str | None = None,
-                 report_column: str | None = None, arch_column: str | None = None, percent: bool | None = None):
+                 report_column: str | Sequence[str] | None = None, arch_column: str | None = None, percent: bool | None = None):
         shortcut = SHARED_TABLES.get(str(table)) if isinstance(table, str) else None
         if shortcut is not None:
             from nasforge.data.paths import require_data
@@ -110,15 +120,20 @@ class BenchTable:
             self.name = str(path)
         self.space = _resolve_space(space)
         self.reward_column = str(reward_column)
-        self.report_column = str(report_column or reward_column)
+        report = report_column or reward_column
+        columns = [c.strip() for c in report.split(",")] if isinstance(report, str) else [str(c) for c in report]
+        if not columns or not all(columns):
+            raise ConfigError("report_column", f"expected column names, got {report_column!r}")
+        self.report_columns = columns
+        self.report_column = ",".join(columns)
         # The evaluator checks columns and parses the first row; values are read in the table's units.
-        self.evaluator = TableEvaluator(path, self.reward_column, self.space, report_column=self.report_column,
+        self.evaluator = TableEvaluator(path, self.reward_column, self.space, report_column=columns[0],
                                         arch_column=arch_column, percent=percent)
         table_data = self.evaluator.load()
         self.path = table_data.path
         self.rows = len(table_data)
         self._reward = table_data.numeric(self.reward_column, "reward_column")
-        self._report = table_data.numeric(self.report_column, "report_column")
+        self._report = np.mean([table_data.numeric(c, "report_column") for c in columns], axis=0)
         self.percent = self.evaluator.percent
         self.scale = 100.0 if self.percent else 1.0
         self._memo: dict[Any, Lookup] = {}
@@ -160,7 +175,7 @@ class BenchTable:
 @dataclass
 class SeedResult:
     seed: int
-    queries: int  # asks made (fewer than asked for only if a grid ran out)
+    queries: int  # evaluated proposals (fewer than asked for only if the strategy ran out)
     best_reward: float | None  # table units
     report: float | None  # the report column of the best-by-reward architecture
     best_arch: Any  # its JSON
@@ -168,21 +183,31 @@ class SeedResult:
     distinct: int  # distinct canonical keys asked
     failures: int
     strategy_seconds: float  # ask + tell, summed
+    asks: int = 0  # proposals made, duplicates turned down by the filter included
+    stop: str = ""  # why the search ended before its budget, if it did
+
+
+DUPLICATE_MODES = ("reask", "reuse")
 
 
 def run_seed(table: BenchTable, strategy: str, queries: int, seed: int,
-             options: Mapping[str, Any] | None = None) -> SeedResult:
-    """One independent search of `queries` asks with `create_strategy(strategy, space, seed, **options)`."""
-    return run_seed_budgets(table, strategy, [queries], seed, options)[queries]
+             options: Mapping[str, Any] | None = None, duplicates: str = "reask",
+             reask_limit: int = 100) -> SeedResult:
+    """One independent search of `queries` queries with `create_strategy(strategy, space, seed, **options)`."""
+    return run_seed_budgets(table, strategy, [queries], seed, options, duplicates, reask_limit)[queries]
 
 
 def run_seed_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], seed: int,
-                     options: Mapping[str, Any] | None = None) -> dict[int, SeedResult]:
-    """One search of `max(budgets)` asks, with the seed's result after each of `budgets` asks.
+                     options: Mapping[str, Any] | None = None, duplicates: str = "reask",
+                     reask_limit: int = 100, plan: int | None = None) -> dict[int, SeedResult]:
+    """One search of `max(budgets)` queries, with the seed's result after each of `budgets` queries.
 
-    Strategies do not know the budget, so the first 100 asks of a 200-query search are the asks of
-    a 100-query search: one run gives both (the tests check it).
+    The strategy is told the budget it plans for (`plan`, default the largest budget; it shapes
+    evolution's default population); otherwise the first 100 queries of a 200-query search are
+    those of a 100-query search with the same plan, so one run gives both (the tests check it).
     """
+    if duplicates not in DUPLICATE_MODES:
+        raise ConfigError("duplicates", f"unknown mode {duplicates!r}", list(DUPLICATE_MODES))
     space = table.space
     searcher = create_strategy(strategy, space, seed=seed, **dict(options or {}))
     marks = sorted(set(int(b) for b in budgets))
@@ -191,6 +216,7 @@ def run_seed_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], s
     best: tuple[float, Any, float, int] | None = None
     keys: set[str] = set()
     failures = asked = 0
+    stop = ""
     out: dict[int, SeedResult] = {}
 
     def snapshot() -> SeedResult:
@@ -198,14 +224,16 @@ def run_seed_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], s
                           report=None if best is None else best[2],
                           best_arch=None if best is None else space.to_json(best[1]),
                           best_query=None if best is None else best[3], distinct=len(keys), failures=failures,
-                          strategy_seconds=own)
+                          strategy_seconds=own, asks=searcher.num_asked, stop=stop)
 
+    searcher.plan(marks[-1] if plan is None else plan)
     for q in range(marks[-1]):
         t0 = clock()
         try:
-            arch = searcher.ask()
-        except Exhausted:
+            arch = ask_new(searcher, space, keys, reask_limit)[0] if duplicates == "reask" else searcher.ask()
+        except (Exhausted, RepeatedProposals) as exc:
             own += clock() - t0
+            stop = str(exc) or "the strategy has nothing left to propose"
             break
         t1 = clock()
         hit = table.lookup(arch)
@@ -240,6 +268,8 @@ class BenchResult:
     std_best_reward: float
     seeds_without_result: int
     mean_distinct: float
+    mean_asks: float  # proposals per seed, duplicates turned down included
+    duplicates: str  # "reask" (the filter) or "reuse" (every ask a query)
     failures: int
     seconds_per_query: float  # the strategy's own computation per ask + tell
     wall_seconds: float
@@ -256,7 +286,8 @@ class BenchResult:
 
 
 def summarize(strategy: str, options: Mapping[str, Any], queries: int, results: Sequence[SeedResult],
-              table: Mapping[str, Any] | None = None, wall_seconds: float = 0.0) -> BenchResult:
+              table: Mapping[str, Any] | None = None, wall_seconds: float = 0.0,
+              duplicates: str = "reask") -> BenchResult:
     """Mean and std over seeds of each seed's report (and best reward), plus costs."""
     reports = [r.report for r in results if r.report is not None]
     rewards = [r.best_reward for r in results if r.best_reward is not None]
@@ -269,6 +300,7 @@ def summarize(strategy: str, options: Mapping[str, Any], queries: int, results: 
         mean_best_reward=mean_r, std_best_reward=std_r,
         seeds_without_result=sum(r.report is None for r in results),
         mean_distinct=float(np.mean([r.distinct for r in results])) if results else math.nan,
+        mean_asks=float(np.mean([r.asks for r in results])) if results else math.nan, duplicates=duplicates,
         failures=sum(r.failures for r in results),
         seconds_per_query=sum(r.strategy_seconds for r in results) / asked if asked else math.nan,
         wall_seconds=wall_seconds, table=dict(table or {}), per_seed=list(results))
@@ -276,15 +308,19 @@ def summarize(strategy: str, options: Mapping[str, Any], queries: int, results: 
 
 def run_bench(table: BenchTable, strategy: str, queries: int, seeds: int | Sequence[int],
               options: Mapping[str, Any] | None = None,
-              progress: Callable[[SeedResult], None] | None = None) -> BenchResult:
-    """`seeds` independent searches (seeds 0..seeds-1, or the given seed list) of `queries` asks each."""
-    return run_bench_budgets(table, strategy, [queries], seeds, options, progress)[queries]
+              progress: Callable[[SeedResult], None] | None = None, duplicates: str = "reask",
+              reask_limit: int = 100) -> BenchResult:
+    """`seeds` independent searches (seeds 0..seeds-1, or the given seed list) of `queries` queries each."""
+    return run_bench_budgets(table, strategy, [queries], seeds, options, progress, duplicates, reask_limit,
+                             plan=queries)[queries]
 
 
 def run_bench_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], seeds: int | Sequence[int],
                       options: Mapping[str, Any] | None = None,
-                      progress: Callable[[SeedResult], None] | None = None) -> dict[int, BenchResult]:
-    """`run_bench` for several budgets at once: one search of the largest budget per seed."""
+                      progress: Callable[[SeedResult], None] | None = None, duplicates: str = "reask",
+                      reask_limit: int = 100, plan: int | None = None) -> dict[int, BenchResult]:
+    """`run_bench` for several budgets at once: one search of the largest budget per seed, which
+    the strategy plans for (`plan`, default the largest budget)."""
     budgets = list(budgets)
     if not budgets or any(isinstance(q, bool) or not isinstance(q, int) or q < 1 for q in budgets):
         raise ConfigError("queries", f"must be positive integers, got {budgets!r}")
@@ -296,13 +332,13 @@ def run_bench_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], 
     start = time.perf_counter()
     per_budget: dict[int, list[SeedResult]] = {b: [] for b in budgets}
     for seed in seed_list:
-        results = run_seed_budgets(table, strategy, budgets, seed, options)
+        results = run_seed_budgets(table, strategy, budgets, seed, options, duplicates, reask_limit, plan)
         for b in budgets:
             per_budget[b].append(results[b])
         if progress is not None:
             progress(results[max(budgets)])
     wall = time.perf_counter() - start
-    return {b: summarize(strategy, options, b, per_budget[b], table.describe(), wall) for b in budgets}
+    return {b: summarize(strategy, options, b, per_budget[b], table.describe(), wall, duplicates) for b in budgets}
 
 
 __all__ = ["BenchResult", "BenchTable", "Lookup", "SHARED_TABLES", "SeedResult", "mean_std", "run_bench", "run_bench_budgets",

@@ -17,13 +17,21 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--space", help="space of the table's architectures (implied by nb201 / macro)")
     p.add_argument("--reward-column", help="column searched on (nb201: c10_valid_acc_12ep, macro: mean_acc)")
     p.add_argument("--report-column",
-                   help="column reported for each seed's best-by-reward architecture "
-                        "(nb201: c10_test_acc_200ep; default: the reward column)")
+                   help="column reported for each seed's best-by-reward architecture, or several joined by "
+                        "commas to report their mean (nb201: c10_test_acc_200ep; macro: test_acc_run2,"
+                        "test_acc_run3; default: the reward column)")
     p.add_argument("--arch-column", help="architecture column (default: arch_str / arch / architecture)")
-    p.add_argument("--strategy", required=True, help="random, evolution, grid, ppo, reinforce")
+    p.add_argument("--strategy", required=True, help="random, evolution, local, predictor, grid, ppo, reinforce")
     p.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
                    help="strategy option, e.g. population_size=10 (repeatable)")
-    p.add_argument("--queries", type=positive_int, default=100, help="asks per seed, repeats included (100)")
+    p.add_argument("--queries", type=positive_int, default=100,
+                   help="evaluated architectures per seed (default 100; with --duplicates reuse, asks per seed)")
+    p.add_argument("--duplicates", choices=["reask", "reuse"], default="reask",
+                   help="a proposal already asked in the seed's search: reask (default, as nasforge search: not "
+                        "a query, the strategy is asked again) or reuse (the published protocol: every ask is "
+                        "a query, a repeat is looked up again)")
+    p.add_argument("--reask-limit", type=int, default=100, metavar="N",
+                   help="with --duplicates reask: end a seed's search after N repeats in a row (default 100)")
     p.add_argument("--seeds", type=positive_int, default=100, help="independent runs, seeds 0..N-1 (100)")
     p.add_argument("--percent", action=argparse.BooleanOptionalAction, default=None,
                    help="the reward column is an accuracy in percent, told to strategies as a fraction "
@@ -58,7 +66,8 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"\rseed {seed_result.seed + 1}/{args.seeds}", end="", file=sys.stderr, flush=True)
 
     result = run_bench(table, args.strategy, args.queries, args.seeds, options,
-                       progress=progress if show_progress else None)
+                       progress=progress if show_progress else None, duplicates=args.duplicates,
+                       reask_limit=args.reask_limit)
     if show_progress:
         print("\r" + " " * 30 + "\r", end="", file=sys.stderr)
     if args.json:
@@ -73,8 +82,8 @@ def _bench(args: argparse.Namespace) -> int:
     print(f"report of the best-by-reward architecture: mean {result.mean:.3f}  std {result.std:.3f}  "
           f"(sem {result.sem:.3f})")
     print(f"best reward: mean {result.mean_best_reward:.3f}  std {result.std_best_reward:.3f}")
-    print(f"distinct architectures per seed: {result.mean_distinct:.1f} of {result.queries}; "
-          f"failed lookups: {result.failures}"
+    print(f"distinct architectures per seed: {result.mean_distinct:.1f} of {result.queries} queries "
+          f"({result.mean_asks:.1f} proposals; duplicates: {result.duplicates}); failed lookups: {result.failures}"
           + (f"; seeds without a result: {result.seeds_without_result}" if result.seeds_without_result else ""))
     print(f"strategy compute: {result.seconds_per_query * 1e3:.3f} ms per query (ask + tell); "
           f"wall {result.wall_seconds:.2f} s")

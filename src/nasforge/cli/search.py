@@ -80,9 +80,7 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     space = _component(args.space or data.get("space", "nasnet"), "space")
     data["space"] = space
     if args.strategy is None and "strategy" not in data:
-        # A search of tens of trials: the NAS-Bench-201 setting of regularized evolution (P=10, S=3)
-        # rather than the paper's P=100, which would stay random for the whole search.
-        data["strategy"] = {"name": "evolution", "options": {"population_size": 10, "sample_size": 3}}
+        data["strategy"] = {"name": "evolution"}  # its population is fitted to the budget
     data["strategy"] = _component(args.strategy or data["strategy"], "strategy")
     if args.strategy_option:
         data["strategy"]["options"].update(_parse_options(args.strategy_option, "--strategy-option"))
@@ -143,7 +141,7 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
             limits[flag] = getattr(args, flag)
     if limits:
         data["limits"] = limits
-    for flag in ("seed", "workers", "executor", "timeout", "retries"):
+    for flag in ("seed", "workers", "executor", "timeout", "retries", "duplicates", "reask_limit"):
         if getattr(args, flag, None) is not None:
             data[flag] = getattr(args, flag)
     return data
@@ -262,6 +260,12 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ray-address", help="with --executor ray: the cluster to join (default: start a local Ray)")
     g.add_argument("--timeout", type=positive_float, help="fail a trial that runs longer (s)")
     g.add_argument("--retries", type=int)
+    g.add_argument("--duplicates", choices=["reask", "reuse", "evaluate"],
+                   help="a proposal already asked in the run: reask (default: not a trial, the strategy is "
+                        "asked again), reuse (a trial that reuses the stored result, counted in the budget) "
+                        "or evaluate (evaluated again)")
+    g.add_argument("--reask-limit", type=int, metavar="N",
+                   help="with --duplicates reask: stop the search after N repeats in a row (default 100)")
     g.add_argument("--run", help="run folder (default runs/SPACE-STRATEGY-TIME)")
     g.add_argument("--resume", action="store_true", help="continue the run in --run where it stopped")
     p.add_argument("--no-progress", action="store_true")

@@ -175,6 +175,7 @@ class Budget:
 
 
 EXECUTOR_NAMES = ("auto", "serial", "simulated", "process")
+DUPLICATE_MODES = ("reask", "reuse", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,9 @@ class SearchConfig:
     limits: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     budget: Budget = field(default_factory=lambda: Budget(max_trials=100))
     seed: int = 0
-    dedup: bool = True
+    #: "reask" | "reuse" | "evaluate": see `nasforge.experiment.experiment`
+    duplicates: str = "reask"
+    reask_limit: int = 100
     retries: int = 0
     workers: int = 1
     executor: str = "auto"
@@ -207,8 +210,10 @@ class SearchConfig:
         object.__setattr__(self, "budget", Budget.parse(self.budget))
         object.__setattr__(self, "seed", _number(self.seed, "seed", integer=True, minimum=0,
                                                  allow_none=False))
-        if not isinstance(self.dedup, bool):
-            raise ConfigError("dedup", f"must be true or false, got {self.dedup!r}")
+        if self.duplicates not in DUPLICATE_MODES:
+            raise ConfigError("duplicates", f"unknown mode {self.duplicates!r}", list(DUPLICATE_MODES))
+        object.__setattr__(self, "reask_limit", _number(self.reask_limit, "reask_limit", integer=True,
+                                                        minimum=0, allow_none=False))
         object.__setattr__(self, "retries", _number(self.retries, "retries", integer=True,
                                                     minimum=0, allow_none=False))
         object.__setattr__(self, "workers", _number(self.workers, "workers", integer=True,
@@ -232,7 +237,7 @@ class SearchConfig:
             "space": self.space.to_dict(), "strategy": self.strategy.to_dict(),
             "evaluator": self.evaluator.to_dict(), "objective": self.objective.to_dict(),
             "limits": _thaw(self.limits), "budget": self.budget.to_dict(), "seed": self.seed,
-            "dedup": self.dedup, "retries": self.retries, "workers": self.workers,
+            "duplicates": self.duplicates, "reask_limit": self.reask_limit, "retries": self.retries, "workers": self.workers,
             "executor": self.executor, "timeout": self.timeout,
             "max_outstanding": self.max_outstanding,
             **({"prescreen": {"evaluator": self.prescreen["evaluator"].to_dict(),
@@ -246,6 +251,12 @@ class SearchConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
         if not isinstance(data, Mapping):
             raise ConfigError("config", f"must be an object, got {type(data).__name__}")
+        data = dict(data)
+        if "dedup" in data and "duplicates" not in data:  # runs made before the duplicate filter
+            dedup = data.pop("dedup")
+            if not isinstance(dedup, bool):
+                raise ConfigError("dedup", f"must be true or false (or use duplicates), got {dedup!r}")
+            data["duplicates"] = "reuse" if dedup else "evaluate"
         allowed = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(allowed))
         if unknown:

@@ -1,4 +1,4 @@
-"""The search loop: ask -> (dedup, limits) -> evaluate through an executor -> record -> tell.
+"""The search loop: ask -> (duplicates, limits) -> evaluate through an executor -> record -> tell.
 
 One `Experiment` drives one run folder. Everything the strategy must agree with is written to
 the run's `Store` in one transaction with the strategy's checkpoint:
@@ -10,11 +10,17 @@ A resumed run loads the checkpoint, re-runs the trials that were still unfinishe
 architecture, same seed) in the order they had been queued, and goes on. With the serial
 executor the resumed run's trial sequence is the uninterrupted run's, however it was stopped.
 
+Duplicates (``duplicates``): by default (``"reask"``) a proposal whose canonical key was already
+asked in the run never becomes a trial: the strategy is told it was a duplicate and asked again
+(`nasforge.strategies.base.ask_new`), so every trial of the budget is a distinct architecture,
+whatever the strategy. ``"reuse"`` makes a repeat its own trial that reuses the stored result
+(``reused_from`` points at the original; a repeat whose original is still being evaluated waits
+for it, status ``pending``) and counts it in the budget, as published NAS benchmarks count every
+query; ``"evaluate"`` evaluates it again.
+
 Trials that never reach the executor are finished at once, in one transaction with the
-checkpoint after their tell: an architecture whose key already has a result (``dedup``; recorded
-as its own trial with ``reused_from`` pointing at the original) and one rejected by the
-pre-evaluation limit check (``rejected``, told as a failure). A repeated architecture whose first
-trial is still being evaluated waits for it (status ``pending``) instead of being evaluated twice.
+checkpoint after their tell: reused results and architectures rejected by the pre-evaluation
+limit check (``rejected``, told as a failure).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -31,6 +37,7 @@ import numpy as np
 
 from nasforge.errors import ConfigError, NasforgeError
 from nasforge.experiment.config import (
+    DUPLICATE_MODES,
     Budget,
     SearchConfig,
     build_components,
@@ -41,9 +48,19 @@ from nasforge.experiment.config import (
 from nasforge.experiment.executors import Executor, Handle, Outcome, create_executor, describe_exception
 from nasforge.experiment.prescreen import PreScreen
 from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, Store, TrialRecord
-from nasforge.strategies.base import Exhausted, Result
+from nasforge.strategies.base import Exhausted, RepeatedProposals, Result, ask_new
 
 VAL_PREFIXES = ("val_", "val")
+
+
+class _Union:
+    """Membership in either of two key sets, without copying the run's set for each trial."""
+
+    def __init__(self, first: Container[str], second: Container[str]):
+        self.first, self.second = first, second
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.first or key in self.second
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -218,7 +235,10 @@ class Experiment:
         run_dir: the run's folder; its database is ``run_dir/nasforge.db``.
         budget: a `Budget` (or a dict of its fields, or an int number of trials).
         seed: the run seed; trial seeds derive from it and the trial index.
-        dedup: reuse the result of an architecture already evaluated in this run.
+        duplicates: what a proposal already asked in the run becomes: "reask" (default: not a
+            trial; the strategy is told and asked again, up to `reask_limit` times in a row),
+            "reuse" (a trial reusing the stored result) or "evaluate" (evaluated again).
+        reask_limit: with "reask", repeats in a row after which the search stops with a reason.
         retries: how many times a failed evaluation is re-run (fresh seed) before it is recorded
             as failed and told to the strategy as a failure.
         limit_check: arch -> reason | None, before evaluation; a reason rejects the architecture.
@@ -236,7 +256,7 @@ class Experiment:
 
     def __init__(self, space: Any, strategy: Any, evaluator: Any, objective: Any = None,
                  run_dir: str | os.PathLike | None = None, *, budget: Budget | Mapping | int,
-                 seed: int = 0, dedup: bool = True, retries: int = 0,
+                 seed: int = 0, duplicates: str = "reask", reask_limit: int = 100, retries: int = 0,
                  limit_check: Callable[[Any], str | None] | None = None,
                  executor: Executor | None = None, max_outstanding: int | None = None,
                  timeout: float | None = None, resume: bool | str = False, progress: bool = True,
@@ -258,7 +278,12 @@ class Experiment:
         self.run_dir = Path(run_dir)
         self.budget = Budget.parse(budget)
         self.seed = int(seed)
-        self.dedup = bool(dedup)
+        if duplicates not in DUPLICATE_MODES:
+            raise ConfigError("duplicates", f"unknown mode {duplicates!r}", list(DUPLICATE_MODES))
+        if isinstance(reask_limit, bool) or not isinstance(reask_limit, int) or reask_limit < 0:
+            raise ConfigError("reask_limit", f"must be a non-negative integer, got {reask_limit!r}")
+        self.duplicates = duplicates
+        self.reask_limit = reask_limit
         self.retries = retries
         self.limit_check = limit_check
         self.executor = executor if executor is not None else create_executor("serial")
@@ -279,6 +304,7 @@ class Experiment:
         self._unresolved = 0  # asked and not yet told (active trials and their followers)
         self._queued = 0
         self._exhausted = False
+        self._asked_keys: set[str] = set()  # every trial's key: the duplicate filter's memory
         self.stop_reason = ""
         self.total_trials = 0
         self.finished_trials = 0
@@ -314,7 +340,8 @@ class Experiment:
         if executor is None:
             executor = create_executor(config.executor, workers=config.workers)
         return cls(parts.space, parts.strategy, parts.evaluator, parts.objective, run_dir,
-                   budget=config.budget, seed=config.seed, dedup=config.dedup,
+                   budget=config.budget, seed=config.seed, duplicates=config.duplicates,
+                   reask_limit=config.reask_limit,
                    retries=config.retries, limit_check=parts.limit_check, executor=executor,
                    max_outstanding=config.max_outstanding, timeout=config.timeout, resume=resume,
                    progress=progress, config=config.to_dict(), on_trial=on_trial, console=console,
@@ -324,7 +351,8 @@ class Experiment:
         return {
             "space": _describe(self.space), "strategy": _describe(self.strategy),
             "evaluator": _describe(self.evaluator), "objective": _describe(objective),
-            "limits": _describe(self.limit_check), "seed": self.seed, "dedup": self.dedup,
+            "limits": _describe(self.limit_check), "seed": self.seed,
+            "duplicates": self.duplicates, "reask_limit": self.reask_limit,
             "retries": self.retries, "budget": self.budget.to_dict(),
             "workers": self.executor.workers, "executor": self.executor.name,
             "max_outstanding": self.max_outstanding, "timeout": self.timeout,
@@ -352,6 +380,7 @@ class Experiment:
             self._queued = store.max_queued()
             for t in store.iter_trials():
                 self.total_trials += 1
+                self._asked_keys.add(t.key)
                 if t.status in UNFINISHED:
                     self._waiting.append((t.id, t.arch, t.queued))
                     continue
@@ -408,6 +437,9 @@ class Experiment:
         self._session_start = time.monotonic()
         self._progress.start()
         try:
+            plan = getattr(self.strategy, "plan", None)  # a duck-typed strategy may have none
+            if callable(plan):
+                plan(self.budget.max_trials)
             self._recover()
             while True:
                 self._fill()
@@ -503,12 +535,23 @@ class Experiment:
         self._active[active.handle] = active
         self._active_by_key.setdefault(active.key, active)
 
+    def _propose(self, also_seen: Container[str] = ()) -> Any:
+        """The strategy's next proposal, through the duplicate filter in "reask" mode."""
+        if self.duplicates != "reask":
+            return self.strategy.ask()
+        seen = self._asked_keys if not also_seen else _Union(self._asked_keys, also_seen)
+        return ask_new(self.strategy, self.space, seen, self.reask_limit)[0]
+
     def _ask_one(self) -> None:
         try:
-            arch = self.strategy.ask()
+            arch = self._propose()
         except Exhausted:
             self._exhausted = True
             self.stop_reason = "the strategy has nothing left to propose"
+            return
+        except RepeatedProposals as exc:
+            self._exhausted = True
+            self.stop_reason = str(exc)
             return
         extra = None
         if self.prescreen is not None:
@@ -516,7 +559,8 @@ class Experiment:
         key = self.space.key(arch)
         arch_json = self.space.to_json(arch)
         self.total_trials += 1
-        if self.dedup:
+        self._asked_keys.add(key)
+        if self.duplicates == "reuse":
             previous = self.store.find_result(key)
             if previous is not None:
                 self._finish_reused(None, arch, previous, arch_json=arch_json, key=key)
@@ -554,11 +598,13 @@ class Experiment:
         """Ask for more proposals, keep the best-scored one (returned with its metrics) and tell the strategy the others were screened out (see `nasforge.experiment.prescreen`)."""
         assert self.prescreen is not None
         archs = [first]
+        batch = {self.space.key(first)}
         while len(archs) < self.prescreen.candidates:
             try:
-                archs.append(self.strategy.ask())
-            except Exhausted:
+                archs.append(self._propose(batch))
+            except (Exhausted, RepeatedProposals):
                 break
+            batch.add(self.space.key(archs[-1]))
         best, scores = self.prescreen.choose(self.space, archs)
         for i, arch in enumerate(archs):
             if i != best:

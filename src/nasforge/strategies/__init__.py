@@ -12,7 +12,9 @@ from nasforge.strategies.base import (AskTellStrategy, Exhausted, NotAskedError,
 from nasforge.strategies.controller import Controller
 from nasforge.strategies.evolution import RegularizedEvolution
 from nasforge.strategies.grid import GridSearch
+from nasforge.strategies.local import LocalSearch
 from nasforge.strategies.policy_gradient import PolicyGradientStrategy, PPOStrategy, ReinforceStrategy
+from nasforge.strategies.predictor import PredictorStrategy
 from nasforge.strategies.random import RandomSearch
 
 #: strategy name (as the CLI and configs spell it) -> class.
@@ -22,6 +24,8 @@ STRATEGIES: dict[str, type[Strategy]] = {
     "grid": GridSearch,
     "ppo": PPOStrategy,
     "reinforce": ReinforceStrategy,
+    "local": LocalSearch,
+    "predictor": PredictorStrategy,
 }
 
 
@@ -49,6 +53,7 @@ def _lookup(name: str) -> type[Strategy]:
     return STRATEGIES[name]
 
 
-__all__ = ["AskTellStrategy", "Controller", "Exhausted", "GridSearch", "NotAskedError", "PPOStrategy",
-           "PendingAsks", "PolicyGradientStrategy", "RandomSearch", "RegularizedEvolution", "ReinforceStrategy",
-           "Result", "STRATEGIES", "Strategy", "as_result", "create_strategy", "strategy_options"]
+__all__ = ["AskTellStrategy", "Controller", "Exhausted", "GridSearch", "LocalSearch", "NotAskedError", "PPOStrategy",
+           "PendingAsks", "PolicyGradientStrategy", "PredictorStrategy", "RandomSearch", "RegularizedEvolution",
+           "ReinforceStrategy", "Result", "STRATEGIES", "Strategy", "as_result", "create_strategy",
+           "strategy_options"]

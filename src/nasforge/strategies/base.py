@@ -4,6 +4,9 @@ A strategy knows a space only through its decision sequence (and `sample`/`mutat
 how rewards are made. Several asks may be outstanding at once and tells may arrive in any order:
 tells are matched to asks by the architecture's canonical key (first outstanding ask first).
 A failed evaluation is told as a `Result` with `reward=None`; strategies must not treat it as 0.
+A proposal the search loop turned down because its canonical key was already asked in the run is
+told as `Result.already_asked(key)`: a failure with `duplicate=True`, never evaluated (see
+`ask_new`). Strategies learn no reward from it; they may use the flag to propose differently.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +31,8 @@ class Result:
     reward: float | None
     metrics: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
+    #: the loop turned the proposal down as already asked in the run (see `ask_new`)
+    duplicate: bool = False
 
     @property
     def failed(self) -> bool:
@@ -40,6 +45,10 @@ class Result:
     @classmethod
     def failure(cls, error: str, metrics: Mapping[str, float] | None = None) -> Result:
         return cls(None, dict(metrics or {}), error)
+
+    @classmethod
+    def already_asked(cls, key: str) -> Result:
+        return cls(None, {}, f"duplicate: {key} was already asked in this run", duplicate=True)
 
 
 class Exhausted(Exception):
@@ -60,6 +69,13 @@ class Strategy(ABC):
         self.seed = seed
         self.rng = np.random.default_rng(seed)
 
+    def plan(self, budget: int | None) -> None:
+        """Hear how many evaluations the search expects (None: not known, e.g. a time budget).
+
+        The loop calls it before the first ask; a strategy whose good defaults depend on the
+        budget (evolution's population) fits them here. Options given explicitly always win.
+        """
+
     @abstractmethod
     def ask(self) -> Any:
         """The next architecture to evaluate."""
@@ -76,6 +92,32 @@ class Strategy(ABC):
 
 
 # -- shared helpers ----------------------------------------------------------------------------------
+
+class RepeatedProposals(Exception):
+    """Raised by `ask_new` when the strategy proposed only already-asked architectures `limit` + 1
+    times in a row: a converged or tiny search, stopped with a reason instead of looping."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"the strategy proposed only architectures already asked in this run "
+                         f"({limit + 1} in a row)")
+        self.limit = limit
+
+
+def ask_new(strategy: Strategy, space: SearchSpace, seen: Container[str], limit: int = 100) -> tuple[Any, str, int]:
+    """Ask until the proposal's canonical key is not in `seen`; `(arch, key, duplicates told)`.
+
+    This is the search loop's duplicate filter, the same for every strategy: each repeat is told
+    `Result.already_asked` (no evaluation, no reward, not a query of the budget) and the strategy
+    is asked again, up to `limit` times; then `RepeatedProposals`. `Exhausted` passes through.
+    """
+    for repeats in range(limit + 1):
+        arch = strategy.ask()
+        key = space.key(arch)
+        if key not in seen:
+            return arch, key, repeats
+        strategy.tell(arch, Result.already_asked(key))
+    raise RepeatedProposals(limit)
+
 
 class NotAskedError(ConfigError):
     """`tell` was given an architecture with no outstanding `ask` (never asked, or already told)."""
@@ -103,7 +145,7 @@ def as_result(result: Any) -> Result:
     if reward is not None and not math.isfinite(float(reward)):
         return Result(None, result.metrics, result.error or f"non-finite reward {reward!r}")
     if reward is not None and not isinstance(reward, float):
-        return Result(float(reward), result.metrics, result.error)
+        return Result(float(reward), result.metrics, result.error, result.duplicate)
     return result
 
 
@@ -159,6 +201,7 @@ class AskTellStrategy(Strategy):
         self.num_asked = 0
         self.num_told = 0
         self.num_failed = 0
+        self.num_duplicates = 0  # proposals the loop turned down as already asked (not failures)
         self._best: tuple[Any, float] | None = None
 
     @abstractmethod
@@ -179,7 +222,9 @@ class AskTellStrategy(Strategy):
         result = as_result(result)
         payload = self.pending.pop(self.space.key(arch), self.name)
         self.num_told += 1
-        if result.failed:
+        if result.duplicate:
+            self.num_duplicates += 1
+        elif result.failed:
             self.num_failed += 1
         elif self._best is None or result.reward > self._best[1]:
             self._best = (arch, float(result.reward))
@@ -207,6 +252,7 @@ class AskTellStrategy(Strategy):
             num_asked=self.num_asked,
             num_told=self.num_told,
             num_failed=self.num_failed,
+            num_duplicates=self.num_duplicates,
             best=None if self._best is None else [self.space.to_json(self._best[0]), self._best[1]],
         )
         return state
@@ -225,5 +271,6 @@ class AskTellStrategy(Strategy):
         self.num_asked = int(state["num_asked"])
         self.num_told = int(state["num_told"])
         self.num_failed = int(state["num_failed"])
+        self.num_duplicates = int(state.get("num_duplicates", 0))
         best = state["best"]
         self._best = None if best is None else (self.space.from_json(copy.deepcopy(best[0])), float(best[1]))

@@ -22,29 +22,53 @@ class RegularizedEvolution(AskTellStrategy):
       the ask is `space.mutate(parent, rng)`.
     - Each successful tell appends its architecture to the population; when the population
       exceeds P, its oldest member is removed. Failed results do not join.
+    - A proposal the loop turns down as already asked (a duplicate) does not join either; after
+      every `DUPLICATES_PER_STEP` duplicates in a row the child is mutated one step further, so
+      a population whose one-step neighbourhood was all asked still reaches new cells.
 
     The state holds the population only (not the whole history), so that checkpointing after every
     tell costs the same at trial 10,000 as at trial 100.
 
-    Paper defaults P=100, S=25 (Real et al. 2019, CIFAR-10 experiments).
+    P and S left unset are fitted to the budget the loop announces (`plan`): P = budget / 10
+    within [10, 100] and S = ceil(P / 4), which gives the paper's P=100, S=25 (Real et al. 2019,
+    CIFAR-10 experiments) from 1,000 queries on and NAS-Bench-201's P=10, S=3 (Dong & Yang 2020,
+    their REA script) at 100, so evolution always has generations left to evolve; with no
+    budget known (a time budget), the 200-query setting P=20, S=5. Only a P given explicitly can make evolution random search.
+    The sizes in use are part of the checkpoint, so a resumed run keeps them whatever its budget.
     """
 
     name = "evolution"
+    DUPLICATES_PER_STEP = 10
 
-    def __init__(self, space: SearchSpace, seed: int = 0, population_size: int = 100, sample_size: int = 25):
+    def __init__(self, space: SearchSpace, seed: int = 0, population_size: int | None = None,
+                 sample_size: int | None = None):
         super().__init__(space, seed)
-        if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 1:
-            raise ConfigError("population_size", f"must be an integer >= 1, got {population_size!r}")
-        if isinstance(sample_size, bool) or not isinstance(sample_size, int) or sample_size < 1:
-            raise ConfigError("sample_size", f"must be an integer >= 1, got {sample_size!r}")
-        self.population_size = population_size
-        self.sample_size = sample_size
+        for name, value in (("population_size", population_size), ("sample_size", sample_size)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(name, f"must be an integer >= 1 (or unset: fitted to the budget), got {value!r}")
+        self._given = {"population_size": population_size, "sample_size": sample_size}
+        self.population_size, self.sample_size = self.sizes_for(None, population_size, sample_size)
         self.population: deque[tuple[Any, float]] = deque()
         self.num_successes = 0
+        self.duplicate_streak = 0
         self._population_json: deque[Any] = deque()  # the members' JSON, for cheap checkpoints
 
+    @staticmethod
+    def sizes_for(budget: int | None, population_size: int | None = None,
+                  sample_size: int | None = None) -> tuple[int, int]:
+        """(P, S) for a budget of `budget` queries (None: unknown), keeping the sizes given."""
+        if population_size is None:
+            population_size = 20 if budget is None else min(100, max(10, int(budget) // 10))
+        if sample_size is None:
+            sample_size = -(-population_size // 4)
+        return population_size, sample_size
+
+    def plan(self, budget: int | None) -> None:
+        if self.num_asked == 0:
+            self.population_size, self.sample_size = self.sizes_for(budget, **self._given)
+
     def options(self) -> dict[str, Any]:
-        return {"population_size": self.population_size, "sample_size": self.sample_size}
+        return dict(self._given)
 
     def _propose(self) -> tuple[Any, Any]:
         if self.num_successes < self.population_size:
@@ -55,9 +79,13 @@ class RegularizedEvolution(AskTellStrategy):
             arch, reward = self.population[i]
             if reward > parent_reward:
                 parent, parent_reward = arch, reward
-        return self.space.mutate(parent, self.rng), None
+        child = self.space.mutate(parent, self.rng)
+        for _ in range(self.duplicate_streak // self.DUPLICATES_PER_STEP):
+            child = self.space.mutate(child, self.rng)
+        return child, None
 
     def _learn(self, arch: Any, payload: Any, result: Result) -> None:
+        self.duplicate_streak = self.duplicate_streak + 1 if result.duplicate else 0
         if result.failed:
             return
         self.population.append((arch, result.reward))
@@ -69,12 +97,16 @@ class RegularizedEvolution(AskTellStrategy):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(num_successes=self.num_successes,
+        state.update(population_size=self.population_size, sample_size=self.sample_size,
+                     num_successes=self.num_successes, duplicate_streak=self.duplicate_streak,
                      population=[[j, r] for j, (_, r) in zip(self._population_json, self.population)])
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        self.population_size = int(state.get("population_size", self.population_size))
+        self.sample_size = int(state.get("sample_size", self.sample_size))
         self.num_successes = int(state["num_successes"])
+        self.duplicate_streak = int(state.get("duplicate_streak", 0))
         self._population_json = deque(j for j, _ in state["population"])
         self.population = deque((self.space.from_json(j), float(r)) for j, r in state["population"])

@@ -14,13 +14,16 @@ Baseline: an exponential moving average of rewards, `b <- decay * b + (1 - decay
 rewards in the order they were told. With `normalize_advantages` the advantages of a minibatch are
 standardised (mean 0, std 1), which makes an update independent of the reward's units.
 
-Duplicates (`max_resamples` K > 0): the strategy remembers the canonical keys of the last
-`SEEN_LIMIT` architectures it has asked (bounded, so the checkpoint written with every tell does not
-grow with the search; an older architecture asked again is cheap, its stored result is reused). An ask draws K + 1 candidates from the policy in one batched pass and asks the first
-whose key is new (rejection sampling: the policy restricted to unseen architectures); if all were
-seen it draws K + 1 more from the policy flattened by temperature 2, 4, 8, 16 and 64 in turn; only
-if every draw was seen does it ask a repeat (the first draw). The recorded log-probability is always
-the policy's own (temperature 1) one.
+Duplicates: the search loop turns down a proposal whose canonical key was already asked in the run
+and tells it `Result.already_asked` (`nasforge.strategies.base.ask_new`). Nothing is learned from
+such a tell; it only makes the next asks sample from a flatter policy: after every
+`DUPLICATES_PER_TEMPERATURE` duplicates in a row the temperature goes up (2, 4, 8, 16, 64), so a
+policy that has converged on cells already asked still finds new ones, and it drops back to 1 at
+the first tell of a real result. The recorded log-probability is always the policy's own
+(temperature 1) one, which is what the update needs. Draws are made `DUPLICATES_PER_TEMPERATURE`
+at a time in one batched pass and handed out one per ask (independent draws, so the same
+distribution as one draw per ask, at a fraction of the cost when a run of duplicates needs many);
+unused draws are dropped at a real result or a change of temperature.
 
 Two sets of defaults (`preset`): "default", made for budgets of hundreds of queries (see
 docs/strategies.md for the measurements behind it), and "nasnet", the paper's settings for
@@ -42,14 +45,14 @@ from nasforge.strategies.controller import Controller
 #: preset name -> option values; `None` for an option means "the preset's value".
 PRESETS: dict[str, dict[str, Any]] = {
     # Small budgets (a few hundred queries): frequent updates, a 30x larger step than NASNet's,
-    # advantages in reward-independent units, an entropy bonus on that scale, no repeated queries.
+    # advantages in reward-independent units, an entropy bonus on that scale.
     "default": {"batch_size": 10, "lr": 0.01, "entropy_weight": 0.01, "baseline_decay": 0.95, "hidden_size": 100,
-                "init_range": 0.1, "normalize_advantages": True, "max_grad_norm": None, "max_resamples": 16,
+                "init_range": 0.1, "normalize_advantages": True, "max_grad_norm": None,
                 "epochs": 4, "clip": 0.2},
     # NASNet App. A (Zoph et al. 2018): 20,000 children, PPO minibatches of 20.
     "nasnet": {"batch_size": 20, "lr": 0.00035, "entropy_weight": 0.00001, "baseline_decay": 0.95,
                "hidden_size": 100, "init_range": 0.1, "normalize_advantages": False, "max_grad_norm": None,
-               "max_resamples": 0, "epochs": 4, "clip": 0.2},
+               "epochs": 4, "clip": 0.2},
 }
 
 
@@ -85,16 +88,14 @@ class PolicyGradientStrategy(AskTellStrategy):
     Every option left at None takes the value of `preset` (see `PRESETS`).
     """
 
-    #: resampling a duplicate: draws from the policy, then from ever flatter versions of it.
+    #: sampling temperatures after runs of duplicates: the policy, then ever flatter versions of it.
     RESAMPLE_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
-    #: keys remembered for duplicate resampling (bounds the checkpoint written with every tell)
-    SEEN_LIMIT = 2000
+    DUPLICATES_PER_TEMPERATURE = 16
 
     def __init__(self, space: SearchSpace, seed: int = 0, *, preset: str = "default", batch_size: int | None = None,
                  lr: float | None = None, entropy_weight: float | None = None, baseline_decay: float | None = None,
                  hidden_size: int | None = None, init_range: float | None = None,
-                 normalize_advantages: bool | None = None, max_grad_norm: float | None = None,
-                 max_resamples: int | None = None):
+                 normalize_advantages: bool | None = None, max_grad_norm: float | None = None):
         super().__init__(space, seed)
         values = _preset(preset)
         self.preset = preset
@@ -115,48 +116,42 @@ class PolicyGradientStrategy(AskTellStrategy):
         grad_norm = pick("max_grad_norm", max_grad_norm)
         self.max_grad_norm = None if grad_norm is None else _check("max_grad_norm", grad_norm, float, 0,
                                                                    low_open=True)
-        self.max_resamples = _check("max_resamples", pick("max_resamples", max_resamples), int, 0)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.controller = Controller([d.num_options for d in space.decisions], self.hidden_size, self.init_range,
                                      generator=self.generator)
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
         self.baseline: float | None = None
         self.buffer: list[list[Any]] = []  # [choices, log-prob at sampling time, reward]
-        self.seen: dict[str, None] = {}  # last SEEN_LIMIT keys asked, oldest first (with max_resamples > 0)
+        self.duplicate_streak = 0  # duplicates told since the last real result
+        self.draws: list[list[Any]] = []  # [choices, log-prob] drawn in one pass, handed out in order
         self.num_updates = 0
-        self.num_repeats = 0  # asks that repeated an architecture although max_resamples > 0
         self.last_update: dict[str, float] = {}
 
     def options(self) -> dict[str, Any]:
         return {"preset": self.preset, "batch_size": self.batch_size, "lr": self.lr,
                 "entropy_weight": self.entropy_weight, "baseline_decay": self.baseline_decay,
                 "hidden_size": self.hidden_size, "init_range": self.init_range,
-                "normalize_advantages": self.normalize_advantages, "max_grad_norm": self.max_grad_norm,
-                "max_resamples": self.max_resamples}
+                "normalize_advantages": self.normalize_advantages, "max_grad_norm": self.max_grad_norm}
 
     # -- ask / tell --------------------------------------------------------------------------------------
     def _propose(self) -> tuple[Any, Any]:
-        if self.max_resamples == 0:
-            with torch.no_grad():
-                choices, log_prob, _ = self.controller.sample(self.generator)
-            return self.space.decode(choices), [choices, float(log_prob)]
-        first = None
-        for temperature in self.RESAMPLE_TEMPERATURES:
-            batch, log_probs = self.controller.sample_batch(self.max_resamples + 1, self.generator, temperature)
-            for row, lp in zip(batch.tolist(), log_probs.tolist()):
-                arch = self.space.decode(row)
-                key = self.space.key(arch)
-                if first is None:
-                    first = (arch, [row, float(lp)])
-                if key not in self.seen:
-                    self.seen[key] = None
-                    if len(self.seen) > self.SEEN_LIMIT:
-                        del self.seen[next(iter(self.seen))]  # the oldest
-                    return arch, [row, float(lp)]
-        self.num_repeats += 1
-        return first  # every draw was asked before: repeat the policy's first draw
+        if not self.draws:
+            level = min(self.duplicate_streak // self.DUPLICATES_PER_TEMPERATURE,
+                        len(self.RESAMPLE_TEMPERATURES) - 1)
+            batch, log_probs = self.controller.sample_batch(self.DUPLICATES_PER_TEMPERATURE, self.generator,
+                                                            self.RESAMPLE_TEMPERATURES[level])
+            self.draws = [[row, float(lp)] for row, lp in zip(batch.tolist(), log_probs.tolist())]
+        row, log_prob = self.draws.pop(0)
+        return self.space.decode(row), [row, log_prob]
 
     def _learn(self, arch: Any, payload: Any, result: Result) -> None:
+        if result.duplicate:
+            self.duplicate_streak += 1
+            if self.duplicate_streak % self.DUPLICATES_PER_TEMPERATURE == 0:
+                self.draws = []  # the next draws are flatter
+            return
+        self.duplicate_streak = 0
+        self.draws = []
         if result.failed:
             return
         choices, old_log_prob = payload
@@ -206,9 +201,9 @@ class PolicyGradientStrategy(AskTellStrategy):
             optimizer=_snapshot(self.optimizer.state_dict()),
             baseline=self.baseline,
             buffer=[[list(c), lp, r] for c, lp, r in self.buffer],
-            seen=list(self.seen),
+            duplicate_streak=self.duplicate_streak,
+            draws=[[list(c), lp] for c, lp in self.draws],
             num_updates=self.num_updates,
-            num_repeats=self.num_repeats,
             last_update=dict(self.last_update),
         )
         return state
@@ -220,9 +215,9 @@ class PolicyGradientStrategy(AskTellStrategy):
         self.optimizer.load_state_dict(_snapshot(state["optimizer"]))
         self.baseline = None if state["baseline"] is None else float(state["baseline"])
         self.buffer = [[list(map(int, c)), float(lp), float(r)] for c, lp, r in state["buffer"]]
-        self.seen = dict.fromkeys(str(k) for k in state.get("seen", []))
+        self.duplicate_streak = int(state.get("duplicate_streak", 0))
+        self.draws = [[list(map(int, c)), float(lp)] for c, lp in state.get("draws", [])]
         self.num_updates = int(state["num_updates"])
-        self.num_repeats = int(state.get("num_repeats", 0))
         self.last_update = dict(state.get("last_update", {}))
 
 
@@ -237,10 +232,9 @@ class PPOStrategy(PolicyGradientStrategy):
     with `ratio = exp(log pi(a) - log pi_old(a))`, `pi_old` the policy that sampled each
     architecture and `A = R - b` (standardised within the minibatch with `normalize_advantages`).
 
-    `preset="default"`: minibatch 10, lr 0.01, entropy weight 0.01, standardised advantages,
-    duplicates resampled (`max_resamples=16`): made for budgets of a few hundred queries.
-    `preset="nasnet"`: NASNet App. A: lr 0.00035, entropy weight 0.00001, minibatch 20, raw
-    advantages, no resampling. Both: baseline decay 0.95, 100 LSTM units, init U(-0.1, 0.1) (NASNet),
+    `preset="default"`: minibatch 10, lr 0.01, entropy weight 0.01, standardised advantages:
+    made for budgets of a few hundred queries. `preset="nasnet"`: NASNet App. A: lr 0.00035,
+    entropy weight 0.00001, minibatch 20, raw advantages. Both: baseline decay 0.95, 100 LSTM units, init U(-0.1, 0.1) (NASNet),
     clip 0.2 (PPO paper), epochs 4 (NASNet gives none; PPO's own Atari setting is 3, MuJoCo 10).
     """
 
@@ -250,15 +244,13 @@ class PPOStrategy(PolicyGradientStrategy):
                  epochs: int | None = None, clip: float | None = None, lr: float | None = None,
                  entropy_weight: float | None = None, baseline_decay: float | None = None,
                  hidden_size: int | None = None, init_range: float | None = None,
-                 normalize_advantages: bool | None = None, max_grad_norm: float | None = None,
-                 max_resamples: int | None = None):
+                 normalize_advantages: bool | None = None, max_grad_norm: float | None = None):
         values = _preset(preset)
         self.epochs = _check("epochs", values["epochs"] if epochs is None else epochs, int, 1)
         self.clip = _check("clip", values["clip"] if clip is None else clip, float, 0, low_open=True)
         super().__init__(space, seed, preset=preset, batch_size=batch_size, lr=lr, entropy_weight=entropy_weight,
                          baseline_decay=baseline_decay, hidden_size=hidden_size, init_range=init_range,
-                         normalize_advantages=normalize_advantages, max_grad_norm=max_grad_norm,
-                         max_resamples=max_resamples)
+                         normalize_advantages=normalize_advantages, max_grad_norm=max_grad_norm)
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "epochs": self.epochs, "clip": self.clip}
