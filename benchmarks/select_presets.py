@@ -1,6 +1,6 @@
 """Choose the PPO / REINFORCE "default" preset on validation only.
 
-    .venv/bin/python benchmarks/select_presets.py              # 50 selection seeds, resumable
+    .venv/bin/python benchmarks/select_presets.py              # 30 selection seeds, resumable
     .venv/bin/python benchmarks/select_presets.py --show       # the table of what was measured
 
 Procedure (written down before any test figure is read):
@@ -11,7 +11,9 @@ Procedure (written down before any test figure is read):
 - criterion: the mean over seeds of the best reward found (the validation accuracy of the
   best-by-reward cell), averaged over the 100- and 200-query budgets; the highest wins;
 - grid: lr x batch_size x entropy_weight below, other options at the preset's values
-  (standardised advantages, 4 PPO epochs, clip 0.2, 100 LSTM units).
+  (standardised advantages, 4 PPO epochs, clip 0.2, 100 LSTM units);
+- PPO and REINFORCE share their presets (they differ only in the update rule), and the preset is
+  selected on PPO; `--strategies ppo reinforce` also measures REINFORCE's grid.
 Each configuration's result is appended to benchmarks/results/select_presets.jsonl as it finishes,
 so an interrupted selection resumes where it stopped.
 """
@@ -42,8 +44,8 @@ def configurations() -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=50, help="selection seeds, 1000..1000+N-1 (default 50)")
-    p.add_argument("--strategies", nargs="+", default=["ppo", "reinforce"], choices=["ppo", "reinforce"])
+    p.add_argument("--seeds", type=int, default=30, help="selection seeds, 1000..1000+N-1 (default 30)")
+    p.add_argument("--strategies", nargs="+", default=["ppo"], choices=["ppo", "reinforce"])
     p.add_argument("--show", action="store_true", help="print what was measured, run nothing")
     args = p.parse_args()
     torch.set_num_threads(1)

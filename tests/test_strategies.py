@@ -437,7 +437,7 @@ def test_presets_paper_and_small_budget_defaults():
     default = PPOStrategy(space)  # made for budgets of hundreds of queries (docs/strategies.md)
     assert (default.preset, default.batch_size, default.lr, default.entropy_weight, default.normalize_advantages,
             default.epochs, default.clip, default.hidden_size) == \
-        ("default", 10, 0.01, 0.01, True, 4, 0.2, 100)
+        ("default", 5, 0.005, 0.01, True, 4, 0.2, 100)
     mixed = PPOStrategy(space, preset="nasnet", lr=0.01)  # explicit options override the preset
     assert (mixed.lr, mixed.batch_size, mixed.options()["preset"]) == (0.01, 20, "nasnet")
     with pytest.raises(ConfigError, match="unknown preset 'fast'.*nasnet"):
