@@ -104,10 +104,17 @@ def names_any(message: str, names) -> bool:
 
 
 def tree(root: Path) -> dict[str, str]:
-    """Every file under `root` with a hash of its bytes (folders as '/')."""
+    """Every file under `root` with a hash of its bytes (folders as '/').
+
+    An empty write-ahead log and the shared-memory index next to the database are left out:
+    SQLite makes them for any reader of a WAL database (a read-only one included), and they
+    hold no data of the run.
+    """
     out = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
+        if p.name.endswith("-shm") or (p.name.endswith("-wal") and p.stat().st_size == 0):
+            continue
         out[rel] = "/" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
@@ -473,6 +480,7 @@ def config_is_valid(data: dict) -> bool:
     from nasforge.experiment.config import build_components
 
     args = build_parser().parse_args(["search", "--config", "c.toml", *SEARCH_CONFIG_ARGS])
+    data = {k: v for k, v in data.items() if k != "run"}  # where to write: --run in SEARCH_CONFIG_ARGS wins
     try:
         config = SearchConfig.from_dict(search_config_dict(args, data))
         parts = build_components(config)
@@ -762,16 +770,17 @@ def _flags(*path: str) -> list[str]:
     return sorted(s for a in parser._actions for s in a.option_strings if s not in ("-h", "--help"))
 
 
-ESCAPE = "../escape"
+#: A folder no command accepts (a path typed on the command line may go anywhere, '..' included).
+NO_FOLDER = ""
 #: command -> (positional arguments, a last bad pair that stops it before any work is done).
 COMMANDS = {
-    "search": ([], ["--run", ESCAPE]),
-    "run": ([], ["--run", ESCAPE]),
-    "train": (["SOURCE"], ["--out", ESCAPE]),
+    "search": ([], ["--run", NO_FOLDER]),
+    "run": ([], ["--run", NO_FOLDER]),
+    "train": (["SOURCE"], ["--out", NO_FOLDER]),
     "show": (["MISSING"], []),
     "report": (["MISSING"], []),
     "scale family": (["BASE"], ["--alpha", "0.5"]),
-    "scale search": (["BASE"], ["--run", ESCAPE]),
+    "scale search": (["BASE"], ["--run", NO_FOLDER]),
     "profile": (["nasnet_a_cifar"], ["--arch", "cells.json"]),
     "bench": ([], ["--strategy-option", "novalue"]),
     "export": (["MISSING"], ["--format", "bogus"]),
@@ -805,10 +814,10 @@ def command_lines(draw):
 
 @settings(max_examples=examples(80), **FUZZ)
 @given(argv=command_lines())
-@example(argv=["search", "--config", "a\nb", "--run", ESCAPE])  # a two-line message
+@example(argv=["search", "--config", "a\nb", "--run", NO_FOLDER])  # a two-line message
 @example(argv=["show", "runs/missing", "--json", ""])  # "unrecognized arguments: " named nothing
 @example(argv=["report", ""])  # "nasforge.db: no nasforge run database here"
-@example(argv=["scale", "search", "efficientnet_b0", "--seed", "-1", "--run", ESCAPE])  # ValueError
+@example(argv=["scale", "search", "efficientnet_b0", "--seed", "-1", "--run", NO_FOLDER])  # ValueError
 def test_bad_command_lines(argv, monkeypatch, capsys):
     """Random flags of each command with random values (negative, huge, NaN, text, '', '../x'), and
     always one bad value last, so nothing runs: one line, naming something the user typed."""
@@ -850,7 +859,7 @@ def existing_run(tmp_path_factory):
 
 #: Options that make `nasforge train RUN` fail before it trains, whatever else is given.
 TRAIN_STOPS = [["--seed", "-1"], ["--lr", "1e400"], ["--epochs", "0"], ["--device", "tpu"],
-               ["--dataset", "npz:missing.npz", "--out", ESCAPE]]
+               ["--dataset", "npz:missing.npz", "--out", NO_FOLDER]]
 if NB201 is not None:
     TRAIN_STOPS += [["--cells", "2"], ["--filters", "8"]]  # NASNet-only flags on an NB201 architecture
 

@@ -3,28 +3,23 @@ opened in a real headless Chromium (every image loads, no console errors, no net
 
 The runs are real small experiments on real spaces (NASNet, MBConv, NB-201) with a tiny in-test
 evaluator, so the report reads exactly what the experiment loop writes. The browser is driven
-over Chromium's DevTools protocol on a pipe (`--remote-debugging-pipe`): no Selenium, no
-websockets, nothing injected into the page. The browser tests skip when no Chromium is installed
-(`scripts/setup.sh test` installs Debian's `chromium` when it runs as root).
+over Chromium's DevTools protocol on a pipe (`--remote-debugging-pipe`, tests/browser.py): no
+Selenium, no websockets, nothing injected into the page. The browser tests skip when no Chromium
+is installed (`scripts/setup.sh test` installs Debian's `chromium` when it runs as root).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import select
 import shutil
-import signal
-import subprocess
-import tempfile
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from browser import chromium_or_skip
 
 from nasforge.errors import ConfigError
 from nasforge.evaluators.base import Evaluator
@@ -291,167 +286,11 @@ def test_report_of_partial_and_bad_scaling_markers(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------
-# The page in headless Chromium, over the DevTools protocol on a pipe
+# The page in headless Chromium, over the DevTools protocol on a pipe (tests/browser.py)
 # ------------------------------------------------------------------------------------------------
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-BROWSER_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--disable-extensions", "--mute-audio")
-STEP_TIMEOUT = 20.0
-
-
-def find_browser() -> str | None:
-    explicit = os.environ.get("NASFORGE_CHROMIUM")
-    if explicit:
-        return shutil.which(explicit) or (explicit if os.access(explicit, os.X_OK) else None)
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-class Chromium:
-    """Headless Chromium driven over `--remote-debugging-pipe` (fd 3 in, fd 4 out, NUL-separated
-    JSON). Every read has a deadline; the whole process group is killed on close."""
-
-    def __init__(self, binary: str):
-        self.profile = tempfile.mkdtemp(prefix="nasforge-chromium-")
-        to_child_r, self._to_child = os.pipe()
-        self._from_child, from_child_w = os.pipe()
-
-        def child_fds() -> None:  # runs in the child before exec: put the pipe ends on fds 3 and 4
-            a, b = os.dup(to_child_r), os.dup(from_child_w)
-            os.dup2(a, 100)
-            os.dup2(b, 101)
-            os.dup2(100, 3)
-            os.dup2(101, 4)
-
-        self.proc = subprocess.Popen(
-            [binary, *BROWSER_FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe",
-             "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=child_fds, pass_fds=(3, 4), start_new_session=True)
-        os.close(to_child_r)
-        os.close(from_child_w)
-        self._buf = b""
-        self._id = 0
-        self.events: list[dict[str, Any]] = []
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None) -> int:
-        self._id += 1
-        msg: dict[str, Any] = {"id": self._id, "method": method, "params": params or {}}
-        if session:
-            msg["sessionId"] = session
-        os.write(self._to_child, json.dumps(msg).encode() + b"\0")
-        return self._id
-
-    def recv(self, deadline: float) -> dict[str, Any]:
-        while b"\0" not in self._buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("no answer from Chromium in time")
-            ready, _, _ = select.select([self._from_child], [], [], left)
-            if ready:
-                chunk = os.read(self._from_child, 1 << 16)
-                if not chunk:
-                    raise EOFError(f"Chromium exited: {self.stderr_tail()}")
-                self._buf += chunk
-        msg, self._buf = self._buf.split(b"\0", 1)
-        return json.loads(msg)
-
-    def call(self, method: str, params: dict | None = None, session: str | None = None) -> dict[str, Any]:
-        mid = self.send(method, params, session)
-        deadline = time.monotonic() + STEP_TIMEOUT
-        while True:
-            msg = self.recv(deadline)
-            if msg.get("id") == mid:
-                if "error" in msg:
-                    raise RuntimeError(f"{method}: {msg['error']}")
-                return msg.get("result", {})
-            self.events.append(msg)
-
-    def load(self, url: str) -> dict[str, Any]:
-        """Open `url` in a fresh tab; what it loaded, logged and requested."""
-        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
-        for domain in ("Runtime", "Log", "Network", "Page"):
-            self.call(f"{domain}.enable", session=session)
-        start = len(self.events)
-        self.call("Page.navigate", {"url": url}, session=session)
-        deadline = time.monotonic() + STEP_TIMEOUT
-
-        def mine() -> list[dict[str, Any]]:
-            return [e for e in self.events[start:] if e.get("sessionId") == session]
-
-        while not any(e.get("method") == "Page.loadEventFired" for e in mine()):
-            self.events.append(self.recv(deadline))
-        probe = """JSON.stringify({
-            title: document.title,
-            images: [...document.images].map(i => ({src: i.getAttribute('src'), complete: i.complete,
-                                                     width: i.naturalWidth, height: i.naturalHeight})),
-            sheets: [...document.styleSheets].map(s => s.href),
-            scripts: document.scripts.length})"""
-        page = json.loads(self.call("Runtime.evaluate", {"expression": probe, "returnByValue": True},
-                                    session=session)["result"]["value"])
-        events = mine()
-        page["console"] = [e["params"] for e in events if e.get("method") == "Runtime.consoleAPICalled"
-                           and e["params"].get("type") in ("error", "assert", "warning")]
-        page["exceptions"] = [e["params"] for e in events if e.get("method") == "Runtime.exceptionThrown"]
-        page["log_errors"] = [e["params"]["entry"] for e in events if e.get("method") == "Log.entryAdded"
-                              and e["params"]["entry"].get("level") == "error"]
-        page["requests"] = [e["params"]["request"]["url"] for e in events
-                            if e.get("method") == "Network.requestWillBeSent"]
-        page["failed"] = [e["params"] for e in events if e.get("method") == "Network.loadingFailed"]
-        self.call("Target.closeTarget", {"targetId": target})
-        return page
-
-    def stderr_tail(self) -> str:
-        try:
-            self.proc.wait(timeout=2)
-            return (self.proc.stderr.read() or b"").decode(errors="replace")[-800:]
-        except (subprocess.TimeoutExpired, ValueError, OSError):
-            return "(still running)"
-
-    def close(self) -> None:
-        try:
-            if self.proc.poll() is None:
-                try:
-                    self.send("Browser.close")
-                except OSError:
-                    pass
-                try:
-                    self.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
-            if self.proc.poll() is None:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    self.proc.kill()
-                self.proc.wait(timeout=5)
-        finally:
-            for fd in (self._to_child, self._from_child):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            if self.proc.stderr:
-                self.proc.stderr.close()
-            shutil.rmtree(self.profile, ignore_errors=True)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    binary = find_browser()
-    if binary is None:
-        pytest.skip("no Chromium found (install Debian's `chromium`: `scripts/setup.sh test` as root, "
-                    "or set NASFORGE_CHROMIUM to a Chromium/Chrome binary)")
-    b = Chromium(binary)
-    try:
-        yield b
-    finally:
-        b.close()
+    yield from chromium_or_skip()
 
 
 def test_browser_check_catches_broken_pages(browser, tmp_path):

@@ -393,9 +393,10 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class Store:
     """A run's SQLite database. Create with `Store.create`, open an existing run with `Store.open`."""
 
-    def __init__(self, run_dir: str | os.PathLike):
+    def __init__(self, run_dir: str | os.PathLike, *, readonly: bool = False):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / DB_NAME
+        self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._lock = threading.RLock()
@@ -439,9 +440,14 @@ class Store:
         return store
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike) -> Store:
-        """Open an existing run (StoreError when there is none or it is not a nasforge database)."""
-        store = cls(run_dir)
+    def open(cls, run_dir: str | os.PathLike, *, readonly: bool = False) -> Store:
+        """Open an existing run (StoreError when there is none or it is not a nasforge database).
+
+        `readonly=True` opens the file read-only (a ``file:...?mode=ro`` URI and ``query_only``):
+        any write is a StoreError, and nothing about the database is changed, not even its journal
+        mode. WAL readers never block the run's writers; a read-only reader cannot checkpoint the
+        WAL either. For readers beside a running search (reports, the live report server)."""
+        store = cls(run_dir, readonly=readonly)
         if not store.path.is_file():
             raise StoreError(store.path, "no nasforge run database here")
         try:
@@ -469,15 +475,22 @@ class Store:
                 return self._conn
             self._conn = None  # a connection inherited over fork is never used
             try:
-                conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
-                                       check_same_thread=False)
+                if self.readonly:
+                    conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                           timeout=60.0, isolation_level=None, check_same_thread=False)
+                else:
+                    conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                                           check_same_thread=False)
             except sqlite3.Error as exc:
                 raise StoreError(self.path, f"cannot open database ({exc})") from None
             try:
                 conn.execute("PRAGMA busy_timeout = 60000")
-                self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
-                conn.execute("PRAGMA synchronous = NORMAL")  # WAL+NORMAL: survives process kills
-                conn.execute("PRAGMA foreign_keys = ON")
+                if self.readonly:
+                    conn.execute("PRAGMA query_only = ON")
+                else:
+                    self._retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+                    conn.execute("PRAGMA synchronous = NORMAL")  # WAL+NORMAL: survives process kills
+                    conn.execute("PRAGMA foreign_keys = ON")
                 if create:
                     self._retry(lambda: conn.executescript(_SCHEMA))
                 else:
@@ -557,6 +570,26 @@ class Store:
                 return self._retry(lambda: body(conn))
             except sqlite3.DatabaseError as exc:
                 raise StoreError(self.path, f"database error ({exc})") from None
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Store]:
+        """Reads made inside see one consistent state of the database: one read transaction,
+        held only as long as the block runs (in WAL mode it never blocks a writer; keep it short,
+        since the WAL cannot be checkpointed past it). Other threads' reads wait for the block."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                conn.execute("BEGIN")  # deferred: the snapshot is taken at the first read
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(self.path, f"database error ({exc})") from None
+            try:
+                yield self
+            finally:
+                if conn.in_transaction:
+                    try:
+                        conn.execute("COMMIT")
+                    except sqlite3.Error:
+                        conn.execute("ROLLBACK")
 
     @staticmethod
     def _put_checkpoint(conn: sqlite3.Connection, update: CheckpointUpdate | None,

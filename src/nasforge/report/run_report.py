@@ -261,17 +261,22 @@ class RunData:
 
 
 def load_run(run_dir: str | os.PathLike, top: int = 10) -> RunData:
-    """Read a run (a `StoreError` when there is none); the database is closed again at once."""
+    """Read a run (a `StoreError` when there is none); the database is closed again at once.
+
+    The database is opened read-only and read in one short read transaction, so a report of a
+    running search never writes its store, never blocks its writers, and sees one consistent
+    state (counts, trials and leaderboard agree)."""
     from nasforge.experiment.store import Store
 
     run_dir = Path(run_dir)
-    store = Store.open(run_dir)
+    store = Store.open(run_dir, readonly=True)
     try:
-        config = store.config()
-        return RunData(run_dir=run_dir, label=_strategy_name(config) or run_dir.name, config=config,
-                       counts=store.counts(), trials=store.trials(), best=store.best(top),
-                       markers=store.markers(), created=store.created(),
-                       nasforge_version=_stored_version(store))
+        with store.snapshot():
+            config = store.config()
+            return RunData(run_dir=run_dir, label=_strategy_name(config) or run_dir.name, config=config,
+                           counts=store.counts(), trials=store.trials(), best=store.best(top),
+                           markers=store.markers(), created=store.created(),
+                           nasforge_version=_stored_version(store))
     finally:
         store.close()
 
