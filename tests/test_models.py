@@ -1,14 +1,17 @@
-import io
+import contextlib
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
 from nasforge.errors import ConfigError, UnknownNameError
+from nasforge.export import to_exported_program, to_onnx
 from nasforge.models import create, get_model_spec, list_models
 from nasforge.nn.layers import DropPath
 from nasforge.profile import count_macs, count_params
-from nasforge.spaces import NASNetSpace
+from nasforge.spaces import SPACES, NASNetSpace
+from nasforge.spaces.nasnet import COMBINERS, OP_NAMES
 from nasforge.spaces.nasnet_cells import NASNET_A
 
 NASNET_MODELS = [n for n in list_models() if get_model_spec(n).family == "nasnet"]
@@ -119,15 +122,131 @@ def test_drop_path_is_identity_in_eval_and_unbiased_in_training():
     assert torch.equal(d(x), x)
 
 
-def test_models_trace_and_script_without_nasforge_at_runtime():
-    model = create("nasnet_a_cifar", num_cells=1, num_filters=8).eval()
-    x = torch.randn(1, 3, 32, 32)
-    for exported in (torch.jit.trace(model, x), torch.jit.script(model)):
-        buf = io.BytesIO()
-        torch.jit.save(exported, buf)
-        buf.seek(0)
-        loaded = torch.jit.load(buf)
-        torch.testing.assert_close(loaded(x), model(x))
+def _cheap(name):
+    """A registered model at an export-cheap size: NASNets at N=1, F=8; EfficientNets at their own
+    width with one block per stage (the same block types, far fewer graph nodes)."""
+    spec = get_model_spec(name)
+    if spec.family == "nasnet":
+        resolution = 32 if spec.resolution <= 32 else 64
+        return create(name, num_classes=5, resolution=resolution, num_cells=1, num_filters=8), resolution
+    return create(name, num_classes=5, resolution=32, depth_mult=0.1), 32
+
+
+@contextlib.contextmanager
+def _deprecations_are_errors():
+    """No deprecation warning (TorchScript's above all) may escape from nasforge's export calls."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        warnings.simplefilter("error", FutureWarning)
+        yield
+
+
+def _exports_with_a_dynamic_batch(model, x):
+    """torch.export the eval-mode `model` on `x`; the program runs a batch of another size as the model does."""
+    model = model.eval()
+    with _deprecations_are_errors():
+        program, dynamic = to_exported_program(model, x)
+    assert dynamic, "the batch dimension should be dynamic"
+    other = torch.randn(x.shape[0] + 1, *x.shape[1:])
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(other), model(other), rtol=1e-5, atol=1e-5)
+
+
+def _structure(model):
+    """What an export depends on, beyond widths: the module types in order and every op's settings."""
+    return [(type(m).__name__, getattr(m, "kernel_size", None), getattr(m, "stride", None),
+             getattr(m, "dilation", None), getattr(m, "padding", None)) for m in model.modules()]
+
+
+#: One registered model of each structure at the `_cheap` size; every other registered model is the
+#: same network there (NASNet-A Mobile and Large at N=1, F=8; the EfficientNets at one block per stage).
+EXPORTED_MODELS = ["amoebanet_a_cifar", "darts_v2_cifar", "efficientnet_b0", "nasnet_a_cifar", "nasnet_a_mobile"]
+
+
+def test_every_registered_model_has_the_structure_of_an_exported_one():
+    structures = {name: _structure(_cheap(name)[0]) for name in list_models()}
+    exported = [structures[name] for name in EXPORTED_MODELS]
+    assert [name for name, structure in structures.items() if structure not in exported] == []
+
+
+@pytest.mark.parametrize("name", EXPORTED_MODELS)
+def test_registered_models_export_with_torch_export(name):
+    torch.manual_seed(0)
+    model, r = _cheap(name)
+    _exports_with_a_dynamic_batch(model, torch.randn(2, 3, r, r))
+
+
+#: A search space's network as `nasforge search` builds it, cheaper where the default is large.
+SEARCH_NETWORKS = {"nb201": {"channels": 8, "cells_per_stage": 1},
+                   "macro": {"stem_channels": 8, "stage_channels": (16, 16, 32), "head_channels": 64}}
+
+
+def _every_op_cells():
+    """A NASNet-space cell pair that uses all 13 ops (some twice) and both combiners."""
+    ops = list(OP_NAMES) * 2
+
+    def cell(first):
+        return {"blocks": [{"inputs": [j + 1, j], "ops": ops[first + 2 * j:first + 2 * j + 2],
+                            "combine": COMBINERS[j % 2]} for j in range(5)]}
+
+    return {"space": "nasnet", "normal": cell(0), "reduction": cell(10)}
+
+
+def _search_network(space_name, in_channels=1, resolution=16):
+    """A network of the space at `nasforge search`'s settings: a sampled architecture (NASNet: one
+    with every op, which covers more than any sample)."""
+    from nasforge.cli.search import DEFAULT_NETWORK
+
+    space = SPACES[space_name]()
+    arch = (space.from_json(_every_op_cells()) if space_name == "nasnet"
+            else space.sample(np.random.default_rng(7)))
+    network = {**DEFAULT_NETWORK.get(space_name, {}), **SEARCH_NETWORKS.get(space_name, {})}
+    return space.build(arch, num_classes=10, in_channels=in_channels, resolution=resolution, **network)
+
+
+def test_the_every_op_cells_use_every_op():
+    arch = _every_op_cells()
+    used = {op for cell in ("normal", "reduction") for block in arch[cell]["blocks"] for op in block["ops"]}
+    assert used == set(OP_NAMES)
+
+
+@pytest.mark.parametrize("space_name", sorted(SPACES))
+def test_architectures_of_every_space_export_with_torch_export(space_name):
+    torch.manual_seed(0)
+    _exports_with_a_dynamic_batch(_search_network(space_name), torch.randn(2, 1, 16, 16))
+
+
+class _Together(torch.nn.Module):
+    """Several networks on one input, so that one (slow) ONNX export covers them all."""
+
+    def __init__(self, nets):
+        super().__init__()
+        self.nets = torch.nn.ModuleList(nets)
+
+    def forward(self, x):
+        return tuple(net(x) for net in self.nets)
+
+
+def test_the_onnx_exporter_takes_every_kind_of_network(tmp_path):
+    """One ONNX export (`to_onnx`: torch.onnx.export(..., dynamo=True), as `nasforge export --format
+    onnx` does) of an EfficientNet and sampled layer-wise and NB201 networks (tests/test_train_export.py
+    exports NASNet cells; the Macro space's blocks are an EfficientNet's less SE), checked with
+    onnxruntime on a batch of another size. Each ONNX export costs seconds, so they share one."""
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e '.[test]')")
+    pytest.importorskip("onnxscript", reason="onnxscript not installed (torch.onnx's exporter needs it)")
+    torch.manual_seed(0)
+    nets = [_cheap("efficientnet_b0")[0]] + [_search_network(name, 3, 32) for name in ("layerwise", "nb201")]
+    model = _Together(nets).eval()
+    with _deprecations_are_errors():
+        assert to_onnx(model, torch.randn(2, 3, 32, 32), tmp_path / "all.onnx") is True  # a dynamic batch
+    session = ort.InferenceSession(str(tmp_path / "all.onnx"), providers=["CPUExecutionProvider"])
+    images = torch.randn(3, 3, 32, 32)
+    outputs = session.run(None, {"input": images.numpy()})
+    with torch.no_grad():
+        expected = model(images)
+    assert len(outputs) == len(expected) == 3
+    for got, want in zip(outputs, expected):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_registry_errors():

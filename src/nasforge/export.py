@@ -11,9 +11,18 @@ A trained model is a folder of three files:
 
 Loading reads JSON and a weights-only ``torch.load``; nothing else is ever unpickled.
 
-Exports (`export_model`): ``json`` (the model description), ``torchscript`` (``torch.jit.script``,
-falling back to ``torch.jit.trace``; loads with a bare ``torch.jit.load``) and ``onnx`` (the
-TorchScript-based exporter, opset 17, dynamic batch axis). The exported networks take normalised
+Exports (`export_model`):
+
+- ``pt2`` (the default of ``nasforge export``): a ``torch.export`` ExportedProgram written with
+  ``torch.export.save``; ``torch.export.load(path).module()`` runs it with plain PyTorch;
+- ``onnx``: the ``torch.export``-based ONNX exporter (``torch.onnx.export(..., dynamo=True)``,
+  opset 20, needs the ``onnx`` and ``onnxscript`` packages);
+- ``json``: the model description;
+- ``torchscript``: legacy, deprecated by PyTorch (``torch.jit.script``, falling back to
+  ``torch.jit.trace``; loads with ``torch.jit.load``). Kept for old consumers only.
+
+The batch dimension of ``pt2`` and ``onnx`` exports is dynamic (``torch.export.Dim``); channels,
+height and width are fixed to the model description's. The exported networks take normalised
 ``float32`` images ``(N, C, H, W)``; with ``normalize=True`` they take images scaled to [0, 1] and
 normalise them themselves.
 """
@@ -41,8 +50,14 @@ FORMAT_VERSION = 1
 WEIGHTS_NAME = "weights.pt"
 ARCH_NAME = "arch.json"
 METRICS_NAME = "metrics.json"
-EXPORT_FORMATS = ("json", "onnx", "torchscript")
-ONNX_OPSET = 17
+EXPORT_FORMATS = ("json", "onnx", "pt2", "torchscript")
+#: What `nasforge export` writes unless --format says otherwise.
+DEFAULT_EXPORT_FORMAT = "pt2"
+#: Formats PyTorch deprecates (still written, with a note).
+DEPRECATED_FORMATS = ("torchscript",)
+ONNX_OPSET = 20
+#: Largest batch an exported model accepts (the batch dimension is dynamic up to here).
+MAX_BATCH = 65536
 #: Keys of a model description that are not build options of the network.
 FIXED_KEYS = ("num_classes", "in_channels", "resolution")
 
@@ -310,8 +325,33 @@ def example_input(config: ModelConfig, batch_size: int = 2, seed: int = 0) -> to
     return torch.randn(batch_size, config.in_channels, config.resolution, config.resolution, generator=gen)
 
 
+def batch_dim_shapes():
+    """``dynamic_shapes`` for a network with one image argument: its batch dimension is dynamic."""
+    return ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
+
+
+def to_exported_program(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = True):
+    """(``torch.export.export`` of the eval-mode model, whether its batch dimension is dynamic).
+
+    With `dynamic_batch` a network whose code pins the batch size (none of nasforge's does) is
+    exported again with every dimension static rather than failing.
+    """
+    model = model.eval()
+    with torch.no_grad():
+        if dynamic_batch:
+            try:
+                return torch.export.export(model, (example,), dynamic_shapes=batch_dim_shapes()), True
+            except Exception:  # noqa: BLE001 - a constraint violation or a specialised shape: go static
+                pass
+        return torch.export.export(model, (example,)), False
+
+
 def to_torchscript(model: nn.Module, example: torch.Tensor) -> tuple[torch.jit.ScriptModule, str]:
-    """(scripted or traced module, "script" | "trace"): scripting keeps control flow, so it comes first."""
+    """Legacy (PyTorch deprecates TorchScript): (scripted or traced module, "script" | "trace").
+
+    Scripting keeps control flow, so it comes first. PyTorch's deprecation warnings are silenced
+    here: the caller asked for this format, and `nasforge export` tells it is deprecated.
+    """
     model = model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -326,21 +366,25 @@ def to_torchscript(model: nn.Module, example: torch.Tensor) -> tuple[torch.jit.S
 class ExportResult:
     path: Path
     format: str
-    method: str | None = None  # torchscript: script or trace
+    method: str | None = None  # how it was written: torch.export, torch.onnx (dynamo), script, trace
     max_abs_diff: float | None = None  # exported vs in-process logits on an example batch (None: not checked)
+    dynamic_batch: bool | None = None  # pt2/onnx: whether the batch dimension is dynamic
+    deprecated: bool = False  # a format PyTorch deprecates (torchscript)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "method": self.method,
-                "max_abs_diff": self.max_abs_diff}
+                "max_abs_diff": self.max_abs_diff, "dynamic_batch": self.dynamic_batch,
+                "deprecated": self.deprecated}
 
 
 def export_model(model: nn.Module | None, config: ModelConfig, fmt: str, out: str | os.PathLike, *,
                  normalize: bool = False, trained: bool = True, check: bool = True) -> ExportResult:
     """Write `model` (or, for ``json``, just its description) to `out` in format `fmt`.
 
-    torchscript and onnx exports are checked against the model on an example batch (ONNX only
-    where onnxruntime is installed); a difference beyond 1e-4 (relative to the largest logit, when
-    that is above 1) is an error.
+    pt2, onnx and torchscript exports are checked against the model on example batches (a dynamic
+    batch dimension on a batch of another size too): the ExportedProgram as saved, the ONNX file
+    through onnxruntime (where it is installed), the TorchScript file as reloaded. A difference
+    beyond 1e-4 (relative to the largest logit, when that is above 1) is an error.
     """
     from nasforge.errors import ConfigError
 
@@ -362,48 +406,103 @@ def export_model(model: nn.Module | None, config: ModelConfig, fmt: str, out: st
     model = model.eval().to("cpu")
     net: nn.Module = Normalized(model, config.mean, config.std).eval() if normalize else model
     example = example_input(config)
+    other = example_input(config, batch_size=3, seed=1)  # another batch size: checks a dynamic batch
     if normalize:
-        example = example.sigmoid()  # inside [0, 1], like real images
+        example, other = example.sigmoid(), other.sigmoid()  # inside [0, 1], like real images
     with torch.no_grad():
         expected = net(example)
-    if fmt == "torchscript":
+        expected_other = net(other)
+    diffs: list[float] = []
+    dynamic = None
+    if fmt == "pt2":
+        program, dynamic = _failing_export(fmt, to_exported_program, net, example)
+        torch.export.save(program, str(path))
+        if check:  # the program as saved; reading it back (torch.export.load) would cost seconds more
+            loaded = program.module()
+            with torch.no_grad():
+                diffs.append((loaded(example) - expected).abs().max().item())
+                if dynamic:
+                    diffs.append((loaded(other) - expected_other).abs().max().item())
+        method = "torch.export"
+    elif fmt == "onnx":
+        dynamic = _failing_export(fmt, to_onnx, net, example, path)
+        run = onnx_runner(path) if check else None
+        if run is not None:
+            diffs.append(float(abs(run(example.numpy()) - expected.numpy()).max()))
+            if dynamic:
+                diffs.append(float(abs(run(other.numpy()) - expected_other.numpy()).max()))
+        method = "torch.onnx (dynamo)"
+    else:
         scripted, method = to_torchscript(net, example)
-        diff = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit.save/load are deprecated in favour of torch.export
             torch.jit.save(scripted, str(path))
             if check:  # without the profiling executor's warm-up runs, which cost seconds here
                 loaded = torch.jit.load(str(path), map_location="cpu")
                 with torch.no_grad(), torch.jit.optimized_execution(False):
-                    diff = (loaded(example) - expected).abs().max().item()
-        result = ExportResult(path, fmt, method, diff)
-    else:
-        _export_onnx(net, example, path)
-        diff = None
-        if check:
-            run = onnx_runner(path)
-            if run is not None:
-                diff = float(abs(run(example.numpy()) - expected.numpy()).max())
-        result = ExportResult(path, fmt, "torch.onnx (TorchScript-based)", diff)
-    scale = float(expected.abs().max())
+                    diffs.append((loaded(example) - expected).abs().max().item())
+    result = ExportResult(path, fmt, method, max(diffs) if diffs else None, dynamic,
+                          deprecated=fmt in DEPRECATED_FORMATS)
+    scale = float(max(expected.abs().max(), expected_other.abs().max()))
     if result.max_abs_diff is not None and not result.max_abs_diff <= 1e-4 + 1e-4 * scale:
         raise ModelFileError(path, f"the exported {fmt} model disagrees with the original by "
                                    f"{result.max_abs_diff:.3g} on an example batch (logits up to {scale:.3g})")
     return result
 
 
-def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _failing_export(fmt: str, export, *args):
+    """`export(*args)`, with an exporter's failure turned into one line."""
+    try:
+        return export(*args)
+    except NasforgeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch.export's and torch.onnx's errors are many and deep
+        first = next((line for line in str(exc).strip().splitlines() if line.strip()), type(exc).__name__)
+        from nasforge.errors import ConfigError
+
+        raise ConfigError("--format", f"PyTorch cannot export this network as {fmt} ({type(exc).__name__}: "
+                                      f"{first[:200]})") from exc
+
+
+#: Loggers of PyTorch's ONNX exporter that warn about optional packages nasforge does not use
+#: ("torchvision is not installed. Skipping torchvision::nms").
+_ONNX_LOGGERS = ("torch.onnx._internal.exporter._registration",)
+#: The ONNX file holds the weights up to this size; larger models keep them in FILE.data beside it.
+_ONNX_INLINE_BYTES = 1 << 30
+
+
+def to_onnx(net: nn.Module, example: torch.Tensor, path: str | os.PathLike) -> bool:
+    """Write `net` to `path` through ``torch.onnx.export(..., dynamo=True)`` (opset `ONNX_OPSET`, input
+    ``input``, output ``logits``, the batch dimension ``batch`` where it is dynamic); returns whether
+    it is. The exporter takes the `torch.export` program of `to_exported_program`."""
+    import logging
+
     from nasforge.errors import ConfigError
 
+    loggers = [logging.getLogger(name) for name in _ONNX_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
+        # the exporter's own internals raise FutureWarnings (torch.utils._pytree) that are PyTorch's business
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
-                              input_names=["input"], output_names=["logits"],
-                              dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+            program, dynamic = to_exported_program(net, example)
+            outputs = len(program.graph_signature.user_outputs)
+            onnx_program = torch.onnx.export(
+                program, (example,), dynamo=True, opset_version=ONNX_OPSET, verbose=False, optimize=True,
+                dynamic_shapes=batch_dim_shapes() if dynamic else None,  # names the ONNX dimension "batch"
+                input_names=["input"],
+                output_names=["logits"] if outputs == 1 else [f"logits_{i}" for i in range(outputs)])
     except ModuleNotFoundError as exc:
         raise ConfigError("--format", f"onnx export needs the {exc.name!r} package "
-                                      f"(pip install onnx)") from None
+                                      f"(pip install onnx onnxscript)") from None
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+    size = sum(p.numel() * p.element_size() for p in net.parameters())
+    onnx_program.save(str(path), external_data=size > _ONNX_INLINE_BYTES)
+    return dynamic
 
 
 def onnx_runner(path: str | os.PathLike):
