@@ -1,3 +1,4 @@
+import argparse
 import json
 import subprocess
 import sys
@@ -6,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from nasforge.cli import main
+from nasforge.cli import build_parser, main
 from nasforge.profile import count_macs, measure_peak_memory
 from nasforge.spaces import NASNetSpace
 from nasforge.spaces.nasnet_cells import DARTS_V2, NASNET_A
@@ -23,6 +24,66 @@ def test_models_json(capsys):
     listed = {m["name"]: m for m in json.loads(capsys.readouterr().out)}
     assert {"nasnet_a_mobile", "nasnet_a_large", "nasnet_a_cifar", "amoebanet_a_cifar"} <= set(listed)
     assert listed["nasnet_a_large"]["resolution"] == 331
+
+
+def test_the_models_listing_is_the_registry():
+    """`nasforge models` lists a written-out copy of the registry (no torch at start-up): it must
+    name every registered model, with the registry's own facts."""
+    from nasforge.cli.models import MODELS
+    from nasforge.models import get_model_spec, list_models
+
+    registry = [(s.name, s.family, s.resolution, s.num_classes, s.description)
+                for s in map(get_model_spec, list_models())]
+    assert [tuple(m) for m in MODELS] == registry
+
+
+def test_models_pattern(capsys):
+    assert main(["models", "efficientnet_b[01]", "--json"]) == 0
+    assert [m["name"] for m in json.loads(capsys.readouterr().out)] == ["efficientnet_b0", "efficientnet_b1"]
+
+
+def test_the_export_help_names_every_format():
+    from nasforge.cli.train import EXPORT_FORMAT_NAMES
+    from nasforge.export import EXPORT_FORMATS
+
+    assert EXPORT_FORMAT_NAMES == EXPORT_FORMATS
+
+
+def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("nasforge",)):
+    """(command words, parser) of `parser` and of every sub-command under it."""
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_option_of_every_command_has_help():
+    parsers = list(_parsers(build_parser()))
+    assert len(parsers) > 12  # the walk reached the sub-commands (scale's included)
+    missing = [f"{' '.join(path)} {'/'.join(a.option_strings) or a.dest}" for path, parser in parsers
+               for a in parser._actions if not isinstance(a, argparse._SubParsersAction)
+               and (a.help is None or a.help == argparse.SUPPRESS or not a.help.strip())]
+    assert missing == []
+    for _, parser in parsers:
+        parser.format_help()  # a stray '%' in a help text fails only here
+
+
+def test_help_and_models_import_no_heavy_package():
+    """Start-up stays fast: parsing, every command's help and the model listing load no torch,
+    numpy, rich or matplotlib (benchmarks/cli_startup.py times it)."""
+    code = ("import contextlib, io, sys\n"
+            "from nasforge.cli import build_parser, main\n"
+            "parser = build_parser()\n"
+            "for cmd in ('search', 'show', 'run', 'report', 'train', 'export', 'scale', 'bench', 'check-evaluator'):\n"
+            "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "        parser.parse_args([cmd, '--help'])\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['models', '--json'])\n"
+            "print(' '.join(m for m in ('torch', 'numpy', 'rich', 'matplotlib', 'sklearn', 'PIL') "
+            "if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == ""
 
 
 def test_profile_json_of_a_registered_model(capsys):

@@ -144,6 +144,24 @@ def test_search_stopped_by_a_budget_resumes_to_the_same_result(uninterrupted, in
     assert counts["total"] == 5 and len(set(keys)) == 5 and counts["done"] == 5
 
 
+def test_search_in_a_folder_outside_the_current_directory(uninterrupted, tmp_path, capsys, monkeypatch):
+    """--run is the user's path ('..' and ~ included); resumed from elsewhere by its absolute path
+    it finishes the same search."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    partial = run_json(capsys, "scale", "search", *SMALL, "--run", "../runs/r", "--trials", "2")
+    assert not partial["complete"] and trial_keys(tmp_path / "runs" / "r")[1]["total"] == 2
+    monkeypatch.chdir(tmp_path)
+    resumed = run_json(capsys, "scale", "search", *SMALL, "--run", str(tmp_path / "runs" / "r"), "--resume")
+    assert essence(resumed) == essence(uninterrupted[0])
+    assert resumed["run"] == str(tmp_path / "runs" / "r")
+    home = run_json(capsys, "scale", "search", *SMALL, "--run", "~/scale", "--trials", "1")
+    assert home["run"] == str(tmp_path / "home" / "scale")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "runs", "work"]
+    assert list((tmp_path / "work").iterdir()) == []
+
+
 def test_search_interrupted_during_an_evaluation_resumes_without_repeats(uninterrupted, in_tmp, capsys,
                                                                          monkeypatch):
     original = MACsScore.evaluate

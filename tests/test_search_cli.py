@@ -63,7 +63,8 @@ def test_toml_config_holds_the_same_settings_as_flags(in_tmp, capsys):
         (["--space", "transformer"], "unknown space 'transformer'"),
         (["--space", "nb201", "--dataset", "digits"], "--dataset: evaluator 'nb201' reads no dataset"),
         (["--trials", "0"], "--trials: expected a positive integer"),
-        (["--run", "../outside"], "must not contain '..'"),
+        (["--run", ""], "--run: '' names no folder"),
+        (["--run", "runs/a\nb"], "--run: 'runs/a\\nb' must not contain control characters"),
         (["--config", "missing.toml"], "--config: no such file"),
         (["--ray-address", "127.0.0.1:1"], "--ray-address: only applies with --executor ray"),
         (["--space", "nb201", "--arch-column", "arch"], "--arch-column: only applies to the table evaluator"),
@@ -109,6 +110,94 @@ def test_bad_config_file(in_tmp):
     (in_tmp / "keys.json").write_text('{"space": "nb201", "colour": "red"}')
     code, _, err = cli("search", "--config", "keys.json")
     assert code == 2 and "colour: unknown config key" in err
+
+
+def _trials(run_dir: Path) -> list[tuple[int, str, str]]:
+    from nasforge.experiment import Store
+
+    with Store.open(run_dir) as store:
+        return [(t.id, t.key, t.status) for t in store.trials()]
+
+
+@pytest.mark.parametrize("form", ["absolute", "relative", "home"])
+def test_a_run_lives_where_the_user_says_and_resumes_from_anywhere(tmp_path, monkeypatch, capsys, form):
+    """--run is the user's path: absolute, relative to the current directory ('..' included) or
+    under ~. Resumed from another directory, by its absolute path or another relative one, the run
+    continues in the same folder with the trials of an uninterrupted run."""
+    from test_reliability import write_synthetic_nb201_table
+
+    work, elsewhere, home = tmp_path / "work", tmp_path / "elsewhere" / "deeper", tmp_path / "home"
+    for folder in (work, elsewhere, home):
+        folder.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    write_synthetic_nb201_table(tmp_path / "t.csv")
+    search = ["search", "--space", "nb201", "--table", str(tmp_path / "t.csv"), "--reward-column", "valid",
+              "--strategy", "ppo", "--seed", "1", "--no-progress", "--json"]
+    typed, folder = {"absolute": (str(tmp_path / "data" / "exp" / "x"), tmp_path / "data" / "exp" / "x"),
+                     "relative": ("../runs/x", tmp_path / "runs" / "x"),
+                     "home": ("~/exp/x", home / "exp" / "x")}[form]
+    monkeypatch.chdir(work)
+    assert main([*search, "--trials", "8", "--run", str(tmp_path / "reference")]) == 0
+    assert main([*search, "--trials", "3", "--run", typed]) == 0
+    assert (folder / "nasforge.db").is_file() and list(work.iterdir()) == []
+    monkeypatch.chdir(elsewhere)
+    assert main([*search, "--trials", "5", "--run", str(folder), "--resume"]) == 0
+    capsys.readouterr()
+    assert main([*search, "--trials", "8", "--run", os.path.relpath(folder), "--resume"]) == 0
+    assert json.loads(capsys.readouterr().out)["trials"] == 8
+    assert main(["show", typed if form != "relative" else os.path.relpath(folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["total"] == 8
+    assert list(elsewhere.iterdir()) == [] and list(work.iterdir()) == []
+    assert _trials(folder) == _trials(tmp_path / "reference")
+
+
+@pytest.mark.parametrize("typed", ["../runs/x", "ABSOLUTE", "~/x"])
+def test_the_pipeline_run_folder_is_the_users_path(tmp_path, monkeypatch, capsys, typed):
+    """`nasforge run --run` takes the same paths (the run found there proves where it looked)."""
+    from nasforge.experiment import Store
+
+    folder = tmp_path / "runs" / "x"
+    Store.create(folder, {"space": {"name": "nasnet", "options": {}}}).close()
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("HOME", str(tmp_path / "runs"))
+    assert main(["run", "--run", str(folder) if typed == "ABSOLUTE" else typed, "--no-progress"]) == 2
+    assert f"run: {folder} already holds a run; pass --resume to continue it" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, message", [
+    ("../outside", "run: '../outside' must not contain '..'"),
+    ("ABSOLUTE", "not an absolute path"),
+    (3, "run: must be a run name (a string), got 3"),
+])
+def test_a_config_files_run_name_stays_inside_the_current_directory(in_tmp, name, message):
+    """A config file may come from someone else: its run name is refused if it leaves the current
+    directory (--run, typed by the user, goes anywhere)."""
+    if name == "ABSOLUTE":
+        name = str(in_tmp.parent / "elsewhere")
+    (in_tmp / "search.json").write_text(json.dumps({"space": "nb201", "run": name}))
+    code, out, err = cli("search", "--config", "search.json")
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and out == ""
+    assert sorted(p.name for p in in_tmp.iterdir()) == ["search.json"]
+
+
+def test_a_config_files_run_name_and_the_flag_over_it(in_tmp, capsys):
+    from test_reliability import write_synthetic_nb201_table
+
+    write_synthetic_nb201_table(in_tmp / "t.csv")
+    (in_tmp / "search.json").write_text(json.dumps(
+        {"space": "nb201", "strategy": "random", "budget": 2, "run": "runs/from-config",
+         "evaluator": {"name": "table", "options": {"table": "t.csv", "reward_column": "valid"}}}))
+    assert main(["search", "--config", "search.json", "--no-progress", "--json"]) == 0
+    assert (in_tmp / "runs" / "from-config" / "nasforge.db").is_file()
+    (in_tmp / "sub").mkdir()
+    assert main(["search", "--config", "search.json", "--run", "sub/../flag", "--no-progress", "--json"]) == 0
+    assert (in_tmp / "flag" / "nasforge.db").is_file() and not (in_tmp / "runs" / "flag").exists()
+    from nasforge.experiment import Store
+
+    with Store.open(in_tmp / "flag") as store:  # where to write is not part of the search's config
+        assert "run" not in store.config()
 
 
 @needs_nb201

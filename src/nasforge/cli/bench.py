@@ -14,8 +14,10 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="run a strategy against a tabulated benchmark over many seeds")
     p.add_argument("--table", required=True,
                    help="CSV table (gzip or plain), or nb201 / macro for the shared tables")
-    p.add_argument("--space", help="space of the table's architectures (implied by nb201 / macro)")
-    p.add_argument("--reward-column", help="column searched on (nb201: c10_valid_acc_12ep, macro: mean_acc)")
+    p.add_argument("--space", help="space of the table's architectures (default: implied by nb201 / macro; "
+                                   "required with a file)")
+    p.add_argument("--reward-column", help="column searched on (default: nb201 c10_valid_acc_12ep, macro "
+                                           "mean_acc; required with a file)")
     p.add_argument("--report-column",
                    help="column reported for each seed's best-by-reward architecture, or several joined by "
                         "commas to report their mean (nb201: c10_test_acc_200ep; macro: test_acc_run2,"
@@ -23,21 +25,24 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--arch-column", help="architecture column (default: arch_str / arch / architecture)")
     p.add_argument("--strategy", required=True, help="random, evolution, local, predictor, grid, ppo, reinforce")
     p.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
-                   help="strategy option, e.g. population_size=10 (repeatable)")
+                   help="strategy option, e.g. population_size=10 (repeatable; default: the strategy's own values)")
     p.add_argument("--queries", type=positive_int, default=100,
-                   help="evaluated architectures per seed (default 100; with --duplicates reuse, asks per seed)")
+                   help="evaluated architectures per seed; with --duplicates reuse, asks per seed (default: "
+                        "%(default)s)")
     p.add_argument("--duplicates", choices=["reask", "reuse"], default="reask",
                    help="a proposal already asked in the seed's search: reask (default, as nasforge search: not "
                         "a query, the strategy is asked again) or reuse (the published protocol: every ask is "
                         "a query, a repeat is looked up again)")
     p.add_argument("--reask-limit", type=int, default=100, metavar="N",
-                   help="with --duplicates reask: end a seed's search after N repeats in a row (default 100)")
-    p.add_argument("--seeds", type=positive_int, default=100, help="independent runs, seeds 0..N-1 (100)")
+                   help="with --duplicates reask: end a seed's search after N repeats in a row (default: "
+                        "%(default)s)")
+    p.add_argument("--seeds", type=positive_int, default=100,
+                   help="independent searches, seeds 0..N-1 (default: %(default)s)")
     p.add_argument("--percent", action=argparse.BooleanOptionalAction, default=None,
                    help="the reward column is an accuracy in percent, told to strategies as a fraction "
                         "(default: nb201/macro yes; a file: guessed from the column's name and values)")
     p.add_argument("--per-seed", action="store_true", help="with --json: include every seed's result")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=cmd_bench)
 
 

@@ -16,7 +16,8 @@ def add_parser(sub: Any) -> None:
                        description="Score a seeded random sample of a table's architectures with an evaluator "
                                    "and compare its ranking with the table's truth column. The evaluator never "
                                    "reads the table.")
-    p.add_argument("--space", help="space of the table's architectures (implied by --table nb201 / macro)")
+    p.add_argument("--space", help="space of the table's architectures (default: implied by --table nb201 / "
+                                   "macro; required with a file)")
     p.add_argument("--table", required=True,
                    help="CSV table (gzip or plain), or nb201 / macro for the shared tables")
     p.add_argument("--truth-column", required=True,
@@ -27,17 +28,22 @@ def add_parser(sub: Any) -> None:
                         "zc_ensemble, proxy, ... or auto (the recommended one)")
     p.add_argument("--evaluator-option", action="append", metavar="KEY=VALUE",
                    help="evaluator option, a JSON value where it parses, e.g. batch_size=64 or "
-                        "train='{\"epochs\": 1}' (repeatable)")
-    p.add_argument("--dataset", help="data the evaluator scores or trains on: digits, npz:PATH, folder:PATH")
+                        "train='{\"epochs\": 1}' (repeatable; default: the evaluator's own values)")
+    p.add_argument("--dataset", help="images the evaluator scores or trains on: digits, npz:PATH, folder:PATH "
+                                     "(default: the evaluator's, digits)")
     p.add_argument("--network-option", action="append", metavar="KEY=VALUE",
-                   help="option of the space's network, e.g. channels=8 (repeatable)")
+                   help="option of the space's network, e.g. channels=8 (repeatable; default: the evaluator's "
+                        "network)")
     p.add_argument("--metric", help="metric ranked (default: the evaluator's reward metric)")
-    p.add_argument("--sample", type=positive_int, default=500, help="architectures sampled from the table (500)")
-    p.add_argument("--seed", type=int, default=0, help="which architectures are sampled (0)")
-    p.add_argument("--eval-seed", type=int, default=0, help="seed of the evaluations: weights, batches (0)")
-    p.add_argument("--cache", help="JSON-lines file of scored cells: a rerun scores only the missing ones")
+    p.add_argument("--sample", type=positive_int, default=500,
+                   help="architectures sampled from the table (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of which architectures are sampled (default: %(default)s)")
+    p.add_argument("--eval-seed", type=int, default=0,
+                   help="seed of the evaluations: weights, batches (default: %(default)s)")
+    p.add_argument("--cache", help="JSON-lines file of scored cells: a rerun scores only the missing ones "
+                                   "(default: none, every cell is scored)")
     p.add_argument("--per-cell", action="store_true", help="with --json: include every cell's score and truth")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=cmd_check)
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from pathlib import Path
 from typing import Any
+
+from nasforge.errors import ConfigError
 
 EXIT_USAGE = 2
 
@@ -16,6 +20,25 @@ _LINE_BREAKS = str.maketrans({c: c.encode("unicode_escape").decode()
 def one_line(text: str) -> str:
     """`text` with its line breaks escaped, so an error message stays one line whatever it quotes."""
     return text.translate(_LINE_BREAKS)
+
+
+def user_path(text: str, flag: str) -> Path:
+    """The absolute path of a folder the user typed: absolute, relative to the current directory
+    ('..' allowed) or under '~'.
+
+    A path typed on the command line is the user's to choose, so it is not confined to any folder
+    (a run name read from a config file is: `nasforge.experiment.resolve_run_dir`). It is resolved
+    at once, so the same folder typed from another directory, or as an absolute path, is the same
+    run. Control characters are refused: in a folder name they are a slip, not a choice.
+    """
+    if not text.strip():
+        raise ConfigError(flag, f"{text!r} names no folder")
+    if any(ord(c) < 32 for c in text):
+        raise ConfigError(flag, f"{text!r} must not contain control characters")
+    try:  # '~nobody' stays as it is (a folder of that name), as a shell leaves it
+        return Path(os.path.expanduser(text)).resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of symbolic links
+        raise ConfigError(flag, f"cannot resolve {text!r} ({exc})") from None
 
 
 def print_json(data: Any) -> None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import shlex
 import time
 from pathlib import Path
 from typing import Any
 
-from nasforge.cli.common import console, positive_float, positive_int, print_json
+from nasforge.cli.common import console, positive_float, positive_int, print_json, user_path
 from nasforge.errors import ConfigError
 
 DEFAULT_COEFFICIENTS = (1.2, 1.1, 1.15)
@@ -65,15 +66,20 @@ def wide_console():
 def add_base_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("base", help="registered model (efficientnet_b0, nasnet_a_cifar, ...), family name or "
                                 "architecture JSON file")
-    p.add_argument("--num-classes", type=positive_int, help="classifier size of the members")
-    p.add_argument("--resolution", type=int, help="baseline resolution in px (default: the base model's)")
+    p.add_argument("--num-classes", type=positive_int,
+                   help="classifier outputs of the members (default: the base model's; with proxy: the dataset's)")
+    p.add_argument("--resolution", type=int,
+                   help="baseline input side in pixels (default: the base model's; with proxy: the dataset's, "
+                        "at least --min-resolution)")
     p.add_argument("--min-resolution", type=positive_int, default=32,
-                   help="refuse members under this many px (default 32)")
+                   help="refuse members under this many pixels (default: %(default)s)")
     p.add_argument("--resolution-divisor", type=positive_int,
-                   help="round member resolutions to a multiple of this (default 8; 1 under 64 px)")
+                   help="round member resolutions to a multiple of this many pixels (default: 8; 1 under 64 px)")
     p.add_argument("--width-mult", type=number, default=1.0,
-                   help="shrink or grow the baseline's width first (e.g. 0.25 for a small proxy baseline)")
-    p.add_argument("--depth-mult", type=number, default=1.0, help="the same for the baseline's depth")
+                   help="shrink or grow the baseline's width first, e.g. 0.25 for a small proxy baseline "
+                        "(default: %(default)s)")
+    p.add_argument("--depth-mult", type=number, default=1.0,
+                   help="the same for the baseline's depth (default: %(default)s)")
 
 
 def add_parser(sub: Any) -> None:
@@ -82,10 +88,15 @@ def add_parser(sub: Any) -> None:
 
     f = scale.add_parser("family", help="members phi = 0..K of a baseline: multipliers, resolution, params, MACs")
     add_base_flags(f)
-    f.add_argument("--phi", type=number, nargs="+", default=[0, 1, 2, 3], help="members to show (default 0 1 2 3)")
-    f.add_argument("--alpha", type=number, default=DEFAULT_COEFFICIENTS[0], help="depth coefficient (>= 1)")
-    f.add_argument("--beta", type=number, default=DEFAULT_COEFFICIENTS[1], help="width coefficient (>= 1)")
-    f.add_argument("--gamma", type=number, default=DEFAULT_COEFFICIENTS[2], help="resolution coefficient (>= 1)")
+    f.add_argument("--phi", type=number, nargs="+", default=[0, 1, 2, 3],
+                   help="members to show, compound coefficients phi (default: 0 1 2 3)")
+    f.add_argument("--alpha", type=number, default=DEFAULT_COEFFICIENTS[0],
+                   help="depth coefficient, >= 1: depth grows as alpha^phi (default: %(default)s, EfficientNet's)")
+    f.add_argument("--beta", type=number, default=DEFAULT_COEFFICIENTS[1],
+                   help="width coefficient, >= 1: width grows as beta^phi (default: %(default)s, EfficientNet's)")
+    f.add_argument("--gamma", type=number, default=DEFAULT_COEFFICIENTS[2],
+                   help="resolution coefficient, >= 1: resolution grows as gamma^phi (default: %(default)s, "
+                        "EfficientNet's)")
     f.add_argument("--published", action="store_true",
                    help="also show EfficientNet's published B0-B7 rows applied to the baseline")
     f.add_argument("--json", action="store_true", help="print a list of objects, one per phi")
@@ -94,31 +105,45 @@ def add_parser(sub: Any) -> None:
     s = scale.add_parser("search", help="grid-search alpha, beta, gamma at phi = 1 (EfficientNet's step 1)")
     add_base_flags(s)
     g = s.add_argument_group("the grid")
-    g.add_argument("--step", type=positive_float, default=0.05, help="grid step (default 0.05)")
-    g.add_argument("--target", type=number, default=2.0, help="alpha beta^2 gamma^2 target (default 2)")
-    g.add_argument("--tolerance", type=number, default=0.1, help="|alpha beta^2 gamma^2 - target| bound (0.1)")
+    g.add_argument("--step", type=positive_float, default=0.05,
+                   help="grid step of alpha, beta and gamma (default: %(default)s)")
+    g.add_argument("--target", type=number, default=2.0,
+                   help="alpha beta^2 gamma^2 target: the MACs factor of one phi step (default: %(default)s)")
+    g.add_argument("--tolerance", type=number, default=0.1,
+                   help="largest |alpha beta^2 gamma^2 - target| admitted (default: %(default)s)")
     for name, hi in (("alpha", 2.0), ("beta", 1.5), ("gamma", 1.5)):
         g.add_argument(f"--{name}-range", type=number, nargs=2, metavar=("LOW", "HIGH"), default=[1.0, hi],
-                       help=f"grid range of {name} (default 1 {hi:g})")
+                       help=f"grid range of {name} (default: 1 {hi:g})")
     g = s.add_argument_group("evaluation")
     g.add_argument("--evaluator", choices=["macs", "proxy"],
                    help="macs: a cheap deterministic score of the member, no data; proxy: train each phi = 1 "
                         "member on --dataset (default: proxy when --dataset is given, else macs)")
-    g.add_argument("--dataset", help="with proxy: digits (built in), npz:PATH, folder:PATH")
-    g.add_argument("--epochs", type=positive_int, help="with proxy: epochs per member (default 3)")
-    g.add_argument("--batch-size", type=positive_int, help="with proxy: batch size")
-    g.add_argument("--train-size", type=positive_int, help="with proxy: train on a stratified subset")
-    g.add_argument("--val-size", type=positive_int, help="with proxy: validate on a stratified subset")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"], help="with proxy: training device")
+    g.add_argument("--dataset", help="with proxy: images, digits (built in), npz:PATH, folder:PATH (default: digits)")
+    g.add_argument("--epochs", type=positive_int, help="with proxy: training epochs per member (default: 3)")
+    g.add_argument("--batch-size", type=positive_int, help="with proxy: images per training batch (default: 64)")
+    g.add_argument("--train-size", type=positive_int,
+                   help="with proxy: train on a stratified subset of this many images (default: the whole "
+                        "training split)")
+    g.add_argument("--val-size", type=positive_int,
+                   help="with proxy: validate on a stratified subset of this many images (default: the whole "
+                        "validation split)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="with proxy: where members train; auto takes cuda when there is one (default: auto)")
     g = s.add_argument_group("run")
-    g.add_argument("--trials", type=positive_int, help="stop after this many candidates (resume to finish)")
-    g.add_argument("--time", type=positive_float, help="stop after this many seconds (resume to finish)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--run", help="run folder (default runs/scale-BASE-TIME)")
+    g.add_argument("--trials", type=positive_int,
+                   help="stop after this many candidates, resume to finish (default: all of the grid)")
+    g.add_argument("--time", type=positive_float,
+                   help="stop after this many seconds, resume to finish (default: no limit)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of the data split and the members' training (default: %(default)s)")
+    g.add_argument("--run", metavar="FOLDER",
+                   help="run folder, any path: absolute, relative to the current directory or under ~ "
+                        "(default: runs/scale-BASE-TIME)")
     g.add_argument("--resume", action="store_true", help="continue the coefficient search in --run")
-    s.add_argument("--top", type=int, default=10, help="admissible triples to list (0: all; default 10)")
-    s.add_argument("--no-progress", action="store_true")
-    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.add_argument("--top", type=int, default=10,
+                   help="admissible triples to list, 0 for all (default: %(default)s)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    s.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
     s.set_defaults(func=cmd_search)
 
 
@@ -251,18 +276,17 @@ def search_parts(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from nasforge.cli.search import resolve_cli_run
     from nasforge.scaling.search import search_coefficients
 
-    if args.resume and not args.run:
+    if args.resume and args.run is None:
         raise ConfigError("--resume", "needs --run NAME, the run to continue")
     if args.top < 0:
         raise ConfigError("--top", f"must be 0 (all) or a positive number of rows, got {args.top}")
     if args.seed < 0:
         raise ConfigError("--seed", f"must be a non-negative integer, got {args.seed}")
     family, evaluator = search_parts(args)
-    run_name = args.run or _run_name(args.base)
-    run_dir = resolve_cli_run(run_name)
+    run_name = args.run if args.run is not None else _run_name(args.base)
+    run_dir = user_path(run_name, "--run")
     result = search_coefficients(family, evaluator, run_dir, step=args.step, target=args.target,
                                  tolerance=args.tolerance, alpha_range=tuple(args.alpha_range),
                                  beta_range=tuple(args.beta_range), gamma_range=tuple(args.gamma_range),
@@ -271,7 +295,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_dict())
         return 0
-    print_result(result, args, run_name)
+    print_result(result, args, shlex.quote(run_name))
     return 0
 
 

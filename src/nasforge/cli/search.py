@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 from typing import Any
 
-from nasforge.cli.common import console, print_json
+from nasforge.cli.common import console, print_json, user_path
 from nasforge.errors import ConfigError
 
 #: The evaluator a space is searched with unless told otherwise.
@@ -208,68 +209,98 @@ def default_run_name(config: dict[str, Any]) -> str:
 
 # -- nasforge search / show ----------------------------------------------------------------------
 def add_search_flags(p: argparse.ArgumentParser) -> None:
-    """Flags shared by `search` and `run` (None means "not given", so config files can fill in)."""
+    """The flags of `search` (None means "not given", so a config file can fill in; the defaults named
+    in the help are what applies when neither says)."""
     from nasforge.cli.common import positive_float, positive_int
 
     g = p.add_argument_group("what to search")
-    g.add_argument("--config", help="JSON or TOML search config; flags given here override it")
-    g.add_argument("--space", help="search space: nasnet, mbconv, nb201, macro, layerwise")
-    g.add_argument("--strategy", help="random, evolution, grid, ppo, reinforce")
+    g.add_argument("--config", help="JSON or TOML search config file (docs/search.md); flags given here override "
+                                    "its values, and a flag left out takes the file's value before its default")
+    g.add_argument("--space", help="search space: nasnet, mbconv, nb201, macro, layerwise (default: nasnet)")
+    g.add_argument("--strategy", help="random, evolution (default), local, predictor, grid, ppo, reinforce")
     g.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
-                   help="strategy option, e.g. population_size=20 (repeatable)")
+                   help="strategy option, e.g. population_size=20 (repeatable; default: the strategy's own "
+                        "values, docs/strategies.md)")
     g.add_argument("--evaluator", help="proxy (train children), nb201, macro, table, a zero-cost score "
                                        "(naswot, synflow, snip, grasp, fisher, jacob_cov, params, flops), "
-                                       "zc_ensemble, or auto (the recommended one, recorded under its name)")
+                                       "zc_ensemble, or auto (the recommended one, recorded under its name); "
+                                       "default: the space's own (proxy; nb201 and macro look results up), "
+                                       "table with --table")
     g.add_argument("--prescreen", metavar="EVALUATOR",
                    help="score several proposals per trial with this cheap evaluator (e.g. zc_ensemble) and "
                         "evaluate only the best; it reads the main evaluator's dataset and network (or, "
-                        "in a table search, --dataset and the network flags)")
+                        "in a table search, --dataset and the network flags); default: none, every "
+                        "proposal is evaluated")
     g.add_argument("--prescreen-candidates", type=positive_int, metavar="N",
-                   help="proposals scored per evaluated trial with --prescreen (default 10)")
-    g.add_argument("--objective", help="accuracy (default) or mnasnet")
+                   help="proposals scored per evaluated trial with --prescreen (default: 10)")
+    g.add_argument("--objective", help="the reward: accuracy (validation accuracy; the default) or mnasnet "
+                                       "(accuracy traded against MACs)")
     g = p.add_argument_group("proxy training")
-    g.add_argument("--dataset", help="digits (built in), npz:PATH, folder:PATH")
-    g.add_argument("--epochs", type=positive_int)
-    g.add_argument("--batch-size", type=positive_int)
-    g.add_argument("--lr", type=positive_float)
+    g.add_argument("--dataset", help="images the children train on: digits (built in), npz:PATH, folder:PATH "
+                                     "(default: digits)")
+    g.add_argument("--epochs", type=positive_int, help="training epochs per child (default: 3)")
+    g.add_argument("--batch-size", type=positive_int, help="images per training batch (default: 64)")
+    g.add_argument("--lr", type=positive_float, help="SGD learning rate at the start of the cosine schedule "
+                                                     "(default: 0.05)")
     g.add_argument("--network-option", action="append", metavar="KEY=VALUE",
                    help="option of the space's network, e.g. channels=8 or cells_per_stage=1 for nb201 "
-                        "(repeatable)")
-    g.add_argument("--cells", type=positive_int, help="NASNet children: normal cells per stack (N)")
-    g.add_argument("--filters", type=positive_int, help="NASNet children: filters of the first stack (F)")
-    g.add_argument("--train-size", type=positive_int, help="train on a stratified subset of this size")
-    g.add_argument("--val-size", type=positive_int, help="validate on a stratified subset of this size")
-    g.add_argument("--resolution", type=positive_int, help="resize images to this size")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
+                        "(repeatable; default: a small proxy network, docs/search.md)")
+    g.add_argument("--cells", type=positive_int, help="NASNet children: normal cells per stack, N (default: 1)")
+    g.add_argument("--filters", type=positive_int,
+                   help="NASNet children: filters of the first stack, F (default: 8)")
+    g.add_argument("--train-size", type=positive_int,
+                   help="train on a stratified subset of this many images (default: the whole training split)")
+    g.add_argument("--val-size", type=positive_int,
+                   help="validate on a stratified subset of this many images (default: the whole validation "
+                        "split, 10%% of the training images)")
+    g.add_argument("--resolution", type=positive_int,
+                   help="resize images to this side in pixels (default: the dataset's own)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="where children train; auto takes cuda when there is one (default: auto)")
     g = p.add_argument_group("tabulated benchmark (--evaluator table, implied by --table)")
-    g.add_argument("--table", help="CSV table (gzip or plain) with an architecture column and metric columns")
-    g.add_argument("--reward-column", help="column searched on, e.g. c10_valid_acc_12ep")
-    g.add_argument("--report-column", help="column reported beside it (a test column is never searched on)")
+    g.add_argument("--table", help="CSV table (gzip or plain) with an architecture column and metric columns "
+                                   "(default: none, children are evaluated)")
+    g.add_argument("--reward-column", help="column searched on, e.g. c10_valid_acc_12ep (required with --table)")
+    g.add_argument("--report-column", help="column reported beside it, a test column is never searched on "
+                                           "(default: none)")
     g.add_argument("--arch-column", help="architecture column (default: arch_str / arch / architecture)")
     g = p.add_argument_group("budget and limits")
-    g.add_argument("--trials", type=positive_int, help="stop after this many trials")
-    g.add_argument("--time", type=positive_float, help="stop after this many seconds")
-    g.add_argument("--cost", type=positive_float, help="stop after this much simulated evaluation cost (s)")
-    g.add_argument("--max-params", type=positive_int, help="reject architectures with more parameters")
-    g.add_argument("--max-macs", type=positive_int, help="reject architectures with more multiply-adds")
-    g.add_argument("--max-latency-ms", type=positive_float)
+    g.add_argument("--trials", type=positive_int,
+                   help="stop after this many trials (default: 48 when no --time, --cost or config budget is set)")
+    g.add_argument("--time", type=positive_float,
+                   help="stop after this many seconds of wall-clock time, over all sessions (default: no limit)")
+    g.add_argument("--cost", type=positive_float,
+                   help="stop after this many seconds of simulated training time, a table's cost column "
+                        "(default: no limit)")
+    g.add_argument("--max-params", type=positive_int,
+                   help="reject architectures with more parameters (default: no limit)")
+    g.add_argument("--max-macs", type=positive_int,
+                   help="reject architectures with more multiply-adds per image (default: no limit)")
+    g.add_argument("--max-latency-ms", type=positive_float,
+                   help="reject architectures slower than this many milliseconds per forward pass of one image "
+                        "(default: no limit)")
     g = p.add_argument_group("execution")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--workers", type=positive_int, help="evaluate this many children at once")
+    g.add_argument("--seed", type=int, help="seed of the strategy and of every trial's training (default: 0)")
+    g.add_argument("--workers", type=positive_int, help="evaluate this many children at once (default: 1)")
     g.add_argument("--executor", help="serial, process, ray (default: serial for 1 worker, else process)")
     g.add_argument("--ray-address", help="with --executor ray: the cluster to join (default: start a local Ray)")
-    g.add_argument("--timeout", type=positive_float, help="fail a trial that runs longer (s)")
-    g.add_argument("--retries", type=int)
+    g.add_argument("--timeout", type=positive_float,
+                   help="fail a trial that runs longer than this many seconds (default: no limit)")
+    g.add_argument("--retries", type=int,
+                   help="re-run a failed trial (an error, a NaN loss, a timeout) up to this many times with a new "
+                        "seed (default: 0)")
     g.add_argument("--duplicates", choices=["reask", "reuse", "evaluate"],
                    help="a proposal already asked in the run: reask (default: not a trial, the strategy is "
                         "asked again), reuse (a trial that reuses the stored result, counted in the budget) "
                         "or evaluate (evaluated again)")
     g.add_argument("--reask-limit", type=int, metavar="N",
                    help="with --duplicates reask: stop the search after N repeats in a row (default 100)")
-    g.add_argument("--run", help="run folder (default runs/SPACE-STRATEGY-TIME)")
+    g.add_argument("--run", metavar="FOLDER",
+                   help="run folder, any path: absolute, relative to the current directory or under ~ "
+                        "(default: the config file's run, else runs/SPACE-STRATEGY-TIME)")
     g.add_argument("--resume", action="store_true", help="continue the run in --run where it stopped")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
 
 
 def add_parser(sub: Any) -> None:
@@ -282,17 +313,25 @@ def add_show_parser(sub: Any) -> None:
     from nasforge.cli.common import positive_int
 
     p = sub.add_parser("show", help="the leaderboard of a run")
-    p.add_argument("run", help="run folder")
-    p.add_argument("--top", type=positive_int, default=10)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("run", help="run folder, any path: absolute, relative to the current directory or under ~")
+    p.add_argument("--top", type=positive_int, default=10, help="trials listed, best first (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the counts and top trials as JSON")
     p.set_defaults(func=cmd_show)
 
 
-def resolve_cli_run(name: str) -> Path:
-    """Run folders live under the current directory; names may not escape it."""
-    from nasforge.experiment import resolve_run_dir
+def search_run_dir(flag: str | None, from_file: Any, default: str) -> tuple[str, Path]:
+    """(name to show, folder) of a search run: --run, else the config file's `run`, else `default`.
 
-    return resolve_run_dir(name, Path.cwd())
+    --run is the user's own path (anywhere). A config file may come from someone else, so its `run`
+    must name a folder inside the current directory: no '..', no absolute path, no link out of it.
+    """
+    if flag is not None:
+        return flag, user_path(flag, "--run")
+    if from_file is not None:
+        from nasforge.experiment import resolve_run_dir
+
+        return from_file, resolve_run_dir(from_file, Path.cwd())
+    return default, user_path(default, "--run")
 
 
 def configure_executor(args: Any) -> None:
@@ -307,10 +346,10 @@ def cmd_search(args: Any) -> int:
     from nasforge.experiment import Experiment, SearchConfig
 
     configure_executor(args)
-    file_data = read_config_file(args.config) if args.config else None
+    file_data = read_config_file(args.config) if args.config else {}
+    file_run = file_data.pop("run", None)  # where to write, not part of the search's config
     config = SearchConfig.from_dict(search_config_dict(args, file_data))
-    run_name = args.run or default_run_name(config.to_dict())
-    run_dir = resolve_cli_run(run_name)
+    run_name, run_dir = search_run_dir(args.run, file_run, default_run_name(config.to_dict()))
     with Experiment.from_config(config, run_dir, resume=args.resume,
                                 progress=not (args.no_progress or args.json)) as experiment:
         summary = experiment.run()
@@ -322,7 +361,8 @@ def cmd_search(args: Any) -> int:
     out.print(f"[bold]{summary.stop_reason}[/bold]: {summary.done} done, {summary.failed} failed, "
               f"{summary.reused} reused, in {summary.elapsed:.1f} s")
     _print_leaderboard(best, f"best of {run_dir}")
-    out.print(f"run folder: {run_dir}   (nasforge show {run_name}; resume with --run {run_name} --resume)")
+    shown = shlex.quote(run_name)
+    out.print(f"run folder: {run_dir}   (nasforge show {shown}; resume with --run {shown} --resume)")
     return 0
 
 
@@ -344,7 +384,7 @@ def _print_leaderboard(trials: list, title: str) -> None:
 def cmd_show(args: Any) -> int:
     from nasforge.experiment import Store
 
-    run_dir = Path(args.run)
+    run_dir = user_path(args.run, "run")
     if not Store.exists(run_dir):
         raise ConfigError("run", f"no nasforge run in {args.run!r}")
     store = Store.open(run_dir)

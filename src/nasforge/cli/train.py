@@ -10,6 +10,7 @@ and only reported. The output folder holds `weights.pt`, `arch.json` and `metric
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -17,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasforge.cli.common import console, positive_float, positive_int, print_json
+from nasforge.cli.common import console, positive_float, positive_int, print_json, user_path
 from nasforge.errors import ConfigError
 
 #: Epochs of a full training unless --epochs says otherwise (a search's proxy uses far fewer).
 DEFAULT_EPOCHS = 10
+#: `nasforge.export.EXPORT_FORMATS`, named here so that building the parser imports no torch (a test
+#: keeps the two equal; `nasforge export` itself checks --format against the real tuple).
+EXPORT_FORMAT_NAMES = ("json", "onnx", "pt2", "torchscript")
 #: Data options of the proxy evaluator that full training keeps (subset sizes are dropped).
 DATA_OPTIONS = {"val_fraction": 0.1, "split_seed": 0, "resolution": None, "augment": True, "cutout": 0}
 
@@ -104,7 +108,7 @@ def resolve_source(text: str) -> dict[str, Any]:
     from nasforge.experiment import Store
     from nasforge.export import ARCH_NAME
 
-    path = Path(text)
+    path = Path(os.path.expanduser(text))  # unchanged if '~' starts no home folder, as in a shell
     if path.is_dir():
         if Store.exists(path):
             return _from_run(path)
@@ -245,25 +249,18 @@ def train_plan(plan: TrainPlan, out_dir: Path, progress: bool = True) -> dict[st
 
 
 def output_dir(out: str | None, name: str) -> Path:
-    """The output folder (inside the current directory); refuses one that holds a trained model."""
-    from nasforge.cli.search import resolve_cli_run
+    """The output folder (--out, anywhere the user says); refuses one that holds a run or a model."""
     from nasforge.experiment import Store
     from nasforge.export import ARCH_NAME, WEIGHTS_NAME
 
-    def resolve(text: str) -> Path:
-        try:
-            return resolve_cli_run(text)
-        except ConfigError as exc:
-            raise ConfigError("--out", str(exc).removeprefix("run: ")) from None
-
     if out is None:
         base = f"runs/train-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        folder, n = resolve(base), 1
+        folder, n = user_path(base, "--out"), 1
         while folder.exists():
             n += 1
-            folder = resolve(f"{base}-{n}")
+            folder = user_path(f"{base}-{n}", "--out")
         return folder
-    folder = resolve(out)
+    folder = user_path(out, "--out")
     if folder.exists() and not folder.is_dir():
         raise ConfigError("--out", f"{out} exists and is not a folder")
     if Store.exists(folder):
@@ -320,7 +317,7 @@ def cmd_export(args: Any) -> int:
     if args.format not in EXPORT_FORMATS:
         raise ConfigError("--format", f"unknown export format {args.format!r}", EXPORT_FORMATS)
     if args.normalize and args.format == "json":
-        raise ConfigError("--normalize", "only applies to onnx and torchscript exports")
+        raise ConfigError("--normalize", "only applies to pt2, onnx and torchscript exports")
     path = Path(args.source)
     if not path.exists():
         raise ModelFileError(path, "no such file or folder")
@@ -353,11 +350,16 @@ def cmd_export(args: Any) -> int:
     note = ""
     if result.method:
         note = f" via {result.method}"
+    if result.dynamic_batch is not None:
+        note += "; dynamic batch" if result.dynamic_batch else "; static batch"
     if result.max_abs_diff is not None:
         note += f"; checked against the original: max |diff| {result.max_abs_diff:.2g}"
     elif args.format == "onnx":
         note += "; not checked (onnxruntime is not installed)"
     console().print(f"wrote {result.path} ({result.format}{note})", soft_wrap=True)
+    if result.deprecated:
+        console().print(f"note: PyTorch deprecates {result.format}; the default --format pt2 "
+                        "(torch.export) replaces it", soft_wrap=True)
     return 0
 
 
@@ -366,29 +368,38 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train an architecture (or a run's best) fully; save weights + arch.json")
     p.add_argument("source", metavar="ARCH_OR_RUN",
                    help="architecture JSON file, registered model name, or search run folder")
-    p.add_argument("--dataset", help="digits (built in), npz:PATH, folder:PATH (default: the run's, else digits)")
-    p.add_argument("--cells", type=positive_int, help="NASNet: normal cells per stack (N)")
-    p.add_argument("--filters", type=positive_int, help="NASNet: filters of the first stack (F)")
-    p.add_argument("--epochs", type=positive_int, help=f"default {DEFAULT_EPOCHS}")
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float)
-    p.add_argument("--resolution", type=positive_int, help="resize images to this size")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--seed", type=int, help="weights, batch order and augmentation (default 0)")
-    p.add_argument("--out", help="output folder under the current directory (default runs/train-NAME-TIME)")
+    p.add_argument("--dataset", help="images: digits (built in), npz:PATH, folder:PATH (default: the run's, "
+                                     "else digits)")
+    p.add_argument("--cells", type=positive_int,
+                   help="NASNet: normal cells per stack, N (default: the run's or model's, else 1)")
+    p.add_argument("--filters", type=positive_int,
+                   help="NASNet: filters of the first stack, F (default: the run's or model's, else 8)")
+    p.add_argument("--epochs", type=positive_int, help=f"training epochs (default: {DEFAULT_EPOCHS})")
+    p.add_argument("--batch-size", type=positive_int,
+                   help="images per training batch (default: the run's, else 64)")
+    p.add_argument("--lr", type=positive_float,
+                   help="SGD learning rate at the start of the cosine schedule (default: the run's, else 0.05)")
+    p.add_argument("--resolution", type=positive_int,
+                   help="resize images to this side in pixels (default: the run's, else the dataset's own)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="where to train; auto takes cuda when there is one (default: the run's, else auto)")
+    p.add_argument("--seed", type=int, help="seed of the weights, batch order and augmentation (default: 0)")
+    p.add_argument("--out", metavar="FOLDER",
+                   help="output folder, any path: absolute, relative to the current directory or under ~ "
+                        "(default: runs/train-NAME-TIME)")
     p.add_argument("--no-progress", action="store_true", help="no per-epoch lines on stderr")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_train)
 
 
 def add_export_parser(sub: Any) -> None:
-    from nasforge.export import EXPORT_FORMATS
-
-    p = sub.add_parser("export", help="export a trained model as json, onnx or torchscript")
+    p = sub.add_parser("export", help=f"export a trained model: {', '.join(EXPORT_FORMAT_NAMES)}")
     p.add_argument("source", metavar="RUN_OR_WEIGHTS",
                    help="a `nasforge train` folder (or its weights.pt), or a search run folder (json only)")
-    p.add_argument("--format", required=True, help=f"one of {', '.join(EXPORT_FORMATS)}")
-    p.add_argument("--out", required=True, help="file to write")
+    p.add_argument("--format", default="pt2",
+                   help="pt2 (default: a torch.export ExportedProgram), onnx (torch.export-based exporter), "
+                        "json (the model description) or torchscript (legacy: deprecated by PyTorch)")
+    p.add_argument("--out", required=True, help="file to write (never one of a run's or a trained model's own files)")
     p.add_argument("--normalize", action="store_true",
                    help="bake the training normalisation in: the exported model takes images in [0, 1]")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

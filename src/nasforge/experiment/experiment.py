@@ -82,9 +82,14 @@ def evaluate_architecture(evaluator: Any, space: Any, arch: Any, seed: int) -> A
 def resolve_run_dir(name: str | os.PathLike, runs_root: str | os.PathLike = "runs") -> Path:
     """The folder of run `name` inside `runs_root`, refusing names that would escape it.
 
-    `name` may have several parts ("cifar/ppo-1") but no "..", no absolute path or drive, no
-    control characters, and must not resolve outside `runs_root` through a symbolic link.
+    For names that come from someone other than the user at the keyboard (a config file's `run`,
+    a request to a server): such a name must not reach outside `runs_root`. `name` may have several
+    parts ("cifar/ppo-1") but no "..", no absolute path or drive, no control characters, and must
+    not resolve outside `runs_root` through a symbolic link. A path typed on the command line is
+    the user's own and goes anywhere (`nasforge.cli.common.user_path`).
     """
+    if not isinstance(name, (str, os.PathLike)):  # e.g. a number in a JSON or TOML file
+        raise ConfigError("run", f"must be a run name (a string), got {name!r}")
     text = os.fspath(name)
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("run", "must be a non-empty run name")
