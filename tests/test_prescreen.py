@@ -83,7 +83,7 @@ def _run(tmp_path, name, strategy="evolution", trials=12, candidates=4, resume=F
     return counting
 
 
-@pytest.mark.parametrize("strategy", ["random", "evolution", "ppo", "reinforce"])
+@pytest.mark.parametrize("strategy", ["random", "evolution", "local", "predictor", "ppo", "reinforce"])
 def test_every_strategy_evaluates_only_the_best_of_its_candidates(tmp_path, strategy):
     counting = _run(tmp_path, strategy, strategy)
     with Store.open(tmp_path / strategy) as store:
