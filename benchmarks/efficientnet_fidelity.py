@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/efficientnet_fidelity.py [--real] [--all]
 
 Parameters must match torchvision/timm exactly; MACs (conv + linear, PyTorch's FLOP counter, at
-each model's native resolution, 1000 classes) within 1% of REFERENCE A.5. Models are built on the
+each model's native resolution, 1000 classes) within 1% of the published counts. Models are built on the
 meta device (shapes only) unless --real builds them with weights on the CPU. A second table puts
 the published (width, depth, resolution) rows beside Eq. 3's alpha^phi, beta^phi, gamma^phi
 (alpha, beta, gamma = 1.2, 1.1, 1.15) with the MACs each mode's members measure.
@@ -27,7 +27,7 @@ from nasforge.models.efficientnet import EFFICIENTNET_PARAMS  # noqa: E402
 from nasforge.profile import count_macs, count_params  # noqa: E402
 from nasforge.scaling import CompoundScaler, EfficientNetFamily, PublishedScaler  # noqa: E402
 
-PUBLISHED = {  # REFERENCE A.5: params (torchvision/timm), GMACs at native resolution
+PUBLISHED = {  # params (torchvision/timm), GMACs at native resolution (Tan & Le 2019, Table 2)
     "efficientnet_b0": (5_288_548, 0.386), "efficientnet_b1": (7_794_184, 0.687),
     "efficientnet_b2": (9_109_994, 0.994), "efficientnet_b3": (12_233_232, 1.827),
     "efficientnet_b4": (19_341_616, 4.394), "efficientnet_b5": (30_389_784, 10.266),

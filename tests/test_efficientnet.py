@@ -1,6 +1,6 @@
 """EfficientNet: the MBConv block, rounding rules, the B0-B7 registry entries and their fidelity.
 
-Fidelity figures are from REFERENCE A.5 (torchvision/timm parameter counts; conv+linear MACs with
+Fidelity figures are the published ones (torchvision/timm parameter counts; conv+linear MACs with
 PyTorch's FLOP counter at native resolution). The big models are built on the meta device, which
 allocates no weights, so counting all eight takes seconds.
 """
@@ -31,7 +31,7 @@ PUBLISHED = {  # name: (params, GMACs)
     "efficientnet_b7": (66_347_960, 37.746),
 }
 
-# REFERENCE A.5: stem / stage out-channels / head, and repeats per stage.
+# Stem / stage out-channels / head, and repeats per stage (Tan & Le 2019, Table 1, scaled per model).
 STRUCTURE = {
     "efficientnet_b0": (32, (16, 24, 40, 80, 112, 192, 320), 1280, (1, 2, 2, 3, 3, 4, 1)),
     "efficientnet_b1": (32, (16, 24, 40, 80, 112, 192, 320), 1280, (2, 3, 3, 4, 4, 5, 2)),

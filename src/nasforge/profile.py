@@ -1,7 +1,7 @@
 """What a model costs: parameters, multiply-accumulates, latency and peak memory.
 
 MACs are counted with PyTorch's own `FlopCounterMode` (conv, linear and matmul FLOPs, halved),
-the convention the reference counts in REFERENCE.md use; pooling, activations and BN are not
+the convention of the published counts (EfficientNet's and NASNet's "multiply-adds"); pooling, activations and BN are not
 counted. Latency is the median wall time of a batch in eval mode. Peak memory is the CUDA
 allocator's peak on GPUs; on CPUs, where PyTorch keeps no such statistic, it is the peak of live
 tensor bytes tracked at the operator level during one forward pass.

@@ -1,6 +1,6 @@
 """Compound scaling: phi -> (width, depth, resolution), and families of counted members.
 
-`CompoundScaler(alpha, beta, gamma)` is the paper's Eq. 3 (REFERENCE 2.1): depth alpha^phi, width
+`CompoundScaler(alpha, beta, gamma)` is the paper's Eq. 3 (Tan & Le, EfficientNet, ICML 2019, section 3.3): depth alpha^phi, width
 beta^phi, resolution gamma^phi x base (rounded to a multiple of `resolution_divisor`), so MACs grow by
 about (alpha beta^2 gamma^2)^phi, about 2^phi. `PublishedScaler` is the other mode: the released
 EfficientNet B0-B7 rows, which are *not* alpha^phi, beta^phi, gamma^phi (see docs/scaling.md).
@@ -24,10 +24,11 @@ from nasforge.errors import ConfigError
 from nasforge.profile import count_macs, count_params
 from nasforge.scaling.family import Family, family_from
 
-#: The paper's coefficients for EfficientNet-B0 (REFERENCE 2.1).
+#: The paper's coefficients for EfficientNet-B0 (Tan & Le 2019, section 3.3).
 EFFICIENTNET_COEFFICIENTS = (1.2, 1.1, 1.15)
 
-#: Released EfficientNet rows by phi: (width, depth, resolution) (REFERENCE A.5).
+#: Released EfficientNet rows by phi: (width, depth, resolution), as in the reference implementation's
+#: `efficientnet_params` (tensorflow/tpu, models/official/efficientnet/efficientnet_builder.py).
 EFFICIENTNET_PUBLISHED: dict[int, tuple[float, float, int]] = {
     0: (1.0, 1.0, 224), 1: (1.0, 1.1, 240), 2: (1.1, 1.2, 260), 3: (1.2, 1.4, 300),
     4: (1.4, 1.8, 380), 5: (1.6, 2.2, 456), 6: (1.8, 2.6, 528), 7: (2.0, 3.1, 600),

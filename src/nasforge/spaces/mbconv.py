@@ -1,4 +1,4 @@
-"""The MnasNet-style MBConv search space (REFERENCE 3.2), for searching a scalable baseline.
+"""The MnasNet-style MBConv search space (Tan et al., MnasNet, CVPR 2019, section 4.1), for searching a scalable baseline.
 
 The network keeps EfficientNet-B0's skeleton: seven stages with B0's strides. Each stage chooses
 its depthwise kernel, expansion ratio, SE ratio, repeats (B0's count -1, +0 or +1, at least 1) and
@@ -25,7 +25,7 @@ from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.nn.mbconv import round_filters
 from nasforge.spaces.base import Decision, SearchSpace
 
-#: B0's (stride, channels, repeats) per stage (REFERENCE A.4); the skeleton the space varies.
+#: B0's (stride, channels, repeats) per stage (Tan & Le 2019, Table 1); the skeleton the space varies.
 B0_SKELETON: tuple[tuple[int, int, int], ...] = (
     (1, 16, 1), (2, 24, 2), (2, 40, 2), (2, 80, 3), (1, 112, 3), (2, 192, 4), (1, 320, 1))
 KERNELS: tuple[int, ...] = (3, 5)
