@@ -133,8 +133,9 @@ def _cheap(name):
 
 
 @contextlib.contextmanager
-def _deprecations_are_errors():
-    """No deprecation warning (TorchScript's above all) may escape from nasforge's export calls."""
+def deprecations_are_errors():
+    """No deprecation warning (TorchScript's above all) may escape from nasforge's export calls
+    (tests/test_train_export.py uses it too)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         warnings.simplefilter("error", FutureWarning)
@@ -144,7 +145,7 @@ def _deprecations_are_errors():
 def _exports_with_a_dynamic_batch(model, x):
     """torch.export the eval-mode `model` on `x`; the program runs a batch of another size as the model does."""
     model = model.eval()
-    with _deprecations_are_errors():
+    with deprecations_are_errors():
         program, dynamic = to_exported_program(model, x)
     assert dynamic, "the batch dimension should be dynamic"
     other = torch.randn(x.shape[0] + 1, *x.shape[1:])
@@ -237,7 +238,7 @@ def test_the_onnx_exporter_takes_every_kind_of_network(tmp_path):
     torch.manual_seed(0)
     nets = [_cheap("efficientnet_b0")[0]] + [_search_network(name, 3, 32) for name in ("layerwise", "nb201")]
     model = _Together(nets).eval()
-    with _deprecations_are_errors():
+    with deprecations_are_errors():
         assert to_onnx(model, torch.randn(2, 3, 32, 32), tmp_path / "all.onnx") is True  # a dynamic batch
     session = ort.InferenceSession(str(tmp_path / "all.onnx"), providers=["CPUExecutionProvider"])
     images = torch.randn(3, 3, 32, 32)

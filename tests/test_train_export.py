@@ -6,7 +6,6 @@ through PyTorch's Python layers, several seconds each), and each format is loade
 process where nasforge cannot be imported.
 """
 
-import contextlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from nasforge.evaluators.training import TrainConfig, evaluate_accuracy
 from nasforge.export import ModelConfig, export_model, load_model, read_model_config, read_weights
 from nasforge.spaces import NASNetSpace
 from nasforge.spaces.nasnet_cells import NASNET_A
+from test_models import deprecations_are_errors
 
 TINY = ["--epochs", "1", "--cells", "1", "--filters", "8", "--no-progress"]
 
@@ -157,22 +157,13 @@ def _run_without_nasforge(folder, script):
     return float(lines[-4])
 
 
-@contextlib.contextmanager
-def _deprecations_are_errors():
-    """PyTorch's deprecation warnings (TorchScript's above all) must not escape from nasforge's calls."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
-        warnings.simplefilter("error", FutureWarning)
-        yield
-
-
 def test_pt2_is_the_default_export_and_runs_without_nasforge(work, capsys):
     model, _ = load_model(work / "runs" / "trained")
     x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))  # the export's example has 2
     with torch.no_grad():
         expected = model(x)
     capsys.readouterr()
-    with _deprecations_are_errors():
+    with deprecations_are_errors():
         assert main(["export", "runs/trained", "--out", "out/model.pt2"]) == 0  # no --format: pt2
     assert ("wrote out/model.pt2 (pt2 via torch.export; dynamic batch; checked against the original"
             in capsys.readouterr().out)
@@ -193,7 +184,7 @@ def test_onnx_export_runs_with_onnxruntime_without_nasforge(work, capsys):
     onnx = pytest.importorskip("onnx")
     capsys.readouterr()
     # from the weights file, with the normalisation baked in: the ONNX model takes images in [0, 1]
-    with _deprecations_are_errors():
+    with deprecations_are_errors():
         assert main(["export", "runs/trained/weights.pt", "--format", "onnx", "--normalize",
                      "--out", "out/model.onnx", "--json"]) == 0
     result = _json_out(capsys)

@@ -230,7 +230,11 @@ def run_seed_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], s
     for q in range(marks[-1]):
         t0 = clock()
         try:
-            arch = ask_new(searcher, space, keys, reask_limit)[0] if duplicates == "reask" else searcher.ask()
+            if duplicates == "reask":
+                arch, key, _ = ask_new(searcher, space, keys, reask_limit)
+            else:
+                arch = searcher.ask()
+                key = space.key(arch)
         except (Exhausted, RepeatedProposals) as exc:
             own += clock() - t0
             stop = str(exc) or "the strategy has nothing left to propose"
@@ -242,7 +246,7 @@ def run_seed_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], s
         searcher.tell(arch, result)
         own += (t1 - t0) + (clock() - t2)
         asked += 1
-        keys.add(space.key(arch))
+        keys.add(key)
         if not hit.ok:
             failures += 1
         elif best is None or hit.reward > best[0]:
