@@ -1,0 +1,341 @@
+"""An inference-only copy of any nasforge network: BatchNorm folded, training-only modules gone.
+
+`deploy(model, example_input)` returns a module that is called exactly like `model` and gives the
+same outputs as `model.eval()` (to float rounding, about 1e-6 relative), faster. It works on a deep
+copy of the module tree, so the original is never touched, and needs no tracing: every network
+nasforge builds (NASNet cells pass lists of states around, NB201 cells loop over their edges,
+layer-wise networks pad and concatenate) deploys the same way, and the result still scripts,
+traces and exports with `torch.export` like the original.
+
+What the transformation does, in order:
+
+1. **Auxiliary heads are dropped** (a network with ``forward_with_aux`` and an ``aux`` module, as
+   NASNet's): they only ever run in training.
+2. **Training-only modules become identities and then disappear**: ``nn.Dropout`` (all variants)
+   and drop path / stochastic depth (`nasforge.nn.layers.DropPath`) are identities in eval mode;
+   identities inside ``nn.Sequential`` containers are removed, nested plain ``Sequential``s are
+   flattened into their parent, and NASNet's per-op wrapper (op + drop path) is replaced by the op.
+3. **BatchNorm is folded into the convolution before it** (Ioffe & Szegedy 2015 give eval-mode BN
+   as a per-channel affine map ``y = (x - mean) / sqrt(var + eps) * gamma + beta``; applied to a
+   convolution's output it is the same convolution with its output channels' filters scaled by
+   ``gamma / sqrt(var + eps)`` and a new bias). This holds for every conv feeding the BN directly,
+   grouped and depthwise ones included, and for the factorized reduction whose BN follows the
+   concatenation of two 1x1 convs (each conv takes its half of the BN). A BN with no conv right
+   before it (NB201's final BN after a sum of cells) is kept as it is.
+4. **Dead branches are pruned**: a NASNet cell input that no block and no output reads keeps no
+   preprocessing conv; an NB201 edge whose target node never reaches the cell output is removed.
+5. **Activations right after a conv run in place** (the conv's output has no other reader).
+6. **Memory format**: with ``channels_last`` (the default on CPU) the 4-D weights are stored NHWC,
+   which oneDNN's CPU convolutions prefer; a contiguous input is converted by the first conv
+   itself, so callers pass the same tensors as before.
+7. Optionally ``torch.compile`` (inductor, with weight freezing): the compiled module is warmed up
+   on `example_input`, so the first real call does not pay the compile time; that time is kept in
+   the report (`deploy_report(module).compile_seconds`).
+
+The idea is the same as timm's ``fuse_bn`` / reparameterisation helpers and PyTorch's
+``torch.fx.experimental.optimization.fuse``, written here over nasforge's own blocks so that it
+needs no symbolic trace.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+import types
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["DeployReport", "deploy", "deploy_report", "fold_conv_bn"]
+
+#: Dropout modules: identities in eval mode.
+_DROPOUTS: tuple[type[nn.Module], ...] = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                                          nn.AlphaDropout, nn.FeatureAlphaDropout)
+#: Activations that may run in place on a conv's (or a BN's) fresh output.
+_INPLACE_ACTS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid,
+                                              nn.Mish, nn.ELU, nn.LeakyReLU)
+#: The attribute under which the report rides on the deployed module.
+_REPORT_ATTR = "_nasforge_deploy_report"
+
+
+@dataclass
+class DeployReport:
+    """What `deploy` changed; `deploy_report(module)` reads it back."""
+
+    folded_bn: int = 0          # BatchNorm layers folded into a convolution
+    kept_bn: int = 0            # BatchNorm layers left (nothing to fold them into)
+    removed: int = 0            # identity, dropout, drop path and wrapper modules removed
+    pruned: int = 0             # dead branches (unused cell inputs, NB201 edges) removed
+    aux_heads: int = 0          # auxiliary classifiers dropped
+    inplace_acts: int = 0       # activations switched to in place
+    channels_last: bool = False
+    compiled: bool = False
+    compile_seconds: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def deploy_report(module: nn.Module) -> DeployReport | None:
+    """The `DeployReport` of a module `deploy` returned (None for any other module)."""
+    inner = getattr(module, "_orig_mod", module)  # a torch.compile wrapper
+    return inner.__dict__.get(_REPORT_ATTR)
+
+
+# -- folding ----------------------------------------------------------------------------------------
+def _foldable_bn(bn: nn.Module) -> bool:
+    """Eval-mode BN is affine only when it normalises with running statistics."""
+    return (isinstance(bn, nn.modules.batchnorm._BatchNorm)
+            and type(bn).forward in (nn.BatchNorm2d.forward, nn.SyncBatchNorm.forward)
+            and bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None)
+
+
+def _plain_conv(conv: nn.Module) -> bool:
+    """A Conv2d whose forward is PyTorch's (a subclass with its own forward may not be linear)."""
+    return isinstance(conv, nn.Conv2d) and type(conv).forward is nn.Conv2d.forward
+
+
+def _bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with bn(x) = x * scale + shift per channel, in float64 for the folding."""
+    var = bn.running_var.detach().double()
+    mean = bn.running_mean.detach().double()
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach().double()
+    shift = -mean * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach().double()
+    return scale, shift
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm, channels: slice | None = None) -> None:
+    """Fold eval-mode `bn` (or its `channels` slice) into `conv` in place: conv(x) then becomes
+    bn(conv(x)). The weights are rescaled per output channel, so grouped and depthwise convs fold
+    the same way; the conv gains a bias if it had none."""
+    scale, shift = _bn_affine(bn)
+    if channels is not None:
+        scale, shift = scale[channels], shift[channels]
+    if scale.numel() != conv.out_channels:
+        raise ValueError(f"BatchNorm of {scale.numel()} channels after a conv of {conv.out_channels}")
+    weight = conv.weight.detach()
+    bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(shift)
+    new_weight = (weight.double() * scale.view(-1, *([1] * (weight.dim() - 1)))).to(weight.dtype)
+    new_bias = (bias * scale + shift).to(weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(new_weight)
+        if conv.bias is None:
+            conv.bias = nn.Parameter(new_bias.to(weight.device), requires_grad=conv.weight.requires_grad)
+        else:
+            conv.bias.copy_(new_bias)
+
+
+def _fold_sequential(seq: nn.Sequential, report: DeployReport) -> None:
+    """Fold every (conv, BN) pair of adjacent children; the BN becomes an identity."""
+    keys = list(seq._modules)
+    for prev_key, key in zip(keys, keys[1:]):
+        prev, cur = seq._modules[prev_key], seq._modules[key]
+        if _foldable_bn(cur) and _plain_conv(prev) and prev.out_channels == cur.num_features:
+            fold_conv_bn(prev, cur)
+            seq._modules[key] = nn.Identity()
+            report.folded_bn += 1
+
+
+def _fold_factorized_reduce(module: nn.Module, report: DeployReport) -> None:
+    """FactorizedReduce: BN(cat(path1(x), path2(x'))) -- each path takes its half of the BN."""
+    bn, p1, p2 = module.bn, module.path1, module.path2
+    if not (_foldable_bn(bn) and _plain_conv(p1) and _plain_conv(p2)
+            and p1.out_channels + p2.out_channels == bn.num_features):
+        return
+    fold_conv_bn(p1, bn, slice(0, p1.out_channels))
+    fold_conv_bn(p2, bn, slice(p1.out_channels, bn.num_features))
+    module.bn = nn.Identity()
+    report.folded_bn += 1
+
+
+# -- simplifying ---------------------------------------------------------------------------------------
+def _is_plain_sequential(m: nn.Module) -> bool:
+    return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
+
+
+def _replace_training_only(root: nn.Module, report: DeployReport) -> None:
+    """Dropout and drop path -> nn.Identity; auxiliary heads -> None."""
+    from nasforge.nn.layers import DropPath
+
+    for module in list(root.modules()):
+        if callable(getattr(module, "forward_with_aux", None)) and isinstance(getattr(module, "aux", None), nn.Module):
+            module.aux = None
+            report.aux_heads += 1
+        for name, child in list(module._modules.items()):
+            if child is not None and (isinstance(child, _DROPOUTS) or type(child) is DropPath):
+                module._modules[name] = nn.Identity()
+
+
+def _unwrap_known(root: nn.Module, report: DeployReport) -> None:
+    """Replace wrappers whose forward is their only child's once the rest is an identity."""
+    from nasforge.models.nasnet import _Half
+
+    for module in list(root.modules()):
+        for name, child in list(module._modules.items()):
+            if type(child) is _Half and isinstance(child.drop, nn.Identity):
+                module._modules[name] = child.op  # _Half(x) = drop(op(x)) = op(x)
+                report.removed += 1
+
+
+def _simplify_sequentials(root: nn.Module, report: DeployReport) -> None:
+    """Inside plain Sequentials: splice nested plain Sequentials, drop identities."""
+    for module in list(root.modules()):
+        if not _is_plain_sequential(module):
+            continue
+        flat: list[nn.Module] = []
+        stack = list(module._modules.values())[::-1]
+        while stack:
+            child = stack.pop()
+            if child is None:
+                continue
+            if _is_plain_sequential(child):
+                stack.extend(list(child._modules.values())[::-1])
+                report.removed += 1
+            elif type(child) is nn.Identity:
+                report.removed += 1
+            else:
+                flat.append(child)
+        module._modules.clear()
+        for i, child in enumerate(flat):
+            module._modules[str(i)] = child
+
+
+def _prune_dead_branches(root: nn.Module, report: DeployReport) -> None:
+    from nasforge.models.nasnet import NASNetCell
+    from nasforge.spaces.nb201 import NB201CellModule
+
+    for module in list(root.modules()):
+        if type(module) is NASNetCell:
+            read = {b.input_a for b in module.blocks} | {b.input_b for b in module.blocks}
+            read |= {tap.state for tap in module.taps}
+            for state, attr in ((0, "preprocess0"), (1, "preprocess1")):
+                if state not in read and type(getattr(module, attr)) is not nn.Identity:
+                    setattr(module, attr, nn.Identity())  # its output is never read
+                    report.pruned += 1
+        elif type(module) is NB201CellModule:
+            live = {3}  # nodes whose value reaches the cell output (node 3)
+            for node in (2, 1):
+                if any(e.src == node and e.dst in live for e in module.edges):
+                    live.add(node)
+            kept = [e for e in module.edges if e.dst in live]
+            if len(kept) != len(module.edges):
+                report.pruned += len(module.edges) - len(kept)
+                module.edges = nn.ModuleList(kept)
+
+
+def _inplace_activations(root: nn.Module, report: DeployReport) -> None:
+    """An activation right after a conv/BN/linear in a Sequential owns its input: run it in place."""
+    producers = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+    for module in list(root.modules()):
+        if not isinstance(module, nn.Sequential):
+            continue
+        children = list(module._modules.values())
+        for prev, cur in zip(children, children[1:]):
+            if (isinstance(prev, producers) and type(cur) in _INPLACE_ACTS
+                    and hasattr(cur, "inplace") and not cur.inplace):
+                cur.inplace = True
+                report.inplace_acts += 1
+
+
+def _count_bn(root: nn.Module) -> int:
+    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in root.modules())
+
+
+# -- the entry point ------------------------------------------------------------------------------------------
+def deploy(model: nn.Module, example_input: torch.Tensor, *, channels_last: bool | None = None,
+           compile: bool = False, check: bool = False) -> nn.Module:  # noqa: A002 - torch's own word
+    """An inference-only, faster copy of `model` (see the module docstring for what changes).
+
+    Args:
+        model: any network (nasforge's or not); it is deep-copied and never modified.
+        example_input: a batch like the real inputs; sets the default memory format (from its
+            device), warms up `compile`, and is what `check` compares on.
+        channels_last: store 4-D weights NHWC; None means yes on CPU (where oneDNN prefers it),
+            no elsewhere.
+        compile: wrap the result in ``torch.compile`` (inductor, weights frozen as constants);
+            call it under ``torch.no_grad()`` or ``torch.inference_mode()``.
+        check: run both models on `example_input` and raise if they disagree beyond
+            1e-4 relative (to the largest output) -- what `nasforge export` does.
+
+    Returns:
+        a module in eval mode with no trainable parameters, called like `model`;
+        `deploy_report(result)` tells what was folded and removed.
+    """
+    was_training = model.training
+    net = copy.deepcopy(model)
+    model.train(was_training)  # deepcopy does not touch it; keep the promise explicit
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    report = DeployReport()
+    before = _count_bn(net)
+
+    _replace_training_only(net, report)
+    from nasforge.nn.layers import FactorizedReduce
+
+    for module in list(net.modules()):
+        if isinstance(module, nn.Sequential):
+            _fold_sequential(module, report)
+        elif type(module) is FactorizedReduce:
+            _fold_factorized_reduce(module, report)
+    _prune_dead_branches(net, report)
+    _unwrap_known(net, report)
+    _simplify_sequentials(net, report)
+    _inplace_activations(net, report)
+    net.eval()  # the identities put in above were created in training mode
+    report.kept_bn = _count_bn(net)
+    assert report.kept_bn + report.folded_bn <= before
+
+    if channels_last is None:
+        channels_last = example_input.device.type == "cpu"
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    report.channels_last = bool(channels_last)
+    net.__dict__[_REPORT_ATTR] = report  # a plain attribute: not a parameter, buffer or module
+
+    if check:
+        _check_same(model, net, example_input)
+    if not compile:
+        return net
+    compiled = torch.compile(net, backend="inductor", options={"freezing": True})
+    start = time.perf_counter()
+    with torch.no_grad():
+        compiled(example_input)
+    report.compiled = True
+    report.compile_seconds = time.perf_counter() - start
+    return compiled
+
+
+def _check_same(model: nn.Module, deployed: nn.Module, example: torch.Tensor) -> None:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            expected, got = model(example), deployed(example)
+    finally:
+        model.train(was_training)
+    scale = float(expected.abs().max()) if expected.numel() else 0.0
+    diff = float((got - expected).abs().max()) if expected.numel() else 0.0
+    if not diff <= 1e-4 * max(1.0, scale):
+        from nasforge.errors import NasforgeError
+
+        raise NasforgeError(f"the deployed model disagrees with the original by {diff:.3g} "
+                            f"(outputs up to {scale:.3g}); export with --no-deploy")
+
+
+class _CallableModule(types.ModuleType):
+    """Makes ``nasforge.deploy(model, x)`` work even where ``nasforge.deploy`` is this module
+    (Python binds a package's submodule over a same-named attribute once the submodule is imported)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> nn.Module:
+        return deploy(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,194 @@
+"""`nasforge.deploy`: the inference copy of every network equals the eager model in eval mode.
+
+Every registered model is checked at a small size (fewer cells and filters, a lower width and depth
+multiplier, 32 px), plus random architectures of every search space, with BatchNorm statistics
+randomised so that a wrong fold shows.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nasforge
+from nasforge.deploy import deploy, deploy_report, fold_conv_bn
+from nasforge.models import create, get_model_spec, list_models
+from nasforge.models.efficientnet import EFFICIENTNET_PARAMS
+from nasforge.nn.layers import DropPath
+from nasforge.spaces import LayerwiseSpace, MacroSpace, MBConvSpace, NASNetSpace, NB201Space
+from nasforge.spaces.nasnet import Block, Cell, NASNetArchitecture
+from nasforge.spaces.nb201 import NB201Cell
+
+
+def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Running statistics and affine parameters away from their init (1, 0), as after training."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=gen) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+                if m.affine:
+                    m.weight.copy_(torch.rand(n, generator=gen) + 0.5)
+                    m.bias.copy_(torch.randn(n, generator=gen) * 0.2)
+    return model
+
+
+def _bn_count(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+
+
+def _assert_same(model: nn.Module, deployed: nn.Module, x: torch.Tensor) -> None:
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+        got = deployed(x)
+    scale = max(1.0, float(expected.abs().max()))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * scale)
+
+
+def _small_registered(name: str) -> tuple[nn.Module, int]:
+    spec = get_model_spec(name)
+    if spec.family == "nasnet":
+        return create(name, num_classes=5, num_cells=1, num_filters=8, aux_head=True,
+                      resolution=32 if spec.resolution <= 32 else 64), 32 if spec.resolution <= 32 else 64
+    w, d, _, _ = EFFICIENTNET_PARAMS[name]
+    # each model's own multipliers shrunk: distinct stage depths, still tiny
+    return create(name, num_classes=5, width_mult=w / 8, depth_mult=d / 4, resolution=32), 32
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_deploys_to_the_same_outputs(name):
+    torch.manual_seed(0)
+    model, r = _small_registered(name)
+    _randomize_bn(model)
+    model.train()  # deploy must not care, nor change it
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(2, 3, r, r)
+    deployed = deploy(model, x)
+
+    assert model.training and all(m.training for m in model.modules())
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert _bn_count(model) > 0 and _bn_count(deployed) == 0  # every BN of a registered model folds
+    assert not any(m.training for m in deployed.modules())
+    assert not any(isinstance(m, (nn.Dropout, DropPath)) for m in deployed.modules())
+    assert not any(p.requires_grad for p in deployed.parameters())
+    report = deploy_report(deployed)
+    assert report is not None and report.channels_last and report.kept_bn == 0
+    if spec_has_aux(name):
+        assert getattr(deployed, "aux") is None and report.aux_heads == 1 and model.aux is not None
+    _assert_same(model, deployed, x)
+    model.train()
+    _assert_same(model, deployed, torch.randn(2, 3, r, r))  # _assert_same evaluates in eval mode
+
+
+def spec_has_aux(name: str) -> bool:
+    return get_model_spec(name).family == "nasnet"
+
+
+def _nasnet(arch, rng):
+    return NASNetSpace().build(arch, num_classes=5, num_cells=1, num_filters=8, stem="cifar"), 16
+
+
+SPACES = {
+    "nasnet": (NASNetSpace(), _nasnet),
+    "nb201": (NB201Space(), lambda a, rng: (NB201Space().build(a, channels=4, cells_per_stage=1, num_classes=5), 16)),
+    "macro": (MacroSpace(), lambda a, rng: (MacroSpace().build(a, stem_channels=8, stage_channels=(8, 16, 16),
+                                                                head_channels=16, num_classes=5, dropout=0.1), 16)),
+    "mbconv": (MBConvSpace(), lambda a, rng: (MBConvSpace().build(a, width_mult=0.25, depth_mult=0.25,
+                                                                  resolution=32, num_classes=5), 32)),
+    "layerwise": (LayerwiseSpace(depth=4), lambda a, rng: (LayerwiseSpace(depth=4).build(a, num_classes=5,
+                                                                                         dropout=0.1), 12)),
+}
+
+
+@pytest.mark.parametrize("space_name", sorted(SPACES))
+def test_random_searched_architectures_deploy_to_the_same_outputs(space_name):
+    space, build = SPACES[space_name]
+    rng = np.random.default_rng(7)
+    for i in range(3):
+        arch = space.sample(rng)
+        torch.manual_seed(i)
+        model, r = build(arch, rng)
+        _randomize_bn(model, seed=i)
+        x = torch.randn(2, 3, r, r)
+        deployed = deploy(model, x, channels_last=bool(i % 2))
+        assert _bn_count(deployed) == deploy_report(deployed).kept_bn
+        assert _bn_count(deployed) <= (1 if space_name == "nb201" else 0)  # NB201's BN after a sum stays
+        _assert_same(model, deployed, x)
+
+
+def test_nb201_dead_edges_are_pruned_and_the_bn_after_a_sum_is_kept():
+    # node 1 feeds nothing (1->2 and 1->3 are none): its 3x3 conv is dead
+    arch = NB201Cell("nor_conv_3x3", "nor_conv_1x1", "none", "skip_connect", "none", "nor_conv_3x3")
+    torch.manual_seed(0)
+    model = _randomize_bn(NB201Space().build(arch, channels=4, cells_per_stage=2, num_classes=3))
+    x = torch.randn(2, 3, 16, 16)
+    deployed = deploy(model, x)
+    report = deploy_report(deployed)
+    assert report.pruned == 6  # one edge in each of the 3 x 2 cells
+    assert report.kept_bn == 1 and _bn_count(deployed) == 1  # lastact's BN has no conv before it
+    _assert_same(model, deployed, x)
+
+
+def test_unused_nasnet_cell_input_loses_its_preprocessing():
+    # neither block nor the output reads h_{i-1} (state 0)
+    cell = Cell((Block(1, "sep_conv_3x3", 1, "max_pool_3x3"), Block(2, "conv_3x3", 1, "identity")))
+    arch = NASNetArchitecture(cell, cell)
+    torch.manual_seed(0)
+    model = _randomize_bn(NASNetSpace(num_blocks=2).build(arch, num_classes=3, num_cells=1, num_filters=8))
+    x = torch.randn(2, 3, 16, 16)
+    deployed = deploy(model, x)
+    assert deploy_report(deployed).pruned >= 4
+    assert all(isinstance(c.preprocess0, nn.Identity) for c in deployed.cells)
+    _assert_same(model, deployed, x)
+
+
+def test_fold_conv_bn_handles_grouped_convs_with_a_bias_and_keeps_unfoldable_bn():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=4, bias=True)
+    bn = _randomize_bn(nn.Sequential(nn.BatchNorm2d(8)))[0].eval()
+    x = torch.randn(2, 8, 6, 6)
+    expected = bn(conv(x))
+    fold_conv_bn(conv, bn)
+    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-5)
+
+    batch_stats = nn.BatchNorm2d(4, track_running_stats=False)  # normalises with batch statistics: not affine
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), batch_stats, nn.ReLU(), nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4))
+    deployed = deploy(net, torch.randn(2, 3, 8, 8))
+    assert deploy_report(deployed).folded_bn == 1 and deploy_report(deployed).kept_bn == 1
+    _assert_same(net, deployed, torch.randn(2, 3, 8, 8))
+
+
+def test_deployed_models_export_and_nasforge_deploy_is_the_function():
+    from nasforge.export import to_exported_program
+
+    torch.manual_seed(0)
+    model = _randomize_bn(create("efficientnet_b0", num_classes=4, width_mult=0.25, depth_mult=0.25))
+    x = torch.randn(2, 3, 32, 32)
+    deployed = nasforge.deploy(model, x, check=True)  # works as a function and as the module
+    program, dynamic = to_exported_program(deployed, x)
+    assert dynamic
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), deployed(x), rtol=1e-5, atol=1e-5)
+    assert deploy_report(copy.deepcopy(deployed)) is not None
+    assert deploy_report(model) is None
+
+
+@pytest.mark.slow
+def test_compiled_deploy_runs_on_cpu():
+    """torch.compile (inductor) on the CPU; a tiny network, as compiling costs seconds per kernel."""
+    torch.manual_seed(0)
+    model = _randomize_bn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                                        nn.Linear(4 * 6 * 6, 3)))
+    x = torch.randn(2, 3, 8, 8)
+    compiled = deploy(model, x, compile=True)
+    report = deploy_report(compiled)
+    assert report.compiled and report.compile_seconds is not None and report.compile_seconds > 0
+    _assert_same(model, compiled, x)
