@@ -21,6 +21,11 @@ Exports (`export_model`):
 - ``torchscript``: legacy, deprecated by PyTorch (``torch.jit.script``, falling back to
   ``torch.jit.trace``; loads with ``torch.jit.load``). Kept for old consumers only.
 
+By default the exported network is the *deployed* one (`nasforge.deploy`): BatchNorm folded into
+the convolutions, dropout, drop path and auxiliary heads removed, checked against the eager model
+before it is exported (``deploy=False``, ``nasforge export --no-deploy``, exports the eager module
+as it is, BN layers and all).
+
 The batch dimension of ``pt2`` and ``onnx`` exports is dynamic (``torch.export.Dim``); channels,
 height and width are fixed to the model description's. The exported networks take normalised
 ``float32`` images ``(N, C, H, W)``; with ``normalize=True`` they take images scaled to [0, 1] and
@@ -370,16 +375,22 @@ class ExportResult:
     max_abs_diff: float | None = None  # exported vs in-process logits on an example batch (None: not checked)
     dynamic_batch: bool | None = None  # pt2/onnx: whether the batch dimension is dynamic
     deprecated: bool = False  # a format PyTorch deprecates (torchscript)
+    deployed: bool | None = None  # the network went through `nasforge.deploy` first (None: json)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "format": self.format, "method": self.method,
                 "max_abs_diff": self.max_abs_diff, "dynamic_batch": self.dynamic_batch,
-                "deprecated": self.deprecated}
+                "deprecated": self.deprecated, "deployed": self.deployed}
 
 
 def export_model(model: nn.Module | None, config: ModelConfig, fmt: str, out: str | os.PathLike, *,
-                 normalize: bool = False, trained: bool = True, check: bool = True) -> ExportResult:
+                 normalize: bool = False, trained: bool = True, check: bool = True,
+                 deploy: bool = True) -> ExportResult:
     """Write `model` (or, for ``json``, just its description) to `out` in format `fmt`.
+
+    With `deploy` the network is first made inference-only by `nasforge.deploy` (BN folded,
+    training-only modules removed), which is checked against the eager model on an example batch;
+    what is written then holds fewer layers and runs faster wherever it is loaded.
 
     pt2, onnx and torchscript exports are checked against the model on example batches (a dynamic
     batch dimension on a batch of another size too): the ExportedProgram as saved, the ONNX file
@@ -404,8 +415,12 @@ def export_model(model: nn.Module | None, config: ModelConfig, fmt: str, out: st
     if model is None:
         raise ConfigError("--format", f"{fmt} needs a trained model")
     model = model.eval().to("cpu")
-    net: nn.Module = Normalized(model, config.mean, config.std).eval() if normalize else model
     example = example_input(config)
+    if deploy:
+        from nasforge.deploy import deploy as deployed_copy
+
+        model = deployed_copy(model, example, check=True)
+    net: nn.Module = Normalized(model, config.mean, config.std).eval() if normalize else model
     other = example_input(config, batch_size=3, seed=1)  # another batch size: checks a dynamic batch
     if normalize:
         example, other = example.sigmoid(), other.sigmoid()  # inside [0, 1], like real images
@@ -442,7 +457,7 @@ def export_model(model: nn.Module | None, config: ModelConfig, fmt: str, out: st
                 with torch.no_grad(), torch.jit.optimized_execution(False):
                     diffs.append((loaded(example) - expected).abs().max().item())
     result = ExportResult(path, fmt, method, max(diffs) if diffs else None, dynamic,
-                          deprecated=fmt in DEPRECATED_FORMATS)
+                          deprecated=fmt in DEPRECATED_FORMATS, deployed=deploy)
     scale = float(max(expected.abs().max(), expected_other.abs().max()))
     if result.max_abs_diff is not None and not result.max_abs_diff <= 1e-4 + 1e-4 * scale:
         raise ModelFileError(path, f"the exported {fmt} model disagrees with the original by "

@@ -5,6 +5,9 @@ the convention of the published counts (EfficientNet's and NASNet's "multiply-ad
 counted. Latency is the median wall time of a batch in eval mode. Peak memory is the CUDA
 allocator's peak on GPUs; on CPUs, where PyTorch keeps no such statistic, it is the peak of live
 tensor bytes tracked at the operator level during one forward pass.
+
+With ``deploy=True`` latency and memory are those of `nasforge.deploy`'s inference copy (BN folded,
+channels_last on CPU), what a served model costs; parameters and MACs stay the trained network's.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class Profile:
     peak_memory_bytes: int | None = None
     batch_size: int = 1
     device: str = "cpu"
+    deployed: bool = False  # latency and memory measured on `nasforge.deploy(model)`
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,15 +158,23 @@ def measure_peak_memory(model: nn.Module, resolution: int, batch_size: int = 1,
 
 
 def profile_model(model: nn.Module, resolution: int, batch_size: int = 1, latency: bool = True,
-                  memory: bool = True, in_channels: int | None = None) -> Profile:
+                  memory: bool = True, in_channels: int | None = None, deploy: bool = False) -> Profile:
+    """Parameters and MACs of `model`; latency and memory of it, or with `deploy` of its inference
+    copy (`nasforge.deploy`), which is what serving it would cost."""
     param = next(model.parameters(), None)
     device = str(param.device) if param is not None else "cpu"
+    timed = model
+    if deploy and (latency or memory):
+        from nasforge.deploy import deploy as deployed_copy
+
+        timed = deployed_copy(model, _example(model, resolution, batch_size, in_channels))
     return Profile(
         params=count_params(model),
         macs=count_macs(model, resolution, in_channels),
         resolution=resolution,
-        latency_ms=measure_latency(model, resolution, batch_size, in_channels=in_channels) if latency else None,
-        peak_memory_bytes=measure_peak_memory(model, resolution, batch_size, in_channels) if memory else None,
+        latency_ms=measure_latency(timed, resolution, batch_size, in_channels=in_channels) if latency else None,
+        peak_memory_bytes=measure_peak_memory(timed, resolution, batch_size, in_channels) if memory else None,
         batch_size=batch_size,
         device=device,
+        deployed=deploy,
     )

@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="where latency and memory are measured (default: %(default)s)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement, the slow part of a profile")
+    p.add_argument("--deploy", action="store_true",
+                   help="measure latency and memory of the deployed model (nasforge.deploy: BatchNorm folded, "
+                        "channels_last on CPU); parameters and MACs stay the trained network's")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=models.cmd_profile)
 

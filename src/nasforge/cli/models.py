@@ -112,7 +112,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if resolution < 1:
         raise ConfigError("--resolution", f"must be a positive integer, got {resolution}")
     model.to(args.device)
-    prof = profile_model(model, resolution, batch_size=args.batch_size, latency=not args.no_latency)
+    prof = profile_model(model, resolution, batch_size=args.batch_size, latency=not args.no_latency,
+                         deploy=args.deploy)
     result = {"model": name, **prof.to_dict()}
     if args.json:
         print_json(result)
@@ -126,8 +127,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     table.add_row("MACs", f"{prof.macs:,} ({prof.macs / 1e9:.3f} G)")
     table.add_row("resolution", str(prof.resolution))
     if prof.latency_ms is not None:
-        table.add_row(f"latency (batch {prof.batch_size}, {prof.device})", f"{prof.latency_ms:.1f} ms")
+        deployed = ", deployed" if prof.deployed else ""
+        table.add_row(f"latency (batch {prof.batch_size}, {prof.device}{deployed})", f"{prof.latency_ms:.1f} ms")
     if prof.peak_memory_bytes is not None:
-        table.add_row("peak activation memory", f"{prof.peak_memory_bytes / 2**20:.1f} MiB")
+        table.add_row("peak activation memory" + (" (deployed)" if prof.deployed else ""),
+                      f"{prof.peak_memory_bytes / 2**20:.1f} MiB")
     console().print(table)
     return 0

@@ -343,7 +343,10 @@ def cmd_export(args: Any) -> int:
     else:
         raise ConfigError("RUN_OR_WEIGHTS", f"{args.source} holds neither a trained model ({ARCH_NAME} + "
                                             f"{WEIGHTS_NAME}) nor a nasforge run (nasforge.db)")
-    result = export_model(model, config, args.format, args.out, normalize=args.normalize, trained=trained)
+    if args.no_deploy and args.format == "json":
+        raise ConfigError("--no-deploy", "only applies to pt2, onnx and torchscript exports")
+    result = export_model(model, config, args.format, args.out, normalize=args.normalize, trained=trained,
+                          deploy=not args.no_deploy)
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -356,6 +359,8 @@ def cmd_export(args: Any) -> int:
         note += f"; checked against the original: max |diff| {result.max_abs_diff:.2g}"
     elif args.format == "onnx":
         note += "; not checked (onnxruntime is not installed)"
+    if result.deployed:
+        note += "; deployed: BatchNorm folded, dropout and drop path removed (--no-deploy keeps them)"
     console().print(f"wrote {result.path} ({result.format}{note})", soft_wrap=True)
     if result.deprecated:
         console().print(f"note: PyTorch deprecates {result.format}; the default --format pt2 "
@@ -402,5 +407,8 @@ def add_export_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, help="file to write (never one of a run's or a trained model's own files)")
     p.add_argument("--normalize", action="store_true",
                    help="bake the training normalisation in: the exported model takes images in [0, 1]")
+    p.add_argument("--no-deploy", action="store_true",
+                   help="export the eager network as trained (BatchNorm, dropout and drop path kept) instead "
+                        "of the deployed one (nasforge.deploy: BN folded into the convolutions, faster)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_export)
