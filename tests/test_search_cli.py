@@ -10,6 +10,7 @@ import pytest
 
 from nasforge.cli import main
 from nasforge.data.paths import data_path
+from nasforge.experiment import Store
 
 NB201 = data_path("nasbench201", "nb201_cifar10.csv.gz")
 needs_nb201 = pytest.mark.skipif(NB201 is None, reason="shared NAS-Bench-201 table not found (set NASFORGE_DATA)")
@@ -61,7 +62,11 @@ def test_toml_config_holds_the_same_settings_as_flags(in_tmp, capsys):
     [
         (["--strategy", "annealing"], "strategy: unknown strategy 'annealing' (allowed:"),
         (["--space", "transformer"], "unknown space 'transformer'"),
-        (["--space", "nb201", "--dataset", "digits"], "--dataset: evaluator 'nb201' reads no dataset"),
+        (["--space", "nb201", "--evaluator", "nb201", "--dataset", "digits"],
+         "--dataset: evaluator 'nb201' reads no dataset"),
+        (["--min-epochs", "2"], "--min-epochs: needs --scheduler (sh, hyperband, asha or median)"),
+        (["--scheduler", "sh", "--min-epochs", "4", "--max-epochs", "2"], "--min-epochs: must be at most --max-epochs (2), got 4"),
+        (["--scheduler", "sh", "--eta", "1"], "scheduler.eta: must be an integer >= 2, got 1"),
         (["--trials", "0"], "--trials: expected a positive integer"),
         (["--run", ""], "--run: '' names no folder"),
         (["--run", "runs/a\nb"], "--run: 'runs/a\\nb' must not contain control characters"),
@@ -219,3 +224,22 @@ def test_existing_and_corrupt_runs_are_never_overwritten(in_tmp):
     assert (corrupt / "nasforge.db").read_bytes() == b"this is not a database" * 100
     code, _, err = cli("show", "runs/nothing")
     assert code == 2 and "no nasforge run" in err
+
+
+def test_search_under_a_scheduler_trains_children_live_and_show_gives_their_rungs(in_tmp, capsys):
+    (in_tmp / "sh.toml").write_text('space = "nb201"\nstrategy = "random"\n'
+                                    '[scheduler]\nname = "sh"\noptions = { eta = 2, n = 4 }\n')
+    args = ["search", "--config", "sh.toml", "--dataset", "digits", "--train-size", "256", "--val-size", "128",
+            "--network-option", "channels=4", "--network-option", "cells_per_stage=1", "--min-epochs", "1",
+            "--max-epochs", "2", "--trials", "4", "--run", "runs/sh", "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["trials"] == 4 and out["done"] == 4
+    assert out["best"]["metrics"]["epochs"] == 2.0  # a dataset given: the proxy trained it, to the top rung
+    assert main(["show", "runs/sh", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert sorted((r["rung"], r["decision"]) for r in shown["rungs"]) == [
+        (0, "promote"), (0, "promote"), (0, "stop"), (0, "stop"), (1, "stop"), (1, "stop")]
+    with Store.open(in_tmp / "runs/sh") as store:
+        stored = store.config()
+    assert stored["scheduler"] == {"name": "sh", "options": {"eta": 2, "n": 4, "min_epochs": 1, "max_epochs": 2}}

@@ -87,6 +87,8 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         data["strategy"]["options"].update(_parse_options(args.strategy_option, "--strategy-option"))
     table_given = {k: getattr(args, k) for k in TABLE_FLAGS if getattr(args, k, None) is not None}
     default_eval = "table" if "table" in table_given else DEFAULT_EVALUATOR.get(space["name"], "proxy")
+    if args.dataset is not None and "table" not in table_given:
+        default_eval = "proxy"  # a dataset given means children are trained on it
     evaluator = _component(args.evaluator or data.get("evaluator", default_eval), "evaluator")
     evaluator["name"] = _resolve_evaluator(evaluator["name"])
     if table_given:
@@ -145,7 +147,33 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     for flag in ("seed", "workers", "executor", "timeout", "retries", "duplicates", "reask_limit"):
         if getattr(args, flag, None) is not None:
             data[flag] = getattr(args, flag)
+    _scheduler_options(args, data)
     return data
+
+
+def _scheduler_options(args: Any, data: dict[str, Any]) -> None:
+    """--scheduler and its rung flags into the config; the top rung defaults to the children's
+    training epochs, so a scheduler never trains a child longer than a plain search would."""
+    scheduler = data.get("scheduler")
+    flags = {key: getattr(args, key, None) for key in ("min_epochs", "max_epochs", "eta")}
+    if getattr(args, "scheduler", None) is not None:
+        scheduler = {"name": args.scheduler, "options": {}} if args.scheduler != "none" else None
+    if scheduler is None:
+        given = [f"--{k.replace('_', '-')}" for k, v in flags.items() if v is not None]
+        if given:
+            raise ConfigError(given[0], "needs --scheduler (sh, hyperband, asha or median)")
+        data.pop("scheduler", None)
+        return
+    scheduler = _component(scheduler, "scheduler")
+    options = scheduler["options"]
+    options.update({k: v for k, v in flags.items() if v is not None})
+    train = (data["evaluator"].get("options") or {}).get("train") or {}
+    if "max_epochs" not in options and isinstance(train.get("epochs"), int):
+        options["max_epochs"] = train["epochs"]
+    if "min_epochs" in options and "max_epochs" in options and options["min_epochs"] > options["max_epochs"]:
+        raise ConfigError("--min-epochs", f"must be at most --max-epochs ({options['max_epochs']}), "
+                                          f"got {options['min_epochs']}")
+    data["scheduler"] = scheduler
 
 
 def _resolve_evaluator(name: str) -> str:
@@ -233,6 +261,18 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
                         "proposal is evaluated")
     g.add_argument("--prescreen-candidates", type=positive_int, metavar="N",
                    help="proposals scored per evaluated trial with --prescreen (default: 10)")
+    g.add_argument("--scheduler", choices=["none", "sh", "hyperband", "asha", "median"],
+                   help="multi-fidelity training: sh (successive halving), hyperband, asha (asynchronous), "
+                        "median (median stopping); children start at --min-epochs and the best 1/--eta go on, "
+                        "continuing from their saved state, up to --max-epochs (default: none, every child "
+                        "gets --epochs)")
+    g.add_argument("--min-epochs", type=positive_int, help="with --scheduler: epochs of the first rung (default: 1)")
+    g.add_argument("--max-epochs", type=positive_int,
+                   help="with --scheduler: epochs of the top rung, the span of the learning-rate schedule "
+                        "(default: --epochs)")
+    g.add_argument("--eta", type=positive_int,
+                   help="with --scheduler: reduction factor, 1/eta of a rung goes on, each rung eta times "
+                        "longer (default: 3; at least 2)")
     g.add_argument("--objective", help="the reward: accuracy (validation accuracy; the default) or mnasnet "
                                        "(accuracy traded against MACs)")
     g = p.add_argument_group("proxy training")
@@ -354,30 +394,48 @@ def cmd_search(args: Any) -> int:
                                 progress=not (args.no_progress or args.json)) as experiment:
         summary = experiment.run()
         best = experiment.store.best(5)
+        rungs = _rungs_reached(experiment.store)
     if args.json:
         print_json({**summary.to_dict(), "top": [t.to_dict() for t in best]})
         return 0
     out = console()
     out.print(f"[bold]{summary.stop_reason}[/bold]: {summary.done} done, {summary.failed} failed, "
               f"{summary.reused} reused, in {summary.elapsed:.1f} s")
-    _print_leaderboard(best, f"best of {run_dir}")
+    _print_leaderboard(best, f"best of {run_dir}", rungs)
     shown = shlex.quote(run_name)
     out.print(f"run folder: {run_dir}   (nasforge show {shown}; resume with --run {shown} --resume)")
     return 0
 
 
-def _print_leaderboard(trials: list, title: str) -> None:
+def _rungs_reached(store: Any) -> dict[int, int]:
+    """Trial -> the highest rung it reached under a multi-fidelity scheduler."""
+    reached: dict[int, int] = {}
+    for r in store.rungs():
+        reached[r.trial_id] = max(r.rung, reached.get(r.trial_id, 0))
+    return reached
+
+
+def _print_leaderboard(trials: list, title: str, rungs: dict[int, int] | None = None) -> None:
+    """The top trials; `rungs` (trial -> highest rung reached) under a multi-fidelity scheduler."""
+    rungs = rungs or {}
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("trial", "reward", "val acc", "params", "MACs", "key"):
+    fidelity = any("epochs" in (t.metrics or {}) for t in trials)  # a multi-fidelity or timed run
+    columns = ["trial", "reward", "val acc", "params", "MACs"] + (["epochs", "rung"] if fidelity else [])
+    for col in columns + ["key"]:
         table.add_column(col)
     for t in trials:
         m = t.metrics or {}
-        table.add_row(str(t.id), f"{t.reward:.4f}" if t.reward is not None else "-",
-                      f"{m['val_accuracy']:.4f}" if "val_accuracy" in m else "-",
-                      f"{int(m['params']):,}" if "params" in m else "-",
-                      f"{int(m['macs']):,}" if "macs" in m else "-", t.key)
+        row = [str(t.id), f"{t.reward:.4f}" if t.reward is not None else "-",
+               f"{m['val_accuracy']:.4f}" if "val_accuracy" in m else "-",
+               f"{int(m['params']):,}" if "params" in m else "-",
+               f"{int(m['macs']):,}" if "macs" in m else "-"]
+        if fidelity:
+            stopped = " (stopped)" if m.get("stopped") else ""
+            row += [f"{m['epochs']:g}{stopped}" if "epochs" in m else "-",
+                    str(rungs[t.id]) if t.id in rungs else "-"]
+        table.add_row(*row, t.key)
     console().print(table)
 
 
@@ -392,10 +450,11 @@ def cmd_show(args: Any) -> int:
         best = store.best(args.top)
         counts = store.counts()
         if args.json:
-            print_json({"run": str(run_dir), "counts": counts, "top": [t.to_dict() for t in best]})
+            print_json({"run": str(run_dir), "counts": counts, "top": [t.to_dict() for t in best],
+                        "rungs": [vars(r) for r in store.rungs()]})
             return 0
         console().print(f"{run_dir}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-        _print_leaderboard(best, f"best of {run_dir}")
+        _print_leaderboard(best, f"best of {run_dir}", _rungs_reached(store))
     finally:
         store.close()
     return 0

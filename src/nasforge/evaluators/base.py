@@ -8,11 +8,34 @@ metrics, where an evaluator has them, are reported under "test_*" keys and never
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 from nasforge.spaces.base import SearchSpace
 
 Metrics = dict[str, Any]  # floats, plus lists for curves (e.g. the training loss)
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How far one evaluation trains: to `epochs` of a learning-rate schedule spanning `horizon`
+    epochs, continuing from `state` (what an earlier evaluation of the same child returned), and
+    never past `deadline` (a `time.time()` value), where it stops at the fidelity it reached.
+    None means the evaluator's own setting (its epochs; no state; no deadline)."""
+
+    epochs: int | None = None
+    horizon: int | None = None
+    state: bytes | None = None
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An evaluation at a fidelity: its metrics (with "epochs" trained and "fidelity" =
+    epochs / horizon) and the state that continues it (None once it cannot continue)."""
+
+    metrics: Metrics
+    state: bytes | None = None
 
 
 class EvaluationError(RuntimeError):
@@ -25,6 +48,10 @@ class Evaluator(ABC):
     name = "evaluator"
     #: the metric a search rewards unless its objective names another.
     reward_metric = "val_accuracy"
+    #: True where `evaluate` takes a `fidelity=Fidelity(...)` keyword and then returns an
+    #: `Evaluation`: such an evaluator can run under a multi-fidelity scheduler and be stopped at
+    #: a time budget's deadline.
+    supports_fidelity = False
 
     @abstractmethod
     def evaluate(self, space: SearchSpace, arch: Any, seed: int) -> Metrics:

@@ -8,6 +8,7 @@ wherever it runs on CPU.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import fields
 from functools import lru_cache
@@ -18,7 +19,7 @@ import torch
 from nasforge.data.datasets import load_dataset
 from nasforge.data.loader import Augment, DataSplits, default_augment, make_splits
 from nasforge.errors import ConfigError
-from nasforge.evaluators.base import Evaluator, Metrics
+from nasforge.evaluators.base import Evaluation, Evaluator, Fidelity, Metrics
 from nasforge.evaluators.training import TrainConfig, train_model
 from nasforge.profile import count_macs, count_params, measure_latency
 from nasforge.spaces.base import SearchSpace
@@ -113,17 +114,28 @@ class ProxyTrainer(DataEvaluator):
         base = default_augment(splits) if self.augment else Augment()
         return Augment(base.crop_padding, base.flip, self.cutout)
 
-    def evaluate(self, space: SearchSpace, arch: Any, seed: int) -> Metrics:
+    supports_fidelity = True
+
+    def evaluate(self, space: SearchSpace, arch: Any, seed: int,
+                 fidelity: Fidelity | None = None) -> Metrics | Evaluation:
+        """Train and score `arch`; with `fidelity`, train to its epochs of its horizon (continuing
+        from its state), stop at its deadline, and return an `Evaluation` carrying the state."""
         splits = self.splits()
         resolution = self.resolution or splits.resolution
         start = time.perf_counter()
+        resume = None
+        if fidelity is not None and fidelity.state is not None:
+            resume = torch.load(io.BytesIO(fidelity.state), weights_only=True, map_location="cpu")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = self.build(space, arch, splits)
             params = count_params(model)
             macs = count_macs(model, resolution, splits.in_channels)
+            horizon = (fidelity.horizon if fidelity is not None else None) or self.train.epochs
             result = train_model(model, splits, self.train, seed, self.augmentation(splits),
-                                 resolution=self.resolution, evaluate_test=self.report_test)
+                                 resolution=self.resolution, evaluate_test=self.report_test,
+                                 horizon=horizon, until=fidelity.epochs if fidelity else None,
+                                 resume=resume, deadline=fidelity.deadline if fidelity else None)
         metrics: Metrics = {
             "val_accuracy": result.val_accuracy,
             "val_loss": result.val_loss,
@@ -138,4 +150,15 @@ class ProxyTrainer(DataEvaluator):
         if self.latency:
             metrics["latency_ms"] = measure_latency(model, resolution, in_channels=splits.in_channels)
         metrics["wall_seconds"] = time.perf_counter() - start
-        return metrics
+        if fidelity is None:
+            return metrics
+        metrics["epochs"] = result.epochs
+        metrics["fidelity"] = result.epochs / horizon
+        if result.stopped is not None:
+            metrics["stopped"] = result.stopped
+        state = None
+        if result.state is not None:
+            buffer = io.BytesIO()
+            torch.save(result.state, buffer)
+            state = buffer.getvalue()
+        return Evaluation(metrics, state)

@@ -69,6 +69,9 @@ class TrainResult:
     train_seconds: float = 0.0
     images_per_second: float = 0.0
     test_accuracy: float | None = None
+    epochs: float = 0.0  # trained so far, counting earlier sessions of a continued run
+    state: dict | None = None  # what continues the run (when it stopped before its horizon)
+    stopped: str | None = None  # "deadline" when the deadline cut it short
 
 
 def _forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -111,8 +114,16 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def train_model(model: nn.Module, splits: DataSplits, config: TrainConfig, seed: int,
                 augment: Augment | None = None, resolution: int | None = None,
                 evaluate_test: bool = False,
-                on_epoch: Callable[[int, float], None] | None = None) -> TrainResult:
+                on_epoch: Callable[[int, float], None] | None = None, *,
+                horizon: int | None = None, until: int | None = None, resume: dict | None = None,
+                deadline: float | None = None) -> TrainResult:
     """Train `model` on `splits.train` and score it on `splits.val` (the reward's source).
+
+    The learning rate follows one cosine period over `horizon` epochs (default `config.epochs`);
+    training stops after `until` of them (default: all) and returns in `TrainResult.state` what
+    `resume=` needs to continue exactly as if it had not stopped (weights, optimizer, schedule,
+    data order and drop-path RNG). At `deadline` (a `time.time()` value) it stops after the batch
+    in flight and scores what it has (`stopped="deadline"`, fractional `epochs`).
 
     The test split is evaluated only when `evaluate_test` is set, for final reports.
     Raises `EvaluationError` when the loss stops being finite.
@@ -128,21 +139,36 @@ def train_model(model: nn.Module, splits: DataSplits, config: TrainConfig, seed:
     optimizer = torch.optim.SGD(_param_groups(model, config.weight_decay), lr=config.lr,
                                 momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0)
     n = len(splits.train)
+    horizon = int(horizon or config.epochs)
+    until = horizon if until is None else min(int(until), horizon)
     steps_per_epoch = max(1, n // config.batch_size) if n >= config.batch_size else 1
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = steps_per_epoch * horizon
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
     generator = torch.Generator().manual_seed(seed)
     set_progress = getattr(model, "set_drop_path_progress", None)
     result = TrainResult(val_accuracy=0.0, val_loss=float("nan"))
-    step, images = 0, 0
+    step, images, first_epoch = 0, 0, 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        generator.set_state(resume["generator"])
+        torch.set_rng_state(resume["rng"])
+        first_epoch = int(resume["epoch"])
+        step = first_epoch * steps_per_epoch
+        result.train_loss = list(resume["train_loss"])
     start = time.perf_counter()
-    for epoch in range(config.epochs):
+    epoch_steps = 0
+    for epoch in range(first_epoch, until):
         model.train()
         epoch_loss, epoch_batches = torch.zeros((), device=device), 0
         for x, y in batches(splits.train, config.batch_size, splits, shuffle=True, generator=generator,
                             augment=augment, resolution=resolution, device=device,
                             channels_last=use_channels_last, drop_last=True):
+            if deadline is not None and time.time() >= deadline:
+                result.stopped = "deadline"
+                break
             if set_progress is not None:
                 set_progress(step / total_steps)
             with torch.autocast(device.type, enabled=use_amp, dtype=amp_dtype):
@@ -163,14 +189,28 @@ def train_model(model: nn.Module, splits: DataSplits, config: TrainConfig, seed:
             epoch_batches += 1
             step += 1
             images += len(y)
-        mean_loss = (epoch_loss / max(1, epoch_batches)).item()  # one sync per epoch
-        if not math.isfinite(mean_loss):
-            raise EvaluationError(f"training loss is {mean_loss} in epoch {epoch + 1}")
-        result.train_loss.append(mean_loss)
-        if on_epoch is not None:
-            on_epoch(epoch, mean_loss)
+        if epoch_batches:
+            mean_loss = (epoch_loss / epoch_batches).item()  # one sync per epoch
+            if not math.isfinite(mean_loss):
+                raise EvaluationError(f"training loss is {mean_loss} in epoch {epoch + 1}")
+            result.train_loss.append(mean_loss)
+            if on_epoch is not None and result.stopped is None:
+                on_epoch(epoch, mean_loss)
+        if result.stopped is not None:
+            epoch_steps = epoch_batches
+            break
+        result.epochs = epoch + 1
+    else:
+        result.epochs = max(first_epoch, until)
+    if result.stopped is not None:
+        result.epochs = epoch + epoch_steps / steps_per_epoch
     result.train_seconds = time.perf_counter() - start
     result.images_per_second = images / result.train_seconds if result.train_seconds > 0 else 0.0
+    if result.stopped is None and until < horizon:
+        result.state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
+                        "rng": torch.get_rng_state(), "epoch": until,
+                        "train_loss": list(result.train_loss)}
     if set_progress is not None:
         set_progress(1.0)
     result.val_accuracy, result.val_loss = evaluate_accuracy(model, splits.val, splits, config, resolution)

@@ -199,6 +199,8 @@ class SearchConfig:
     max_outstanding: int | None = None
     #: {"evaluator": name or {name, options}, "candidates": N}: see `nasforge.experiment.prescreen`.
     prescreen: Mapping[str, Any] | None = None
+    #: a multi-fidelity scheduler, name or {name, options}: see `nasforge.experiment.scheduler`.
+    scheduler: Component | None = None
 
     def __post_init__(self) -> None:
         for name in ("space", "strategy", "evaluator", "objective"):
@@ -230,6 +232,14 @@ class SearchConfig:
                                                             integer=True, minimum=1))
         if self.prescreen is not None:
             object.__setattr__(self, "prescreen", _parse_prescreen(self.prescreen))
+        if self.scheduler is not None:
+            object.__setattr__(self, "scheduler", Component.parse(self.scheduler, "scheduler"))
+            from nasforge.experiment.scheduler import SCHEDULERS
+
+            if self.scheduler.name not in SCHEDULERS:
+                raise UnknownNameError("scheduler", self.scheduler.name, sorted(SCHEDULERS))
+            if self.duplicates != "reask":
+                raise ConfigError("duplicates", f"must be 'reask' under a scheduler, got {self.duplicates!r}")
 
     # -- JSON -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -242,6 +252,7 @@ class SearchConfig:
             "max_outstanding": self.max_outstanding,
             **({"prescreen": {"evaluator": self.prescreen["evaluator"].to_dict(),
                               "candidates": self.prescreen["candidates"]}} if self.prescreen else {}),
+            **({"scheduler": self.scheduler.to_dict()} if self.scheduler is not None else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -337,6 +348,7 @@ class Components:
     objective: Callable[[Mapping[str, Any]], float]
     limit_check: Callable[[Any], str | None] | None
     prescreen: Any = None
+    scheduler: Any = None
 
 
 class LimitCheck:
@@ -460,7 +472,12 @@ def build_components(config: SearchConfig) -> Components:
 
         prescreen = PreScreen(build_evaluator(config.prescreen["evaluator"], space),
                               config.prescreen["candidates"], seed=config.seed)
-    return Components(config, space, strategy, evaluator, objective, limit_check, prescreen)
+    scheduler = None
+    if config.scheduler is not None:
+        from nasforge.experiment.scheduler import create_scheduler
+
+        scheduler = create_scheduler(config.scheduler.name, **config.scheduler.kwargs())
+    return Components(config, space, strategy, evaluator, objective, limit_check, prescreen, scheduler)
 
 
 def _parse_prescreen(value: Any) -> dict[str, Any]:

@@ -21,6 +21,19 @@ query; ``"evaluate"`` evaluates it again.
 Trials that never reach the executor are finished at once, in one transaction with the
 checkpoint after their tell: reused results and architectures rejected by the pre-evaluation
 limit check (``rejected``, told as a failure).
+
+Under a multi-fidelity scheduler (`nasforge.experiment.scheduler`) a trial is one child trained in
+jobs, one per rung: its result at each rung and the scheduler's decision are recorded (the store's
+``rungs`` table), its training state between rungs lies in ``RUN/states/``, and the strategy is
+told about it once, when the scheduler stops it or it reaches the top rung, with its result at the
+highest rung it reached (``metrics["epochs"]``, ``metrics["fidelity"]`` say how far that was). The
+scheduler's state is saved with the strategy's in every checkpoint, so a resumed run continues the
+same schedule.
+
+A time budget is a deadline: an evaluator that can stop early (``supports_fidelity``) is handed
+the moment the budget ends and stops there, recorded at the fidelity it reached (ranked below
+fully trained children), and a scheduler starts no job its measured pace says cannot finish in
+the time left.
 """
 
 from __future__ import annotations
@@ -47,7 +60,9 @@ from nasforge.experiment.config import (
 )
 from nasforge.experiment.executors import Executor, Handle, Outcome, create_executor, describe_exception
 from nasforge.experiment.prescreen import PreScreen
-from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, Store, TrialRecord
+from nasforge.evaluators.base import Evaluation, Fidelity
+from nasforge.experiment.scheduler import Decision, Job, Scheduler
+from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, RungResult, Store, TrialRecord
 from nasforge.strategies.base import Exhausted, RepeatedProposals, Result, ask_new
 
 VAL_PREFIXES = ("val_", "val")
@@ -71,9 +86,12 @@ def trial_seed(run_seed: int, trial_id: int, failures: int = 0) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0]) & 0x7FFFFFFF
 
 
-def evaluate_architecture(evaluator: Any, space: Any, arch: Any, seed: int) -> Any:
+def evaluate_architecture(evaluator: Any, space: Any, arch: Any, seed: int,
+                          fidelity: Fidelity | None = None) -> Any:
     """What an executor runs for one trial (module level, so worker processes can unpickle it)."""
     evaluate = getattr(evaluator, "evaluate", None)
+    if fidelity is not None:
+        return evaluate(space, arch, seed, fidelity=fidelity)
     if evaluate is not None:
         return evaluate(space, arch, seed)
     return evaluator(space, arch, seed)
@@ -146,6 +164,7 @@ class _Active:
     handle: Handle | None = None
     followers: list[tuple[int, Any]] = field(default_factory=list)
     extra: dict[str, Any] | None = None  # metrics known before the evaluation (the pre-screen's score)
+    rung: int | None = None  # under a scheduler: the rung this job trains the child to
 
 
 @dataclass(frozen=True)
@@ -257,6 +276,8 @@ class Experiment:
             objects when not given.
         on_trial: called with each finished `TrialRecord`.
         prescreen: a `PreScreen`: each trial evaluates the best-scored of several proposals.
+        scheduler: a multi-fidelity `Scheduler` (successive halving, Hyperband, ASHA, median
+            stopping); the evaluator must support fidelities (`supports_fidelity`).
     """
 
     def __init__(self, space: Any, strategy: Any, evaluator: Any, objective: Any = None,
@@ -267,7 +288,7 @@ class Experiment:
                  timeout: float | None = None, resume: bool | str = False, progress: bool = True,
                  config: Mapping[str, Any] | None = None,
                  on_trial: Callable[[TrialRecord], None] | None = None, console: Any = None,
-                 prescreen: PreScreen | None = None):
+                 prescreen: PreScreen | None = None, scheduler: Scheduler | None = None):
         if run_dir is None:
             raise ConfigError("run", "an experiment needs a run folder")
         if resume not in (True, False, "auto"):
@@ -299,6 +320,14 @@ class Experiment:
         self.timeout = timeout
         self.on_trial = on_trial
         self.prescreen = prescreen
+        self.scheduler = scheduler
+        if scheduler is not None:
+            if not getattr(evaluator, "supports_fidelity", False):
+                raise ConfigError("scheduler", f"the {getattr(evaluator, 'name', type(evaluator).__name__)} "
+                                               "evaluator cannot train to a fidelity; a scheduler needs "
+                                               "one that can (e.g. proxy)")
+            if duplicates != "reask":
+                raise ConfigError("duplicates", f"must be 'reask' under a scheduler, got {duplicates!r}")
         self._progress = _ProgressView(progress, self.budget, console)
         self.config = dict(config) if config is not None else self._derive_config(objective)
 
@@ -320,6 +349,8 @@ class Experiment:
         self._session_start = time.monotonic()
         self._session_finished = 0
         self._ran = False
+        self._scheduler_closed = False
+        self._pace: list[float] = [0.0, 0.0]  # seconds and epochs of the jobs measured so far
 
         resuming = resume is True or (resume == "auto" and Store.exists(self.run_dir))
         if resuming:
@@ -350,7 +381,7 @@ class Experiment:
                    retries=config.retries, limit_check=parts.limit_check, executor=executor,
                    max_outstanding=config.max_outstanding, timeout=config.timeout, resume=resume,
                    progress=progress, config=config.to_dict(), on_trial=on_trial, console=console,
-                   prescreen=parts.prescreen)
+                   prescreen=parts.prescreen, scheduler=parts.scheduler)
 
     def _derive_config(self, objective: Any) -> dict[str, Any]:
         return {
@@ -362,6 +393,7 @@ class Experiment:
             "workers": self.executor.workers, "executor": self.executor.name,
             "max_outstanding": self.max_outstanding, "timeout": self.timeout,
             **({"prescreen": self.prescreen.config()} if self.prescreen is not None else {}),
+            **({"scheduler": self.scheduler.config()} if self.scheduler is not None else {}),
         }
 
     # -- opening a run ------------------------------------------------------------------------------
@@ -377,7 +409,11 @@ class Experiment:
                                             f"config: {describe_diff(stored, self.config, differing)}")
             checkpoint = store.load_checkpoint("strategy")
             if checkpoint is not None:
-                self.strategy.load_state_dict(checkpoint.state)
+                if self.scheduler is not None:
+                    self.strategy.load_state_dict(checkpoint.state["strategy"])
+                    self.scheduler.load_state_dict(checkpoint.state["scheduler"])
+                else:
+                    self.strategy.load_state_dict(checkpoint.state)
                 self._elapsed_before = float(checkpoint.elapsed or 0.0)
             elif store.count():
                 raise ConfigError("resume", f"the run in {self.run_dir} has trials but no strategy "
@@ -397,6 +433,11 @@ class Experiment:
                 if t.status == "done" and t.reward is not None:
                     if self.best_reward is None or t.reward > self.best_reward:
                         self.best_reward = t.reward
+            reached: dict[int, float] = {}
+            for r in store.rungs():
+                self._measure_pace(r.metrics, reached.get(r.trial_id, 0.0))
+                if r.epochs is not None:
+                    reached[r.trial_id] = r.epochs
         except BaseException:
             store.close()
             raise
@@ -420,7 +461,10 @@ class Experiment:
         return value if math.isfinite(value) and value > 0 else 0.0
 
     def _checkpoint(self, event: str) -> CheckpointUpdate:
-        return CheckpointUpdate(self.strategy.state_dict(), event, self.elapsed)
+        state = self.strategy.state_dict()
+        if self.scheduler is not None:
+            state = {"strategy": state, "scheduler": self.scheduler.state_dict()}
+        return CheckpointUpdate(state, event, self.elapsed)
 
     def _next_queued(self) -> int:
         self._queued += 1
@@ -489,13 +533,144 @@ class Experiment:
         return True
 
     def _fill(self) -> None:
+        if self.scheduler is not None:
+            self._fill_scheduled()
+            return
         while self._unresolved < self.max_outstanding and self._can_ask():
             self._ask_one()
             self._progress.update(self)
 
+    # -- multi-fidelity ------------------------------------------------------------------------------
+    def _fill_scheduled(self) -> None:
+        """Start the scheduler's jobs (promotions first, then new children) while workers are free."""
+        assert self.scheduler is not None
+        while len(self._active) < self.max_outstanding:
+            new_allowed = self._can_ask()
+            if not new_allowed and not self._scheduler_closed:
+                self._scheduler_closed = True
+                self._apply(self.scheduler.close())
+            job = self.scheduler.next_job(new_allowed)
+            if job is None:
+                return
+            if job.trial is None:
+                if not self._fits(self.scheduler.epochs(job.rung)):
+                    self.scheduler.cancel(job)
+                    self._exhausted = True
+                    self.stop_reason = "time budget: a new child cannot reach its first rung in the time left"
+                    continue
+                self._ask_one(job)
+            else:
+                before = self.scheduler.epochs(job.rung - 1)
+                if not self._fits(self.scheduler.epochs(job.rung) - before):
+                    self._apply(self.scheduler.decline(job.trial))
+                    continue
+                record = self.store.trial(job.trial)
+                extra = {k: v for k, v in (record.metrics or {}).items() if k.startswith("prescreen_")}
+                self._submit(_Active(record.id, self.space.from_json(record.arch), record.key,
+                                     record.seed, 0, extra=extra or None, rung=job.rung),
+                             mark=True, requeue=True)
+            self._progress.update(self)
+
+    def _fits(self, epochs: float) -> bool:
+        """Whether `epochs` more epochs of one child can finish before a time budget ends, at the
+        pace measured so far (always, before the first measurement or without a time budget)."""
+        if self.budget.max_seconds is None or self._pace[1] <= 0:
+            return True
+        return self.elapsed + epochs * self._pace[0] / self._pace[1] <= self.budget.max_seconds
+
+    def _measure_pace(self, metrics: Mapping[str, Any] | None, before: float) -> None:
+        if not metrics:
+            return
+        seconds, epochs = metrics.get("wall_seconds"), metrics.get("epochs")
+        if isinstance(seconds, float) and isinstance(epochs, float) and epochs > before:
+            self._pace[0] += seconds
+            self._pace[1] += epochs - before
+
+    def _deadline(self) -> float | None:
+        if self.budget.max_seconds is None:
+            return None
+        return time.time() + (self.budget.max_seconds - self.elapsed)
+
+    def _state_path(self, trial_id: int, rung: int) -> Path:
+        return self.run_dir / "states" / f"trial-{trial_id}-rung-{rung}.pt"
+
+    def _fidelity(self, active: _Active) -> Fidelity | None:
+        """What one job asks of the evaluator: the rung's epochs and the state it continues from
+        (under a scheduler); the deadline of a time budget (any evaluator that can stop early)."""
+        if self.scheduler is not None and active.rung is not None:
+            state = None
+            if active.rung > 0:
+                path = self._state_path(active.id, active.rung - 1)
+                state = path.read_bytes() if path.exists() else None
+            return Fidelity(epochs=self.scheduler.epochs(active.rung), horizon=self.scheduler.max_epochs,
+                            state=state, deadline=self._deadline())
+        if self.budget.max_seconds is not None and getattr(self.evaluator, "supports_fidelity", False):
+            return Fidelity(deadline=self._deadline())
+        return None
+
+    def _complete_rung(self, active: _Active, metrics: dict[str, Any] | None, reward: float | None,
+                       error: str | None, state: bytes | None) -> None:
+        """Record a child's result at its rung, let the scheduler decide, tell what stopped."""
+        assert self.scheduler is not None and active.rung is not None
+        short = bool(metrics and metrics.get("stopped"))
+        if error is None and state is not None and not short:
+            path = self._state_path(active.id, active.rung)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(state)
+            os.replace(tmp, path)  # on disk before the transaction that says the rung is done
+        epochs = None if metrics is None else metrics.get("epochs")
+        self._measure_pace(metrics, self.scheduler.epochs(active.rung - 1) if active.rung > 0 else 0.0)
+        self.cost += self._cost_of(metrics)
+        row = RungResult(active.id, active.rung, epochs if isinstance(epochs, float) else None,
+                         metrics, reward, error)
+        decisions = self.scheduler.report(active.id, None if error is not None or short else reward)
+        self._apply(decisions, row, failed={active.id: error} if error is not None else None)
+
+    def _apply(self, decisions: list[Decision], row: RungResult | None = None,
+               failed: Mapping[int, str] | None = None) -> None:
+        """Tell the strategy about the children the decisions stopped and record it all at once."""
+        finished: list[tuple[int, str, str | None]] = []
+        told: list[tuple[int, bool, float | None]] = []
+        for d in decisions:
+            if d.action != "stop":
+                continue
+            if failed and d.trial in failed:
+                record = self.store.trial(d.trial)
+                self.strategy.tell(self.space.from_json(record.arch),
+                                   Result.failure(failed[d.trial], (row.metrics if row else None) or {}))
+                finished.append((d.trial, "failed", failed[d.trial]))
+                told.append((d.trial, True, None))
+                continue
+            if row is not None and d.trial == row.trial_id:
+                metrics, reward = row.metrics or {}, row.reward
+            else:
+                record = self.store.trial(d.trial)
+                metrics, reward = record.metrics or {}, record.reward
+            arch = self.space.from_json(self.store.trial(d.trial).arch)
+            self.strategy.tell(arch, Result.ok(reward, metrics))
+            finished.append((d.trial, "done", None))
+            told.append((d.trial, False, reward))
+        if row is None and not decisions:
+            return
+        self.store.record_schedule(row, {d.trial: d.action for d in decisions}, finished,
+                                   checkpoint=self._checkpoint("tell"))
+        for trial_id, is_failure, reward in told:
+            for path in (self.run_dir / "states").glob(f"trial-{trial_id}-rung-*.pt"):
+                path.unlink(missing_ok=True)
+            self._unresolved -= 1
+            self._after_finish(trial_id, failed=is_failure, metrics=None, reward=reward, reused=False)
+        if row is not None and row.error is None and row.trial_id not in {t for t, _, _ in told}:
+            for path in (self.run_dir / "states").glob(f"trial-{row.trial_id}-rung-*.pt"):
+                if path != self._state_path(row.trial_id, row.rung):
+                    path.unlink(missing_ok=True)  # only the newest state continues it
+
     def _recover(self) -> None:
         """Re-run (or resolve) the trials a previous session left unfinished."""
         if not self._waiting:
+            return
+        if self.scheduler is not None:
+            self._recover_scheduled()
             return
         waiting, self._waiting = self._waiting, []
         records = {tid: self.store.trial(tid) for tid, _, _ in waiting}
@@ -527,6 +702,20 @@ class Experiment:
                 leader = next(a for a in self._active.values() if a.id == t.reused_from)
                 leader.followers.append((t.id, self.space.from_json(t.arch)))
 
+    def _recover_scheduled(self) -> None:
+        """Re-run the jobs that were running, at the rung they were training to, in queue order;
+        children waiting for a rung or a promotion wait on (the scheduler hands them out)."""
+        assert self.scheduler is not None
+        running = set(self.scheduler.running())
+        records = sorted((self.store.trial(tid) for tid, _, _ in self._waiting if tid in running),
+                         key=lambda t: (t.queued is None, t.queued or 0, t.id))
+        self._waiting = []
+        for t in records:
+            extra = {k: v for k, v in (t.metrics or {}).items() if k.startswith("prescreen_")}
+            self._submit(_Active(t.id, self.space.from_json(t.arch), t.key, t.seed, t.failures,
+                                 extra=extra or None, rung=self.scheduler.rung_of(t.id)),
+                         mark=True, requeue=t.queued is None)
+
     def _submit(self, active: _Active, *, mark: bool = False, requeue: bool = False,
                 relink: bool = False) -> None:
         """Hand a trial to the executor; `mark` records the (re)start (`requeue`: at the end of
@@ -535,8 +724,9 @@ class Experiment:
             self.store.mark_running(active.id, queued=self._next_queued() if requeue else None,
                                     reused_from=None if relink else False)
         attempt_seed = trial_seed(self.seed, active.id, active.failures)
-        active.handle = self.executor.submit(evaluate_architecture, self.evaluator, self.space,
-                                             active.arch, attempt_seed, timeout=self.timeout)
+        fidelity = self._fidelity(active)
+        args = (self.evaluator, self.space, active.arch, attempt_seed) + ((fidelity,) if fidelity else ())
+        active.handle = self.executor.submit(evaluate_architecture, *args, timeout=self.timeout)
         self._active[active.handle] = active
         self._active_by_key.setdefault(active.key, active)
 
@@ -547,16 +737,16 @@ class Experiment:
         seen = self._asked_keys if not also_seen else _Union(self._asked_keys, also_seen)
         return ask_new(self.strategy, self.space, seen, self.reask_limit)[0]
 
-    def _ask_one(self) -> None:
+    def _ask_one(self, job: Job | None = None) -> None:
+        """Ask the strategy for a new trial and start it (under a scheduler: as `job`)."""
         try:
             arch = self._propose()
-        except Exhausted:
+        except (Exhausted, RepeatedProposals) as exc:
             self._exhausted = True
-            self.stop_reason = "the strategy has nothing left to propose"
-            return
-        except RepeatedProposals as exc:
-            self._exhausted = True
-            self.stop_reason = str(exc)
+            self.stop_reason = ("the strategy has nothing left to propose" if isinstance(exc, Exhausted)
+                                else str(exc))
+            if job is not None:
+                self.scheduler.cancel(job)
             return
         extra = None
         if self.prescreen is not None:
@@ -588,16 +778,24 @@ class Experiment:
                 error = None
             if reason is not None or error is not None:
                 message = f"rejected: {reason}" if reason is not None else error
+                if job is not None:
+                    self.scheduler.cancel(job)
                 self.strategy.tell(arch, Result.failure(message))
                 tid = self.store.add_trial(arch_json, key, self._seed_of, status="failed",
                                            error=message, rejected=reason is not None,
                                            checkpoint=self._checkpoint("tell"))
                 self._after_finish(tid, failed=True, metrics=None, reward=None, reused=False)
                 return
+        if job is not None:  # trial ids are 1..n in asking order, so this one's is known now
+            self.scheduler.started(self.total_trials, job)
         tid = self.store.add_trial(arch_json, key, self._seed_of, status="running", metrics=extra,
                                    queued=self._next_queued(), checkpoint=self._checkpoint("ask"))
+        if job is not None and tid != self.total_trials:
+            raise NasforgeError(f"trial {tid} was recorded where trial {self.total_trials} was expected "
+                                "(another process writes to this run?)")
         self._unresolved += 1
-        self._submit(_Active(tid, arch, key, self._seed_of(tid), 0, extra=extra))
+        self._submit(_Active(tid, arch, key, self._seed_of(tid), 0, extra=extra,
+                             rung=None if job is None else job.rung))
 
     def _screen(self, first: Any) -> tuple[Any, dict[str, Any]]:
         """Ask for more proposals, keep the best-scored one (returned with its metrics) and tell the strategy the others were screened out (see `nasforge.experiment.prescreen`)."""
@@ -683,8 +881,11 @@ class Experiment:
         metrics: dict[str, Any] | None = None
         reward: float | None = None
         error = outcome.error
+        value, state = outcome.value, None
+        if isinstance(value, Evaluation):
+            value, state = value.metrics, value.state
         if error is None:
-            metrics, reward, error = self._score(outcome.value)
+            metrics, reward, error = self._score(value)
         if active.extra:
             metrics = {**active.extra, **(metrics or {})}
         if error is not None:
@@ -693,6 +894,12 @@ class Experiment:
                 self.store.requeue_trial(active.id, error, queued=self._next_queued())
                 self._submit(active)
                 return
+        if active.rung is not None:
+            if self._active_by_key.get(active.key) is active:
+                del self._active_by_key[active.key]
+            self._complete_rung(active, metrics, reward, error, state)
+            return
+        if error is not None:
             self.strategy.tell(active.arch, Result.failure(error, metrics or {}))
             self.store.finish_trial(active.id, "failed", metrics=metrics, error=error,
                                     started=outcome.started, failures=active.failures,

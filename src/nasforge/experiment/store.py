@@ -11,6 +11,9 @@ Tables
                  per tensor content, so a checkpoint rewritten after every ask and tell stores
                  them again only when they changed (a policy update), not each time.
 ``markers``      small key/value JSON entries for stage markers (used by multi-stage pipelines).
+``rungs``        under a multi-fidelity scheduler, one row per result of a child at a rung
+                 (epochs trained, metrics, reward) and the scheduler's decision on it
+                 (``promote``/``stop``; NULL while the rung is undecided).
 
 Consistency
 -----------
@@ -65,6 +68,18 @@ _BLOBS_TABLE = """CREATE TABLE IF NOT EXISTS blobs (
     PRIMARY KEY (owner, hash)
 );"""
 
+_RUNGS_TABLE = """CREATE TABLE IF NOT EXISTS rungs (
+    trial_id INTEGER NOT NULL REFERENCES trials(id),
+    rung INTEGER NOT NULL,
+    epochs REAL,
+    metrics TEXT,
+    reward REAL,
+    error TEXT,
+    decision TEXT,
+    recorded REAL NOT NULL,
+    PRIMARY KEY (trial_id, rung)
+);"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS run (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -106,7 +121,7 @@ CREATE TABLE IF NOT EXISTS markers (
     value TEXT NOT NULL,
     updated REAL NOT NULL
 );
-""" + _BLOBS_TABLE
+""" + _BLOBS_TABLE + _RUNGS_TABLE
 
 
 class StoreError(NasforgeError, RuntimeError):
@@ -353,6 +368,20 @@ def _record(row: tuple) -> TrialRecord:
     return TrialRecord(id_, _loads(arch), key, status, _loads(metrics), reward, error, created,
                        started, finished, seed, attempts, failures, reused_from, bool(rejected),
                        queued)
+
+
+@dataclass(frozen=True)
+class RungResult:
+    """One row of the rungs table: a child's result at a rung of a multi-fidelity schedule."""
+
+    trial_id: int
+    rung: int
+    epochs: float | None
+    metrics: dict[str, Any] | None
+    reward: float | None
+    error: str | None = None
+    decision: str | None = None
+    recorded: float | None = None
 
 
 @dataclass(frozen=True)
@@ -771,11 +800,63 @@ class Store:
         return out
 
     def best(self, n: int = 10) -> list[TrialRecord]:
-        """The n best done trials by reward (first seen wins ties; reused copies left out)."""
+        """The n best done trials by reward (first seen wins ties; reused copies left out).
+
+        A child trained only part of the way (``metrics["fidelity"] < 1``: stopped by a
+        multi-fidelity scheduler or a deadline) ranks below every fully trained one."""
         rows = self._read(lambda c: c.execute(
             f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE status = 'done' AND reward IS NOT NULL "
-            "AND reused_from IS NULL ORDER BY reward DESC, id ASC LIMIT ?", (int(n),)).fetchall())
+            "AND reused_from IS NULL ORDER BY "
+            "COALESCE(json_extract(metrics, '$.fidelity'), 1.0) >= 1.0 DESC, reward DESC, id ASC "
+            "LIMIT ?", (int(n),)).fetchall())
         return [_record(r) for r in rows]
+
+    # -- multi-fidelity -----------------------------------------------------------------------------
+    def record_schedule(self, result: RungResult | None, decisions: Mapping[int, str],
+                        finished: list[tuple[int, str, str | None]], *,
+                        checkpoint: CheckpointUpdate | None = None) -> None:
+        """One scheduler event in one transaction: a child's result at a rung (also its trial's
+        latest metrics and reward), the decisions it led to (on each child's latest rung), the
+        children it finished ``(trial, "done"|"failed", error)``, and the checkpoint after the
+        tells."""
+        def body(conn: sqlite3.Connection) -> None:
+            conn.execute(_RUNGS_TABLE)  # runs created before the rungs table get it here
+            now = time.time()
+            if result is not None:
+                reward = None if result.reward is None or not math.isfinite(result.reward) else float(result.reward)
+                metrics_text = None if result.metrics is None else dumps(result.metrics)
+                conn.execute("INSERT OR REPLACE INTO rungs (trial_id, rung, epochs, metrics, reward, "
+                             "error, decision, recorded) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                             (result.trial_id, result.rung, result.epochs, metrics_text, reward,
+                              result.error, now))
+                if result.error is None:
+                    self._update(conn, result.trial_id, "metrics = ?, reward = ?",
+                                 [metrics_text, reward], UNFINISHED)
+                else:
+                    self._update(conn, result.trial_id, "metrics = COALESCE(?, metrics), reward = NULL",
+                                 [metrics_text], UNFINISHED)
+            for trial_id, decision in decisions.items():
+                conn.execute("UPDATE rungs SET decision = ? WHERE trial_id = ? AND rung = "
+                             "(SELECT MAX(rung) FROM rungs WHERE trial_id = ?)",
+                             (decision, trial_id, trial_id))
+            for trial_id, status, error in finished:
+                self._update(conn, trial_id, "status = ?, error = COALESCE(?, error), finished = ?",
+                             [status, error, now], UNFINISHED)
+            self._put_checkpoint(conn, checkpoint, result.trial_id if result is not None else None)
+
+        self._write(body)
+
+    def rungs(self, trial_id: int | None = None) -> list[RungResult]:
+        """The rung results (of one trial, or all), in the order they were recorded."""
+        def body(c: sqlite3.Connection) -> list[tuple]:
+            if "rungs" not in {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
+                return []
+            where, params = ("WHERE trial_id = ?", (trial_id,)) if trial_id is not None else ("", ())
+            return c.execute("SELECT trial_id, rung, epochs, metrics, reward, error, decision, recorded "
+                             f"FROM rungs {where} ORDER BY rowid", params).fetchall()
+
+        return [RungResult(t, r, e, _loads(m), w, err, d, rec)
+                for t, r, e, m, w, err, d, rec in self._read(body)]
 
     def max_queued(self) -> int:
         return self._read(lambda c: c.execute(
