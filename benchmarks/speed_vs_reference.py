@@ -1,0 +1,385 @@
+"""nasforge against timm (and torchvision where it has the model): CPU inference and training speed.
+
+timm and torchvision do not install beside the project's own torch, so run this in an environment
+of its own, where nasforge is installed without its dependencies:
+
+    python3 -m venv /tmp/refenv
+    /tmp/refenv/bin/pip install torch==2.14.1 torchvision==0.29.1 timm
+    /tmp/refenv/bin/pip install -e /work/main --no-deps
+    /tmp/refenv/bin/python benchmarks/speed_vs_reference.py [--repeats 5] [--batch 16] [--threads 2]
+        [--models efficientnet_b0,efficientnet_b3,nasnet_a_large] [--train efficientnet_b0,efficientnet_b3]
+        [--compile efficientnet_b0] [--memory-repeats 3]
+
+Every library runs in the same process, with the same torch, threads and inputs; the models are
+randomly initialised (only the architectures are compared: timm's ``efficientnet_b0``,
+``efficientnet_b3`` and ``nasnetalarge`` from its efficientnet.py and nasnet.py, torchvision's
+``efficientnet_b0``/``b3``). Runs are interleaved -- repeat r times every variant once -- so that a
+change in machine load hits all of them alike, and each figure is the median of the repeats
+after one untimed warm-up call each.
+
+Inference (eval mode, ``torch.inference_mode``), per model: nasforge eager with a contiguous
+(NCHW) input and weights, nasforge eager channels_last (weights and input), nasforge deployed
+(`nasforge.deploy`: BN folded, channels_last weights, contiguous input as a caller passes it),
+optionally nasforge deployed + ``torch.compile`` (its compile time reported apart), timm and
+torchvision eager in both layouts. Training: one SGD step (momentum 0.9, cross-entropy on random
+labels, forward + backward + update) in both layouts, with the published regularisation
+(dropout and stochastic depth 0.2 for B0; timm gets the same rates). NASNet-A Large trains only
+when --train names it (a batch of 16 at 331 px needs tens of GiB).
+
+Peak memory of a training step: for each library and layout a fresh subprocess builds the model,
+the optimiser and the batch, resets its peak resident set size (Linux's /proc/self/clear_refs),
+runs two training steps and reads the peak (VmHWM); the growth -- activations, gradients, momentum
+buffers, oneDNN scratch space -- is the figure (median of --memory-repeats processes).
+tracemalloc does not see torch's allocations, hence the RSS.
+
+The table gives median milliseconds per batch and the speed ratio against timm's eager model in
+the same layout (above 1: nasforge is faster); the goals checked at the end are deploy >= 1.25x
+timm's faster eager layout (B0, NASNet-A Large), nasforge eager >= 1.0x timm in both layouts, a
+training step >= 1.05x timm in channels_last (B0) and a B0 training step's peak memory <= timm's.
+Writes benchmarks/results/speed_vs_reference.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
+
+#: nasforge name -> (timm name, torchvision name or None, input resolution)
+MODELS: dict[str, tuple[str, str | None, int]] = {
+    "efficientnet_b0": ("efficientnet_b0", "efficientnet_b0", 224),
+    "efficientnet_b3": ("efficientnet_b3", "efficientnet_b3", 300),
+    "nasnet_a_large": ("nasnetalarge", None, 331),
+}
+#: The published regularisation of the nasforge builds, given to timm as well (dropout, drop path).
+REGULARISATION = {"efficientnet_b0": (0.2, 0.2), "efficientnet_b3": (0.3, 0.2), "nasnet_a_large": (0.5, 0.0)}
+
+
+def reference_libraries() -> tuple[Any, Any] | None:
+    """(timm, torchvision or None), or None when timm cannot be imported here."""
+    try:
+        import timm
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a torchvision built for another torch
+        print(f"skipped: timm is not importable in this environment ({type(exc).__name__}: {exc}).\n"
+              "Run this benchmark in its own environment (see the docstring): timm and torchvision do not "
+              "install beside the project's torch.")
+        return None
+    try:
+        import torchvision
+    except Exception:  # noqa: BLE001
+        torchvision = None
+    return timm, torchvision
+
+
+def build(lib: str, name: str) -> nn.Module:
+    """A randomly initialised model of library `lib` for nasforge model `name` (1000 classes)."""
+    timm_name, tv_name, _ = MODELS[name]
+    dropout, drop_path = REGULARISATION[name]
+    torch.manual_seed(0)
+    if lib == "nasforge":
+        from nasforge.models import create
+
+        return create(name)
+    if lib == "timm":
+        import timm
+
+        kwargs = {"drop_rate": dropout}
+        if drop_path:
+            kwargs["drop_path_rate"] = drop_path
+        return timm.create_model(timm_name, pretrained=False, **kwargs)
+    import torchvision
+
+    return getattr(torchvision.models, tv_name)(weights=None)  # dropout, stochastic depth: the paper's
+
+
+def _channels_last(model: nn.Module) -> nn.Module:
+    return model.to(memory_format=torch.channels_last)
+
+
+def inference_variants(name: str, libs: list[str], batch: torch.Tensor, compile_model: bool,
+                       notes: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    """name -> a zero-argument call timing one batch (inputs and models bound)."""
+    from nasforge.deploy import deploy, deploy_report
+
+    x = batch
+    x_cl = batch.contiguous(memory_format=torch.channels_last)
+    variants: dict[str, Callable[[], Any]] = {}
+    eager = build("nasforge", name).eval()
+    variants["nasforge eager"] = lambda m=eager: m(x)
+    eager_cl = _channels_last(build("nasforge", name).eval())
+    variants["nasforge eager channels_last"] = lambda m=eager_cl: m(x_cl)
+    deployed = deploy(eager, x)
+    variants["nasforge deploy"] = lambda m=deployed: m(x)
+    notes["deploy"] = deploy_report(deployed).to_dict()
+    if compile_model:
+        compiled = deploy(eager, x, compile=True)
+        notes["compile_seconds"] = deploy_report(compiled).compile_seconds
+        variants["nasforge deploy+compile"] = lambda m=compiled: m(x)
+    for lib in libs:
+        if lib == "torchvision" and MODELS[name][1] is None:
+            continue
+        ref = build(lib, name).eval()
+        variants[f"{lib} eager"] = lambda m=ref: m(x)
+        ref_cl = _channels_last(build(lib, name).eval())
+        variants[f"{lib} eager channels_last"] = lambda m=ref_cl: m(x_cl)
+    return variants
+
+
+def training_variants(name: str, libs: list[str], batch: torch.Tensor,
+                      labels: torch.Tensor) -> dict[str, Callable[[], Any]]:
+    variants: dict[str, Callable[[], Any]] = {}
+    for lib in ["nasforge", *libs]:
+        if lib == "torchvision" and MODELS[name][1] is None:
+            continue
+        for layout in ("contiguous", "channels_last"):
+            model = build(lib, name).train()
+            x = batch
+            if layout == "channels_last":
+                model = _channels_last(model)
+                x = batch.contiguous(memory_format=torch.channels_last)
+            variants[f"{lib} train {layout}"] = _train_step(model, x, labels)
+    return variants
+
+
+def _train_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Callable[[], float]:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), labels)
+        loss.backward()
+        opt.step()
+        return float(loss)
+
+    return step
+
+
+def interleaved(variants: dict[str, Callable[[], Any]], repeats: int, inference: bool,
+                label: str) -> dict[str, list[float]]:
+    """Milliseconds of every variant, `repeats` rounds each running every variant once."""
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    context = torch.inference_mode if inference else torch.enable_grad
+    with context():
+        for fn in variants.values():  # warm-up: oneDNN primitives, allocator, compiled kernels
+            fn()
+        for r in range(repeats):
+            for key, fn in variants.items():
+                start = time.perf_counter()
+                fn()
+                times[key].append((time.perf_counter() - start) * 1e3)
+            print(f"  {label}: round {r + 1}/{repeats} done", flush=True)
+    return times
+
+
+# -- peak memory of a training step, one subprocess per measurement -------------------------------------
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def memory_child(spec: str, threads: int, batch_size: int) -> None:
+    """Print the peak RSS growth over two training steps (one `lib:name:layout` configuration).
+
+    The process's high-water mark is reset first (Linux: writing 5 to /proc/self/clear_refs resets
+    VmHWM to the current RSS), so that importing and building never count; where that is not
+    possible, ``ru_maxrss`` before and after is used and the import peak may hide part of a small
+    step's memory."""
+    lib, name, layout = spec.split(":")
+    torch.set_num_threads(threads)
+    resolution = MODELS[name][2]
+    model = build(lib, name).train()
+    x = torch.randn(batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    labels = torch.randint(0, 1000, (batch_size,), generator=torch.Generator().manual_seed(1))
+    if layout == "channels_last":
+        model = _channels_last(model)
+        x = x.contiguous(memory_format=torch.channels_last)
+    step = _train_step(model, x, labels)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        before, method = _status_kib("VmRSS"), "VmHWM after clear_refs"
+        step()
+        step()
+        after = _status_kib("VmHWM")
+    except OSError:
+        before, method = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"  # KiB on Linux
+        step()
+        step()
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_delta_mib": (after - before) / 1024, "peak_mib": after / 1024, "method": method}))
+
+
+def measure_memory(libs: list[str], name: str, threads: int, batch_size: int, repeats: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for r in range(repeats):  # interleaved too
+        for lib in ["nasforge", *libs]:
+            if lib == "torchvision" and MODELS[name][1] is None:
+                continue
+            for layout in ("contiguous", "channels_last"):
+                spec = f"{lib}:{name}:{layout}"
+                proc = subprocess.run([sys.executable, __file__, "--memory-child", spec, "--threads", str(threads),
+                                       "--batch", str(batch_size)], capture_output=True, text=True, check=True)
+                value = json.loads(proc.stdout.strip().splitlines()[-1])["peak_delta_mib"]
+                out.setdefault(f"{lib} train {layout}", []).append(value)
+        print(f"  memory {name}: round {r + 1}/{repeats} done", flush=True)
+    return {k: {"peak_delta_mib": statistics.median(v), "runs_mib": v} for k, v in out.items()}
+
+
+# -- the report ------------------------------------------------------------------------------------------------
+def _print_table(title: str, columns: list[str], rows: list[list]) -> None:
+    """`_common.print_table`, on a console wide enough for the variant names."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
+    Console(width=150).print(table)
+
+
+def _ratio(reference_ms: float | None, ms: float) -> float | None:
+    return None if reference_ms is None else reference_ms / ms
+
+
+def _reference_for(variant: str) -> str:
+    """The timm figure a variant is compared with: the same layout (deploy: timm's faster layout)."""
+    if "deploy" in variant:
+        return "timm best"
+    if "train" in variant:
+        return "timm train " + variant.rsplit(" ", 1)[1]
+    return "timm eager channels_last" if variant.endswith("channels_last") else "timm eager"
+
+
+def summarise(times: dict[str, list[float]]) -> dict[str, dict[str, Any]]:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    timm_eager = [v for k, v in med.items() if k.startswith("timm eager")]
+    best = min(timm_eager) if timm_eager else None
+    out = {}
+    for key, ms in med.items():
+        ref_key = _reference_for(key)
+        ref = best if ref_key == "timm best" else med.get(ref_key)
+        out[key] = {"median_ms": ms, "times_ms": times[key], "vs": ref_key,
+                    "speedup_vs_timm": _ratio(ref, ms)}
+    return out
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    checks = []
+
+    def add(goal: str, value: float | None, target: float, lower_is_better: bool = False) -> None:
+        met = None if value is None else (value <= target if lower_is_better else value >= target)
+        checks.append({"goal": goal, "value": value, "target": target, "met": met})
+
+    for name in ("efficientnet_b0", "nasnet_a_large"):
+        inf = results.get(name, {}).get("inference", {})
+        if "nasforge deploy" in inf:
+            add(f"{name}: deploy vs timm eager (faster layout)", inf["nasforge deploy"]["speedup_vs_timm"], 1.25)
+    for name, res in results.items():
+        inf = res.get("inference", {})
+        for layout in ("eager", "eager channels_last"):
+            if f"nasforge {layout}" in inf:
+                add(f"{name}: nasforge {layout} vs timm", inf[f"nasforge {layout}"]["speedup_vs_timm"], 1.0)
+    b0 = results.get("efficientnet_b0", {})
+    if "nasforge train channels_last" in b0.get("training", {}):
+        add("efficientnet_b0: training step channels_last vs timm",
+            b0["training"]["nasforge train channels_last"]["speedup_vs_timm"], 1.05)
+    memory = b0.get("memory", {})
+    for layout in ("contiguous", "channels_last"):
+        nf, tm = memory.get(f"nasforge train {layout}"), memory.get(f"timm train {layout}")
+        if nf and tm:
+            add(f"efficientnet_b0: training peak memory {layout}, nasforge / timm",
+                nf["peak_delta_mib"] / tm["peak_delta_mib"], 1.0, lower_is_better=True)
+    return checks
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per variant (median; >= 5)")
+    parser.add_argument("--batch", type=int, default=16, help="images per batch")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--models", default=",".join(MODELS), help="models timed in inference")
+    parser.add_argument("--train", default="efficientnet_b0,efficientnet_b3",
+                        help="models timed for a training step ('' for none)")
+    parser.add_argument("--compile", default="efficientnet_b0",
+                        help="models also timed deployed + torch.compile ('' for none)")
+    parser.add_argument("--memory-repeats", type=int, default=3,
+                        help="subprocesses per B0 training-memory figure (0 skips it)")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.memory_child:
+        memory_child(args.memory_child, args.threads, args.batch)
+        return 0
+    found = reference_libraries()
+    if found is None:
+        return 0
+    libs = ["timm"] + (["torchvision"] if found[1] is not None else [])
+    split = (lambda s: [m for m in s.split(",") if m])
+    results: dict[str, Any] = {}
+    rows = []
+    started = time.perf_counter()
+    for name in split(args.models):
+        resolution = MODELS[name][2]
+        gen = torch.Generator().manual_seed(0)
+        batch = torch.randn(args.batch, 3, resolution, resolution, generator=gen)
+        labels = torch.randint(0, 1000, (args.batch,), generator=gen)
+        notes: dict[str, Any] = {}
+        print(f"{name} at {resolution}px, batch {args.batch}, {args.threads} threads", flush=True)
+        inf = summarise(interleaved(inference_variants(name, libs, batch, name in split(args.compile), notes),
+                                    args.repeats, True, f"{name} inference"))
+        results[name] = {"resolution": resolution, "inference": inf, **notes}
+        if name in split(args.train):
+            results[name]["training"] = summarise(interleaved(training_variants(name, libs, batch, labels),
+                                                              args.repeats, False, f"{name} training"))
+        if name == "efficientnet_b0" and args.memory_repeats > 0:
+            results[name]["memory"] = measure_memory(libs, name, args.threads, args.batch, args.memory_repeats)
+        for part in ("inference", "training"):
+            for key, r in results[name].get(part, {}).items():
+                ratio = r["speedup_vs_timm"]
+                rows.append([name, key, r["median_ms"], args.batch / r["median_ms"] * 1e3,
+                             "-" if ratio is None else f"{ratio:.2f}x", r["vs"]])
+        if "compile_seconds" in notes:
+            rows.append([name, "(compile time of deploy+compile)", notes["compile_seconds"] * 1e3, "-", "-", "-"])
+        for key, r in results[name].get("memory", {}).items():
+            rows.append([name, f"{key}: peak RSS delta (MiB)", r["peak_delta_mib"], "-", "-", "-"])
+    _print_table(f"nasforge vs timm{' and torchvision' if 'torchvision' in libs else ''} (CPU, batch {args.batch}, "
+                f"{args.threads} threads, median of {args.repeats})",
+                ["model", "variant", "ms / batch", "images / s", "speed vs timm", "compared with"], rows)
+    checked = goals(results)
+    for g in checked:
+        value = "n/a" if g["value"] is None else f"{g['value']:.2f}"
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
+        print(f"  {g['goal']}: {value} (target {'<=' if 'memory' in g['goal'] else '>='} {g['target']}) {verdict}")
+    import timm
+
+    path = write_json("speed_vs_reference", {
+        "config": {"repeats": args.repeats, "batch": args.batch, "threads": args.threads,
+                   "timm": timm.__version__,
+                   "torchvision": found[1].__version__ if found[1] is not None else None,
+                   "memory_method": "peak RSS (VmHWM, reset through /proc/self/clear_refs) growth over two "
+                                    "training steps in a fresh subprocess",
+                   "seconds": time.perf_counter() - started},
+        "results": results, "goals": checked})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
