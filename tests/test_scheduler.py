@@ -223,3 +223,18 @@ def test_scheduler_config_and_refusals(tmp_path):
     assert not Store.exists(tmp_path / "t")
     with pytest.raises(ConfigError, match="eta"):
         create_scheduler("asha", eta=1)
+
+
+def test_a_scheduler_runs_on_worker_processes(tmp_path):
+    from nasforge.experiment.executors import create_executor
+
+    space = SPACES["nb201"]()
+    experiment = Experiment(space, create_strategy("random", space, 0), Curves(), run_dir=tmp_path / "procs",
+                            budget=9, progress=False, executor=create_executor("process", workers=2),
+                            scheduler=create_scheduler("sh", min_epochs=1, max_epochs=9, eta=3))
+    with experiment:
+        summary = experiment.run()
+        rungs = experiment.store.rungs()
+    assert summary.done == 9 and summary.unfinished == 0
+    assert sorted(r.rung for r in rungs) == [0] * 9 + [1] * 3 + [2]
+    assert summary.best.metrics["epochs"] == 9.0  # continued from the state the workers sent back

@@ -144,7 +144,9 @@ def search_progress(runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[M
     `runs` maps a strategy (or run) name to its trials, each a dict with "trial" (or "index";
     default: position), "reward" (None or NaN for a failed trial, drawn as an x on the bottom
     edge) and "elapsed" seconds since the run started (or "elapsed_s"/"wall_time"; trials without
-    it are left out of the time panel). One plain list of trials is one run.
+    it are left out of the time panel). One plain list of trials is one run. Trials with
+    "epochs" (a multi-fidelity or timed search) are drawn with a size that grows with the epochs
+    the child was trained for, so promotions stand out from children stopped at the first rung.
     """
     from matplotlib.transforms import blended_transform_factory
 
@@ -156,6 +158,8 @@ def search_progress(runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[M
                        for trials in data.values() for r in trials), default=0.0)
     t_div, t_unit = (3600.0, "h") if max_elapsed > 3 * 3600 else (60.0, "min") if max_elapsed > 600 else (1.0, "s")
     any_failed = False
+    top_epochs = max((float(r["epochs"]) for trials in data.values() for r in trials
+                      if _finite(r.get("epochs"))), default=0.0)
     for k, (name, trials) in enumerate(data.items()):
         color = COLORS[k % len(COLORS)]
         recs = []
@@ -163,16 +167,19 @@ def search_progress(runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[M
             reward = r.get("reward")
             ok = _finite(reward)
             elapsed = _first(r, ("elapsed", "elapsed_s", "wall_time"))
+            epochs = r.get("epochs")
+            size = 14.0 if not top_epochs or not _finite(epochs) else 6.0 + 60.0 * float(epochs) / top_epochs
             recs.append((_first(r, ("trial", "index"), pos), float(reward) if ok else None,
-                         float(elapsed) / t_div if _finite(elapsed) else None))
-        all_rewards += [rw for _, rw, _ in recs if rw is not None]
+                         float(elapsed) / t_div if _finite(elapsed) else None, size))
+        all_rewards += [rec[1] for rec in recs if rec[1] is not None]
         for ax, xi in ((ax_n, 0), (ax_t, 2)):
             pts = sorted((rec for rec in recs if rec[xi] is not None), key=lambda rec: rec[xi])
             ok_pts = [(rec[xi], rec[1]) for rec in pts if rec[1] is not None]
+            sizes = [rec[3] for rec in pts if rec[1] is not None]
             failed = [rec[xi] for rec in pts if rec[1] is None]
             if ok_pts:
                 xs, ys = zip(*ok_pts)
-                ax.scatter(xs, ys, s=14, color=color, alpha=0.45, linewidths=0, zorder=2)
+                ax.scatter(xs, ys, s=sizes, color=color, alpha=0.45, linewidths=0, zorder=2)
                 best, bx, by = -math.inf, [], []
                 for x, y in ok_pts:
                     best = max(best, y)
@@ -210,6 +217,9 @@ def search_progress(runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[M
         labels.append("failed trial")
     handles.append(_dot_handle())
     labels.append("each trial (points), best so far (line)")
+    if top_epochs:
+        handles.append(_dot_handle())
+        labels.append(f"point size: epochs trained (largest {top_epochs:g})")
     ax_n.legend(handles, labels, loc="lower right", fontsize=8, framealpha=0.85)
     fig.suptitle(title or "Search progress")
     return _save(fig, path, svg)

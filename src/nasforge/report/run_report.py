@@ -243,7 +243,8 @@ class RunData:
     def progress(self) -> list[dict[str, Any]]:
         """Finished trials as `search_progress` reads them (failed ones with reward None)."""
         return [{"trial": t.id, "reward": t.reward if t.status == "done" else None,
-                 "elapsed": max(0.0, t.finished - self.created)}
+                 "elapsed": max(0.0, t.finished - self.created),
+                 **({"epochs": t.metrics["epochs"]} if t.metrics and "epochs" in t.metrics else {})}
                 for t in self.trials if t.status in ("done", "failed") and t.finished is not None]
 
     def cost_points(self, strategy: str | None = None) -> list[dict[str, Any]]:
@@ -627,8 +628,18 @@ def _scaling_curves(family: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]
     return curves
 
 
-SCALE_COLUMNS = ("phi", "depth_mult", "width_mult", "resolution", "params", "macs", "val_accuracy",
-                 "test_accuracy", "latency_ms")
+SCALE_COLUMNS = ("phi", "depth_mult", "width_mult", "resolution", "params", "macs", "epochs", "stopped",
+                 "val_accuracy", "test_accuracy", "latency_ms")
+#: What each family schedule means, for the sentence under the family table.
+FAMILY_SCHEDULES = {
+    "fixed": "every member was trained for the same {base} epochs (larger members are further from "
+             "convergence at the end of it)",
+    "grow": "member φ was trained for {base} × √(its MACs / the baseline's) epochs, rounded up, so that "
+            "larger members get the extra steps they need",
+    "early-stop": "each member was trained for up to twice its grown epochs ({base} × √(MACs ratio)), "
+                  "stopping after {patience} epochs without a better validation accuracy; the best epoch's "
+                  "weights were kept and tested",
+}
 
 
 def _scale_table(recs: list[dict[str, Any]]) -> str:
@@ -668,6 +679,7 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
         if members:
             parts.append("<h3>The family</h3>")
             parts.append(_scale_table(members))
+            parts.append(_family_schedule_note(family, members))
         for x, label in (("macs", "MACs"), ("params", "parameters")):
             if any(_finite(r.get(x)) and (_finite(r.get("val_accuracy")) or _finite(r.get("test_accuracy")))
                    for recs in curves.values() for r in recs):
@@ -677,12 +689,19 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
                     "the EfficientNet paper.",
                     lambda p, s, x=x: scaling_curve(curves, p, svg=s, x=x, accuracy_key="val_accuracy")))
         alts = [(name, recs) for name, recs in curves.items() if name != "compound"]
-        if alts:
+        comparison = family.get("comparison") if isinstance(family.get("comparison"), Mapping) else None
+        if comparison is not None and _records(comparison.get("rows")):
+            parts.append("<h3>Single-dimension alternatives</h3>")
+            parts.append(_comparison_table(comparison))
+        elif alts:
             parts.append("<h3>Single-dimension alternatives</h3>")
             rows = []
             for name, recs in alts:
                 rows += [dict(r, method=name) for r in recs]
             cols = [c for c in SCALE_COLUMNS if any(r.get(c) is not None for r in rows)]
+            parts.append('<p class="warn">This run was made by an older nasforge: its φ = 0 row was trained '
+                         "with the family's schedule and the φ = 1 rows with the coefficient search's, so the "
+                         "rows are not comparable.</p>")
             parts.append(_table(["method"] + ["φ" if c == "phi" else c for c in cols],
                                 [[r["method"]] + [_fmt(r.get(c), c) for c in cols] for r in rows]))
         if not members and not alts:
@@ -696,21 +715,75 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
         metric = metric if any(_finite(c.get(metric)) for c in cands) else "reward"
         if cands:
             cands.sort(key=lambda c: -(c[metric] if _finite(c.get(metric)) else -math.inf))
+            baseline = coefficients.get("baseline") if isinstance(coefficients.get("baseline"), Mapping) else None
+            if baseline is not None and _finite(baseline.get(metric)):
+                cands.append(dict(baseline, label="baseline (φ = 0)"))
+            with_se = any(_finite(c.get("se")) for c in cands)
             rows, classes = [], []
             for c in cands:
                 a, b, g = (c.get(k) for k in ("alpha", "beta", "gamma"))
                 prod = a * b * b * g * g if all(_finite(v) for v in (a, b, g)) else None
-                rows.append([c.get("label", ""), _fmt(a), _fmt(b), _fmt(g), _fmt(prod),
-                             _fmt(c.get(metric)), _fmt(c.get("macs"), "macs")])
-                is_best = best is not None and all(c.get(k) == best.get(k) for k in ("alpha", "beta", "gamma"))
+                rows.append([c.get("label", ""), _fmt(a), _fmt(b), _fmt(g), _fmt(prod), _fmt(c.get(metric))]
+                            + ([_fmt(c.get("se"))] if with_se else []) + [_fmt(c.get("macs"), "macs")])
+                is_best = (best is not None and c.get("label") != "baseline (φ = 0)"
+                           and all(c.get(k) == best.get(k) for k in ("alpha", "beta", "gamma")))
                 classes.append("best" if is_best else "")
-            parts.append('<p class="sub">Every candidate (α, β, γ) with α·β²·γ² ≈ 2, best first; the '
-                         "chosen one is highlighted.</p>")
-            parts.append(_table(["candidate", "α", "β", "γ", "α·β²·γ²", metric, "macs"], rows,
-                                row_classes=classes))
+            parts.append(f'<p class="sub">Every candidate (α, β, γ) with α·β²·γ² ≈ 2, best first, then the '
+                         f"single-dimension alternatives and the baseline; the chosen one is highlighted. "
+                         f"{_e(_schedule_text(coefficients.get('schedule')))}"
+                         + (" ± is one standard error of the validation accuracy: √(p(1−p)/n) for n validation "
+                            "images." if with_se else "") + "</p>")
+            verdict = coefficients.get("verdict") if isinstance(coefficients.get("verdict"), Mapping) else None
+            if verdict is not None and isinstance(verdict.get("text"), str):
+                cls = "note" if verdict.get("clear") is not False else "warn"
+                parts.append(f'<p class="{cls}"><b>Verdict:</b> {_e(verdict["text"])}</p>')
+            parts.append(_table(["candidate", "α", "β", "γ", "α·β²·γ²", metric] + (["±"] if with_se else [])
+                                + ["macs"], rows, row_classes=classes))
         else:
             parts.append('<p class="note">No candidates recorded yet.</p>')
     return "".join(parts)
+
+
+def _schedule_text(schedule: Any) -> str:
+    """'Every row was trained for 2 epochs and scored on 1000 validation images.' (or '')."""
+    if not isinstance(schedule, Mapping):
+        return ""
+    epochs, n = schedule.get("epochs"), schedule.get("val_images")
+    if not _finite(epochs):
+        return "Every row was scored by the same evaluator." if schedule.get("evaluator") else ""
+    text = f"Every row was trained for the same {epochs:g} epochs"
+    return text + (f" and scored on the same {n:g} validation images." if _finite(n) else ".")
+
+
+def _family_schedule_note(family: Mapping[str, Any], members: list[dict[str, Any]]) -> str:
+    schedule = family.get("schedule") if isinstance(family.get("schedule"), Mapping) else {}
+    name = schedule.get("name")
+    if name not in FAMILY_SCHEDULES:
+        return ('<p class="sub">Every member was trained with the same schedule (a run of an older nasforge; '
+                "larger members may be under-trained).</p>")
+    text = FAMILY_SCHEDULES[name].format(base=schedule.get("base_epochs", "?"), patience=schedule.get("patience", "?"))
+    items = "".join(f"<li>φ = {_e(_fmt(m.get('phi')))}: {_e(m['stop_reason'])}</li>"
+                    for m in members if isinstance(m.get("stop_reason"), str))
+    test = family.get("test_dataset")
+    test_note = (f" Test accuracy is on {_e(test)}, scored once per member at the end and never used to choose."
+                 if isinstance(test, str) else " Test accuracy is reported only, never used to choose.")
+    return (f'<p class="sub">Schedule “{_e(name)}”: {_e(text)}.{test_note} Why each member stopped:</p>'
+            + (f"<ul class=\"sub\">{items}</ul>" if items else ""))
+
+
+def _comparison_table(comparison: Mapping[str, Any]) -> str:
+    """φ = 0 against compound and single-dimension φ = 1, all trained with one schedule."""
+    rows = _records(comparison.get("rows"))
+    with_se = any(_finite(r.get("se")) for r in rows)
+    cols = [c for c in ("phi", "depth_mult", "width_mult", "resolution", "params", "macs", "val_accuracy")
+            if any(r.get(c) is not None for r in rows)]
+    head = ["method"] + ["φ" if c == "phi" else c for c in cols] + (["±"] if with_se else [])
+    body = [[r.get("method", "")] + [_fmt(r.get(c), c) for c in cols] + ([_fmt(r.get("se"))] if with_se else [])
+            for r in rows]
+    note = _schedule_text(comparison.get("schedule")) or "Every row was trained with the same schedule."
+    return (f'<p class="sub">The baseline beside compound scaling and each single dimension at the same MACs '
+            f"budget (the coefficient search's rows). {_e(note)} The family table above has its own "
+            f"schedule, so compare within a table, not across.</p>" + _table(head, body))
 
 
 def _scaling_summary(scaling: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,155 @@
+"""Live NAS-Bench-201 search on real CIFAR-10 under a wall-clock budget, scored by the table.
+
+    .venv/bin/python benchmarks/live_nb201.py --arm random --seeds 0 1 2        # 30 min a seed
+    .venv/bin/python benchmarks/live_nb201.py --arm zero-cost --seeds 0 1 2 3 4 # minutes a seed
+    .venv/bin/python benchmarks/live_nb201.py --arm multi-fidelity --seeds 0 1 2
+    .venv/bin/python benchmarks/live_nb201.py --report                           # the table only
+    .venv/bin/python benchmarks/live_nb201.py --arm random --seeds 0 --budget 120 --name smoke
+
+Each (arm, seed) is one `nasforge search` of the NAS-Bench-201 space (Dong & Yang, ICLR 2020)
+whose children are trained on ../shared/data/cifar10/train.npz (validation carved from it), in its
+own run folder runs/NAME/ARM-sSEED: a folder with a finished search is not searched again, an
+unfinished one is resumed (its time budget counts every sitting), so the benchmark spreads over
+several sittings. The cell each search returns (the best by validation reward at the highest
+fidelity) is looked up in the NAS-Bench-201 table: its 200-epoch CIFAR-10 test accuracy is what
+we report, never searched on. Timings depend on the machine being otherwise idle: the budget is
+wall-clock.
+
+Arms (see ARMS): "random" and "evolution" with the plain proxy evaluator (the network and schedule
+of the benchmark itself, C=16, N=5, as `nasforge search --space nb201 --dataset ...` trains it);
+"zero-cost" ranks N random cells by the zc_ensemble score alone and returns the best;
+"multi-fidelity" pre-screens proposals by zc_ensemble and trains a small proxy (C=8, N=1) under
+successive halving.
+
+Writes benchmarks/results/NAME.json and NAME.md (mean ± std per arm and every seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, nb201_on_cifar10, print_table, write_json  # noqa: E402
+
+from nasforge.evaluators.table import NB201Table  # noqa: E402
+from nasforge.experiment import Store  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: nasforge search flags of each arm (the dataset, seed, budget and run folder are added).
+ARMS: dict[str, list[str]] = {
+    "random": ["--strategy", "random", "--evaluator", "proxy"],
+    "evolution": ["--strategy", "evolution", "--evaluator", "proxy"],
+    "zero-cost": ["--strategy", "random", "--evaluator", "zc_ensemble", "--trials", "100"],
+    "multi-fidelity": ["--strategy", "evolution", "--evaluator", "proxy",
+                       "--prescreen", "zc_ensemble", "--prescreen-candidates", "10",
+                       "--network-option", "channels=8", "--network-option", "cells_per_stage=1",
+                       "--train-size", "10000", "--val-size", "2000",
+                       "--scheduler", "sh", "--min-epochs", "1", "--max-epochs", "9", "--eta", "3"],
+}
+#: arms whose budget is their trial count, not the wall clock
+UNTIMED = {"zero-cost"}
+
+
+def run_dir(name: str, arm: str, seed: int) -> Path:
+    return ROOT / "runs" / name / f"{arm}-s{seed}"
+
+
+def search(name: str, arm: str, seed: int, budget: float, dataset: str, threads: int) -> None:
+    """Run (or resume) one seed of one arm; a finished one is left as it is."""
+    folder = run_dir(name, arm, seed)
+    if (folder / "finished.json").exists():
+        print(f"{arm} seed {seed}: finished earlier", flush=True)
+        return
+    cmd = [sys.executable, "-m", "nasforge.cli", "search", "--space", "nb201", "--dataset", dataset,
+           "--seed", str(seed), "--run", str(folder), "--no-progress", "--json", *ARMS[arm]]
+    if arm not in UNTIMED:
+        cmd += ["--time", str(budget)]
+    if Store.exists(folder):
+        cmd.append("--resume")
+    print(f"{arm} seed {seed}: {' '.join(cmd[3:])}", flush=True)
+    start = time.time()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{arm} seed {seed} failed:\n{proc.stderr[-2000:]}")
+    summary = json.loads(proc.stdout)
+    (folder / "finished.json").write_text(json.dumps({"summary": summary, "session_seconds": time.time() - start}))
+
+
+def score(name: str, arm: str, seed: int, table: NB201Table, space) -> dict | None:
+    """The returned cell's table accuracies, or None when the seed has not finished."""
+    folder = run_dir(name, arm, seed)
+    if not (folder / "finished.json").exists():
+        return None
+    finished = json.loads((folder / "finished.json").read_text())["summary"]
+    with Store.open(folder, readonly=True) as store:
+        best = store.best(1)[0]
+        trials = store.trials()
+        rungs = store.rungs()
+    arch = space.from_json(best.arch)
+    k = table.row(arch, space)
+    epochs = sum(max(0.0, (t.metrics or {}).get("epochs", 0.0)) for t in trials)
+    return {"seed": seed, "test_acc_200ep": 100 * table.accuracy("c10_test_acc_200ep", k),
+            "valid_acc_200ep": 100 * table.accuracy("c10_valid_acc_200ep", k), "arch": best.key,
+            "reward": best.reward, "fidelity": (best.metrics or {}).get("fidelity", 1.0),
+            "trials": len(trials), "rung_results": len(rungs), "child_epochs": epochs,
+            "elapsed_s": finished["elapsed"], "stop_reason": finished["stop_reason"]}
+
+
+def report(name: str, seeds_by_arm: dict[str, list[int]]) -> None:
+    space, table_path, _ = nb201_on_cifar10()
+    table = NB201Table(table_path)
+    results: dict[str, list[dict]] = {}
+    for arm, seeds in seeds_by_arm.items():
+        rows = [r for r in (score(name, arm, s, table, space) for s in seeds) if r is not None]
+        if rows:
+            results[arm] = rows
+    lines, summary_rows = [], []
+    for arm, rows in results.items():
+        accs = [r["test_acc_200ep"] for r in rows]
+        std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
+        summary_rows.append([arm, len(rows), f"{statistics.mean(accs):.2f} ± {std:.2f}",
+                             ", ".join(f"{a:.2f}" for a in accs),
+                             f"{statistics.mean(r['trials'] for r in rows):.1f}",
+                             f"{statistics.mean(r['elapsed_s'] for r in rows) / 60:.1f}"])
+        lines.append(f"| {arm} | {len(rows)} | {statistics.mean(accs):.2f} ± {std:.2f} | "
+                     f"{', '.join(f'{a:.2f}' for a in accs)} | {summary_rows[-1][4]} | {summary_rows[-1][5]} |")
+    columns = ["arm", "seeds", "200-ep test acc (mean ± std)", "each seed", "children", "minutes"]
+    print_table(f"live NAS-Bench-201 search on CIFAR-10 ({name})", columns, summary_rows)
+    write_json(name, {"arms": ARMS, "results": results})
+    md = [f"# Live NAS-Bench-201 search on CIFAR-10 ({name})", "",
+          "`.venv/bin/python benchmarks/live_nb201.py`; the table's 200-epoch test accuracy of the cell "
+          "each search returned (the search saw only validation accuracy of its own proxy training).", "",
+          "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *lines, ""]
+    (RESULTS / f"{name}.md").write_text("\n".join(md))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--arm", action="append", choices=sorted(ARMS), help="arm(s) to search (default: none, report only)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds to run (default: 0 1 2)")
+    p.add_argument("--budget", type=float, default=1800.0, help="wall-clock seconds per search (default: 1800)")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads of each search (default: 2)")
+    p.add_argument("--name", default="live_nb201", help="run folders runs/NAME/..., results NAME.json/md")
+    p.add_argument("--report", action="store_true", help="only print and write the results so far")
+    args = p.parse_args()
+    _, _, dataset = nb201_on_cifar10()
+    if not args.report:
+        for arm in args.arm or []:
+            for seed in args.seeds:
+                search(args.name, arm, seed, args.budget, dataset, args.threads)
+    found = {arm: sorted(int(d.name.rsplit("-s", 1)[1]) for d in (ROOT / "runs" / args.name).glob(f"{arm}-s*"))
+             for arm in ARMS} if (ROOT / "runs" / args.name).exists() else {}
+    report(args.name, found)
+
+
+if __name__ == "__main__":
+    main()
