@@ -22,3 +22,53 @@ def test_budgets_grow_and_explicit_settings_win():
         assert order[0][key] <= order[1][key] <= order[2][key]
     config = PipelineConfig(budget="small", trials=3)
     assert config.setting("trials") == 3 and config.setting("epochs") == BUDGETS["small"]["epochs"]
+
+
+def test_family_schedule_and_patience_settings():
+    assert PipelineConfig().family_schedule == "grow" and PipelineConfig().test_dataset is None
+    with pytest.raises(ConfigError, match="^family_schedule: unknown family schedule 'slow'"):
+        PipelineConfig(family_schedule="slow")
+    with pytest.raises(ConfigError, match="^patience: only applies to family_schedule 'early-stop'"):
+        PipelineConfig(patience=2)
+    assert PipelineConfig(family_schedule="early-stop", patience=2).patience == 2
+
+
+OLD_CONFIG = {"dataset": "digits", "space": "nasnet", "strategy": "evolution", "budget": "small", "trials": 2,
+              "epochs": 1, "step": 0.25, "family_epochs": 1, "cells": None, "filters": None, "phi_max": 1,
+              "seed": 0, "train_size": 150, "val_size": 50}  # a run stored before the family schedules
+
+
+def test_resuming_a_run_of_an_older_nasforge_says_what_changed(tmp_path, capsys):
+    from nasforge.cli import main
+    from nasforge.experiment import Store
+    from nasforge.pipeline import Pipeline
+
+    run = tmp_path / "old"
+    with Store.create(run, {}) as store:
+        store.set_marker("pipeline.config", OLD_CONFIG)
+    argv = ["run", "--run", str(run), "--resume", "--trials", "2", "--epochs", "1", "--step", "0.25",
+            "--family-epochs", "1", "--phi-max", "1", "--train-size", "150", "--val-size", "50", "--no-progress"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert 'family_schedule ("fixed" -> "grow")' in err and "resume it with --family-schedule fixed" in err
+    fixed = PipelineConfig(**{k: v for k, v in OLD_CONFIG.items()}, family_schedule="fixed")
+    with Store.open(run) as store:
+        Pipeline(fixed, run, resume=True, progress=False)._check_config(store)  # the old run's own settings
+
+
+def test_run_refuses_a_test_dataset_that_does_not_fit_before_training(tmp_path, capsys):
+    import numpy as np
+
+    from nasforge.cli import main
+    from nasforge.pipeline import Pipeline
+
+    np.savez(tmp_path / "rgb.npz", x=np.zeros((20, 8, 8, 3), np.uint8), y=np.arange(20) % 10)
+    np.savez(tmp_path / "grey.npz", x=np.zeros((20, 8, 8), np.uint8), y=np.arange(20) % 10)
+    run = tmp_path / "r"
+    assert main(["run", "--run", str(run), "--test-dataset", f"npz:{tmp_path}/rgb.npz", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--test-dataset:" in err and "3 channel(s)" in err
+    assert not run.exists()
+    splits = Pipeline(PipelineConfig(test_dataset=f"npz:{tmp_path}/grey.npz"), run)._check_test_dataset()
+    assert len(splits.test) == 20 and splits.num_classes == 10

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nasforge.errors import ArchitectureError, ConfigError, UnknownNameError
+from nasforge.evaluators.base import Evaluator
 from nasforge.profile import count_params
 from nasforge.scaling import (FAMILIES, CoefficientSpace, CoefficientTriple, CompoundScaler, EfficientNetFamily,
                               Family, MACsScore, MBConvFamily, NASNetFamily, PublishedScaler, ScaledMemberEvaluator,
@@ -322,3 +323,117 @@ def test_coefficient_search_end_to_end(tmp_path):
         scores[t.label if t.label != "compound" else t.values()] = balanced_returns_score(w, d, r / 32)
     assert best["score"] == pytest.approx(max(scores.values()))
     assert all(best["score"] > scores[k] for k in ("depth-only", "width-only", "resolution-only"))
+
+
+# -- uncertainty, the shared schedule of the comparison, family schedules -------------------------------
+def _cand(index, reward, se, label="compound", alpha=1.0, beta=1.0, gamma=1.0, macs=100):
+    return {"index": index, "label": label, "alpha": alpha, "beta": beta, "gamma": gamma, "reward": reward,
+            "se": se, "macs": macs}
+
+
+def test_verdict_says_no_clear_winner_within_the_combined_standard_error():
+    from nasforge.scaling.search import standard_error, verdict
+
+    se = standard_error(0.37, "val_accuracy", 1000)
+    assert se == pytest.approx(math.sqrt(0.37 * 0.63 / 1000))
+    assert standard_error(0.5, "score", None) == 0.0 and standard_error(0.5, "val_accuracy", None) is None
+    assert standard_error(0.5, "val_accuracy", 100, reported=0.2) == 0.2  # a seed spread wider than binomial
+    # The user's report: eight triples 0.323..0.370 on 1000 images, width-only 0.374.
+    rewards = [0.370, 0.368, 0.361, 0.355, 0.349, 0.340, 0.331, 0.323]
+    cands = [_cand(i, r, standard_error(r, "val_accuracy", 1000), alpha=1 + i / 10) for i, r in enumerate(rewards)]
+    cands.append(_cand(8, 0.374, standard_error(0.374, "val_accuracy", 1000), "width-only", beta=2 ** 0.5))
+    v = verdict(cands)
+    assert v["clear"] is False and v["best"]["index"] == 0 and v["runner_up"]["index"] == 1
+    assert v["margin"] == pytest.approx(2 * math.sqrt(cands[0]["se"] ** 2 + cands[1]["se"] ** 2))
+    assert len(v["tied"]) == 7  # margin 2 sqrt(se1² + se2²) ≈ 0.043: 0.331 is within, 0.323 is not
+    assert v["alternative"]["name"] == "width-only" and v["alternative"]["clear"] is False
+    assert v["alternative"]["better"] is None
+    assert v["text"].startswith("no clear winner:") and "0.3700 ± 0.0153" in v["text"]
+    assert "no clear difference" in v["text"]
+    # A lead far past the margin is a clear winner; a deterministic score has se 0.
+    far = [_cand(0, 0.60, 0.01), _cand(1, 0.50, 0.01), _cand(2, 0.40, 0.01, "depth-only")]
+    v = verdict(far)
+    assert v["clear"] is True and v["tied"] == ["(α=1, β=1, γ=1)"] and v["alternative"]["better"] == "compound"
+    assert v["text"].startswith("clear winner:")
+    tie = verdict([_cand(0, 0.5, 0.0, macs=90), _cand(1, 0.5, 0.0, alpha=1.1, macs=100)])
+    assert tie["clear"] is False and tie["best"]["index"] == 0 and "tied exactly" in tie["text"]
+    assert verdict([_cand(0, 0.5, None), _cand(1, 0.4, None)])["clear"] is None
+    assert verdict([_cand(0, None, None)]) is None
+
+
+class _EpochRecorder(Evaluator):
+    """Reports a fake accuracy and the epochs it was configured with (no training)."""
+
+    name = "epoch_recorder"
+
+    def __init__(self, epochs=2):
+        from nasforge.evaluators.training import TrainConfig
+
+        self.train = TrainConfig(epochs=epochs)
+        self.resolution = None
+
+    def config(self):
+        return {"name": self.name, "epochs": self.train.epochs}
+
+    def splits(self):
+        class _S:
+            val = range(400)
+        return _S()
+
+    def evaluate(self, space, arch, seed):
+        with torch.device("meta"):
+            model = space.build(arch)
+        return {"val_accuracy": 0.5 + 0.1 * (model.scaling.width_mult - 1), "epochs_seen": self.train.epochs,
+                "resolution_seen": self.resolution}
+
+
+def test_the_baseline_row_is_evaluated_with_the_candidates_schedule(tmp_path):
+    from nasforge.scaling.search import search_coefficients
+
+    fam = tiny_family()
+    ev = ScaledMemberEvaluator(fam, _EpochRecorder(epochs=2))
+    result = search_coefficients(fam, ev, tmp_path / "run", step=0.25, progress=False)
+    assert result.settings["schedule"] == {"evaluator": "epoch_recorder", "epochs": 2, "val_images": 400}
+    base = result.baseline
+    assert base["label"] == "baseline" and base["phi"] == 0 and base["status"] == "done"
+    assert base["resolution"] == 32 and base["width_mult"] == 1.0 and base["reward"] == pytest.approx(0.5)
+    assert base["se"] == pytest.approx(math.sqrt(0.25 / 400))
+    assert all(c["se"] == pytest.approx(math.sqrt(c["reward"] * (1 - c["reward"]) / 400))
+               for c in result.candidates)
+    marker = result.to_marker()
+    assert marker["baseline"] == base and marker["verdict"]["best"]["index"] == result.best["index"]
+    # resumed: the baseline is not evaluated again
+    again = search_coefficients(fam, ev, tmp_path / "run", step=0.25, progress=False, resume=True)
+    assert again.baseline == base
+
+
+def test_family_epochs_grow_with_the_member_and_early_stopping_keeps_the_best_epoch():
+    from nasforge.scaling.schedule import MemberTrainer, member_epochs
+
+    assert [member_epochs(4, r, "fixed") for r in (1, 2, 4)] == [4, 4, 4]
+    assert [member_epochs(4, r, "grow") for r in (1, 2.0, 4.0, 8.0)] == [4, 6, 8, 12]
+    assert member_epochs(4, 0.5, "grow") == 4 and member_epochs(4, 4.0, "early-stop") == 16
+    with pytest.raises(ConfigError, match="^family_schedule: unknown family schedule 'longer'"):
+        member_epochs(4, 1, "longer")
+    # early stopping on a tiny digits task: patience 1 with a cap of 4 epochs
+    from nasforge.scaling.family import NASNetFamily
+
+    fam = NASNetFamily(num_cells=1, num_filters=4, base_resolution=8, num_classes=10)
+    space = CoefficientSpace(step=0.25, family=fam)
+    inner = MemberTrainer("digits", train={"epochs": 4, "batch_size": 32}, train_size=64, val_size=40,
+                          latency=False, report_test=True, patience=1, schedule="early-stop")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        m = ScaledMemberEvaluator(fam, inner, phi=0.0, resolution_divisor=1).evaluate(
+            space, space.candidates[0], 0)
+    finally:
+        torch.set_num_threads(threads)
+    history = m["val_history"]
+    assert m["max_epochs"] == 4 and 1 <= m["epochs"] == len(history) <= 4
+    assert m["best_epoch"] == 1 + history.index(max(history)) and m["val_accuracy"] == pytest.approx(max(history))
+    if m["stopped"] == "patience":
+        assert m["epochs"] == m["best_epoch"] + 1 and "no better validation accuracy for 1" in m["stop_reason"]
+    else:
+        assert m["stopped"] == "cap" and m["epochs"] == 4
+    assert 0 <= m["test_accuracy"] <= 1

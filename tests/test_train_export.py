@@ -361,3 +361,25 @@ def test_the_real_command_line(work):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("nasforge: error: --format: unknown export format 'onnnx' "
                                    "(allowed: json, onnx, pt2, torchscript)")
+
+
+def test_train_takes_a_separate_test_dataset_and_refuses_one_that_does_not_fit(work, capsys):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images * 16).clip(0, 255).astype(np.uint8)
+    np.savez(work / "other_test.npz", x=x[300:340], y=digits.target[300:340])
+    np.savez(work / "wide.npz", x=np.zeros((20, 9, 9), np.uint8), y=np.arange(20) % 10)
+    np.savez(work / "three.npz", x=x[:30], y=digits.target[:30] % 3)
+    assert main(["train", "cells.json", "--dataset", "npz:tiny", "--test-dataset", "npz:other_test.npz",
+                 "--out", "runs/other-test", "--json", *TINY]) == 0
+    metrics = _json_out(capsys)
+    assert metrics["splits"]["test"] == 40 and metrics["test_dataset"] == "npz:other_test.npz"
+    assert 0 <= metrics["test_accuracy"] <= 1
+    _one_line_error(capsys, ["train", "cells.json", "--dataset", "npz:tiny", "--test-dataset", "npz:wide.npz",
+                             "--out", "runs/wide", *TINY], "--test-dataset: npz:wide.npz holds 9x9 images")
+    _one_line_error(capsys, ["train", "cells.json", "--dataset", "npz:tiny", "--test-dataset", "npz:three.npz",
+                             "--out", "runs/three", *TINY], "--test-dataset: npz:three.npz has 3 classes, not the 10")
+    _one_line_error(capsys, ["train", "cells.json", "--dataset", "npz:tiny", "--test-dataset", "npz:nowhere.npz",
+                             "--out", "runs/nowhere", *TINY], "--test-dataset: cannot load 'npz:nowhere.npz'")
+    assert not (work / "runs" / "wide").exists()

@@ -3,9 +3,16 @@
 1. search a baseline architecture on the data (the architecture search, proxy-trained children);
 2. search the compound-scaling coefficients alpha, beta, gamma at phi = 1 for that baseline,
    with the single-dimension alternatives beside them;
-3. build the family phi = 0..K with the chosen coefficients and train every member with the same
-   short schedule (validation accuracy, test accuracy reported, params, MACs, latency);
+3. build the family phi = 0..K with the chosen coefficients and train every member to a comparable
+   point (`family_schedule`: epochs growing with the member's MACs by default, or early stopping
+   on validation; see `nasforge.scaling.schedule`), recording each member's epochs and why it
+   stopped (validation accuracy, test accuracy reported only, params, MACs, latency);
 4. write the HTML report.
+
+The coefficient search gives every candidate a standard error and a verdict (is the best triple
+told apart from the runner-up?), and evaluates the baseline (phi = 0) with the candidates' own
+schedule, so that the single-dimension table compares numbers trained alike. `test_dataset`
+replaces the dataset's test split for the family's final, reported-only test accuracy.
 
 The run folder's database is the search's; the pipeline keeps its own config and each finished
 stage there as markers, and the coefficient search has its own run in `RUN/coefficients`. A
@@ -33,6 +40,8 @@ BUDGETS: dict[str, dict[str, Any]] = {
 }
 SPACES = ("nasnet", "mbconv")
 STAGES = ("search", "coefficients", "family", "report")
+#: What a run stored before a setting existed did, i.e. the value an old stored config stands for.
+LEGACY_SETTINGS: dict[str, Any] = {"family_schedule": "fixed", "patience": None, "test_dataset": None}
 
 
 @dataclass(frozen=True)
@@ -51,8 +60,17 @@ class PipelineConfig:
     seed: int = 0
     train_size: int | None = None
     val_size: int | None = None
+    family_schedule: str = "grow"
+    patience: int | None = None
+    test_dataset: str | None = None
 
     def __post_init__(self) -> None:
+        from nasforge.scaling.schedule import check_schedule
+
+        check_schedule(self.family_schedule, self.patience)
+        if self.patience is not None and self.family_schedule != "early-stop":
+            raise ConfigError("patience", f"only applies to family_schedule 'early-stop', not "
+                                          f"{self.family_schedule!r}")
         if self.budget not in BUDGETS:
             raise ConfigError("budget", f"unknown budget {self.budget!r}", list(BUDGETS))
         if self.space not in SPACES:
@@ -128,10 +146,17 @@ class Pipeline:
             if record:
                 store.set_marker("pipeline.config", new)
             return
+        legacy = sorted(k for k in LEGACY_SETTINGS if k not in old)
+        old = {**{k: LEGACY_SETTINGS[k] for k in legacy}, **old}
         keys = config_diff(old, new, ignore=frozenset())
         if keys:
+            hint = ""
+            if any(k in legacy for k in keys):
+                flags = " ".join(f"--{k.replace('_', '-')} {old[k]}" for k in keys if k in legacy and old[k] is not None)
+                hint = (f"; the run was started by an older nasforge, before {', '.join(k for k in keys if k in legacy)}"
+                        f" existed{f' (resume it with {flags})' if flags else ''}")
             raise ConfigError("config", "the run was started with other pipeline settings: "
-                                        + describe_diff(old, new, keys))
+                                        + describe_diff(old, new, keys) + hint)
 
     def _stage(self, name: str) -> None:
         self.console.print(f"[bold]stage {STAGES.index(name) + 1}/4: {name}[/bold]")
@@ -148,6 +173,7 @@ class Pipeline:
                 self._check_config(store, record=False)  # read only: the search's own check comes first
             finally:
                 store.close()
+        splits = self._check_test_dataset()
         self._stage("search")
         with Experiment.from_config(SearchConfig.from_dict(search_config(self.config)), self.run_dir,
                                     resume="auto" if self.resume else False,
@@ -170,7 +196,19 @@ class Pipeline:
 
         index = write_report(self.run_dir)
         return {"run": str(self.run_dir), "best_trial": best[0].id, "coefficients": coefficients["best"],
-                "members": members, "report": str(index)}
+                "verdict": coefficients.get("verdict"), "candidates": coefficients.get("candidates", []),
+                "baseline": coefficients.get("baseline"), "schedule": coefficients.get("schedule"),
+                "family_schedule": self.config.family_schedule, "members": members,
+                "test_dataset": (self.config.test_dataset or f"{self.config.dataset} (its own test split)")
+                if splits.test is not None else None, "report": str(index)}
+
+    def _check_test_dataset(self) -> Any:
+        """The splits the family is tested on; a --test-dataset that does not fit is refused now,
+        before anything is trained."""
+        from nasforge.scaling.schedule import splits_for
+
+        cfg = self.config
+        return splits_for(cfg.dataset, 0.1, cfg.seed, cfg.train_size, cfg.val_size, cfg.test_dataset)
 
     def _family(self, space: Any, arch: Any) -> Any:
         from nasforge.evaluators.proxy import cached_splits
@@ -184,23 +222,31 @@ class Pipeline:
         return MBConvFamily(arch, space=space, base_resolution=splits.resolution, num_classes=splits.num_classes,
                             width_mult=0.25, depth_mult=0.25)
 
-    def _scaled_evaluator(self, family: Any, phi: float, report_test: bool = False) -> Any:
+    def _scaled_evaluator(self, family: Any, phi: float) -> Any:
+        """The coefficient search's evaluator: the phi member, `epochs` of proxy training."""
         from nasforge.evaluators.proxy import ProxyTrainer
         from nasforge.scaling.coefficients import ScaledMemberEvaluator
 
+        inner = ProxyTrainer(**_proxy_options(self.config, self.config.setting("epochs"), None))
+        return ScaledMemberEvaluator(family, inner, phi=phi, resolution_divisor=_divisor(family))
+
+    def _member_evaluator(self, family: Any, phi: float, epochs: int) -> Any:
+        """A family member's evaluator: its own epochs (or cap), early stopping, the test set."""
+        from nasforge.scaling.coefficients import ScaledMemberEvaluator
+        from nasforge.scaling.schedule import DEFAULT_PATIENCE, MemberTrainer
+
         cfg = self.config
-        epochs = cfg.setting("family_epochs") if report_test else cfg.setting("epochs")
-        inner = ProxyTrainer(**_proxy_options(cfg, epochs, None), report_test=report_test)
-        # Small images (digits are 8 px) scale their resolution in steps of 1 px, not 8.
-        divisor = 8 if family.base_resolution >= 64 else 1
-        return ScaledMemberEvaluator(family, inner, phi=phi, resolution_divisor=divisor)
+        patience = (cfg.patience or DEFAULT_PATIENCE) if cfg.family_schedule == "early-stop" else None
+        inner = MemberTrainer(**_proxy_options(cfg, epochs, None), report_test=True, patience=patience,
+                              test_dataset=cfg.test_dataset, schedule=cfg.family_schedule)
+        return ScaledMemberEvaluator(family, inner, phi=phi, resolution_divisor=_divisor(family))
 
     def _coefficients(self, store: Any, family: Any) -> dict[str, Any]:
         from nasforge.scaling.search import search_coefficients
 
         done = store.get_marker("coefficients")
-        if store.get_marker("pipeline.stage.coefficients") and done:
-            return done
+        if store.get_marker("pipeline.stage.coefficients") and done and "baseline" in done:
+            return done  # (a run of an older nasforge has no baseline row: the search below adds it)
         self._stage("coefficients")
         result = search_coefficients(family, self._scaled_evaluator(family, 1.0), self.run_dir / "coefficients",
                                      step=self.config.setting("step"), seed=self.config.seed, resume="auto",
@@ -213,34 +259,76 @@ class Pipeline:
     def _family_members(self, store: Any, family: Any, coefficients: dict[str, Any]) -> list[dict[str, Any]]:
         from nasforge.experiment import trial_seed
         from nasforge.scaling.coefficients import CoefficientSpace, CoefficientTriple
+        from nasforge.scaling.compound import CompoundScaler, build_counted
+        from nasforge.scaling.schedule import member_epochs
 
         self._stage("family")
+        cfg = self.config
         best = coefficients["best"]
         space = CoefficientSpace(family=family)
         triple = CoefficientTriple(best["alpha"], best["beta"], best["gamma"], best.get("label", "compound"))
+        scaler = CompoundScaler(triple.alpha, triple.beta, triple.gamma, _divisor(family), 1)
+        base_epochs = cfg.setting("family_epochs")
+        base_macs = build_counted(family, 1.0, 1.0, family.base_resolution)[1]
         members = []
-        for phi in range(self.config.phi_max + 1):
+        for phi in range(cfg.phi_max + 1):
             key = f"pipeline.family.phi{phi}"
             member = store.get_marker(key)
             if member is None:
-                self.console.print(f"  training phi = {phi}")
-                metrics = self._scaled_evaluator(family, float(phi), report_test=True).evaluate(
-                    space, triple, trial_seed(self.config.seed, 10_000 + phi))
+                w, d, r = scaler._checked(float(phi), family.base_resolution)
+                ratio = build_counted(family, w, d, r)[1] / base_macs
+                epochs = member_epochs(base_epochs, ratio, cfg.family_schedule)
+                self.console.print(f"  training phi = {phi} ({epochs} epochs"
+                                   f"{' at most' if cfg.family_schedule == 'early-stop' else ''})")
+                metrics = self._member_evaluator(family, float(phi), epochs).evaluate(
+                    space, triple, trial_seed(cfg.seed, 10_000 + phi))
                 member = {"phi": phi, **{k: metrics.get(k) for k in (
                     "width_mult", "depth_mult", "resolution", "params", "macs", "val_accuracy",
-                    "test_accuracy", "latency_ms")}}
+                    "test_accuracy", "latency_ms", "epochs", "max_epochs", "best_epoch", "stopped",
+                    "stop_reason")}}
+                if cfg.family_schedule == "grow":
+                    member["stop_reason"] = (f"end of its schedule: {base_epochs} x √(MACs ratio {ratio:.2f}), "
+                                             f"rounded up = {epochs} epochs")
+                member["schedule"] = cfg.family_schedule
                 store.set_marker(key, member)
             members.append(member)
+        # phi = 0 against the phi = 1 alternatives: the baseline row is the one evaluated with the
+        # coefficient search's own schedule (same epochs as the alternatives), never the family's.
+        baseline = coefficients.get("baseline") or {}
+        base_row = {**baseline, "phi": 0} if baseline.get("status") == "done" else None
         alternatives = {}
         for cand in coefficients.get("candidates", []):
             label = cand.get("label", "")
             for dim in ("depth", "width", "resolution"):
-                if label.startswith(dim):
-                    alternatives[dim] = [members[0], {**cand, "phi": 1}]
+                if label.startswith(dim) and base_row is not None:
+                    alternatives[dim] = [base_row, {**cand, "phi": 1}]
+        comparison = None
+        if base_row is not None:
+            chosen = next((c for c in coefficients.get("candidates", []) if c.get("index") == best.get("index")),
+                          best)
+            comparison = {"schedule": coefficients.get("schedule"),
+                          "rows": [{**base_row, "method": "baseline"}, {**chosen, "phi": 1, "method": "compound"}]
+                          + [{**recs[1], "method": f"{dim} only"} for dim, recs in alternatives.items()]}
         store.set_marker("family", {"coefficients": {k: best[k] for k in ("alpha", "beta", "gamma")},
-                                    "members": members, "alternatives": alternatives})
+                                    "members": members, "alternatives": alternatives,
+                                    "comparison": comparison,
+                                    "schedule": {"name": cfg.family_schedule, "base_epochs": base_epochs,
+                                                 "patience": (cfg.patience or _default_patience())
+                                                 if cfg.family_schedule == "early-stop" else None},
+                                    "test_dataset": cfg.test_dataset})
         store.set_marker("pipeline.stage.family", True)
         return members
+
+
+def _divisor(family: Any) -> int:
+    """Small images (digits are 8 px) scale their resolution in steps of 1 px, not 8."""
+    return 8 if family.base_resolution >= 64 else 1
+
+
+def _default_patience() -> int:
+    from nasforge.scaling.schedule import DEFAULT_PATIENCE
+
+    return DEFAULT_PATIENCE
 
 
 def run_pipeline(config: PipelineConfig, run_dir: str | os.PathLike, *, resume: bool = False,
@@ -248,4 +336,4 @@ def run_pipeline(config: PipelineConfig, run_dir: str | os.PathLike, *, resume: 
     return Pipeline(config, run_dir, resume=resume, progress=progress).run()
 
 
-__all__ = ["BUDGETS", "Pipeline", "PipelineConfig", "STAGES", "run_pipeline"]
+__all__ = ["BUDGETS", "LEGACY_SETTINGS", "Pipeline", "PipelineConfig", "STAGES", "run_pipeline"]

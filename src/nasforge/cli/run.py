@@ -41,6 +41,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--val-size", type=positive_int,
                    help="validate on a stratified subset of this many images (default: the whole validation "
                         "split)")
+    p.add_argument("--family-schedule", default="grow", choices=["grow", "fixed", "early-stop"],
+                   help="how long each family member trains: grow (default) gives member phi "
+                        "FAMILY_EPOCHS x sqrt(its MACs / the baseline's) epochs; fixed gives every member "
+                        "FAMILY_EPOCHS; early-stop trains up to twice grow's epochs and stops after --patience "
+                        "epochs without a better validation accuracy, keeping the best epoch")
+    p.add_argument("--patience", type=positive_int,
+                   help="with --family-schedule early-stop: epochs without a better validation accuracy "
+                        "before a member stops (default: 3)")
+    p.add_argument("--test-dataset", metavar="SPEC",
+                   help="a separate test set (npz:PATH, folder:PATH) with the training data's classes and image "
+                        "size; scored once per family member at the end, reported only, never used to choose "
+                        "(default: the dataset's own test split, if it has one)")
     p.add_argument("--phi-max", type=int, default=2,
                    help="largest family member phi, the family is 0..PHI_MAX (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0,
@@ -64,7 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                             trials=args.trials, epochs=args.epochs, step=args.step,
                             family_epochs=args.family_epochs, cells=args.cells, filters=args.filters,
                             phi_max=args.phi_max, seed=args.seed, train_size=args.train_size,
-                            val_size=args.val_size)
+                            val_size=args.val_size, family_schedule=args.family_schedule,
+                            patience=args.patience, test_dataset=args.test_dataset)
     name = args.run
     if name is None:
         name = f"runs/pipeline-{args.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -77,15 +90,38 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     best = result["coefficients"]
     out = console()
-    out.print(f"coefficients: alpha={best['alpha']:.2f} beta={best['beta']:.2f} gamma={best['gamma']:.2f}")
-    table = Table(title="model family")
-    for col in ("phi", "resolution", "params", "MACs", "val acc", "test acc", "latency ms"):
-        table.add_column(col)
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    pm = lambda c: fmt(c.get("val_accuracy", c.get("reward")), ".4f") + (  # noqa: E731
+        f" ± {c['se']:.4f}" if isinstance(c.get("se"), float) and c["se"] > 0 else "")
+    schedule = result.get("schedule") or {}
+    grid = Table(title=f"coefficient search at phi = 1 ({fmt(schedule.get('epochs'), 'd')} epochs each, "
+                       f"{fmt(schedule.get('val_images'), 'd')} validation images; ± is one standard error)")
+    for col in ("candidate", "alpha", "beta", "gamma", "val acc ± se", "MACs"):
+        grid.add_column(col, justify="left" if col == "candidate" else "right")
+    rows = [result["baseline"]] if result.get("baseline") else []
+    rows += sorted((c for c in result.get("candidates", []) if c.get("reward") is not None),
+                   key=lambda c: -c["reward"])
+    for c in rows:
+        chosen = c.get("index") is not None and c.get("index") == best.get("index")
+        label = "baseline (phi = 0)" if c.get("label") == "baseline" else c.get("label", "")
+        grid.add_row(label + (" *" if chosen else ""), fmt(c.get("alpha"), ".3g"), fmt(c.get("beta"), ".3g"),
+                     fmt(c.get("gamma"), ".3g"), pm(c), fmt(c.get("macs"), ",.0f"),
+                     style="bold" if chosen else None)
+    out.print(grid)
+    out.print(f"coefficients: alpha={best['alpha']:.2f} beta={best['beta']:.2f} gamma={best['gamma']:.2f} (* chosen)")
+    if result.get("verdict"):
+        out.print(result["verdict"]["text"], soft_wrap=True)
+    table = Table(title=f"model family ({result.get('family_schedule', 'fixed')} schedule)")
+    for col in ("phi", "resolution", "params", "MACs", "epochs", "stopped", "val acc", "test acc", "latency ms"):
+        table.add_column(col)
     for m in result["members"]:
+        epochs = fmt(m.get("epochs"), "d") + (f" (best {m['best_epoch']})" if m.get("best_epoch") else "")
         table.add_row(str(m["phi"]), fmt(m.get("resolution"), "d"), fmt(m.get("params"), ",.0f"),
-                      fmt(m.get("macs"), ",.0f"), fmt(m.get("val_accuracy"), ".4f"),
+                      fmt(m.get("macs"), ",.0f"), epochs, m.get("stopped") or "-", fmt(m.get("val_accuracy"), ".4f"),
                       fmt(m.get("test_accuracy"), ".4f"), fmt(m.get("latency_ms"), ".1f"))
     out.print(table)
+    if result.get("test_dataset"):
+        out.print(f"test accuracy: {result['test_dataset']}, scored once per member at the end, reported only",
+                  soft_wrap=True)
     out.print(f"report: {result['report']}")
     return 0

@@ -315,7 +315,7 @@ def print_result(result: Any, args: argparse.Namespace, run_name: str) -> None:
         out.print(f"[yellow]stopped after {done} of {len(result.candidates)} candidates[/yellow]; continue with "
                   f"--run {run_name} --resume")
     table = Table(title=f"coefficient search of {args.base} ({metric} is the reward)")
-    for c in ("candidate", "α", "β", "γ", "α·β²·γ²", metric, "vs best", "params", "MACs", "MACs ratio",
+    for c in ("candidate", "α", "β", "γ", "α·β²·γ²", metric, "±", "vs best", "params", "MACs", "MACs ratio",
               "resolution", "depth ×", "width ×"):
         table.add_column(c, justify="left" if c == "candidate" else "right")
     compound = result.compound
@@ -325,8 +325,9 @@ def print_result(result: Any, args: argparse.Namespace, run_name: str) -> None:
         label = c["label"] + (" *" if best is not None and c["index"] == best["index"] else "")
         value = c.get("reward") if c["status"] == "done" else None
         status = "" if c["status"] == "done" else f" ({c['status']})"
+        se = c.get("se") if value is not None else None
         table.add_row(label + status, f"{c['alpha']:.4g}", f"{c['beta']:.4g}", f"{c['gamma']:.4g}",
-                      f"{c['product']:.3f}", _fmt(value, ".4f"), _fmt(gap, "+.4f"),
+                      f"{c['product']:.3f}", _fmt(value, ".4f"), _fmt(se, ".4f"), _fmt(gap, "+.4f"),
                       _fmt(c.get("params"), ",d"), _si(c.get("macs")), _fmt(c.get("macs_ratio"), ".2f"),
                       _fmt(c.get("resolution"), "d"), _fmt(c.get("depth_mult"), ".3f"),
                       _fmt(c.get("width_mult"), ".3f"), style=style)
@@ -336,12 +337,26 @@ def print_result(result: Any, args: argparse.Namespace, run_name: str) -> None:
         gap = c["reward"] - top if c.get("reward") is not None and top is not None else None
         add(c, gap, "bold" if best is not None and c["index"] == best["index"] else None)
     if len(shown) < len(compound):
-        table.add_row(f"... {len(compound) - len(shown)} more (--top 0)", *[""] * 12)
+        table.add_row(f"... {len(compound) - len(shown)} more (--top 0)", *[""] * 13)
     if result.alternatives:
         table.add_section()
     for c in result.alternatives:
         add(c, c.get("reward_vs_best"))
+    base = result.baseline
+    if base is not None and base.get("status") == "done":
+        table.add_section()
+        table.add_row("baseline (φ = 0)", "1", "1", "1", "1.000", _fmt(base.get("reward"), ".4f"),
+                      _fmt(base.get("se"), ".4f"), _fmt(base["reward"] - top if top is not None else None, "+.4f"),
+                      _fmt(base.get("params"), ",d"), _si(base.get("macs")), "1.00",
+                      _fmt(base.get("resolution"), "d"), "1.000", "1.000")
     out.print(table)
+    schedule = result.settings.get("schedule") or {}
+    if schedule.get("epochs") is not None:
+        out.print(f"every row: {schedule['epochs']} epochs of training, {schedule.get('val_images')} validation "
+                  f"images; ± is one standard error (√(p(1−p)/n))", soft_wrap=True)
+    if result.verdict is not None:
+        out.print(("" if result.verdict.get("clear") is not False else "[yellow]") + result.verdict["text"]
+                  + ("" if result.verdict.get("clear") is not False else "[/yellow]"), soft_wrap=True)
     out.print(f"* chosen. The alternatives spend the same MACs budget (×{result.settings.get('target', 2):g}) on one "
               f"dimension; 'vs best' is their {metric} minus the chosen triple's.")
     out.print(f"run folder: {result.run_dir}   (nasforge show {run_name}; nasforge report {run_name})")

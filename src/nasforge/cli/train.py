@@ -44,6 +44,7 @@ class TrainPlan:
     space: dict[str, Any] | None = None
     model: str | None = None
     seed: int = 0
+    test_dataset: str | None = None
 
 
 # -- resolving the source ---------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def _canonical_architecture(arch: Any, space: dict[str, Any] | None) -> tuple[An
 def make_plan(source: str, *, dataset: str | None = None, cells: int | None = None,
               filters: int | None = None, epochs: int | None = None, batch_size: int | None = None,
               lr: float | None = None, resolution: int | None = None, device: str | None = None,
-              seed: int | None = None) -> TrainPlan:
+              seed: int | None = None, test_dataset: str | None = None) -> TrainPlan:
     """Resolve ARCH_OR_RUN and the flags (None = not given) into a `TrainPlan`."""
     from nasforge.cli.search import DEFAULT_NETWORK
     from nasforge.evaluators.proxy import train_config_from
@@ -181,14 +182,16 @@ def make_plan(source: str, *, dataset: str | None = None, cells: int | None = No
     return TrainPlan(name=_safe_name(src["name"]), source={"kind": src["kind"], **src.get("info", {})},
                      dataset=dataset or src.get("dataset") or "digits", network=network, train=train,
                      data=data, architecture=architecture, space=space if model is None else None, model=model,
-                     seed=0 if seed is None else seed)
+                     seed=0 if seed is None else seed, test_dataset=test_dataset)
 
 
 def plan_splits(plan: TrainPlan):
-    """The full train/validation split of the plan's dataset (no proxy subsets) and its test split."""
-    from nasforge.evaluators.proxy import cached_splits
+    """The full train/validation split of the plan's dataset (no proxy subsets) and its test split
+    (the --test-dataset's images when one is given: same classes and image size, else a ConfigError)."""
+    from nasforge.scaling.schedule import splits_for
 
-    return cached_splits(plan.dataset, plan.data["val_fraction"], plan.data["split_seed"], None, None)
+    return splits_for(plan.dataset, plan.data["val_fraction"], plan.data["split_seed"], None, None,
+                      plan.test_dataset)
 
 
 def model_config(plan: TrainPlan, splits) -> Any:
@@ -243,6 +246,8 @@ def train_plan(plan: TrainPlan, out_dir: Path, progress: bool = True) -> dict[st
         "train": train_cfg.to_dict(), "data": plan.data,
         "splits": {"train": len(splits.train), "val": len(splits.val),
                    "test": len(splits.test) if splits.test is not None else 0},
+        "test_dataset": plan.test_dataset or (f"{plan.dataset} (its own test split)" if splits.test is not None
+                                              else None),
     }
     save_model(out_dir, model, config, metrics)
     return metrics
@@ -282,8 +287,10 @@ def _shown(path: Path) -> str:
 def cmd_train(args: Any) -> int:
     plan = make_plan(args.source, dataset=args.dataset, cells=args.cells, filters=args.filters,
                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, resolution=args.resolution,
-                     device=args.device, seed=args.seed)
+                     device=args.device, seed=args.seed, test_dataset=args.test_dataset)
     out_dir = output_dir(args.out, plan.name)
+    if plan.test_dataset is not None:
+        plan_splits(plan)  # a test set that does not fit is refused before anything is trained
     metrics = train_plan(plan, out_dir, progress=not (args.no_progress or args.json))
     if args.json:
         print_json({"out": _shown(out_dir), **metrics})
@@ -296,6 +303,7 @@ def cmd_train(args: Any) -> int:
     table.add_row("validation accuracy", f"{metrics['val_accuracy']:.4f}")
     test = metrics["test_accuracy"]
     table.add_row("test accuracy (reported only)", "-" if test is None else f"{test:.4f}")
+    table.add_row("test set", metrics.get("test_dataset") or "none")
     table.add_row("parameters", f"{metrics['params']:,}")
     table.add_row("MACs", f"{metrics['macs']:,}")
     table.add_row("epochs", str(metrics["epochs"]))
@@ -375,6 +383,9 @@ def add_parser(sub: Any) -> None:
                    help="architecture JSON file, registered model name, or search run folder")
     p.add_argument("--dataset", help="images: digits (built in), npz:PATH, folder:PATH (default: the run's, "
                                      "else digits)")
+    p.add_argument("--test-dataset", metavar="SPEC",
+                   help="a separate test set (npz:PATH, folder:PATH) with the training data's classes and image "
+                        "size, scored once at the end and only reported (default: the dataset's own test split)")
     p.add_argument("--cells", type=positive_int,
                    help="NASNet: normal cells per stack, N (default: the run's or model's, else 1)")
     p.add_argument("--filters", type=positive_int,

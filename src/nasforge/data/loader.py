@@ -154,3 +154,34 @@ def batches(split: Split, batch_size: int, splits: DataSplits, *, shuffle: bool 
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         yield x, split.y[idx].to(device, non_blocking=True)
+
+
+def with_test_set(splits: DataSplits, spec: str, field: str = "--test-dataset",
+                  train_spec: str | None = None) -> DataSplits:
+    """`splits` with its test split replaced by the images of dataset `spec` (reported only).
+
+    The test dataset's own test part is taken when it has one (a folder with `train.npz` and
+    `test.npz`, `digits`), else all its images. It must have the training data's classes, channels
+    and image size; anything else is a `ConfigError` naming `field`.
+    """
+    from dataclasses import replace
+
+    from nasforge.data.datasets import load_dataset
+    from nasforge.errors import DatasetError
+
+    try:
+        data = load_dataset(spec)
+    except DatasetError as exc:
+        raise ConfigError(field, f"cannot load {spec!r}: {exc}") from None
+    x, y = (data.x_test, data.y_test) if data.x_test is not None else (data.x, data.y)
+    of = f" of the training data{f' ({train_spec})' if train_spec else ''}"
+    if data.num_classes != splits.num_classes:
+        raise ConfigError(field, f"{spec} has {data.num_classes} classes, not the {splits.num_classes}{of}")
+    if tuple(x.shape[1:]) != tuple(splits.train.x.shape[1:]):
+        c, h, w = (int(v) for v in x.shape[1:])
+        tc, th, tw = (int(v) for v in splits.train.x.shape[1:])
+        raise ConfigError(field, f"{spec} holds {h}x{w} images with {c} channel(s), not the {th}x{tw} with "
+                                 f"{tc}{of}")
+    if len(y) == 0:
+        raise ConfigError(field, f"{spec} holds no images")
+    return replace(splits, test=Split(x, y))

@@ -7,11 +7,23 @@ every candidate is a trial in `run_dir/nasforge.db`, and an interrupted search r
 stopped without evaluating a triple twice), then picks the best admissible triple by reward and
 reports the alternatives beside it.
 
+Every candidate carries the standard error of its reward (`se`): for an accuracy on n validation
+images the binomial sqrt(p (1 - p) / n), for a deterministic score (`MACsScore`) 0. The result's
+`verdict` says whether the best triple is ahead of the runner-up by more than
+Z_MARGIN x sqrt(se_best^2 + se_runner^2) ("clear winner") or not ("no clear winner"), and compares
+the best triple with the best single-dimension alternative the same way. The choice itself stays
+deterministic either way: the highest reward (ties: fewer MACs, then grid order).
+
+Once every candidate is finished, the baseline (phi = 0) is evaluated by the same evaluator, with
+the same schedule, and stored as `baseline`, so that the table of phi = 0 against phi = 1 compares
+numbers trained alike.
+
 The result is also stored in the run as the marker ``coefficients`` (read by the HTML report)::
 
-    {"candidates": [{"alpha", "beta", "gamma", "label", "reward", "val_accuracy" | "score", "params",
-                     "macs", ...}, ...],
-     "best": {...}, "metric": "score", "complete": true, ...}
+    {"candidates": [{"alpha", "beta", "gamma", "label", "reward", "se", "val_accuracy" | "score",
+                     "params", "macs", ...}, ...],
+     "best": {...}, "verdict": {...}, "baseline": {...} | None, "schedule": {...},
+     "metric": "score", "complete": true, ...}
 
 `RebasedFamily(family, width_mult, depth_mult)` makes a smaller (or larger) member of a family the
 baseline, e.g. B0 at width 0.25 for a proxy search on a small dataset.
@@ -38,6 +50,11 @@ MEMBER_FIELDS = ("params", "macs", "macs_ratio", "width_mult", "depth_mult", "re
 #: Metrics copied from a trial into its candidate row when the evaluator reports them.
 CANDIDATE_METRICS = (*MEMBER_FIELDS, "val_accuracy", "score", "ideal_ratio", "train_seconds")
 INTEGER_FIELDS = ("params", "macs", "resolution")
+#: Two candidates are told apart when their rewards differ by more than this many combined
+#: standard errors (about a 95 % two-sided test of the difference for accuracies).
+Z_MARGIN = 2.0
+#: Metrics that are accuracies on the validation split (a binomial standard error applies).
+ACCURACY_METRICS = ("val_accuracy", "reward")
 
 
 # -- a family with another baseline ------------------------------------------------------------------
@@ -131,7 +148,12 @@ class CoefficientResult:
             None when none has been evaluated successfully yet.
         complete: every candidate has a finished trial.
         counts: the run's trial counts (done, failed, pending, total, ...).
-        settings: the grid (step, ranges, target, tolerance) and the phi evaluated.
+        settings: the grid (step, ranges, target, tolerance), the phi evaluated and the
+            evaluation `schedule` (epochs per candidate, validation images).
+        verdict: see `verdict`: whether the best triple is told apart from the runner-up and
+            from the best single-dimension alternative, given the standard errors.
+        baseline: the phi = 0 member evaluated with the candidates' schedule (None until every
+            candidate has finished, or when it failed: then it holds the error).
     """
 
     run_dir: Path
@@ -141,6 +163,8 @@ class CoefficientResult:
     complete: bool
     counts: dict[str, int] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    verdict: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
 
     @property
     def compound(self) -> list[dict[str, Any]]:
@@ -172,6 +196,7 @@ class CoefficientResult:
         """The JSON stored as the run's ``coefficients`` marker (what the HTML report reads)."""
         return {"candidates": [dict(c) for c in self.candidates],
                 "best": None if self.best is None else dict(self.best),
+                "verdict": self.verdict, "baseline": None if self.baseline is None else dict(self.baseline),
                 "metric": self.metric, "complete": self.complete, **self.settings}
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,10 +213,29 @@ def _rank_key(c: Mapping[str, Any]) -> tuple:
     return (0, -round(reward, 9), macs if _finite(macs) else math.inf, c.get("index", 0))
 
 
-def _candidate(index: int, triple: CoefficientTriple, admissible: bool, trial: Any, metric: str) -> dict[str, Any]:
+def standard_error(value: Any, metric: str, n_val: int | None, reported: Any = None) -> float | None:
+    """The standard error of one candidate's reward.
+
+    An accuracy p on n validation images: the binomial sqrt(p (1 - p) / n) (at least 1/(2n)
+    is never assumed: p = 0 or 1 gives 0). A deterministic score (`MACsScore`'s "score"): 0.
+    A `<metric>_se` the evaluator reports (e.g. a spread over seeds) wins when it is larger.
+    None when nothing is known (a custom objective without either).
+    """
+    se: float | None = None
+    if metric == "score":
+        se = 0.0
+    elif metric in ACCURACY_METRICS and _finite(value) and 0.0 <= value <= 1.0 and n_val:
+        se = math.sqrt(value * (1.0 - value) / n_val)
+    if _finite(reported) and reported >= 0:
+        se = float(reported) if se is None else max(se, float(reported))
+    return se
+
+
+def _candidate(index: int, triple: CoefficientTriple, admissible: bool, trial: Any, metric: str,
+               n_val: int | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"index": index, "alpha": triple.alpha, "beta": triple.beta, "gamma": triple.gamma,
                            "label": triple.label, "product": triple.product, "admissible": admissible,
-                           "trial": None, "status": "not run", "reward": None}
+                           "trial": None, "status": "not run", "reward": None, "se": None}
     for name in (*MEMBER_FIELDS, *((metric,) if metric != "reward" else ())):
         row[name] = None
     if trial is None:
@@ -206,14 +250,109 @@ def _candidate(index: int, triple: CoefficientTriple, admissible: bool, trial: A
             row[name] = value
     if trial.status == "done":
         row["reward"] = trial.reward
+        row["se"] = standard_error(trial.reward, metric, n_val, metrics.get(f"{metric}_se"))
     if trial.error:
         row["error"] = trial.error
     return row
 
 
+def _pair(a: Mapping[str, Any], b: Mapping[str, Any], z: float) -> dict[str, Any]:
+    """How far `a` is ahead of `b` and whether that is more than `z` combined standard errors."""
+    diff = a["reward"] - b["reward"]
+    diff = 0.0 if abs(diff) < 1e-9 else diff  # float noise of equal rewards (the ranking's ties)
+    if _finite(a.get("se")) and _finite(b.get("se")):
+        margin = z * math.sqrt(a["se"] ** 2 + b["se"] ** 2)
+        clear: bool | None = abs(diff) > margin + 1e-12
+    else:
+        margin, clear = None, None
+    return {"difference": diff, "margin": margin, "clear": clear}
+
+
+def _name(c: Mapping[str, Any]) -> str:
+    if c.get("label", "compound") != "compound":
+        return str(c["label"])
+    return f"(α={c['alpha']:g}, β={c['beta']:g}, γ={c['gamma']:g})"
+
+
+def verdict(candidates: Sequence[Mapping[str, Any]], z: float = Z_MARGIN) -> dict[str, Any] | None:
+    """Whether the best compound triple is told apart from the rest, given each reward's `se`.
+
+    Returns None when no compound triple has a reward yet, else a dict:
+      - clear: True when the best is ahead of the runner-up by more than z sqrt(se1^2 + se2^2),
+        False when not ("no clear winner"), None when the standard errors are unknown (or there
+        is no runner-up: then True);
+      - best, runner_up: the two triples' index, name, reward and se; difference, margin;
+      - tied: the names of the triples within the margin of the best (the best included);
+      - alternative: the best single-dimension alternative against the best triple (its name,
+        reward, se, difference = best triple - alternative, margin, clear and `better`:
+        "compound", "alternative" or None when not told apart);
+      - text: one plain sentence of all that; rule: how the choice is made.
+    """
+    ranked = sorted((c for c in candidates if c.get("label") == "compound" and _finite(c.get("reward"))),
+                    key=_rank_key)
+    if not ranked:
+        return None
+    best = ranked[0]
+    brief = lambda c: {"index": c.get("index"), "name": _name(c), "reward": c["reward"], "se": c.get("se")}  # noqa: E731
+    out: dict[str, Any] = {"z": z, "best": brief(best), "runner_up": None, "difference": None, "margin": None,
+                           "clear": True, "tied": [_name(best)], "alternative": None,
+                           "rule": "the highest reward is chosen; ties: fewer MACs, then grid order"}
+    if len(ranked) > 1:
+        runner = ranked[1]
+        pair = _pair(best, runner, z)
+        out.update(runner_up=brief(runner), **pair)
+        out["tied"] = [_name(c) for c in ranked if _pair(best, c, z)["clear"] is False or c is best]
+    alts = sorted((c for c in candidates if c.get("label") != "compound" and _finite(c.get("reward"))),
+                  key=_rank_key)
+    if alts:
+        pair = _pair(best, alts[0], z)
+        better = None if pair["clear"] is not True else ("compound" if pair["difference"] > 0 else "alternative")
+        out["alternative"] = {**brief(alts[0]), **pair, "better": better}
+    out["text"] = verdict_text(out)
+    return out
+
+
+def verdict_text(v: Mapping[str, Any]) -> str:
+    """The verdict as plain sentences (what the CLI and the report print)."""
+    best = v["best"]
+    runner = v.get("runner_up")
+    show = lambda c: f"{c['reward']:.4f}" + (f" ± {c['se']:.4f}" if _finite(c.get("se")) and c["se"] > 0 else "")  # noqa: E731
+    if runner is None:
+        text = f"only one triple was evaluated: {best['name']}, {show(best)}."
+    elif v.get("clear") is None:
+        text = (f"best {best['name']} {show(best)}, runner-up {runner['name']} {show(runner)}; the standard "
+                f"errors are unknown, so whether this is a clear winner is not known.")
+    elif v["clear"]:
+        text = (f"clear winner: {best['name']} {show(best)} is ahead of the runner-up {runner['name']} "
+                f"{show(runner)} by {v['difference']:.4f}, more than {v['z']:g}·√(se₁²+se₂²) = {v['margin']:.4f}.")
+    else:
+        n = len(v.get("tied") or [])
+        text = (f"no clear winner: the best {best['name']} {show(best)} is ahead of the runner-up "
+                f"{runner['name']} {show(runner)} by only {v['difference']:.4f}, within "
+                f"{v['z']:g}·√(se₁²+se₂²) = {v['margin']:.4f}; {n} triples are within that margin of the best. "
+                f"Chosen anyway: the highest measured (ties: fewer MACs, then grid order)"
+                + ("; the scores are tied exactly." if not v["margin"] else
+                   "; more validation images, longer training or more seeds would tell them apart."))
+    alt = v.get("alternative")
+    if alt:
+        if alt.get("better") == "compound":
+            text += f" Compound scaling beats the best single dimension, {alt['name']} {show(alt)}."
+        elif alt.get("better") == "alternative":
+            text += (f" The single-dimension {alt['name']} {show(alt)} is clearly better than the best "
+                     f"compound triple.")
+        elif alt.get("clear") is False:
+            text += (f" Compound vs the best single dimension, {alt['name']} {show(alt)}: no clear difference "
+                     f"(|{alt['difference']:+.4f}| ≤ {alt['margin']:.4f}).")
+    return text
+
+
 def collect_result(store: Any, space: CoefficientSpace, metric: str, run_dir: Path,
-                   settings: Mapping[str, Any] | None = None) -> CoefficientResult:
-    """The `CoefficientResult` of the trials in `store` (any state: finished, interrupted, empty)."""
+                   settings: Mapping[str, Any] | None = None, n_val: int | None = None,
+                   baseline: Mapping[str, Any] | None = None) -> CoefficientResult:
+    """The `CoefficientResult` of the trials in `store` (any state: finished, interrupted, empty).
+
+    `n_val`: the number of validation images behind an accuracy (for its standard error).
+    """
     by_key: dict[str, Any] = {}
     for t in store.iter_trials():  # the first trial of a key; a finished one over an unfinished one
         if t.reused_from is not None:
@@ -221,12 +360,13 @@ def collect_result(store: Any, space: CoefficientSpace, metric: str, run_dir: Pa
         seen = by_key.get(t.key)
         if seen is None or (seen.status not in ("done", "failed") and t.status in ("done", "failed")):
             by_key[t.key] = t
-    rows = [_candidate(i, c, space.is_admissible(c), by_key.get(space.key(c)), metric)
+    rows = [_candidate(i, c, space.is_admissible(c), by_key.get(space.key(c)), metric, n_val)
             for i, c in enumerate(space.candidates)]
     ranked = sorted((r for r in rows if r["label"] == "compound" and _finite(r["reward"])), key=_rank_key)
     complete = all(r["status"] in ("done", "failed") for r in rows)
     return CoefficientResult(Path(run_dir), metric, rows, dict(ranked[0]) if ranked else None, complete,
-                             store.counts(), dict(settings or {}))
+                             store.counts(), dict(settings or {}), verdict(rows),
+                             None if baseline is None else dict(baseline))
 
 
 # -- the search -------------------------------------------------------------------------------------------
@@ -266,7 +406,7 @@ def search_coefficients(family: Family | str | None, evaluator: Any, run_dir: st
                         gamma_range: Sequence[float] = (1.0, 1.5), alternatives: bool = True, seed: int = 0,
                         resume: bool | str = False, progress: bool = True, objective: Any = None,
                         max_trials: int | None = None, max_seconds: float | None = None,
-                        retries: int = 0, console: Any = None) -> CoefficientResult:
+                        retries: int = 0, console: Any = None, baseline: bool = True) -> CoefficientResult:
     """Grid-search alpha, beta, gamma at phi = 1 for `family`, as a recorded, resumable run.
 
     Args:
@@ -285,6 +425,8 @@ def search_coefficients(family: Family | str | None, evaluator: Any, run_dir: st
             "val_accuracy"), a metric name, or a callable/objective object.
         max_trials, max_seconds: stop early (the result is then partial; resume to finish).
         retries: re-runs of a failed evaluation.
+        baseline: once every candidate has finished, also evaluate the phi = 0 member with the same
+            evaluator (same epochs), stored as the run's marker ``coefficients.baseline``.
 
     Returns a `CoefficientResult`, also stored in the run as the marker ``coefficients``.
     Raises `ConfigError` for a grid without admissible triple, a coefficient range below 1, a
@@ -313,17 +455,77 @@ def search_coefficients(family: Family | str | None, evaluator: Any, run_dir: st
                 "alpha_range": list(alpha_range), "beta_range": list(beta_range),
                 "gamma_range": list(gamma_range), "phi": scaled.phi,
                 "admissible": sum(1 for c in space.candidates if c.label == "compound")}
+    n_val = validation_size(scaled)
+    settings["schedule"] = evaluation_schedule(scaled, n_val)
     with Experiment(space, GridSearch(space, seed), scaled, objective, Path(run_dir), budget=budget, seed=seed,
                     retries=retries, resume=resume, progress=progress, console=console) as experiment:
         experiment.run()
-        result = collect_result(experiment.store, space, metric, Path(run_dir), settings)
-        experiment.store.set_marker("coefficients", result.to_marker())
+        store = experiment.store
+        result = collect_result(store, space, metric, Path(run_dir), settings, n_val)
+        base = store.get_marker("coefficients.baseline")
+        if base is None and baseline and result.complete:
+            base = evaluate_baseline(space, scaled, metric, n_val, seed)
+            store.set_marker("coefficients.baseline", base)
+        result.baseline = base
+        store.set_marker("coefficients", result.to_marker())
     if result.complete and result.best is None:
         errors = {c.get("error") for c in result.candidates if c["label"] == "compound"} - {None}
         raise ConfigError("coefficients", f"every admissible triple failed to evaluate "
                                           f"(e.g. {sorted(errors)[0] if errors else 'no result'}); "
                                           f"see `nasforge show {run_dir}`")
     return result
+
+
+def validation_size(evaluator: Any) -> int | None:
+    """How many validation images an evaluator's accuracy is measured on (None: not known)."""
+    inner = getattr(evaluator, "inner", evaluator)
+    splits = getattr(inner, "splits", None)
+    if not callable(splits):
+        return None
+    try:
+        return len(splits().val)
+    except Exception:  # noqa: BLE001 - a data problem shows up (with its message) in the evaluation itself
+        return None
+
+
+def evaluation_schedule(evaluator: Any, n_val: int | None = None) -> dict[str, Any]:
+    """What every candidate (and the baseline) was evaluated with: the evaluator, epochs, images."""
+    inner = getattr(evaluator, "inner", evaluator)
+    train = getattr(inner, "train", None)
+    out: dict[str, Any] = {"evaluator": getattr(inner, "name", type(inner).__name__),
+                           "epochs": getattr(train, "epochs", None), "val_images": n_val}
+    for name in ("train_size", "val_size"):
+        if getattr(inner, name, None) is not None:
+            out[name] = getattr(inner, name)
+    return out
+
+
+#: The trial index whose seed the baseline's evaluation uses (past any grid's trials).
+BASELINE_SEED_INDEX = 1_000_000
+
+
+def evaluate_baseline(space: CoefficientSpace, scaled: ScaledMemberEvaluator, metric: str, n_val: int | None,
+                      seed: int) -> dict[str, Any]:
+    """The phi = 0 member evaluated exactly as the candidates are (same inner evaluator, epochs and
+    data), as a candidate-like row with label "baseline"; a failure is recorded, not raised."""
+    from nasforge.experiment.experiment import trial_seed
+
+    base = ScaledMemberEvaluator(scaled.family, scaled.inner, phi=0.0, resolution_divisor=scaled.resolution_divisor,
+                                 min_resolution=scaled.min_resolution)
+    row: dict[str, Any] = {"label": "baseline", "phi": 0, "alpha": 1.0, "beta": 1.0, "gamma": 1.0}
+    try:
+        metrics = base.evaluate(space, space.candidates[0], trial_seed(seed, BASELINE_SEED_INDEX))
+    except Exception as exc:  # noqa: BLE001 - the table then says why the baseline row is missing
+        return {**row, "status": "failed", "reward": None, "se": None, "error": f"{type(exc).__name__}: {exc}"}
+    value = metrics.get(metric)
+    row.update(status="done", reward=float(value) if _finite(value) else None)
+    for name in (*CANDIDATE_METRICS, metric):
+        if name in metrics and name not in ("ideal_ratio",):
+            v = metrics[name]
+            row[name] = int(v) if name in INTEGER_FIELDS and _finite(v) and float(v).is_integer() else v
+    row["macs_ratio"] = 1.0
+    row["se"] = standard_error(row["reward"], metric, n_val, metrics.get(f"{metric}_se"))
+    return row
 
 
 def open_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -336,5 +538,6 @@ def open_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         return store.get_marker("coefficients")
 
 
-__all__ = ["CANDIDATE_METRICS", "MEMBER_FIELDS", "CoefficientResult", "MetricObjective", "RebasedFamily",
-           "check_members", "collect_result", "open_result", "rebase", "search_coefficients"]
+__all__ = ["CANDIDATE_METRICS", "MEMBER_FIELDS", "Z_MARGIN", "CoefficientResult", "MetricObjective", "RebasedFamily",
+           "check_members", "collect_result", "evaluate_baseline", "evaluation_schedule", "open_result", "rebase",
+           "search_coefficients", "standard_error", "validation_size", "verdict", "verdict_text"]
