@@ -131,6 +131,12 @@ def test_search_end_to_end_with_the_macs_evaluator(uninterrupted, capsys, monkey
     assert f"alpha={best['alpha']:.4g} beta={best['beta']:.4g} gamma={best['gamma']:.4g}" in out
     assert all(label in out for label in ("depth-only", "width-only", "resolution-only"))
     assert trial_keys(run_dir)[1]["total"] == 5  # resuming a finished search evaluates nothing
+    # uncertainty (a deterministic score: se 0), the baseline row and the verdict sentence
+    assert "±" in out and "baseline (φ = 0)" in out
+    assert ("clear winner:" in out) or ("no clear winner:" in out)
+    assert all(c["se"] == 0.0 for c in result["candidates"]) and result["verdict"]["best"]["index"] == best["index"]
+    assert result["baseline"]["label"] == "baseline" and result["baseline"]["macs"] < best["macs"]
+    assert result["verdict"]["alternative"]["better"] == "compound"
 
 
 def test_search_stopped_by_a_budget_resumes_to_the_same_result(uninterrupted, in_tmp, capsys):

@@ -69,7 +69,7 @@ def add_parser(sub: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import time
 
-    from nasforge.cli.common import console, print_json, user_path
+    from nasforge.cli.common import print_json, user_path
     from nasforge.pipeline import PipelineConfig, run_pipeline
 
     config = PipelineConfig(dataset=args.dataset, space=args.space, strategy=args.strategy, budget=args.budget,
@@ -88,8 +88,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from rich.table import Table
 
+    from nasforge.cli.scale import wide_console
+
     best = result["coefficients"]
-    out = console()
+    out = wide_console()
     fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
     pm = lambda c: fmt(c.get("val_accuracy", c.get("reward")), ".4f") + (  # noqa: E731
         f" ± {c['se']:.4f}" if isinstance(c.get("se"), float) and c["se"] > 0 else "")
@@ -112,13 +114,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.get("verdict"):
         out.print(result["verdict"]["text"], soft_wrap=True)
     table = Table(title=f"model family ({result.get('family_schedule', 'fixed')} schedule)")
-    for col in ("phi", "resolution", "params", "MACs", "epochs", "stopped", "val acc", "test acc", "latency ms"):
-        table.add_column(col)
+    for col in ("phi", "px", "params", "MACs", "epochs", "stopped", "val acc", "test acc", "ms"):
+        table.add_column(col, justify="left" if col == "stopped" else "right", no_wrap=True)
+    mega = lambda v: "-" if v is None else f"{v / 1e6:.3g}M"  # noqa: E731
     for m in result["members"]:
-        epochs = fmt(m.get("epochs"), "d") + (f" (best {m['best_epoch']})" if m.get("best_epoch") else "")
-        table.add_row(str(m["phi"]), fmt(m.get("resolution"), "d"), fmt(m.get("params"), ",.0f"),
-                      fmt(m.get("macs"), ",.0f"), epochs, m.get("stopped") or "-", fmt(m.get("val_accuracy"), ".4f"),
-                      fmt(m.get("test_accuracy"), ".4f"), fmt(m.get("latency_ms"), ".1f"))
+        epochs = fmt(m.get("epochs"), "d") + (f"/{m['max_epochs']}" if m.get("stopped") in ("patience", "cap") else "")
+        stopped = m.get("stopped") or "-"
+        if m.get("best_epoch"):
+            stopped += f", best {m['best_epoch']}"
+        table.add_row(str(m["phi"]), fmt(m.get("resolution"), "d"), mega(m.get("params")), mega(m.get("macs")),
+                      epochs, stopped, fmt(m.get("val_accuracy"), ".4f"), fmt(m.get("test_accuracy"), ".4f"),
+                      fmt(m.get("latency_ms"), ".1f"))
     out.print(table)
     if result.get("test_dataset"):
         out.print(f"test accuracy: {result['test_dataset']}, scored once per member at the end, reported only",
