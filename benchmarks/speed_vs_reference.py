@@ -126,9 +126,14 @@ def inference_variants(name: str, libs: list[str], batch: torch.Tensor, compile_
     variants["nasforge deploy"] = lambda m=deployed: m(x)
     notes["deploy"] = deploy_report(deployed).to_dict()
     if compile_model:
-        compiled = deploy(eager, x, compile=True)
-        notes["compile_seconds"] = deploy_report(compiled).compile_seconds
-        variants["nasforge deploy+compile"] = lambda m=compiled: m(x)
+        try:
+            compiled = deploy(eager, x, compile=True)
+        except Exception as exc:  # noqa: BLE001 - a missing compiler or an inductor bug: report, go on
+            notes["compile_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+            print(f"  torch.compile failed: {notes['compile_error']}", flush=True)
+        else:
+            notes["compile_seconds"] = deploy_report(compiled).compile_seconds
+            variants["nasforge deploy+compile"] = lambda m=compiled: m(x)
     for lib in libs:
         if lib == "torchvision" and MODELS[name][1] is None:
             continue

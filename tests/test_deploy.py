@@ -8,6 +8,7 @@ randomised so that a wrong fold shows.
 from __future__ import annotations
 
 import copy
+import inspect
 
 import numpy as np
 import pytest
@@ -173,7 +174,8 @@ def test_nasforge_deploy_is_the_function_and_the_report_survives_a_copy():
     model = _randomize_bn(create("efficientnet_b0", num_classes=4, width_mult=0.25, depth_mult=0.25))
     x = torch.randn(2, 3, 32, 32)
     deployed = nasforge.deploy(model, x, check=True)  # checks against the eager model itself
-    assert callable(module) and deploy_report(module(model, x)) is not None  # the module calls too
+    assert nasforge.deploy is module and callable(module) and module.deploy_report is deploy_report
+    assert list(inspect.signature(nasforge.deploy).parameters)[:2] == ["model", "example_input"]
     assert deploy_report(copy.deepcopy(deployed)) == deploy_report(deployed)
     assert deploy_report(model) is None
     _assert_same(model, deployed, x)
@@ -207,6 +209,10 @@ def test_export_writes_the_deployed_network_unless_told_not_to(tmp_path):
         program = torch.export.load(str(path))
         kinds[deployed] = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     assert not any("batch_norm" in k for k in kinds[True]) and any("batch_norm" in k for k in kinds[False])
+    assert not any("mkldnn" in k for k in kinds[True])  # the oneDNN fast path never reaches an export
+    # TorchScript scripts the deployed blocks too (the export checks the reloaded file's outputs)
+    result = export_model(model, config, "torchscript", tmp_path / "model.ts")
+    assert result.method == "script" and result.max_abs_diff < 1e-4
 
 
 def test_profile_deploy_measures_the_deployed_model(capsys):

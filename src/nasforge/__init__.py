@@ -15,10 +15,13 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """Lazy top-level names (PEP 562), so that `import nasforge` and `nasforge --help` load no torch."""
-    if name == "deploy":
-        from nasforge.deploy import deploy
+    """Lazy top-level names (PEP 562), so that `import nasforge` and `nasforge --help` load no torch.
 
-        globals()["deploy"] = deploy  # importing the submodule bound the module here; bind the function
-        return deploy
+    ``nasforge.deploy`` is the submodule, which is callable: ``nasforge.deploy(model, x)`` calls
+    `nasforge.deploy.deploy`, and ``import nasforge.deploy as m`` still gives the module.
+    """
+    if name == "deploy":
+        import importlib
+
+        return importlib.import_module("nasforge.deploy")  # binds itself here as it loads
     raise AttributeError(f"module 'nasforge' has no attribute {name!r}")

@@ -24,11 +24,19 @@ What the transformation does, in order:
    before it (NB201's final BN after a sum of cells) is kept as it is.
 4. **Dead branches are pruned**: a NASNet cell input that no block and no output reads keeps no
    preprocessing conv; an NB201 edge whose target node never reaches the cell output is removed.
-5. **Activations right after a conv run in place** (the conv's output has no other reader).
-6. **Memory format**: with ``channels_last`` (the default on CPU) the 4-D weights are stored NHWC,
+5. **Activations right after a conv run in place** (the conv's output has no other reader), and
+   in MBConv blocks the squeeze-and-excitation product and the residual sum are written into the
+   block's own intermediate tensors: on CPUs every new large tensor costs fresh pages from the
+   kernel, often as much as the elementwise pass itself.
+6. **On CPU, conv + activation run as one oneDNN convolution** with the activation as a post-op
+   (the primitive PyTorch's inductor emits for the same pattern), saving a pass over the
+   activation map; the module falls back to the plain conv and activation whenever it is
+   scripted, traced, exported or compiled, or sees a tensor that is not a plain CPU float32 one,
+   so exports hold standard operators only.
+7. **Memory format**: with ``channels_last`` (the default on CPU) the 4-D weights are stored NHWC,
    which oneDNN's CPU convolutions prefer; a contiguous input is converted by the first conv
    itself, so callers pass the same tensors as before.
-7. Optionally ``torch.compile`` (inductor, with weight freezing): the compiled module is warmed up
+8. Optionally ``torch.compile`` (inductor, with weight freezing): the compiled module is warmed up
    on `example_input`, so the first real call does not pay the compile time; that time is kept in
    the report (`deploy_report(module).compile_seconds`).
 
@@ -49,7 +57,10 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["DeployReport", "deploy", "deploy_report", "fold_conv_bn"]
+from nasforge.nn.layers import DropPath, FactorizedReduce
+from nasforge.nn.mbconv import MBConv, SqueezeExcite
+
+__all__ = ["ConvAct", "DeployReport", "deploy", "deploy_report", "fold_conv_bn"]
 
 #: Dropout modules: identities in eval mode.
 _DROPOUTS: tuple[type[nn.Module], ...] = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
@@ -71,6 +82,8 @@ class DeployReport:
     pruned: int = 0             # dead branches (unused cell inputs, NB201 edges) removed
     aux_heads: int = 0          # auxiliary classifiers dropped
     inplace_acts: int = 0       # activations switched to in place
+    fused_conv_act: int = 0     # conv + activation pairs run as one oneDNN primitive on CPU
+    inplace_blocks: int = 0     # MBConv blocks whose SE product and residual sum run in place
     channels_last: bool = False
     compiled: bool = False
     compile_seconds: float | None = None
@@ -162,8 +175,6 @@ def _is_plain_sequential(m: nn.Module) -> bool:
 
 def _replace_training_only(root: nn.Module, report: DeployReport) -> None:
     """Dropout and drop path -> nn.Identity; auxiliary heads -> None."""
-    from nasforge.nn.layers import DropPath
-
     for module in list(root.modules()):
         if callable(getattr(module, "forward_with_aux", None)) and isinstance(getattr(module, "aux", None), nn.Module):
             module.aux = None
@@ -244,6 +255,112 @@ def _inplace_activations(root: nn.Module, report: DeployReport) -> None:
                 report.inplace_acts += 1
 
 
+#: Activation module -> oneDNN post-op name of ``mkldnn::_convolution_pointwise``.
+_POST_OPS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.SiLU: "swish", nn.Sigmoid: "sigmoid",
+                                         nn.Tanh: "tanh", nn.Hardswish: "hardswish"}
+
+
+def _pointwise_conv_available() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _plain_eager_call(x: torch.Tensor) -> bool:
+    """Whether a call may take the oneDNN path: a plain CPU float32 tensor, outside any tracer."""
+    return (type(x) is torch.Tensor and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+            and not x.requires_grad and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and not torch.compiler.is_exporting())
+
+
+class ConvAct(nn.Module):
+    """``act(conv(x))``; on CPU one oneDNN convolution with `act` as its post-op.
+
+    Same maths as the two modules (the post-op applies the activation to each output element as it
+    is written); `conv` and `act` stay children, so the generic path and the weights are those of
+    the original modules.
+    """
+
+    def __init__(self, conv: nn.Conv2d, act: nn.Module, post_op: str):
+        super().__init__()
+        self.conv = conv
+        self.act = act
+        self.post_op = post_op
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if _plain_eager_call(x):
+                c = self.conv
+                return torch.ops.mkldnn._convolution_pointwise(
+                    x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups,
+                    self.post_op, [], "")
+        return self.act(self.conv(x))
+
+
+def _fuse_conv_act(root: nn.Module, report: DeployReport) -> None:
+    """(Conv2d, activation) neighbours of a Sequential -> one `ConvAct`."""
+    for module in list(root.modules()):
+        if not _is_plain_sequential(module):
+            continue
+        children = list(module._modules.values())
+        fused: list[nn.Module] = []
+        i = 0
+        while i < len(children):
+            conv, act = children[i], children[i + 1] if i + 1 < len(children) else None
+            if (act is not None and _plain_conv(conv) and type(act) in _POST_OPS
+                    and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)):
+                fused.append(ConvAct(conv, act, _POST_OPS[type(act)]))
+                report.fused_conv_act += 1
+                i += 2
+            else:
+                fused.append(conv)
+                i += 1
+        if len(fused) != len(children):
+            module._modules.clear()
+            for j, child in enumerate(fused):
+                module._modules[str(j)] = child
+
+
+class InplaceSqueezeExcite(SqueezeExcite):
+    """SqueezeExcite writing ``x * gate`` into `x`: only ever given a tensor nothing else reads."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        s = self.gate(self.expand(self.act(self.reduce(s))))
+        return x * s if x.requires_grad else x.mul_(s)
+
+
+class InplaceMBConv(MBConv):
+    """MBConv adding the skip into the projection's output (a fresh tensor) in place."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.project(self.se(self.depthwise(self.expand(x))))
+        if self.use_skip:
+            out = self.drop_path(out)
+            out = out + x if out.requires_grad else out.add_(x)
+        return out
+
+
+def _inplace_blocks(root: nn.Module, report: DeployReport) -> None:
+    """MBConv blocks own their intermediate tensors: SE product and residual sum in place.
+
+    Done by switching the classes of the deployed copy's blocks to subclasses with the in-place
+    forward (same attributes, same maths), only where the block's depthwise and projection
+    outputs are fresh tensors (they always are in an MBConv: both end in a conv or its activation).
+    """
+    for module in list(root.modules()):
+        if type(module) is not MBConv:
+            continue
+        if not (_is_plain_sequential(module.depthwise) and len(module.depthwise) > 0
+                and _is_plain_sequential(module.project) and len(module.project) > 0):
+            continue
+        if type(module.se) is SqueezeExcite:
+            module.se.__class__ = InplaceSqueezeExcite
+        module.__class__ = InplaceMBConv
+        report.inplace_blocks += 1
+
+
 def _count_bn(root: nn.Module) -> int:
     return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in root.modules())
 
@@ -278,8 +395,6 @@ def deploy(model: nn.Module, example_input: torch.Tensor, *, channels_last: bool
     before = _count_bn(net)
 
     _replace_training_only(net, report)
-    from nasforge.nn.layers import FactorizedReduce
-
     for module in list(net.modules()):
         if isinstance(module, nn.Sequential):
             _fold_sequential(module, report)
@@ -289,12 +404,16 @@ def deploy(model: nn.Module, example_input: torch.Tensor, *, channels_last: bool
     _unwrap_known(net, report)
     _simplify_sequentials(net, report)
     _inplace_activations(net, report)
+    _inplace_blocks(net, report)
+    on_cpu = example_input.device.type == "cpu"
+    if on_cpu and _pointwise_conv_available():
+        _fuse_conv_act(net, report)
     net.eval()  # the identities put in above were created in training mode
     report.kept_bn = _count_bn(net)
     assert report.kept_bn + report.folded_bn <= before
 
     if channels_last is None:
-        channels_last = example_input.device.type == "cpu"
+        channels_last = on_cpu
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     report.channels_last = bool(channels_last)
@@ -331,11 +450,12 @@ def _check_same(model: nn.Module, deployed: nn.Module, example: torch.Tensor) ->
 
 
 class _CallableModule(types.ModuleType):
-    """Makes ``nasforge.deploy(model, x)`` work even where ``nasforge.deploy`` is this module
-    (Python binds a package's submodule over a same-named attribute once the submodule is imported)."""
+    """``nasforge.deploy`` is both this module and the function: Python binds a package's submodule
+    over a same-named attribute once it is imported, so the module itself calls `deploy`."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> nn.Module:
         return deploy(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule
+__wrapped__ = deploy  # inspect.signature(nasforge.deploy) shows deploy's

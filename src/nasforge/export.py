@@ -419,7 +419,8 @@ def export_model(model: nn.Module | None, config: ModelConfig, fmt: str, out: st
     if deploy:
         from nasforge.deploy import deploy as deployed_copy
 
-        model = deployed_copy(model, example, check=True)
+        # contiguous weights: a portable file (loaders pick their own layout), and no strided storages
+        model = deployed_copy(model, example, check=True, channels_last=False)
     net: nn.Module = Normalized(model, config.mean, config.std).eval() if normalize else model
     other = example_input(config, batch_size=3, seed=1)  # another batch size: checks a dynamic batch
     if normalize:
