@@ -322,3 +322,40 @@ def test_report_in_headless_chromium(browser, reports, name):
     assert all(url.startswith("file://") for url in page["requests"]), page["requests"]
     assert page["scripts"] == 0 and page["sheets"] == [None]  # one inline style sheet
     assert page["title"].endswith("nasforge report")
+
+
+def test_scaling_section_shows_the_uncertainty_the_shared_schedule_and_the_family_schedule():
+    """The new markers: ± and the verdict in the coefficient table; the single-dimension table from
+    rows trained with one schedule, saying which; each member's epochs and why it stopped."""
+    from types import SimpleNamespace
+
+    from nasforge.report.run_report import _scaling_section
+    from nasforge.scaling.search import verdict
+
+    writer = SimpleNamespace(figure=lambda *a, **k: "")  # the figures are tested elsewhere; no drawing here
+    markers = scaling_markers()
+    cands = markers["coefficients"]["candidates"]
+    for i, c in enumerate(cands):
+        c.update(index=i, reward=c["val_accuracy"], se=0.012)
+    base = {"label": "baseline", "phi": 0, "alpha": 1.0, "beta": 1.0, "gamma": 1.0, "val_accuracy": 0.79,
+            "reward": 0.79, "se": 0.013, "macs": 4e6, "status": "done"}
+    schedule = {"evaluator": "proxy", "epochs": 2, "val_images": 1000}
+    markers["coefficients"].update(verdict=verdict(cands), baseline=base, schedule=schedule)
+    family = markers["family"]
+    family["members"] = [dict(m, epochs=4 + 2 * m["phi"], max_epochs=4 + 2 * m["phi"], stopped="schedule",
+                              stop_reason=f"end of its schedule ({4 + 2 * m['phi']} epochs)")
+                         for m in family["members"]]
+    family["schedule"] = {"name": "grow", "base_epochs": 4, "patience": None}
+    family["comparison"] = {"schedule": schedule,
+                            "rows": [dict(base, method="baseline"), dict(cands[0], phi=1, method="compound"),
+                                     dict(cands[2], phi=1, method="depth only")]}
+    text = _scaling_section(writer, markers)
+    assert "Verdict:</b> no clear winner" in text and "<th>±</th>" in text
+    assert "Every row was trained for the same 2 epochs and scored on the same 1000 validation images." in text
+    assert "baseline (φ = 0)" in text and "end of its schedule (10 epochs)" in text
+    assert "Schedule “grow”" in text and "<th>epochs</th>" in text
+    assert "made by an older nasforge" not in text
+    # a run of an older nasforge: no comparison rows, so the mixed table carries a warning
+    del family["comparison"], family["schedule"]
+    html = _scaling_section(writer, markers)
+    assert "made by an older nasforge" in html and "a run of an older nasforge" in html
