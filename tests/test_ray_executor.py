@@ -88,3 +88,20 @@ def test_failing_children_on_ray(local_ray, tmp_path):
     figures = test_reliability.check_faulty_run(tmp_path / "r", summary, strategy, evaluator, 27, 1,
                                                 crash_error="Ray worker failed", timeout=5.0, slow_starts=True)
     assert figures["failed"] == 4
+
+
+def test_a_multi_fidelity_search_on_ray(local_ray, tmp_path):
+    import toys
+    from nasforge.experiment.scheduler import create_scheduler
+
+    ray.cloudpickle.register_pickle_by_value(toys)
+    space = NB201Space()
+    exp = Experiment(space, RandomSearch(space, seed=1), toys.Curves(), run_dir=tmp_path / "sh",
+                     budget={"max_trials": 9}, executor=create_executor("ray", workers=2), progress=False,
+                     scheduler=create_scheduler("sh", min_epochs=1, max_epochs=9, eta=3))
+    with exp:
+        summary = exp.run()
+        rungs = exp.store.rungs()
+        assert not exp.store.integrity_check()
+    assert summary.done == 9 and sorted(r.rung for r in rungs) == [0] * 9 + [1] * 3 + [2]
+    assert summary.best.metrics["epochs"] == 9.0  # continued from the states the Ray tasks returned

@@ -1,61 +1,20 @@
-"""Multi-fidelity schedulers in the search loop, on a toy evaluator whose learning curves are known.
-
-Each child's validation accuracy after e epochs is q * (1 - 0.5 ** e), with q a fixed function of
-its architecture: the ranking at every rung is the ranking by q, so which children successive
-halving must promote is known in advance. The toy's "state" is the number of epochs trained,
-so a promoted child that did not continue from its state would show it.
-"""
+"""Multi-fidelity schedulers in the search loop, on a toy evaluator whose learning curves are
+known (`toys.Curves`): the ranking at every rung is known in advance, and a promoted child that did
+not continue from its state would show it."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 
 import pytest
 
 from nasforge.errors import ConfigError, NasforgeError
-from nasforge.evaluators.base import Evaluation, Evaluator
+from nasforge.evaluators.base import Evaluator
 from nasforge.experiment import Experiment, SearchConfig, Store
 from nasforge.experiment.scheduler import Decision, create_scheduler, rung_epochs
 from nasforge.spaces import SPACES
 from nasforge.strategies import create_strategy
-
-
-class Curves(Evaluator):
-    name = "curves"
-    supports_fidelity = True
-
-    def __init__(self, sleep: float = 0.0, interrupt_at: int | None = None):
-        self.sleep = sleep
-        self.interrupt_at = interrupt_at
-        self.calls: list[tuple[str, int, int]] = []  # (key, epochs at start, epochs at end)
-
-    @staticmethod
-    def quality(space, arch) -> float:
-        return int(hashlib.sha256(space.key(arch).encode()).hexdigest()[:8], 16) / 2**32
-
-    def evaluate(self, space, arch, seed, fidelity=None):
-        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
-            raise KeyboardInterrupt  # the process is killed with this job in flight
-        horizon = (fidelity.horizon if fidelity else None) or 12
-        target = (fidelity.epochs if fidelity else None) or horizon
-        start = json.loads(fidelity.state)["epochs"] if fidelity and fidelity.state else 0
-        epochs = start
-        while epochs < target:
-            if fidelity and fidelity.deadline and time.time() >= fidelity.deadline:
-                break
-            time.sleep(self.sleep)
-            epochs += 1
-        self.calls.append((space.key(arch), start, epochs))
-        metrics = {"val_accuracy": self.quality(space, arch) * (1 - 0.5 ** epochs),
-                   "epochs": float(epochs), "fidelity": epochs / horizon,
-                   "wall_seconds": 1e-3 + self.sleep * (epochs - start)}
-        if epochs < target:
-            metrics["stopped"] = "deadline"
-        if fidelity is None:
-            return metrics
-        return Evaluation(metrics, json.dumps({"epochs": epochs}).encode() if epochs < horizon else None)
+from toys import Curves
 
 
 def _run(tmp_path, name="run", scheduler="sh", strategy="random", budget=9, evaluator=None, **options):

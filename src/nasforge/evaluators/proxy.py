@@ -147,7 +147,7 @@ class ProxyTrainer(DataEvaluator):
         }
         if result.test_accuracy is not None:
             metrics["test_accuracy"] = result.test_accuracy
-        if self.latency:
+        if self.latency and result.stopped is None:  # at a deadline, every second is over budget
             metrics["latency_ms"] = measure_latency(model, resolution, in_channels=splits.in_channels)
         metrics["wall_seconds"] = time.perf_counter() - start
         if fidelity is None:
