@@ -168,7 +168,7 @@ def _train_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Call
         loss = F.cross_entropy(model(x), labels)
         loss.backward()
         opt.step()
-        return float(loss)
+        return loss.item()
 
     return step
 
@@ -355,6 +355,7 @@ def main() -> int:
                                                               args.repeats, False, f"{name} training"))
         if name == "efficientnet_b0" and args.memory_repeats > 0:
             results[name]["memory"] = measure_memory(libs, name, args.threads, args.batch, args.memory_repeats)
+        _write(args, found, results, started, final=False)  # what is measured so far survives an interruption
         for part in ("inference", "training"):
             for key, r in results[name].get(part, {}).items():
                 ratio = r["speedup_vs_timm"]
@@ -372,18 +373,20 @@ def main() -> int:
         value = "n/a" if g["value"] is None else f"{g['value']:.2f}"
         verdict = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
         print(f"  {g['goal']}: {value} (target {'<=' if 'memory' in g['goal'] else '>='} {g['target']}) {verdict}")
-    import timm
+    print(f"wrote {_write(args, found, results, started, final=True)}")
+    return 0
 
-    path = write_json("speed_vs_reference", {
+
+def _write(args: argparse.Namespace, found: tuple[Any, Any], results: dict[str, Any], started: float,
+           final: bool) -> Path:
+    return write_json("speed_vs_reference", {
         "config": {"repeats": args.repeats, "batch": args.batch, "threads": args.threads,
-                   "timm": timm.__version__,
+                   "timm": found[0].__version__,
                    "torchvision": found[1].__version__ if found[1] is not None else None,
                    "memory_method": "peak RSS (VmHWM, reset through /proc/self/clear_refs) growth over two "
                                     "training steps in a fresh subprocess",
-                   "seconds": time.perf_counter() - started},
-        "results": results, "goals": checked})
-    print(f"wrote {path}")
-    return 0
+                   "seconds": time.perf_counter() - started, "complete": final},
+        "results": results, "goals": goals(results)})
 
 
 if __name__ == "__main__":
