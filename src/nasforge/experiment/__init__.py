@@ -7,7 +7,8 @@
                                      "budget": {"max_trials": 200}, "seed": 0})
     summary = Experiment.from_config(config, resolve_run_dir("nb201-ppo", "runs")).run()
 
-See docs/experiments.md.
+A multi-fidelity search adds ``scheduler=create_scheduler("hyperband", max_epochs=9)`` (or
+``"scheduler": "sh"`` in the config); see docs/multi_fidelity.md. See docs/experiments.md.
 """
 
 from nasforge.experiment.config import (
@@ -37,12 +38,20 @@ from nasforge.experiment.experiment import (
     run_search,
     trial_seed,
 )
-from nasforge.experiment.store import DB_NAME, Checkpoint, Store, StoreError, TrialRecord
+from nasforge.experiment.scheduler import (
+    SCHEDULERS,
+    Asynchronous,
+    Hyperband,
+    Scheduler,
+    create_scheduler,
+)
+from nasforge.experiment.store import DB_NAME, Checkpoint, RungResult, Store, StoreError, TrialRecord
 
 __all__ = [
-    "Budget", "Checkpoint", "Component", "Components", "DB_NAME", "EXECUTORS", "Executor",
-    "Experiment", "Handle", "Outcome", "ProcessExecutor", "RunSummary", "SearchConfig",
-    "SerialExecutor", "SimulatedExecutor", "Store", "StoreError", "TrialRecord",
-    "build_components", "config_diff", "create_executor", "evaluate_architecture",
+    "Asynchronous", "Budget", "Checkpoint", "Component", "Components", "DB_NAME", "EXECUTORS",
+    "Executor", "Experiment", "Handle", "Hyperband", "Outcome", "ProcessExecutor", "RunSummary",
+    "RungResult", "SCHEDULERS", "Scheduler", "SearchConfig", "SerialExecutor", "SimulatedExecutor",
+    "Store", "StoreError", "TrialRecord", "build_components", "config_diff", "create_executor",
+    "create_scheduler", "evaluate_architecture",
     "register_executor", "resolve_run_dir", "run_search", "trial_seed",
 ]
