@@ -8,9 +8,9 @@
 
 Each (arm, seed) is one `nasforge search` of the NAS-Bench-201 space (Dong & Yang, ICLR 2020)
 whose children are trained on ../shared/data/cifar10/train.npz (validation carved from it), in its
-own run folder runs/NAME/ARM-sSEED: a folder with a finished search is not searched again, an
-unfinished one is resumed (its time budget counts every sitting), so the benchmark spreads over
-several sittings. The cell each search returns (the best by validation reward at the highest
+own run folder runs/NAME/ARM-sSEED; an unfinished one is resumed (its time budget counts every
+sitting). A finished seed is scored into benchmarks/results/NAME/ARM-sSEED.json, which is
+committed, and is not searched again: the benchmark spreads over several sittings. The cell each search returns (the best by validation reward at the highest
 fidelity) is looked up in the NAS-Bench-201 table: its 200-epoch CIFAR-10 test accuracy is what
 we report, never searched on. Timings depend on the machine being otherwise idle: the budget is
 wall-clock.
@@ -62,12 +62,18 @@ def run_dir(name: str, arm: str, seed: int) -> Path:
     return ROOT / "runs" / name / f"{arm}-s{seed}"
 
 
+def result_file(name: str, arm: str, seed: int) -> Path:
+    """A finished seed's scored result: committed with the results, so a later sitting on a fresh
+    checkout (without runs/) skips that seed."""
+    return RESULTS / name / f"{arm}-s{seed}.json"
+
+
 def search(name: str, arm: str, seed: int, budget: float, dataset: str, threads: int) -> None:
-    """Run (or resume) one seed of one arm; a finished one is left as it is."""
-    folder = run_dir(name, arm, seed)
-    if (folder / "finished.json").exists():
+    """Run (or resume) one seed of one arm and score it; a scored one is left as it is."""
+    if result_file(name, arm, seed).exists():
         print(f"{arm} seed {seed}: finished earlier", flush=True)
         return
+    folder = run_dir(name, arm, seed)
     cmd = [sys.executable, "-m", "nasforge.cli", "search", "--space", "nb201", "--dataset", dataset,
            "--seed", str(seed), "--run", str(folder), "--no-progress", "--json", *ARMS[arm]]
     if arm not in UNTIMED:
@@ -80,42 +86,49 @@ def search(name: str, arm: str, seed: int, budget: float, dataset: str, threads:
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{arm} seed {seed} failed:\n{proc.stderr[-2000:]}")
-    summary = json.loads(proc.stdout)
-    (folder / "finished.json").write_text(json.dumps({"summary": summary, "session_seconds": time.time() - start}))
+    record = score(folder, json.loads(proc.stdout), seed)
+    # the whole process of the last sitting: loading the data and the zero-cost reference sample
+    # come before the search's own clock starts
+    record["process_s"] = time.time() - start
+    record["command"] = " ".join(["nasforge", *cmd[3:]])
+    result_file(name, arm, seed).parent.mkdir(parents=True, exist_ok=True)
+    result_file(name, arm, seed).write_text(json.dumps(record, indent=2, sort_keys=True))
+    print(f"{arm} seed {seed}: returned {record['arch']}, 200-epoch test {record['test_acc_200ep']:.2f}",
+          flush=True)
 
 
-def score(name: str, arm: str, seed: int, table: NB201Table, space) -> dict | None:
-    """The returned cell's table accuracies, or None when the seed has not finished."""
-    folder = run_dir(name, arm, seed)
-    if not (folder / "finished.json").exists():
-        return None
-    record = json.loads((folder / "finished.json").read_text())
-    finished = record["summary"]
+def score(folder: Path, summary: dict, seed: int) -> dict:
+    """The returned cell (the run's best) with its table accuracies, and what the search spent."""
+    space, table_path, _ = nb201_on_cifar10()
+    table = NB201Table(table_path)
     with Store.open(folder, readonly=True) as store:
         best = store.best(1)[0]
         trials = store.trials()
         rungs = store.rungs()
-    arch = space.from_json(best.arch)
-    k = table.row(arch, space)
+    k = table.row(space.from_json(best.arch), space)
     epochs = sum(max(0.0, (t.metrics or {}).get("epochs", 0.0)) for t in trials)
     return {"seed": seed, "test_acc_200ep": 100 * table.accuracy("c10_test_acc_200ep", k),
             "valid_acc_200ep": 100 * table.accuracy("c10_valid_acc_200ep", k), "arch": best.key,
+            "arch_str": space.to_json(space.from_json(best.arch))["arch"],
             "reward": best.reward, "fidelity": (best.metrics or {}).get("fidelity", 1.0),
             "trials": len(trials), "rung_results": len(rungs), "child_epochs": epochs,
-            "elapsed_s": finished["elapsed"], "stop_reason": finished["stop_reason"],
-            # the whole process of the last sitting: loading the data and the zero-cost reference
-            # sample come before the search's own clock starts
-            "process_s": record["session_seconds"]}
+            "elapsed_s": summary["elapsed"], "stop_reason": summary["stop_reason"]}
 
 
-def report(name: str, seeds_by_arm: dict[str, list[int]]) -> None:
-    space, table_path, _ = nb201_on_cifar10()
-    table = NB201Table(table_path)
+def report(name: str) -> None:
     results: dict[str, list[dict]] = {}
-    for arm, seeds in seeds_by_arm.items():
-        rows = [r for r in (score(name, arm, s, table, space) for s in seeds) if r is not None]
+    for arm in ARMS:
+        files = sorted((RESULTS / name).glob(f"{arm}-s*.json")) if (RESULTS / name).exists() else []
+        rows = sorted((json.loads(f.read_text()) for f in files), key=lambda r: r["seed"])
         if rows:
             results[arm] = rows
+    if not results:
+        print(f"no finished seeds in {RESULTS / name} yet")
+        return
+    space, table_path, _ = nb201_on_cifar10()
+    column = sorted(NB201Table(table_path).load().numeric("c10_test_acc_200ep").tolist(), reverse=True)
+    anchors = {f"top {p} %": column[int(len(column) * p / 100)] for p in (1, 3, 5)}
+    anchors["median"] = column[len(column) // 2]
     lines, summary_rows = [], []
     for arm, rows in results.items():
         accs = [r["test_acc_200ep"] for r in rows]
@@ -130,10 +143,12 @@ def report(name: str, seeds_by_arm: dict[str, list[int]]) -> None:
     columns = ["arm", "seeds", "200-ep test acc (mean ± std)", "each seed", "children", "search min",
                "process min"]
     print_table(f"live NAS-Bench-201 search on CIFAR-10 ({name})", columns, summary_rows)
-    write_json(name, {"arms": ARMS, "results": results})
+    write_json(name, {"arms": ARMS, "anchors": anchors, "results": results})  # seeds: results/NAME/
     md = [f"# Live NAS-Bench-201 search on CIFAR-10 ({name})", "",
           "`.venv/bin/python benchmarks/live_nb201.py`; the table's 200-epoch test accuracy of the cell "
           "each search returned (the search saw only validation accuracy of its own proxy training).", "",
+          "The table's own distribution of that accuracy (all its cells): "
+          + ", ".join(f"{k} >= {v:.2f}" for k, v in anchors.items()) + ".", "",
           "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *lines, ""]
     (RESULTS / f"{name}.md").write_text("\n".join(md))
 
@@ -152,10 +167,7 @@ def main() -> None:
         for arm in args.arm or []:
             for seed in args.seeds:
                 search(args.name, arm, seed, args.budget, dataset, args.threads)
-    found = {arm: sorted(int(d.name.rsplit("-s", 1)[1]) for d in (ROOT / "runs" / args.name).glob(f"{arm}-s*"))
-             for arm in ARMS} if (ROOT / "runs" / args.name).exists() else {}
-    report(args.name, found)
-
+    report(args.name)
 
 if __name__ == "__main__":
     main()
