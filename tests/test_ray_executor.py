@@ -97,11 +97,11 @@ def test_a_multi_fidelity_search_on_ray(local_ray, tmp_path):
     ray.cloudpickle.register_pickle_by_value(toys)
     space = NB201Space()
     exp = Experiment(space, RandomSearch(space, seed=1), toys.Curves(), run_dir=tmp_path / "sh",
-                     budget={"max_trials": 9}, executor=create_executor("ray", workers=2), progress=False,
-                     scheduler=create_scheduler("sh", min_epochs=1, max_epochs=9, eta=3))
+                     budget={"max_trials": 3}, executor=create_executor("ray", workers=2), progress=False,
+                     scheduler=create_scheduler("sh", min_epochs=1, max_epochs=3, eta=3))
     with exp:
         summary = exp.run()
         rungs = exp.store.rungs()
         assert not exp.store.integrity_check()
-    assert summary.done == 9 and sorted(r.rung for r in rungs) == [0] * 9 + [1] * 3 + [2]
-    assert summary.best.metrics["epochs"] == 9.0  # continued from the states the Ray tasks returned
+    assert summary.done == 3 and sorted(r.rung for r in rungs) == [0, 0, 0, 1]
+    assert summary.best.metrics["epochs"] == 3.0  # continued from the state a Ray task returned

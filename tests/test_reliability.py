@@ -74,7 +74,7 @@ def test_twenty_sigkills_at_random_moments(tmp_path):
 
 
 PIPELINE = ["run", "--trials", "2", "--epochs", "1", "--step", "0.25", "--family-epochs", "1", "--phi-max", "1",
-            "--train-size", "150", "--val-size", "50", "--no-progress"]
+            "--family-schedule", "fixed", "--train-size", "150", "--val-size", "50", "--no-progress"]
 
 
 def _pipeline_state(run_dir) -> dict:
