@@ -49,10 +49,10 @@ def progress_printer(label: str, every: int = 25):
     return progress
 
 
-def print_table(title: str, columns: list[str], rows: list[list]) -> None:
+def print_table(title: str, columns: list[str], rows: list[list], width: int | None = None) -> None:
     table = Table(title=title)
     for c in columns:
         table.add_column(c)
     for r in rows:
         table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
-    Console().print(table)
+    Console(width=width).print(table)

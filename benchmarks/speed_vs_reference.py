@@ -57,7 +57,7 @@ from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_json  # noqa: E402
+from _common import print_table, write_json  # noqa: E402
 
 #: nasforge name -> (timm name, torchvision name or None, input resolution)
 MODELS: dict[str, tuple[str, str | None, int]] = {
@@ -246,19 +246,6 @@ def measure_memory(libs: list[str], name: str, threads: int, batch_size: int, re
 
 
 # -- the report ------------------------------------------------------------------------------------------------
-def _print_table(title: str, columns: list[str], rows: list[list]) -> None:
-    """`_common.print_table`, on a console wide enough for the variant names."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
-    Console(width=150).print(table)
-
-
 def _ratio(reference_ms: float | None, ms: float) -> float | None:
     return None if reference_ms is None else reference_ms / ms
 
@@ -365,9 +352,9 @@ def main() -> int:
             rows.append([name, "(compile time of deploy+compile)", notes["compile_seconds"] * 1e3, "-", "-", "-"])
         for key, r in results[name].get("memory", {}).items():
             rows.append([name, f"{key}: peak RSS delta (MiB)", r["peak_delta_mib"], "-", "-", "-"])
-    _print_table(f"nasforge vs timm{' and torchvision' if 'torchvision' in libs else ''} (CPU, batch {args.batch}, "
+    print_table(f"nasforge vs timm{' and torchvision' if 'torchvision' in libs else ''} (CPU, batch {args.batch}, "
                 f"{args.threads} threads, median of {args.repeats})",
-                ["model", "variant", "ms / batch", "images / s", "speed vs timm", "compared with"], rows)
+                ["model", "variant", "ms / batch", "images / s", "speed vs timm", "compared with"], rows, width=150)
     checked = goals(results)
     for g in checked:
         value = "n/a" if g["value"] is None else f"{g['value']:.2f}"
