@@ -146,7 +146,7 @@ def report(name: str) -> None:
     write_json(name, {"arms": ARMS, "anchors": anchors, "results": results})  # seeds: results/NAME/
     md = [f"# Live NAS-Bench-201 search on CIFAR-10 ({name})", "",
           "`.venv/bin/python benchmarks/live_nb201.py`; the table's 200-epoch test accuracy of the cell "
-          "each search returned (the search saw only validation accuracy of its own proxy training).", "",
+          "each search returned (the search saw only its own scores: the validation accuracy of its proxy training, or a zero-cost score).", "",
           "The table's own distribution of that accuracy (all its cells): "
           + ", ".join(f"{k} >= {v:.2f}" for k, v in anchors.items()) + ".", "",
           "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *lines, ""]
