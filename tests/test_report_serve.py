@@ -59,8 +59,11 @@ sys.exit(nasforge.cli.main(sys.argv[2:]))
 def cli_process(cwd: Path, *args: str, go: Path | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")  # one torch thread, as conftest.py
     command = ["-c", GATED, str(go)] if go is not None else ["-m", "nasforge.cli"]
+    # a test run started in the background of a non-interactive shell inherits SIGINT ignored;
+    # the child gets the default back, so Ctrl-C (SIGINT) reaches it as it would a user's command
     return subprocess.Popen([sys.executable, *command, *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def first_line(proc: subprocess.Popen, timeout: float) -> str:
