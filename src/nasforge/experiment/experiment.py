@@ -635,22 +635,17 @@ class Experiment:
         for d in decisions:
             if d.action != "stop":
                 continue
+            record = self.store.trial(d.trial)  # one read: its architecture and latest result
+            arch = self.space.from_json(record.arch)
             if failed and d.trial in failed:
-                record = self.store.trial(d.trial)
-                self.strategy.tell(self.space.from_json(record.arch),
-                                   Result.failure(failed[d.trial], (row.metrics if row else None) or {}))
+                self.strategy.tell(arch, Result.failure(failed[d.trial], (row.metrics if row else None) or {}))
                 finished.append((d.trial, "failed", failed[d.trial]))
                 told.append((d.trial, True, None))
                 continue
-            if row is not None and d.trial == row.trial_id:
-                metrics, reward = row.metrics or {}, row.reward
-            else:
-                record = self.store.trial(d.trial)
-                metrics, reward = record.metrics or {}, record.reward
-            arch = self.space.from_json(self.store.trial(d.trial).arch)
-            self.strategy.tell(arch, Result.ok(reward, metrics))
+            latest = row if row is not None and d.trial == row.trial_id else record
+            self.strategy.tell(arch, Result.ok(latest.reward, latest.metrics or {}))
             finished.append((d.trial, "done", None))
-            told.append((d.trial, False, reward))
+            told.append((d.trial, False, latest.reward))
         if row is None and not decisions:
             return
         self.store.record_schedule(row, {d.trial: d.action for d in decisions}, finished,
