@@ -308,7 +308,8 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trials", type=positive_int,
                    help="stop after this many trials (default: 48 when no --time, --cost or config budget is set)")
     g.add_argument("--time", type=positive_float,
-                   help="stop after this many seconds of wall-clock time, over all sessions (default: no limit)")
+                   help="stop after this many seconds of wall-clock time, over all sessions; a child still training "
+                        "then is stopped and recorded at the epochs it reached (default: no limit)")
     g.add_argument("--cost", type=positive_float,
                    help="stop after this many seconds of simulated training time, a table's cost column "
                         "(default: no limit)")
