@@ -420,16 +420,16 @@ def test_search_config_round_trip_and_validation():
         SearchConfig.from_dict({"space": "toy", "strategy": "random"})
 
 
-def test_from_config_builds_through_the_registries(tmp_path, monkeypatch):
-    import nasforge.evaluators as evaluators
-    import nasforge.spaces as spaces
+def test_from_config_builds_through_the_registries(tmp_path, request):
+    from nasforge.evaluators import EVALUATORS
+    from nasforge.spaces import SPACES
 
-    monkeypatch.setitem(spaces.SPACES, "toy-test", ToySpace)
-    monkeypatch.setattr(evaluators, "create_evaluator",
-                        lambda name, space=None, **options: ToyEvaluator(**options), raising=False)
+    SPACES.register("toy-test", ToySpace)
+    EVALUATORS.register("toy-test", ToyEvaluator)
+    request.addfinalizer(lambda: (SPACES.unregister("toy-test"), EVALUATORS.unregister("toy-test")))
     config = SearchConfig.from_dict({
         "space": {"name": "toy-test", "options": {"options": 4}},
-        "strategy": {"name": "random"}, "evaluator": {"name": "toy", "options": {}},
+        "strategy": {"name": "random"}, "evaluator": {"name": "toy-test", "options": {}},
         "budget": 12, "seed": 5})
     exp = Experiment.from_config(config, tmp_path / "cfg", progress=False)
     summary = exp.run()

@@ -196,12 +196,10 @@ def _every_op_cells():
 def _search_network(space_name, in_channels=1, resolution=16):
     """A network of the space at `nasforge search`'s settings: a sampled architecture (NASNet: one
     with every op, which covers more than any sample)."""
-    from nasforge.cli.search import DEFAULT_NETWORK
-
     space = SPACES[space_name]()
     arch = (space.from_json(_every_op_cells()) if space_name == "nasnet"
             else space.sample(np.random.default_rng(7)))
-    network = {**DEFAULT_NETWORK.get(space_name, {}), **SEARCH_NETWORKS.get(space_name, {})}
+    network = {**space.proxy_network, **SEARCH_NETWORKS.get(space_name, {})}
     return space.build(arch, num_classes=10, in_channels=in_channels, resolution=resolution, **network)
 
 
@@ -253,7 +251,7 @@ def test_the_onnx_exporter_takes_every_kind_of_network(tmp_path):
 def test_registry_errors():
     with pytest.raises(UnknownNameError, match="did you mean: nasnet_a_mobile"):
         create("nasnet_a_mobil")
-    with pytest.raises(ConfigError, match="^depth: not an option of model 'nasnet_a_cifar' \\(allowed: "):
+    with pytest.raises(ConfigError, match="^model.depth: unknown option for model 'nasnet_a_cifar' \\(allowed: "):
         create("nasnet_a_cifar", depth=3)
     with pytest.raises(ConfigError, match="^stem: unknown stem 'vit' \\(allowed: cifar, imagenet\\)"):
         create("nasnet_a_cifar", stem="vit")

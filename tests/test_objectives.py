@@ -59,7 +59,7 @@ def test_config_round_trips_and_pickles():
 
 
 @pytest.mark.parametrize("name, options, message", [
-    ("acuracy", {}, "objective: unknown objective 'acuracy' (allowed: accuracy, metric, mnasnet)"),
+    ("acuracy", {}, "objective: unknown objective 'acuracy'; did you mean: accuracy? (allowed: accuracy, metric, mnasnet)"),
     ("accuracy", {"metrc": "x"}, "objective.metrc: unknown option for objective 'accuracy' (allowed: metric)"),
     ("mnasnet", {}, "objective.target: is required for objective 'mnasnet'"),
     ("mnasnet", {"target": -1}, "objective.target: must be greater than 0, got -1"),

@@ -15,7 +15,7 @@ from nasforge.profile import count_params
 from nasforge.scaling import (FAMILIES, CoefficientSpace, CoefficientTriple, CompoundScaler, EfficientNetFamily,
                               Family, MACsScore, MBConvFamily, NASNetFamily, PublishedScaler, ScaledMemberEvaluator,
                               admissible_triples, balanced_returns_score, family_from, get_family,
-                              published_vs_formula, register_family, round_filters, round_repeats,
+                              published_vs_formula, round_filters, round_repeats,
                               single_dimension_alternatives)
 from nasforge.spaces import space_for_json
 from nasforge.spaces.mbconv import B0_ARCH, MBConvSpace
@@ -143,16 +143,16 @@ def test_family_registry_and_lookup(tmp_path):
             return torch.nn.Sequential(torch.nn.Conv2d(3, width, 3), torch.nn.AdaptiveAvgPool2d(1),
                                        torch.nn.Flatten(), torch.nn.Linear(width, num_classes))
 
-    register_family("widths", lambda **kw: Widths(kw.get("base_resolution", 32), kw.get("num_classes", 10)))
+    FAMILIES.register("widths", lambda **kw: Widths(kw.get("base_resolution", 32), kw.get("num_classes", 10)))
     try:
         fam = get_family("widths")
         members = CompoundScaler(1.0, 2.0, 1.0).family(fam, [0, 1])
         assert members[1].macs > members[0].macs
         assert fam.build(2.0).scaling.width_mult == 2.0
-        with pytest.raises(ValueError):
-            register_family("widths", Widths)
+        with pytest.raises(ConfigError, match="^family: family 'widths' is already registered"):
+            FAMILIES.register("widths", Widths)
     finally:
-        FAMILIES.pop("widths")
+        FAMILIES.unregister("widths")
 
     b3 = family_from("efficientnet_b3")
     assert (b3.base_width, b3.base_depth, b3.base_resolution) == (1.2, 1.4, 300)

@@ -159,7 +159,7 @@ def test_registry_and_one_line_errors():
     with pytest.raises(ConfigError, match="unknown strategy 'nope'.*ppo") as info:
         create_strategy("nope", space)
     assert "\n" not in str(info.value)
-    with pytest.raises(ConfigError, match="unknown option 'population'.*population_size"):
+    with pytest.raises(ConfigError, match="^strategy.population: unknown option for strategy 'evolution'.*population_size"):
         create_strategy("evolution", space, population=3)
     assert "epochs" in strategy_options("ppo") and "epochs" not in strategy_options("reinforce")
     for name, bad in [("evolution", {"population_size": 0}), ("evolution", {"sample_size": -1}),

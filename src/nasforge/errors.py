@@ -37,17 +37,19 @@ class ConfigError(_FieldError):
     """A configuration value (network, search, CLI) is invalid."""
 
 
-class UnknownNameError(NasforgeError, KeyError):
-    """A name (model, op, space, strategy...) is not registered."""
+class UnknownNameError(ConfigError, KeyError):
+    """A name (model, op, space, strategy...) is not registered: the message gives the closest
+    registered names first, then all of them."""
 
-    def __init__(self, kind: str, name: str, suggestions: Iterable[str] = ()):
+    def __init__(self, kind: str, name: object, suggestions: Iterable[str] = (),
+                 allowed: Iterable[object] | str | None = None, field: str | None = None):
         self.kind = kind
         self.name = name
         self.suggestions = list(suggestions)
-        message = f"unknown {kind} {name!r}"
+        problem = f"unknown {kind} {name!r}"
         if self.suggestions:
-            message += f"; did you mean: {', '.join(self.suggestions)}?"
-        super().__init__(message)
+            problem += f"; did you mean: {', '.join(self.suggestions)}?"
+        super().__init__(field or kind, problem, allowed)
 
     def __str__(self) -> str:  # KeyError would otherwise print the repr of the message
         return str(self.args[0])

@@ -194,15 +194,13 @@ def _space_name(arch: Any) -> str:
 
 def build_space_for(space: dict[str, Any] | None, architecture: Any):
     """The search space of a description: from its recorded options, else sized from the JSON."""
-    from nasforge.errors import ArchitectureError, ConfigError
+    from nasforge.errors import ConfigError
     from nasforge.spaces import SPACES, space_for_json
 
     if space and space.get("options"):
         name = space["name"]
-        if name not in SPACES:
-            raise ArchitectureError("space", f"unknown space {name!r}", sorted(SPACES))
         try:
-            return SPACES[name](**space["options"])
+            return SPACES.create(name, field="space", **space["options"])
         except TypeError as exc:
             raise ConfigError("space.options", str(exc)) from None
     if space and isinstance(architecture, dict) and "space" not in architecture:

@@ -38,7 +38,6 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "medium": {"trials": 60, "epochs": 5, "step": 0.1, "family_epochs": 10, "cells": 1, "filters": 24},
     "large": {"trials": 200, "epochs": 8, "step": 0.05, "family_epochs": 20, "cells": 2, "filters": 32},
 }
-SPACES = ("nasnet", "mbconv")
 STAGES = ("search", "coefficients", "family", "report")
 #: What a run stored before a setting existed did, i.e. the value an old stored config stands for.
 LEGACY_SETTINGS: dict[str, Any] = {"family_schedule": "fixed", "patience": None, "test_dataset": None}
@@ -73,8 +72,11 @@ class PipelineConfig:
                                           f"{self.family_schedule!r}")
         if self.budget not in BUDGETS:
             raise ConfigError("budget", f"unknown budget {self.budget!r}", list(BUDGETS))
-        if self.space not in SPACES:
-            raise ConfigError("space", f"the pipeline cannot scale space {self.space!r}", SPACES)
+        from nasforge.spaces import SPACES
+
+        if getattr(SPACES.entry(self.space).factory, "scaling_family", None) is None:
+            scalable = [n for n in SPACES if getattr(SPACES[n], "scaling_family", None)]
+            raise ConfigError("space", f"the pipeline cannot scale space {self.space!r}", scalable)
         if isinstance(self.phi_max, bool) or not isinstance(self.phi_max, int) or not 0 <= self.phi_max <= 8:
             raise ConfigError("phi_max", f"must be an integer from 0 to 8, got {self.phi_max!r}")
         for name in ("trials", "epochs", "family_epochs", "cells", "filters", "train_size", "val_size"):
@@ -111,10 +113,20 @@ def _proxy_options(cfg: PipelineConfig, epochs: int, network: dict[str, Any] | N
     return options
 
 
+def search_network(cfg: PipelineConfig) -> dict[str, Any]:
+    """The children's network: the space's proxy network, with the budget's cells and filters where
+    it has them (NASNet's N and F)."""
+    from nasforge.spaces import SPACES
+
+    network = dict(SPACES[cfg.space].proxy_network)
+    if "num_cells" in network and "num_filters" in network:
+        network.update(num_cells=cfg.setting("cells"), num_filters=cfg.setting("filters"))
+    return network
+
+
 def search_config(cfg: PipelineConfig) -> dict[str, Any]:
     """Stage 1's `SearchConfig` dict."""
-    network = ({"num_cells": cfg.setting("cells"), "num_filters": cfg.setting("filters"), "stem": "cifar"}
-               if cfg.space == "nasnet" else {"width_mult": 0.25, "depth_mult": 0.25})
+    network = search_network(cfg)
     return {"space": cfg.space, "strategy": cfg.strategy,
             "evaluator": {"name": "proxy", "options": _proxy_options(cfg, cfg.setting("epochs"), network)},
             "budget": {"max_trials": cfg.setting("trials")}, "seed": cfg.seed}
@@ -212,15 +224,12 @@ class Pipeline:
 
     def _family(self, space: Any, arch: Any) -> Any:
         from nasforge.evaluators.proxy import cached_splits
-        from nasforge.scaling.family import MBConvFamily, NASNetFamily
+        from nasforge.scaling.family import family_for
 
         cfg = self.config
         splits = cached_splits(cfg.dataset, 0.1, cfg.seed, cfg.train_size, cfg.val_size)
-        if cfg.space == "nasnet":
-            return NASNetFamily(arch, num_cells=cfg.setting("cells"), num_filters=cfg.setting("filters"),
-                                stem="cifar", base_resolution=splits.resolution, num_classes=splits.num_classes)
-        return MBConvFamily(arch, space=space, base_resolution=splits.resolution, num_classes=splits.num_classes,
-                            width_mult=0.25, depth_mult=0.25)
+        return family_for(space, arch, base_resolution=splits.resolution, num_classes=splits.num_classes,
+                          **search_network(cfg))
 
     def _scaled_evaluator(self, family: Any, phi: float) -> Any:
         """The coefficient search's evaluator: the phi member, `epochs` of proxy training."""

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("nasforge.cli.scale", fromlist=["add_parser"]).add_parser(sub)  # nasforge scale family/search
     __import__("nasforge.cli.train", fromlist=["add_parser"]).add_parser(sub)  # nasforge train
     __import__("nasforge.cli.train", fromlist=["add_export_parser"]).add_export_parser(sub)  # nasforge export
+    __import__("nasforge.cli.components", fromlist=["add_parser"]).add_parser(sub)  # nasforge list
     return parser
 
 

@@ -19,8 +19,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="the whole pipeline: search a baseline, scale it, train the family, report")
     p.add_argument("--dataset", default="digits",
                    help="images: digits (built in), npz:PATH, folder:PATH (default: %(default)s)")
-    p.add_argument("--space", default="nasnet", choices=["nasnet", "mbconv"],
-                   help="search space of the baseline: NASNet cells or an MBConv network (default: %(default)s)")
+    p.add_argument("--space", default="nasnet",
+                   help="search space of the baseline, one whose architectures have a scaling rule: nasnet "
+                        "(NASNet cells) or mbconv (an MBConv network) (default: %(default)s)")
     p.add_argument("--strategy", default="evolution",
                    help="search strategy of stage 1: random, evolution (default), local, predictor, ppo, reinforce")
     p.add_argument("--budget", default="small", choices=["small", "medium", "large"],

@@ -17,15 +17,6 @@ from typing import Any
 from nasforge.cli.common import console, print_json, user_path
 from nasforge.errors import ConfigError
 
-#: The evaluator a space is searched with unless told otherwise.
-DEFAULT_EVALUATOR = {"nasnet": "proxy", "mbconv": "proxy", "layerwise": "proxy", "nb201": "nb201",
-                     "macro": "macro"}
-
-#: Child networks small enough for a proxy search on 2 CPU cores (see docs/search.md).
-DEFAULT_NETWORK = {"nasnet": {"num_cells": 1, "num_filters": 8, "stem": "cifar"},
-                   "mbconv": {"width_mult": 0.25, "depth_mult": 0.25},
-                   "layerwise": {}}
-
 #: `nasforge search` flags that are the table evaluator's options of the same names.
 TABLE_FLAGS = ("table", "reward_column", "report_column", "arch_column")
 
@@ -86,7 +77,7 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     if args.strategy_option:
         data["strategy"]["options"].update(_parse_options(args.strategy_option, "--strategy-option"))
     table_given = {k: getattr(args, k) for k in TABLE_FLAGS if getattr(args, k, None) is not None}
-    default_eval = "table" if "table" in table_given else DEFAULT_EVALUATOR.get(space["name"], "proxy")
+    default_eval = "table" if "table" in table_given else _space_default(space["name"], "default_evaluator", "proxy")
     if args.dataset is not None and "table" not in table_given:
         default_eval = "proxy"  # a dataset given means children are trained on it
     evaluator = _component(args.evaluator or data.get("evaluator", default_eval), "evaluator")
@@ -188,12 +179,19 @@ def _evaluator_options(name: str) -> list[str]:
     return evaluator_options(name) if name in EVALUATORS else []  # an unknown name is refused later
 
 
+def _space_default(name: str, attribute: str, default: Any) -> Any:
+    """What the space registered as `name` says about itself (see `SearchSpace`)."""
+    from nasforge.spaces import SPACES
+
+    return getattr(SPACES[name], attribute, default)
+
+
 def _data_options(args: Any, opts: dict[str, Any], space: str, takes: list[str]) -> None:
     """Dataset, network and (for evaluators that train) training flags into an evaluator's options."""
     opts.setdefault("dataset", "digits")
     if args.dataset is not None:
         opts["dataset"] = args.dataset
-    network = dict(DEFAULT_NETWORK.get(space, {}))
+    network = dict(_space_default(space, "proxy_network", {}))
     network.update(opts.get("network") or {})
     for flag, key in (("cells", "num_cells"), ("filters", "num_filters")):
         if getattr(args, flag, None) is not None:

@@ -140,8 +140,8 @@ def make_plan(source: str, *, dataset: str | None = None, cells: int | None = No
               lr: float | None = None, resolution: int | None = None, device: str | None = None,
               seed: int | None = None, test_dataset: str | None = None) -> TrainPlan:
     """Resolve ARCH_OR_RUN and the flags (None = not given) into a `TrainPlan`."""
-    from nasforge.cli.search import DEFAULT_NETWORK
     from nasforge.evaluators.proxy import train_config_from
+    from nasforge.spaces import SPACES
 
     if seed is not None and seed < 0:
         raise ConfigError("--seed", f"must be a non-negative integer, got {seed}")
@@ -159,9 +159,9 @@ def make_plan(source: str, *, dataset: str | None = None, cells: int | None = No
         what = f"model {model!r}"
     else:
         architecture, space = _canonical_architecture(architecture, space)
-        network = dict(src["network"]) if src.get("network") is not None else dict(
-            DEFAULT_NETWORK.get(space["name"], {}))
-        takes_cells = space["name"] == "nasnet"
+        proxy_network = getattr(SPACES[space["name"]], "proxy_network", {})
+        network = dict(src["network"]) if src.get("network") is not None else dict(proxy_network)
+        takes_cells = "num_cells" in proxy_network and "num_filters" in proxy_network
         what = f"a {space['name']} architecture"
     for flag, key, value in (("--cells", "num_cells", cells), ("--filters", "num_filters", filters)):
         if value is not None:

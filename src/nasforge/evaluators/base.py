@@ -11,9 +11,14 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
+from nasforge.registry import Registry
 from nasforge.spaces.base import SearchSpace
 
 Metrics = dict[str, Any]  # floats, plus lists for curves (e.g. the training loss)
+
+#: evaluator name (configs and the CLI) -> class; an evaluator module registers its class with
+#: ``@EVALUATORS.register("name")``. `space` is passed by the experiment to those that take it.
+EVALUATORS: Registry[Evaluator] = Registry("evaluator", supplied=("space",))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ JSON-configurable: `create_objective(**objective.config())` rebuilds it.
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 from abc import ABC, abstractmethod
@@ -28,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nasforge.errors import ConfigError
+from nasforge.registry import Registry
 
 Metrics = Mapping[str, Any]
 
@@ -98,6 +98,13 @@ class Objective(ABC):
         return f"{type(self).__name__}({options})"
 
 
+#: objective name (configs and the CLI) -> class; "metric" is another name for "accuracy"
+#: (either rewards one metric, by default val_accuracy).
+OBJECTIVES: Registry[Objective] = Registry("objective")
+
+
+@OBJECTIVES.register("metric")
+@OBJECTIVES.register("accuracy")
 class Accuracy(Objective):
     """The reward is one (validation) metric, unchanged."""
 
@@ -116,6 +123,7 @@ class Accuracy(Objective):
         return {"name": self.name, "metric": self.metric}
 
 
+@OBJECTIVES.register("mnasnet")
 class MnasNetObjective(Objective):
     """ACC x (COST / target)^w, w = `weight` if COST <= target else `weight_over`."""
 
@@ -250,40 +258,17 @@ def model_costs(space: Any, arch: Any, network: Mapping[str, Any] | None = None,
     return out
 
 
-#: objective name (configs and the CLI) -> class.
-OBJECTIVES: dict[str, type[Objective]] = {"accuracy": Accuracy, "metric": Accuracy, "mnasnet": MnasNetObjective}
-
-
-def objective_options(name: str) -> list[str]:
-    cls = _lookup(name)
-    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-
-
-def _lookup(name: Any) -> type[Objective]:
-    if not isinstance(name, str) or name not in OBJECTIVES:
-        raise ConfigError("objective", f"unknown objective {name!r}", sorted(OBJECTIVES))
-    return OBJECTIVES[name]
-
-
 def create_objective(name: str, **options: Any) -> Objective:
     """An objective by name; unknown names and options, or missing ones, raise a one-line `ConfigError`.
 
     For "mnasnet", ``hard=True`` selects the hard constraint (weight 0, weight_over -1).
     """
-    cls = _lookup(name)
+    cls = OBJECTIVES.entry(name).factory
     if cls is MnasNetObjective and options.pop("hard", False):
         if "weight" in options or "weight_over" in options:
             raise ConfigError("objective.hard", "give either hard=true or weight/weight_over, not both")
         options.update(weight=0.0, weight_over=-1.0)
-    params = inspect.signature(cls.__init__).parameters
-    allowed = [p for p in params if p != "self"]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(f"objective.{unknown[0]}", f"unknown option for objective {name!r}", allowed)
-    missing = [p for p, v in params.items()
-               if p != "self" and v.default is inspect.Parameter.empty and p not in options]
-    if missing:
-        raise ConfigError(f"objective.{missing[0]}", f"is required for objective {name!r}")
+    OBJECTIVES.check_options(name, options)
     return cls(**options)
 
 
@@ -296,4 +281,4 @@ def create_limits(**options: Any) -> Limits:
 
 
 __all__ = ["Accuracy", "LIMIT_METRICS", "Limits", "MnasNetObjective", "OBJECTIVES", "Objective", "create_limits",
-           "create_objective", "is_test_metric", "model_costs", "objective_options", "read_metric"]
+           "create_objective", "is_test_metric", "model_costs", "read_metric"]

@@ -19,7 +19,7 @@ import torch
 from nasforge.data.datasets import load_dataset
 from nasforge.data.loader import Augment, DataSplits, default_augment, make_splits
 from nasforge.errors import ConfigError
-from nasforge.evaluators.base import Evaluation, Evaluator, Fidelity, Metrics
+from nasforge.evaluators.base import EVALUATORS, Evaluation, Evaluator, Fidelity, Metrics
 from nasforge.evaluators.training import TrainConfig, train_model
 from nasforge.profile import count_macs, count_params, measure_latency
 from nasforge.spaces.base import SearchSpace
@@ -73,6 +73,7 @@ class DataEvaluator(Evaluator):
         return space.build(arch, **config)
 
 
+@EVALUATORS.register("proxy")
 class ProxyTrainer(DataEvaluator):
     """Evaluate an architecture by training it: `val_accuracy` is the reward's source.
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from nasforge.data.paths import ENV_VAR, require_data
 from nasforge.errors import ArchitectureError, ConfigError, DatasetError
-from nasforge.evaluators.base import Evaluator, Metrics
+from nasforge.evaluators.base import EVALUATORS, Evaluator, Metrics
 from nasforge.evaluators.objectives import is_test_metric, model_costs
 from nasforge.spaces.base import SearchSpace
 
@@ -239,6 +239,7 @@ def looks_like_percent(column: str, values: np.ndarray) -> bool:
 
 
 # -- the evaluators -----------------------------------------------------------------------------------
+@EVALUATORS.register("table")
 class TableEvaluator(Evaluator):
     """Look architectures up in a CSV table (see the module docstring for the metrics).
 
@@ -439,9 +440,7 @@ def _resolve_space(space: SearchSpace | str | None, default: str | None = None) 
     if isinstance(space, str):
         from nasforge.spaces import SPACES
 
-        if space not in SPACES:
-            raise ConfigError("space", f"unknown space {space!r}", sorted(SPACES))
-        return SPACES[space]()
+        return SPACES.create(space)
     if space is None:
         raise ConfigError("space", "a table evaluator needs the space its architectures belong to")
     if not isinstance(space, SearchSpace):
@@ -455,6 +454,7 @@ def _default_table(parts: tuple[str, ...], table: str | Path | None) -> Path:
     return require_data(*parts)
 
 
+@EVALUATORS.register("nb201")
 class NB201Table(TableEvaluator):
     """NAS-Bench-201 on CIFAR-10, as the benchmark's own search baselines use it (Dong & Yang, ICLR 2020, section 5).
 
@@ -504,6 +504,7 @@ class NB201Table(TableEvaluator):
         return {k: float(v) for k, v in space.costs(arch).items()}
 
 
+@EVALUATORS.register("macro")
 class MacroTable(TableEvaluator):
     """NAS-Bench-Macro on CIFAR-10.
 

@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from nasforge.data.loader import DataSplits, batches
 from nasforge.errors import ConfigError
-from nasforge.evaluators.base import EvaluationError, Evaluator, Metrics
+from nasforge.evaluators.base import EVALUATORS, EvaluationError, Evaluator, Metrics
 from nasforge.evaluators.proxy import DataEvaluator
 from nasforge.profile import count_macs, count_params
 from nasforge.spaces.base import SearchSpace
@@ -201,6 +201,7 @@ def check_scores(names: Any, field: str = "scores") -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+@EVALUATORS.register("zero_cost")
 class ZeroCostEvaluator(DataEvaluator):
     """Score an untrained child on one batch of the training split: the reward is metric "score",
     the first of `scores`; each score is also recorded as "zc_NAME".
@@ -291,6 +292,7 @@ def _transform(name: str, values: np.ndarray) -> np.ndarray:
     return values
 
 
+@EVALUATORS.register("zc_ensemble")
 class ZeroCostEnsemble(ZeroCostEvaluator):
     """Several zero-cost scores combined into one: each is put on a common scale by a reference
     sample of the space's architectures (median 0, interquartile range 1, after a log for the
@@ -372,6 +374,7 @@ def _single_score_evaluator(score: str) -> type[ZeroCostEvaluator]:
         "name": score, "default_scores": (score,), "__qualname__": cls_name, "__module__": __name__,
         "__doc__": f"`ZeroCostEvaluator` rewarding the {score} score."})
     globals()[cls_name] = cls  # so the class pickles by name into worker processes
+    EVALUATORS.register(score, cls)
     return cls
 
 

@@ -28,7 +28,6 @@ from nasforge.experiment.executors import (
     SerialExecutor,
     SimulatedExecutor,
     create_executor,
-    register_executor,
 )
 from nasforge.experiment.experiment import (
     Experiment,
@@ -53,5 +52,5 @@ __all__ = [
     "RungResult", "SCHEDULERS", "Scheduler", "SearchConfig", "SerialExecutor", "SimulatedExecutor",
     "Store", "StoreError", "TrialRecord", "build_components", "config_diff", "create_executor",
     "create_scheduler", "evaluate_architecture",
-    "register_executor", "resolve_run_dir", "run_search", "trial_seed",
+    "resolve_run_dir", "run_search", "trial_seed",
 ]

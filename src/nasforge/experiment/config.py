@@ -14,7 +14,6 @@ other field must match on resume.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -22,7 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
-from nasforge.errors import ConfigError, UnknownNameError
+from nasforge.errors import ConfigError
 
 #: Top-level config keys that may change between a run and its resume.
 RUNTIME_KEYS = frozenset({"budget", "workers", "executor", "max_outstanding", "timeout", "progress"})
@@ -174,7 +173,6 @@ class Budget:
                 "max_cost": self.max_cost}
 
 
-EXECUTOR_NAMES = ("auto", "serial", "simulated", "process")
 DUPLICATE_MODES = ("reask", "reuse", "evaluate")
 
 
@@ -220,12 +218,9 @@ class SearchConfig:
                                                     minimum=0, allow_none=False))
         object.__setattr__(self, "workers", _number(self.workers, "workers", integer=True,
                                                     minimum=1, allow_none=False))
-        if self.executor not in EXECUTOR_NAMES:
-            from nasforge.experiment.executors import EXECUTORS  # registered extensions (ray)
+        from nasforge.experiment.executors import EXECUTORS
 
-            if not isinstance(self.executor, str) or self.executor not in EXECUTORS:
-                raise ConfigError("executor", f"unknown executor {self.executor!r}",
-                                  sorted(set(EXECUTOR_NAMES) | set(EXECUTORS)))
+        EXECUTORS.entry(self.executor)  # an unknown name fails here, before any work
         object.__setattr__(self, "timeout", _number(self.timeout, "timeout", minimum=0,
                                                     exclusive=True))
         object.__setattr__(self, "max_outstanding", _number(self.max_outstanding, "max_outstanding",
@@ -236,8 +231,7 @@ class SearchConfig:
             object.__setattr__(self, "scheduler", Component.parse(self.scheduler, "scheduler"))
             from nasforge.experiment.scheduler import SCHEDULERS
 
-            if self.scheduler.name not in SCHEDULERS:
-                raise UnknownNameError("scheduler", self.scheduler.name, sorted(SCHEDULERS))
+            SCHEDULERS.entry(self.scheduler.name)
             if self.duplicates != "reask":
                 raise ConfigError("duplicates", f"must be 'reask' under a scheduler, got {self.duplicates!r}")
 
@@ -377,28 +371,13 @@ class LimitCheck:
         return self.limits.check(self.static_metrics(arch))
 
 
-def _call_with_optional(fn: Callable[..., Any], args: tuple, optional: Mapping[str, Any],
-                        options: Mapping[str, Any], where: str) -> Any:
-    """fn(*args, **optional-it-accepts, **options), option mistakes as ConfigError."""
-    try:
-        params = inspect.signature(fn).parameters
-        accepts_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        extra = {k: v for k, v in optional.items()
-                 if (accepts_any or k in params) and k not in options}
-    except (TypeError, ValueError):
-        extra = {}
-    try:
-        return fn(*args, **extra, **options)
-    except TypeError as exc:
-        raise ConfigError(f"{where}.options", str(exc)) from None
-
-
 def build_space(component: Component) -> Any:
     from nasforge.spaces import SPACES
 
-    if component.name not in SPACES:
-        raise UnknownNameError("space", component.name, sorted(SPACES))
-    return _call_with_optional(SPACES[component.name], (), {}, component.kwargs(), "space")
+    try:
+        return SPACES.create(component.name, **component.kwargs())
+    except TypeError as exc:  # an option of the wrong type
+        raise ConfigError("space.options", str(exc)) from None
 
 
 def build_strategy(component: Component, space: Any, seed: int) -> Any:
@@ -413,8 +392,10 @@ def build_strategy(component: Component, space: Any, seed: int) -> Any:
 def build_evaluator(component: Component, space: Any) -> Any:
     from nasforge.evaluators import create_evaluator
 
-    return _call_with_optional(create_evaluator, (component.name,), {"space": space},
-                               component.kwargs(), "evaluator")
+    try:
+        return create_evaluator(component.name, space, **component.kwargs())
+    except TypeError as exc:  # an option of the wrong type
+        raise ConfigError("evaluator.options", str(exc)) from None
 
 
 def build_objective(component: Component, evaluator: Any = None) -> Callable[[Mapping[str, Any]], float]:

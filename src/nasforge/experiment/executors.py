@@ -19,8 +19,8 @@ asynchronous workers), `ProcessExecutor` (local processes, a fresh one per call)
 `RayExecutor` (`ray_executor.py`, Ray tasks on a local or remote cluster) is registered as "ray"
 and imported only when used. A new backend subclasses `Executor`, implements
 `submit`/`poll`/`wait`/`shutdown` and the `workers` attribute, and registers itself with
-`register_executor(name, factory)`; `create_executor(name, workers=..., **options)` then builds
-it for the experiment and the CLI.
+`@EXECUTORS.register(name)`; `create_executor(name, workers=..., **options)` then builds it for
+the experiment and the CLI.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from nasforge.errors import ConfigError, UnknownNameError
+from nasforge.errors import ConfigError
+from nasforge.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -459,35 +460,26 @@ class ProcessExecutor(QueuedExecutor):
 
 
 # -- registry ----------------------------------------------------------------------------------------
-def _ray_executor(**options: Any) -> Executor:
-    from nasforge.experiment.ray_executor import RayExecutor  # Ray is optional: import on use
-
-    return RayExecutor(**options)
-
-
-EXECUTORS: dict[str, Callable[..., Executor]] = {
-    "serial": SerialExecutor,
-    "simulated": SimulatedExecutor,
-    "process": ProcessExecutor,
-    "ray": _ray_executor,
-}
+#: executor name (configs, --executor) -> factory taking `workers`; Ray is imported only when used.
+EXECUTORS: Registry[Executor] = Registry("executor", supplied=("workers",))
+EXECUTORS.register("serial", SerialExecutor)
+EXECUTORS.register("simulated", SimulatedExecutor)
+EXECUTORS.register("process", ProcessExecutor)
+EXECUTORS.register("ray", "nasforge.experiment.ray_executor:RayExecutor",
+                   description="trials as Ray tasks, on this machine or a cluster (pip install nasforge[ray])")
 
 
-def register_executor(name: str, factory: Callable[..., Executor]) -> None:
-    """Make a backend available to `create_executor` (and to configs) under `name`."""
-    EXECUTORS[name] = factory
+@EXECUTORS.register("auto", description="serial for one worker, else local processes")
+def _auto(workers: int = 1) -> Executor:
+    return SerialExecutor() if workers <= 1 else ProcessExecutor(workers=workers)
 
 
 def create_executor(name: str = "auto", workers: int = 1, **options: Any) -> Executor:
     """Build an executor by name; "auto" is serial for one worker, else local processes."""
-    if name == "auto":
-        name = "serial" if workers <= 1 else "process"
-    if name not in EXECUTORS:
-        raise UnknownNameError("executor", name, sorted(EXECUTORS))
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ConfigError("workers", f"must be a positive integer, got {workers!r}")
-    return EXECUTORS[name](workers=workers, **options)
+    return EXECUTORS.create(name, workers=workers, **options)
 
 
 __all__ = ["EXECUTORS", "Executor", "Handle", "Outcome", "ProcessExecutor", "SerialExecutor",
-           "SimulatedExecutor", "create_executor", "register_executor"]
+           "SimulatedExecutor", "create_executor"]

@@ -22,12 +22,14 @@ same transaction as each trial and rung result, so a resumed run continues the s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from nasforge.errors import ConfigError, UnknownNameError
+from nasforge.errors import ConfigError
+from nasforge.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -363,27 +365,20 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
-#: name -> (factory, description); the `--scheduler` choices.
-SCHEDULERS: dict[str, tuple[Any, str]] = {
-    "sh": (lambda **o: Hyperband(brackets="sh", **o),
-           "successive halving: n children from min_epochs, the best 1/eta go on, up to max_epochs"),
-    "hyperband": (lambda **o: Hyperband(brackets="hyperband", **o),
-                  "Hyperband: cycles through successive-halving brackets of every starting rung"),
-    "asha": (lambda **o: Asynchronous(rule="asha", **o),
-             "asynchronous successive halving: each result is judged when it arrives"),
-    "median": (lambda **o: Asynchronous(rule="median", **o),
-               "median stopping: a child below the median of earlier ones at the same epoch stops"),
-}
+#: scheduler name (configs, --scheduler) -> factory.
+SCHEDULERS: Registry[Scheduler] = Registry("scheduler")
+SCHEDULERS.register("sh", functools.partial(Hyperband, brackets="sh"), description=(
+    "successive halving: n children from min_epochs, the best 1/eta go on, up to max_epochs"))
+SCHEDULERS.register("hyperband", functools.partial(Hyperband, brackets="hyperband"), description=(
+    "Hyperband: cycles through successive-halving brackets of every starting rung"))
+SCHEDULERS.register("asha", functools.partial(Asynchronous, rule="asha"), description=(
+    "asynchronous successive halving: each result is judged when it arrives"))
+SCHEDULERS.register("median", functools.partial(Asynchronous, rule="median"), description=(
+    "median stopping: a child below the median of earlier ones at the same epoch stops"))
 
 
 def create_scheduler(name: str, **options: Any) -> Scheduler:
-    if name not in SCHEDULERS:
-        raise UnknownNameError("scheduler", name, sorted(SCHEDULERS))
-    factory, _ = SCHEDULERS[name]
-    try:
-        scheduler = factory(**options)
-    except TypeError as exc:
-        raise ConfigError("scheduler.options", str(exc)) from None
+    scheduler = SCHEDULERS.create(name, **options)
     scheduler.name = name
     return scheduler
 

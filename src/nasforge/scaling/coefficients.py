@@ -439,10 +439,10 @@ __all__ = ["LABELS", "CoefficientSpace", "CoefficientTriple", "MACsScore", "Scal
 
 
 def _register() -> None:
-    from nasforge.spaces import SPACES, register_space
+    from nasforge.spaces import SPACES
 
     if "coefficients" not in SPACES:
-        register_space("coefficients", CoefficientSpace)  # JSON of the default grid loads by its "space"
+        SPACES.register("coefficients", CoefficientSpace)  # JSON of the default grid loads by its "space"
 
 
 _register()

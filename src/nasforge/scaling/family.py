@@ -9,14 +9,13 @@ concrete channel counts and layer counts. Three come with nasforge:
   reductions halve F twice over), depth scales N (ceiling).
 - `MBConvFamily`: an architecture of the MBConv search space, built as an EfficientNet.
 
-`register_family(name, factory)` adds your own; `get_family(name, **kwargs)` builds one by name, and
+`FAMILIES.register(name, factory)` adds your own; `get_family(name, **kwargs)` builds one by name, and
 `family_from(base)` turns a registered model name, a family name or an architecture file into a
 family, which is what the `nasforge scale` commands take.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 from abc import ABC, abstractmethod
@@ -27,8 +26,9 @@ from typing import Any
 
 from torch import nn
 
-from nasforge.errors import ArchitectureError, ConfigError, UnknownNameError
+from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.nn.mbconv import round_repeats
+from nasforge.registry import Registry, factory_parameters
 
 
 @dataclass(frozen=True)
@@ -224,29 +224,15 @@ class MBConvFamily(Family):
 
 
 # -- registry ------------------------------------------------------------------------------------------
-FAMILIES: dict[str, Callable[..., Family]] = {
-    "efficientnet": EfficientNetFamily,
-    "nasnet": NASNetFamily,
-    "mbconv": MBConvFamily,
-}
-
-
-def register_family(name: str, factory: Callable[..., Family], overwrite: bool = False) -> None:
-    """Make `get_family(name, **kwargs)` call `factory(**kwargs)`."""
-    if name in FAMILIES and not overwrite:
-        raise ValueError(f"family {name!r} is already registered")
-    FAMILIES[name] = factory
-
-
-def list_families() -> list[str]:
-    return sorted(FAMILIES)
+#: family name (`nasforge scale --base NAME`) -> factory; families take keyword options only.
+FAMILIES: Registry[Family] = Registry("family")
+FAMILIES.register("efficientnet", EfficientNetFamily)
+FAMILIES.register("nasnet", NASNetFamily)
+FAMILIES.register("mbconv", MBConvFamily)
 
 
 def get_family(name: str, **kwargs: Any) -> Family:
-    if name not in FAMILIES:
-        close = difflib.get_close_matches(name, list(FAMILIES), n=3, cutoff=0.3)
-        raise UnknownNameError("family", name, close or list_families())
-    return FAMILIES[name](**kwargs)
+    return FAMILIES.create(name, **kwargs)
 
 
 def family_from_model(name: str, num_classes: int | None = None) -> Family:
@@ -266,19 +252,30 @@ def family_from_model(name: str, num_classes: int | None = None) -> Family:
                       ["efficientnet", "nasnet"])
 
 
+def family_for(space: Any, arch: Any, **options: Any) -> Family:
+    """The family that scales `arch`, of the kind its space names (`SearchSpace.scaling_family`);
+    `options` are the family's (base resolution, classes) and its network's."""
+    name = getattr(space, "scaling_family", None)
+    if name is None:
+        from nasforge.spaces import SPACES
+
+        scalable = [n for n in SPACES if getattr(SPACES[n], "scaling_family", None)]
+        raise ConfigError("base", f"architectures of space {space.name!r} have no scaling rule", scalable)
+    factory = FAMILIES[name]
+    if "space" in (factory_parameters(factory) or {}):
+        options["space"] = space
+    return factory(arch, **options)
+
+
 def family_from_architecture(space: Any, arch: Any, num_classes: int | None = None,
                              base_resolution: int | None = None) -> Family:
-    """A family from an architecture of the NASNet or MBConv space."""
+    """A family from an architecture of a space that has a scaling rule."""
     kw: dict[str, Any] = {}
     if num_classes is not None:
         kw["num_classes"] = num_classes
     if base_resolution is not None:
         kw["base_resolution"] = base_resolution
-    if space.name == "nasnet":
-        return NASNetFamily(arch, **kw)
-    if space.name == "mbconv":
-        return MBConvFamily(arch, space=space, **kw)
-    raise ConfigError("base", f"architectures of space {space.name!r} have no scaling rule", ["nasnet", "mbconv"])
+    return family_for(space, arch, **kw)
 
 
 def family_from(base: str | Path | Family, num_classes: int | None = None,
@@ -314,9 +311,8 @@ def family_from(base: str | Path | Family, num_classes: int | None = None,
         space = space_for_json(data)
         return family_from_architecture(space, space.from_json(data), num_classes, base_resolution)
     raise ConfigError("base", f"{text!r} is neither a registered model, a family nor an architecture file",
-                      list_families() + list_models("efficientnet_*") + list_models("nasnet_*"))
+                      sorted(FAMILIES) + list_models("efficientnet_*") + list_models("nasnet_*"))
 
 
 __all__ = ["FAMILIES", "EfficientNetFamily", "Family", "MBConvFamily", "NASNetFamily", "ScalingInfo",
-           "family_from", "family_from_architecture", "family_from_model", "get_family", "list_families",
-           "register_family", "round_nasnet_filters"]
+           "family_for", "family_from", "family_from_architecture", "family_from_model", "get_family", "round_nasnet_filters"]

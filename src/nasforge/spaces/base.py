@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from nasforge.errors import ArchitectureError
+from nasforge.registry import Registry
 
 A = TypeVar("A")
+
+
+#: space name (the "space" field of an architecture's JSON) -> factory of the space; a space module
+#: registers its class with ``@SPACES.register("name")``.
+SPACES: Registry["SearchSpace[Any]"] = Registry("space")
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,22 @@ class Decision:
 
 
 class SearchSpace(ABC, Generic[A]):
-    """A set of architectures with the operations that search strategies need."""
+    """A set of architectures with the operations that search strategies need.
+
+    Besides the operations, a space says what the rest of nasforge needs to know about it, so that
+    the CLI, the pipeline and the scaling code ask the space instead of comparing names.
+    """
 
     name: str = "space"
+    #: the evaluator a search of this space uses unless told otherwise ("proxy" trains children;
+    #: a space with a tabulated benchmark names its table's evaluator)
+    default_evaluator: str = "proxy"
+    #: `build` options of the child network a proxy search trains by default: small enough for a
+    #: search on a few CPU cores (a user's --network-option overrides each)
+    proxy_network: Mapping[str, Any] = MappingProxyType({})
+    #: the `nasforge.scaling.FAMILIES` entry that scales this space's architectures into a model
+    #: family (None: they have no scaling rule, so `nasforge run` and `nasforge scale` refuse them)
+    scaling_family: str | None = None
 
     @property
     @abstractmethod

@@ -36,7 +36,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nasforge.errors import ArchitectureError, ConfigError
-from nasforge.spaces.base import Decision, SearchSpace
+from nasforge.spaces.base import SPACES, Decision, SearchSpace
 
 KERNEL_SIZES: tuple[int, ...] = (1, 3, 5, 7)
 FILTERS: tuple[int, ...] = (24, 36, 48, 64)
@@ -88,6 +88,7 @@ def _values(name: str, values: Sequence[int]) -> tuple[int, ...]:
     return values
 
 
+@SPACES.register("layerwise")
 class LayerwiseSpace(SearchSpace[LayerwiseArchitecture]):
     """Zoph & Le's CIFAR-10 space with `depth` layers.
 

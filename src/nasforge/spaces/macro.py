@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import ArchitectureError, ConfigError
-from nasforge.spaces.base import Decision, SearchSpace, unwrap_json
+from nasforge.spaces.base import SPACES, Decision, SearchSpace, unwrap_json
 
 MACRO_OPS: tuple[str, ...] = ("identity", "MB3_K3", "MB6_K5")
 #: (expansion, kernel) of the two inverted-residual choices.
@@ -90,10 +90,12 @@ def stage_of_layers() -> list[tuple[int, bool]]:
     return out
 
 
+@SPACES.register("macro")
 class MacroSpace(SearchSpace[MacroArchitecture]):
     """Eight layer decisions, each among identity, MB3_K3 and MB6_K5."""
 
     name = "macro"
+    default_evaluator = "macro"  # the NAS-Bench-Macro table
 
     def __init__(self):
         self._decisions = tuple(Decision(f"layers[{i}]", len(MACRO_OPS), MACRO_OPS) for i in range(NUM_LAYERS))

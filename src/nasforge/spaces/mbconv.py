@@ -17,13 +17,14 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.nn.mbconv import round_filters
-from nasforge.spaces.base import Decision, SearchSpace
+from nasforge.spaces.base import SPACES, Decision, SearchSpace
 
 #: B0's (stride, channels, repeats) per stage (Tan & Le 2019, Table 1); the skeleton the space varies.
 B0_SKELETON: tuple[tuple[int, int, int], ...] = (
@@ -73,10 +74,13 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 
+@SPACES.register("mbconv")
 class MBConvSpace(SearchSpace[MBConvArchitecture]):
     """Per stage: kernel, expansion, SE ratio, repeats change and width ratio (in that order)."""
 
     name = "mbconv"
+    proxy_network = MappingProxyType({"width_mult": 0.25, "depth_mult": 0.25})
+    scaling_family = "mbconv"
 
     def __init__(self, kernels: Sequence[int] = KERNELS, expansions: Sequence[int] = EXPANSIONS,
                  se_ratios: Sequence[float] = SE_RATIOS, repeat_changes: Sequence[int] = REPEAT_CHANGES,

@@ -12,13 +12,14 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from nasforge.errors import ArchitectureError
 from nasforge.nn.ops import OP_NAMES
-from nasforge.spaces.base import Decision, SearchSpace
+from nasforge.spaces.base import SPACES, Decision, SearchSpace
 
 COMBINERS: tuple[str, ...] = ("add", "concat")
 NUM_INPUTS = 2
@@ -68,6 +69,7 @@ class NASNetArchitecture:
         return ("normal", self.normal), ("reduction", self.reduction)
 
 
+@SPACES.register("nasnet")
 class NASNetSpace(SearchSpace[NASNetArchitecture]):
     """Cells of `num_blocks` blocks over `ops` and `combiners`.
 
@@ -76,6 +78,8 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
     """
 
     name = "nasnet"
+    proxy_network = MappingProxyType({"num_cells": 1, "num_filters": 8, "stem": "cifar"})
+    scaling_family = "nasnet"
 
     def __init__(self, num_blocks: int = 5, ops: Sequence[str] = OP_NAMES,
                  combiners: Sequence[str] = COMBINERS, identity_prob: float = 0.05):

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import ArchitectureError, ConfigError
-from nasforge.spaces.base import Decision, SearchSpace, unwrap_json
+from nasforge.spaces.base import SPACES, Decision, SearchSpace, unwrap_json
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: the six edges (source, target) in string order.
@@ -112,10 +112,12 @@ def parse_arch_str(text: Any) -> tuple[str, ...]:
     return tuple(ops[e] for e in EDGES)
 
 
+@SPACES.register("nb201")
 class NB201Space(SearchSpace[NB201Cell]):
     """NAS-Bench-201's cells: six edge decisions over `ops` (default: the benchmark's five)."""
 
     name = "nb201"
+    default_evaluator = "nb201"  # the NAS-Bench-201 table; a dataset given trains children instead
 
     def __init__(self, ops: Sequence[str] = OPS):
         ops = tuple(ops)

@@ -21,7 +21,12 @@ from typing import Any
 import numpy as np
 
 from nasforge.errors import ConfigError
+from nasforge.registry import Registry
 from nasforge.spaces.base import SearchSpace
+
+#: strategy name (as the CLI and configs spell it) -> class; a strategy module registers its class
+#: with ``@STRATEGIES.register("name")``. The space and seed are passed by `Registry.create`'s caller.
+STRATEGIES: Registry[Strategy] = Registry("strategy", supplied=("space", "seed"))
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from typing import Any
 
 from nasforge.errors import ConfigError
 from nasforge.spaces.base import SearchSpace
-from nasforge.strategies.base import AskTellStrategy, Result
+from nasforge.strategies.base import STRATEGIES, AskTellStrategy, Result
 
 
+@STRATEGIES.register("evolution")
 class RegularizedEvolution(AskTellStrategy):
     """Tournament selection with aging.
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.spaces.base import SearchSpace
-from nasforge.strategies.base import AskTellStrategy, Exhausted, Result
+from nasforge.strategies.base import STRATEGIES, AskTellStrategy, Exhausted, Result
 
 _END = object()
 
 
+@STRATEGIES.register("grid")
 class GridSearch(AskTellStrategy):
     """Enumerate architectures in a fixed order; `ask` raises `Exhausted` when none are left.
 

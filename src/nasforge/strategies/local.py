@@ -12,12 +12,13 @@ from typing import Any
 
 from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.spaces.base import SearchSpace
-from nasforge.strategies.base import AskTellStrategy, Result
+from nasforge.strategies.base import STRATEGIES, AskTellStrategy, Result
 
 #: what an ask was, kept as its payload: it decides what the tell may start or move
 _INIT, _RANDOM, _RESTART, _NEIGHBOUR = "init", "random", "restart", "neighbour"
 
 
+@STRATEGIES.register("local")
 class LocalSearch(AskTellStrategy):
     """Hill climbing with first improvement and random restarts (White et al., UAI 2021).
 

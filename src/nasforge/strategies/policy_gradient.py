@@ -39,7 +39,7 @@ import torch
 
 from nasforge.errors import ConfigError
 from nasforge.spaces.base import SearchSpace
-from nasforge.strategies.base import AskTellStrategy, Result
+from nasforge.strategies.base import STRATEGIES, AskTellStrategy, Result
 from nasforge.strategies.controller import Controller
 
 #: preset name -> option values; `None` for an option means "the preset's value".
@@ -223,6 +223,7 @@ class PolicyGradientStrategy(AskTellStrategy):
         self.last_update = dict(state.get("last_update", {}))
 
 
+@STRATEGIES.register("ppo")
 class PPOStrategy(PolicyGradientStrategy):
     """NASNet's controller training: PPO's clipped surrogate objective (Schulman et al. 2017).
 
@@ -269,6 +270,7 @@ class PPOStrategy(PolicyGradientStrategy):
         return {"loss": float(loss.detach()), "entropy": float(entropy.detach().mean()), "clip_fraction": clipped}
 
 
+@STRATEGIES.register("reinforce")
 class ReinforceStrategy(PolicyGradientStrategy):
     """REINFORCE (Williams 1992) as in Zoph & Le 2017, with the NASNet controller.
 

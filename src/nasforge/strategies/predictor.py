@@ -20,7 +20,7 @@ import torch
 
 from nasforge.errors import ConfigError
 from nasforge.spaces.base import SearchSpace
-from nasforge.strategies.base import AskTellStrategy, Result
+from nasforge.strategies.base import STRATEGIES, AskTellStrategy, Result
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -125,6 +125,7 @@ def fit_ensemble(weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, 
 
 # -- the strategy ------------------------------------------------------------------------------------------
 
+@STRATEGIES.register("predictor")
 class PredictorStrategy(AskTellStrategy):
     """BANANAS-style search: an MLP ensemble, mutation of the best cells and Thompson sampling.
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from nasforge.spaces.base import SearchSpace
-from nasforge.strategies.base import AskTellStrategy, Result
+from nasforge.strategies.base import STRATEGIES, AskTellStrategy, Result
 
 
+@STRATEGIES.register("random")
 class RandomSearch(AskTellStrategy):
     """Uniform random search (NASNet §4.4's RS baseline: every decision drawn uniformly).
 
