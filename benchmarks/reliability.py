@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))
 from _common import RESULTS, print_table, write_json  # noqa: E402
-from test_reliability import write_synthetic_nb201_table  # noqa: E402  (the tests' synthetic table)
+from toys import write_synthetic_nb201_table  # noqa: E402  (the tests' synthetic table)
 
 from nasforge.evaluators.table import TableEvaluator  # noqa: E402
 from nasforge.experiment import Experiment, ProcessExecutor, SimulatedExecutor, Store  # noqa: E402

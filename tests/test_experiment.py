@@ -2,12 +2,12 @@
 
 Everything here runs on a toy space (3 decisions x 3 options), a toy strategy whose asks depend
 on what it was told, and a toy evaluator whose metrics depend on the architecture *and* the seed,
-so any lost, repeated or re-seeded trial shows up in the compared sequences.
+so any lost, repeated or re-seeded trial shows up in the compared sequences. They live in
+tests/toys.py (ChoiceSpace, ToyStrategy, ToyEvaluator), shared with test_reliability and test_ray_executor.
 """
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 import os
 import signal
@@ -18,11 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from nasforge.errors import ArchitectureError, ConfigError
-from nasforge.evaluators.base import Evaluator
+from nasforge.errors import ConfigError
 from nasforge.experiment import (
     Budget,
     Experiment,
@@ -37,168 +35,19 @@ from nasforge.experiment import (
     trial_seed,
 )
 from nasforge.experiment import store as store_mod
-from nasforge.spaces.base import Decision, SearchSpace
-from nasforge.strategies.base import Result, Strategy
+from toys import (
+    FAIL,
+    PRELOAD,
+    ChoiceSpace,
+    ToyEvaluator,
+    ToyStrategy,
+    check_run,
+    killed_child,
+    make_experiment,
+    sequence,
+)
 
 TESTS_DIR = Path(__file__).resolve().parent
-
-
-# -- toy components ----------------------------------------------------------------------------------
-class ToySpace(SearchSpace):
-    name = "toy"
-
-    def __init__(self, steps: int = 3, options: int = 3):
-        self.steps, self.options = steps, options
-
-    @property
-    def decisions(self) -> tuple[Decision, ...]:
-        return tuple(Decision(f"d{i}", self.options) for i in range(self.steps))
-
-    def encode(self, arch):
-        return tuple(arch)
-
-    def decode(self, choices: Sequence[int]):
-        return tuple(self.check_choices(choices))
-
-    def validate(self, arch):
-        return self.decode(arch)
-
-    def to_json(self, arch):
-        return {"space": "toy", "choices": list(arch)}
-
-    def from_json(self, data):
-        if not isinstance(data, dict) or "choices" not in data:
-            raise ArchitectureError("choices", "missing")
-        return self.decode(data["choices"])
-
-    def key(self, arch) -> str:
-        return "".join(map(str, arch))
-
-    def mutate(self, arch, rng):
-        arch = list(arch)
-        i = int(rng.integers(len(arch)))
-        arch[i] = (arch[i] + 1 + int(rng.integers(self.options - 1))) % self.options
-        return tuple(arch)
-
-    def build(self, arch, **network_config):
-        raise NotImplementedError
-
-
-class ToyStrategy(Strategy):
-    """Mutates its best architecture half of the time: what it asks depends on what it was told."""
-
-    name = "toy"
-
-    def __init__(self, space, seed: int = 0, hook=None):
-        super().__init__(space, seed)
-        self.best: list[int] | None = None
-        self.best_reward: float | None = None
-        self.pending: list[str] = []
-        self.told = 0
-        self.failures = 0
-        self.hook = hook
-
-    def ask(self):
-        if self.hook:
-            self.hook("ask")
-        if self.best is not None and self.rng.random() < 0.5:
-            arch = self.space.mutate(tuple(self.best), self.rng)
-        else:
-            arch = self.space.sample(self.rng)
-        self.pending.append(self.space.key(arch))
-        return arch
-
-    def tell(self, arch, result: Result) -> None:
-        self.pending.remove(self.space.key(arch))  # ValueError for a tell without an ask
-        self.told += 1
-        if self.hook:
-            self.hook("tell")
-        if result.failed:
-            self.failures += 1
-            return
-        assert np.isfinite(result.reward)
-        if self.best_reward is None or result.reward > self.best_reward:
-            self.best, self.best_reward = list(arch), result.reward
-
-    def state_dict(self):
-        return {**super().state_dict(), "best": self.best, "best_reward": self.best_reward,
-                "pending": list(self.pending), "told": self.told, "failures": self.failures}
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self.best, self.best_reward = state["best"], state["best_reward"]
-        self.pending = list(state["pending"])
-        self.told, self.failures = state["told"], state["failures"]
-
-
-class ToyEvaluator(Evaluator):
-    """Deterministic metrics from (arch, seed); some architectures fail, some are flaky."""
-
-    name = "toy"
-
-    def __init__(self, delay: float = 0.0, hook=None, fail=(), nan=(), crash=(), sleep=(),
-                 flaky: bool = False):
-        self.delay, self.hook, self.flaky = delay, hook, flaky
-        self.fail, self.nan, self.crash, self.sleep = set(fail), set(nan), set(crash), set(sleep)
-        self.calls = 0
-
-    def evaluate(self, space, arch, seed):
-        self.calls += 1
-        if self.hook:
-            self.hook("eval")
-        if self.delay:
-            time.sleep(self.delay)
-        key = space.key(arch)
-        if key in self.fail:
-            raise RuntimeError(f"cannot train {key}")
-        if key in self.crash:
-            os.kill(os.getpid(), signal.SIGKILL)
-        if key in self.sleep:
-            time.sleep(30)
-        if self.flaky and seed % 5 == 0:
-            raise RuntimeError("flaky failure")
-        value = sum((i + 1) * c for i, c in enumerate(arch)) / 12 + (seed % 1000) * 1e-6
-        if key in self.nan:
-            value = float("nan")
-        return {"val_accuracy": value, "test_accuracy": value - 0.01,
-                "cost_seconds": 10.0 + arch[0], "seed": float(seed)}
-
-
-def toy_limit(arch) -> str | None:
-    return "params 9 > 8" if tuple(arch) == (2, 2, 2) else None
-
-
-FAIL = {"012", "210"}
-
-
-def make_experiment(run_dir, *, trials: int = 30, seed: int = 0, resume: Any = False,
-                    evaluator=None, strategy=None, executor=None, retries: int = 1, **kwargs):
-    """The toy search repeats itself: its trials reuse results ("reuse") unless told otherwise."""
-    kwargs.setdefault("duplicates", "reuse")
-    space = ToySpace()
-    return Experiment(
-        space, strategy or ToyStrategy(space, seed), evaluator or ToyEvaluator(fail=FAIL, flaky=True),
-        None, run_dir, budget={"max_trials": trials}, seed=seed, resume=resume, retries=retries,
-        limit_check=toy_limit, executor=executor, progress=False,
-        config={"space": "toy", "strategy": "toy", "evaluator": "toy", "seed": seed,
-                "retries": retries, "budget": {"max_trials": trials}},
-        **kwargs)
-
-
-def sequence(run_dir) -> list[tuple]:
-    with Store.open(run_dir) as store:
-        return [(t.id, t.key, t.status, t.reward, t.error, t.reused_from, t.seed)
-                for t in store.trials()]
-
-
-def check_run(run_dir, trials: int) -> None:
-    with Store.open(run_dir) as store:
-        assert store.integrity_check() == []
-        rows = store.trials()
-        assert [t.id for t in rows] == list(range(1, trials + 1))
-        assert all(t.status in ("done", "failed") for t in rows)
-        state = store.load_checkpoint().state
-        assert state["pending"] == [] and state["told"] == trials
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +102,7 @@ def test_reuse_mode_reuses_results(tmp_path):
 def test_reask_mode_makes_every_trial_a_new_architecture(tmp_path):
     """The default filter: a repeat is told as a duplicate and re-asked, never a trial; resume is exact."""
     evaluator = ToyEvaluator()
-    space = ToySpace()
+    space = ChoiceSpace()
     strategy = ToyStrategy(space)
     exp = make_experiment(tmp_path / "reask", evaluator=evaluator, strategy=strategy, trials=20,
                           duplicates="reask", retries=0)
@@ -277,7 +126,7 @@ def test_reask_mode_makes_every_trial_a_new_architecture(tmp_path):
 
 
 def test_reask_mode_stops_a_search_that_only_repeats_itself(tmp_path):
-    space = ToySpace()
+    space = ChoiceSpace()
     exp = make_experiment(tmp_path / "stuck", trials=100, duplicates="reask", reask_limit=50, retries=0)
     summary = exp.run()  # 27 architectures: the toy strategy runs out of new ones
     exp.close()
@@ -287,7 +136,7 @@ def test_reask_mode_stops_a_search_that_only_repeats_itself(tmp_path):
 
 
 def test_failures_nan_and_retries(tmp_path):
-    space = ToySpace()
+    space = ChoiceSpace()
     strategy = ToyStrategy(space, 0)
     evaluator = ToyEvaluator(fail={"000", "111"}, nan={"001"}, flaky=True)
     exp = make_experiment(tmp_path / "f", trials=60, strategy=strategy, evaluator=evaluator,
@@ -310,7 +159,7 @@ def test_failures_nan_and_retries(tmp_path):
 
 def test_limits_reject_before_evaluation(tmp_path):
     evaluator = ToyEvaluator()
-    space = ToySpace()
+    space = ChoiceSpace()
     exp = Experiment(space, ToyStrategy(space), evaluator, None, tmp_path / "l", budget=30,
                      limit_check=lambda arch: "too many ones" if 1 in arch else None,
                      progress=False)
@@ -325,7 +174,7 @@ def test_limits_reject_before_evaluation(tmp_path):
 
 
 def test_cost_and_time_budgets(tmp_path):
-    space = ToySpace()
+    space = ChoiceSpace()
     exp = Experiment(space, ToyStrategy(space), ToyEvaluator(), None, tmp_path / "c",
                      budget=Budget(max_cost=55), duplicates="evaluate", progress=False)
     summary = exp.run()
@@ -345,7 +194,7 @@ def test_progress_output(tmp_path):
     from rich.console import Console
 
     console = Console(file=__import__("io").StringIO(), force_terminal=False, width=150)
-    space = ToySpace()
+    space = ChoiceSpace()
     Experiment(space, ToyStrategy(space), ToyEvaluator(), None, tmp_path / "p", budget=10,
                progress=True, console=console).run()
     text = console.file.getvalue()
@@ -424,7 +273,7 @@ def test_from_config_builds_through_the_registries(tmp_path, request):
     from nasforge.evaluators import EVALUATORS
     from nasforge.spaces import SPACES
 
-    SPACES.register("toy-test", ToySpace)
+    SPACES.register("toy-test", ChoiceSpace)
     EVALUATORS.register("toy-test", ToyEvaluator)
     request.addfinalizer(lambda: (SPACES.unregister("toy-test"), EVALUATORS.unregister("toy-test")))
     config = SearchConfig.from_dict({
@@ -476,21 +325,6 @@ def test_resume_after_simulated_crash(tmp_path, reference, exc):
     check_run(run, 30)
 
 
-def _killed_child(run_dir: str, point: str, n: int, trials: int = 30) -> None:
-    """Run the toy search (resuming if there is a run) and SIGKILL ourselves at the n-th `point`."""
-    counter = itertools.count(1)
-
-    def hook(label: str) -> None:
-        if label == point and next(counter) == n:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    store_mod.FAULT_HOOK = hook
-    space = ToySpace()
-    exp = make_experiment(run_dir, trials=trials, resume="auto", strategy=ToyStrategy(space, 0, hook=hook),
-                          evaluator=ToyEvaluator(fail=FAIL, flaky=True, hook=hook))
-    exp.run()
-
-
 def test_resume_after_sigkill_at_any_step(tmp_path, reference):
     """SIGKILL during evaluation, during a database write, during a strategy update, during an ask."""
     run = tmp_path / "run"
@@ -498,7 +332,7 @@ def test_resume_after_sigkill_at_any_step(tmp_path, reference):
     kills = [("eval", 3), ("before-commit", 5), ("tell", 4), ("before-checkpoint", 6),
              ("ask", 2), ("eval", 1), ("before-commit", 1), ("tell", 7)]
     for point, n in kills:
-        p = ctx.Process(target=_killed_child, args=(str(run), point, n))
+        p = ctx.Process(target=killed_child, args=(str(run), point, n))
         p.start()
         p.join(60)
         assert p.exitcode == -signal.SIGKILL, (point, n, p.exitcode)
@@ -513,7 +347,7 @@ def test_resume_after_sigkill_at_any_step(tmp_path, reference):
 SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_experiment import ToyEvaluator, FAIL, make_experiment
+from toys import ToyEvaluator, FAIL, make_experiment
 make_experiment({run!r}, resume="auto", evaluator=ToyEvaluator(fail=FAIL, flaky=True, delay=0.05)).run()
 """
 
@@ -551,7 +385,7 @@ def test_sigkill_a_real_search_process(tmp_path, reference):
 
 # -- several outstanding asks, executors -------------------------------------------------------------
 def test_out_of_order_results_and_followers(tmp_path):
-    space = ToySpace(steps=2)  # 9 architectures: in-flight repeats are certain
+    space = ChoiceSpace(steps=2)  # 9 architectures: in-flight repeats are certain
     strategy = ToyStrategy(space, 0)
     evaluator = ToyEvaluator()
     exp = Experiment(space, strategy, evaluator, None, tmp_path / "o", budget=40,
@@ -576,7 +410,7 @@ def test_out_of_order_results_and_followers(tmp_path):
 
 
 def test_resume_with_outstanding_asks_loses_nothing(tmp_path):
-    space = ToySpace(steps=2)
+    space = ChoiceSpace(steps=2)
     run = tmp_path / "run"
     for n in (3, 6):
         strategy = ToyStrategy(space, 0)
@@ -629,9 +463,6 @@ def _memory_grows(n):
     return len(_LEAK)
 
 
-PRELOAD = ("torch", "nasforge.experiment", "test_experiment")
-
-
 def test_process_executor_isolates_failures():
     with ProcessExecutor(workers=2, preload=PRELOAD) as ex:
         handles = {
@@ -669,7 +500,7 @@ class ScriptedStrategy(ToyStrategy):
 
 
 def test_experiment_with_worker_processes(tmp_path):
-    space = ToySpace()
+    space = ChoiceSpace()
     evaluator = ToyEvaluator(fail={"000"}, crash={"111", "012"}, sleep={"222", "021"})
     keys = ["001", "000", "111", "002", "222", "010", "012", "011", "021", "020", "100", "101",
             "102", "110"]
@@ -711,7 +542,7 @@ def test_real_strategies_resume_exactly(tmp_path, name):
     from nasforge import strategies
 
     assert name in strategies.STRATEGIES
-    space = ToySpace(steps=4, options=4)
+    space = ChoiceSpace(steps=4, options=4)
 
     def experiment(run, hook=None, resume: Any = False):
         return Experiment(space, strategies.create_strategy(name, space, 0),

@@ -463,7 +463,7 @@ def nb201_table(tmp_path_factory, monkeypatch):
     """The config fuzzers' base config searches NB201; without the shared table, a synthetic one
     with its columns stands in (else every valid config would fail on the missing file)."""
     if NB201 is None:
-        from test_reliability import write_synthetic_nb201_table
+        from toys import write_synthetic_nb201_table
 
         root = tmp_path_factory.getbasetemp() / "synthetic_data"
         table = root / "nasbench201" / "nb201_cifar10.csv.gz"

@@ -18,11 +18,11 @@ from nasforge.spaces import SPACES
 from nasforge.strategies import STRATEGIES, LocalSearch, PredictorStrategy, RandomSearch, Result, create_strategy
 from nasforge.strategies.base import ask_new
 from nasforge.strategies.predictor import ensemble_forward, ensemble_gradients, init_ensemble
-from test_strategies import ToySpace, make_script, roundtrip, run_ops, toy_result
+from toys import TargetSpace, make_script, roundtrip, run_ops, toy_result
 
 
 def one_step(arch, options: int = 5) -> set[tuple[int, ...]]:
-    """Every sequence one decision away from `arch` in a ToySpace with `options` options per decision."""
+    """Every sequence one decision away from `arch` in a TargetSpace with `options` options per decision."""
     out = set()
     for i, c in enumerate(arch):
         for o in range(options):
@@ -34,13 +34,13 @@ def one_step(arch, options: int = 5) -> set[tuple[int, ...]]:
 # -- local search ------------------------------------------------------------------------------------------
 
 def test_local_neighbourhood_is_exactly_the_one_step_neighbours():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = LocalSearch(space, seed=0)
     arch = (0, 1, 2, 3, 4, 0)
     neighbours = strategy.neighbours(arch)
     assert len(neighbours) == 6 * 4 and set(neighbours) == one_step(arch)
     # Isomorphic neighbours (same canonical key) are proposed once; none has the centre's key.
-    symmetric = ToySpace(3, 5, symmetric=True)
+    symmetric = TargetSpace(3, 5, symmetric=True)
     centre = (0, 1, 1)
     keys = [symmetric.key(a) for a in LocalSearch(symmetric).neighbours(centre)]
     expected = {symmetric.key(a) for a in one_step(centre)} - {symmetric.key(centre)}
@@ -48,7 +48,7 @@ def test_local_neighbourhood_is_exactly_the_one_step_neighbours():
 
 
 def test_local_asks_the_shuffled_neighbourhood_then_restarts_at_a_local_optimum():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = LocalSearch(space, seed=1, num_init=3)
     init = [strategy.ask() for _ in range(3)]
     for i, arch in enumerate(init):
@@ -73,7 +73,7 @@ def test_local_asks_the_shuffled_neighbourhood_then_restarts_at_a_local_optimum(
 
 
 def test_local_moves_to_the_first_improving_neighbour_even_of_an_old_centre():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = LocalSearch(space, seed=2, num_init=1)
     start = strategy.ask()
     strategy.tell(start, 0.5)
@@ -90,7 +90,7 @@ def test_local_moves_to_the_first_improving_neighbour_even_of_an_old_centre():
 
 def test_local_uses_known_rewards_without_asking_again():
     """After a restart, a known better neighbour moves the centre at once, back up to the optimum."""
-    space = ToySpace(2, 3)
+    space = TargetSpace(2, 3)
     strategy = LocalSearch(space, seed=0, num_init=1)
     start = strategy.ask()
     strategy.tell(start, 0.9)
@@ -109,7 +109,7 @@ def test_local_uses_known_rewards_without_asking_again():
 
 
 def test_local_skips_failures_and_duplicates():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = LocalSearch(space, seed=3, num_init=2)
     init = [strategy.ask() for _ in range(2)]
     for arch in init:
@@ -132,7 +132,7 @@ def test_local_skips_failures_and_duplicates():
 
 
 def test_local_keeps_asking_when_every_architecture_is_known():
-    space = ToySpace(1, 2)
+    space = TargetSpace(1, 2)
     strategy = LocalSearch(space, seed=0, num_init=1)
     for _ in range(12):
         arch = strategy.ask()
@@ -142,7 +142,7 @@ def test_local_keeps_asking_when_every_architecture_is_known():
 
 def test_local_resumes_exactly_across_restarts():
     """A small space, so that the checkpoints fall in every phase: climbs, restarts, known neighbours."""
-    space = ToySpace(3, 3)
+    space = TargetSpace(3, 3)
     ops = make_script(60, 3)
     original = LocalSearch(space, seed=5, num_init=2)
     outstanding: list = []
@@ -172,7 +172,7 @@ def test_ensemble_gradients_match_autograd():
 
 
 def test_predictor_options_are_checked():
-    space = ToySpace()
+    space = TargetSpace()
     for name, bad in [("num_init", -1), ("batch_size", 0), ("ensemble_size", 0), ("num_candidates", 0),
                       ("num_parents", 1.5), ("epochs", 0), ("lr", 0), ("lr", float("nan")), ("batch_size", True)]:
         with pytest.raises(ConfigError, match=name) as info:
@@ -186,7 +186,7 @@ def test_predictor_options_are_checked():
 
 
 def test_predictor_refits_per_batch_and_fills_a_dry_queue_with_the_current_models():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = PredictorStrategy(space, seed=0, num_init=3, batch_size=3, ensemble_size=2, num_candidates=20,
                                  epochs=5)
     first = [strategy.ask() for _ in range(3)]
@@ -208,7 +208,7 @@ def test_predictor_refits_per_batch_and_fills_a_dry_queue_with_the_current_model
 
 
 def test_predictor_learns_nothing_from_failures_and_duplicates():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = PredictorStrategy(space, seed=0, num_init=2, batch_size=2, ensemble_size=2, epochs=5)
     a, b, c = strategy.ask(), strategy.ask(), strategy.ask()
     strategy.tell(a, Result.failure("boom"))
@@ -223,7 +223,7 @@ def test_predictor_learns_nothing_from_failures_and_duplicates():
 
 
 def test_predictor_ranks_unseen_architectures():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = PredictorStrategy(space, seed=0, num_init=80, epochs=200)
     for _ in range(80):
         arch = strategy.ask()
@@ -254,7 +254,7 @@ def best_after(strategy, space, n: int) -> tuple[float, int | None]:
 
 @pytest.mark.parametrize("cls", [LocalSearch, PredictorStrategy])
 def test_finds_the_toy_optimum_sooner_than_random_search(cls):
-    space = ToySpace()  # 15,625 sequences, one optimum; every 7th key fails
+    space = TargetSpace()  # 15,625 sequences, one optimum; every 7th key fails
     n = 120
     found, bests, random_bests = [], [], []
     for seed in range(4):

@@ -1,5 +1,3 @@
-import contextlib
-import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ from nasforge.profile import count_macs, count_params
 from nasforge.spaces import SPACES, NASNetSpace
 from nasforge.spaces.nasnet import COMBINERS, OP_NAMES
 from nasforge.spaces.nasnet_cells import NASNET_A
+from toys import deprecations_are_errors
 
 NASNET_MODELS = [n for n in list_models() if get_model_spec(n).family == "nasnet"]
 
@@ -130,16 +129,6 @@ def _cheap(name):
         resolution = 32 if spec.resolution <= 32 else 64
         return create(name, num_classes=5, resolution=resolution, num_cells=1, num_filters=8), resolution
     return create(name, num_classes=5, resolution=32, depth_mult=0.1), 32
-
-
-@contextlib.contextmanager
-def deprecations_are_errors():
-    """No deprecation warning (TorchScript's above all) may escape from nasforge's export calls
-    (tests/test_train_export.py uses it too)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
-        warnings.simplefilter("error", FutureWarning)
-        yield
 
 
 def _exports_with_a_dynamic_batch(model, x):

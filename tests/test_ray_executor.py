@@ -78,15 +78,13 @@ def test_search_on_ray_records_every_trial(local_ray, tmp_path):
 
 def test_failing_children_on_ray(local_ray, tmp_path):
     """Raise, NaN, timeout and a killed worker process, with retries, on Ray tasks."""
-    import test_experiment
-    import test_reliability
+    import toys
 
-    for module in (test_experiment, test_reliability):
-        ray.cloudpickle.register_pickle_by_value(module)
-    summary, strategy, evaluator = test_reliability.run_faulty_search(
+    ray.cloudpickle.register_pickle_by_value(toys)
+    summary, strategy, evaluator = toys.run_faulty_search(
         tmp_path / "r", create_executor("ray", workers=2), retries=1, timeout=5.0)  # Ray restarts workers slowly
-    figures = test_reliability.check_faulty_run(tmp_path / "r", summary, strategy, evaluator, 27, 1,
-                                                crash_error="Ray worker failed", timeout=5.0, slow_starts=True)
+    figures = toys.check_faulty_run(tmp_path / "r", summary, strategy, evaluator, 27, 1,
+                                    crash_error="Ray worker failed", timeout=5.0, slow_starts=True)
     assert figures["failed"] == 4
 
 

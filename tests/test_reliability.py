@@ -14,9 +14,6 @@ The figures (kills survived, trials/s, peak RSS) are printed by benchmarks/relia
 
 from __future__ import annotations
 
-import csv
-import gzip
-import itertools
 import multiprocessing
 import os
 import random
@@ -27,22 +24,21 @@ import sys
 import time
 
 import pytest
-from test_experiment import (
-    FAIL,
-    PRELOAD,
-    ToyEvaluator,
-    ToySpace,
-    ToyStrategy,
-    _killed_child,
-    check_run,
-    make_experiment,
-    sequence,
-)
 
 from nasforge.evaluators.table import TableEvaluator
 from nasforge.experiment import Experiment, ProcessExecutor, SerialExecutor, SimulatedExecutor, Store
 from nasforge.spaces import NB201Space
 from nasforge.strategies import create_strategy
+from toys import (
+    PRELOAD,
+    check_faulty_run,
+    check_run,
+    killed_child,
+    make_experiment,
+    run_faulty_search,
+    sequence,
+    write_synthetic_nb201_table,
+)
 
 KILL_POINTS = ("eval", "before-commit", "tell", "before-checkpoint", "ask")
 
@@ -60,7 +56,7 @@ def test_twenty_sigkills_at_random_moments(tmp_path):
     ctx = multiprocessing.get_context("fork")
     for _ in range(20):
         point, n = rng.choice(KILL_POINTS), rng.randint(1, 2)
-        p = ctx.Process(target=_killed_child, args=(str(run), point, n, trials))
+        p = ctx.Process(target=killed_child, args=(str(run), point, n, trials))
         p.start()
         p.join(60)
         assert p.exitcode == -signal.SIGKILL, (point, n, p.exitcode)  # the kill really happened
@@ -142,74 +138,6 @@ def test_pipeline_killed_in_every_stage_resumes_to_the_same_result(tmp_path):
 
 
 # -- failing children ----------------------------------------------------------------------------------
-class WatchfulStrategy(ToyStrategy):
-    """Asks every toy architecture once, in order, and records what it is told, so the test can
-    check that each failure mode happened and that failures never arrive as rewards."""
-
-    def ask(self):
-        arch = self.space.decode(next(itertools.islice(
-            itertools.product(range(self.space.options), repeat=self.space.steps), self.told + len(self.pending), None)))
-        self.pending.append(self.space.key(arch))
-        return arch
-
-    def tell(self, arch, result):
-        self.log = getattr(self, "log", [])
-        self.log.append((self.space.key(arch), result.failed, result.reward))
-        super().tell(arch, result)
-
-
-def _faulty_evaluator(crash: bool) -> ToyEvaluator:
-    """Every failure mode at once; `flaky` makes one attempt in five fail, so retries matter."""
-    return ToyEvaluator(fail={"000"}, nan={"111"}, sleep={"222"}, crash={"012"} if crash else (), flaky=True)
-
-
-def run_faulty_search(run_dir, executor, *, trials: int = 27, retries: int = 1, timeout: float = 1.0):
-    space = ToySpace()
-    strategy = WatchfulStrategy(space, 0)
-    evaluator = _faulty_evaluator(crash=not isinstance(executor, SerialExecutor))
-    # "reuse": repeats of the 27-cell toy space reuse results, so the faults, not 27 fresh
-    # evaluations, are what the test spends its time on
-    exp = Experiment(space, strategy, evaluator, None, run_dir, budget=trials, retries=retries,
-                     executor=executor, timeout=timeout, progress=False, duplicates="reuse")
-    summary = exp.run()
-    exp.close()
-    return summary, strategy, evaluator
-
-
-CRASH = "worker process killed by signal SIGKILL before returning a result"
-
-
-def check_faulty_run(run_dir, summary, strategy, evaluator, trials: int, retries: int,
-                     crash_error: str = CRASH, timeout: float = 1.0, slow_starts: bool = False) -> dict:
-    """`slow_starts`: the executor's timeout also covers starting a worker (Ray restarting a killed
-    one can take longer than a short test timeout), so an ordinary trial may time out too."""
-    expected = {"000": "RuntimeError: cannot train 000", "111": "val_accuracy is nan",
-                "222": f"timed out after {timeout:g} s", "012": crash_error}
-    assert summary.trials == trials and summary.unfinished == 0
-    with Store.open(run_dir) as store:
-        rows = store.trials()
-        assert store.integrity_check() == []
-    assert len(rows) == trials and all(t.status in ("done", "failed") for t in rows)
-    evaluated = [t for t in rows if not t.reused]
-    for t in evaluated:
-        slow_start = slow_starts and t.status == "failed" and t.error.startswith("timed out after")
-        if t.key in expected and (t.key != "012" or evaluator.crash):
-            assert t.status == "failed" and t.failures == retries + 1, t
-            assert expected[t.key] in t.error or t.error == "RuntimeError: flaky failure" or slow_start, t
-        elif t.status == "failed":  # flaky on every attempt
-            assert (t.error == "RuntimeError: flaky failure" or slow_start) and t.failures == retries + 1, t
-    told = {t.id: t for t in rows}
-    assert len(strategy.log) == trials and strategy.pending == []
-    failed_keys = {t.key for t in rows if t.status == "failed"}
-    for key, failed, reward in strategy.log:
-        assert failed == (reward is None)
-        if failed:
-            assert key in failed_keys
-    assert strategy.failures == sum(t.status == "failed" for t in told.values())
-    retried = sum(t.failures for t in evaluated if t.status == "done")
-    return {"failed": len(failed_keys & set(expected)), "retried": retried}
-
-
 def test_failing_children_serial(tmp_path):
     summary, strategy, evaluator = run_faulty_search(tmp_path / "s", SerialExecutor())
     figures = check_faulty_run(tmp_path / "s", summary, strategy, evaluator, 27, 1)
@@ -226,22 +154,6 @@ def test_failing_children_in_worker_processes(tmp_path):
 
 
 # -- load --------------------------------------------------------------------------------------------
-def write_synthetic_nb201_table(path, *, real_columns: bool = False) -> None:
-    """Every NAS-Bench-201 cell with made-up accuracies: the real table's shape, no shared data.
-    Columns arch_str, valid, test; with `real_columns` the shared table's names instead (what the
-    `nb201` evaluator reads), gzipped when `path` ends in .gz."""
-    space = NB201Space()
-    header = (["c10_valid_acc_12ep", "c10_test_acc_200ep", "c10_valid_acc_200ep", "c10_test_acc_12ep",
-               "c10_train_time_per_epoch_s"] if real_columns else ["valid", "test"])
-    with (gzip.open if str(path).endswith(".gz") else open)(path, "wt", newline="") as f:
-        out = csv.writer(f)
-        out.writerow(["arch_str", *header])
-        for choices in itertools.product(range(space.decisions[0].num_options), repeat=len(space.decisions)):
-            score = sum((i + 1) * c for i, c in enumerate(choices))
-            values = [50 + score % 41, 49 + score % 43, 60 + score % 37, 48 + score % 39, 10 + score % 7]
-            out.writerow([space.to_json(space.decode(choices))["arch"], *values[:len(header)]])
-
-
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -84,7 +84,7 @@ def test_bad_search_input(in_tmp, args, message):
 
 
 def test_search_any_table_by_its_column_names(in_tmp, capsys):
-    from test_reliability import write_synthetic_nb201_table
+    from toys import write_synthetic_nb201_table
 
     write_synthetic_nb201_table(in_tmp / "t.csv")  # columns arch_str, valid, test
     table = ["search", "--space", "nb201", "--table", "t.csv", "--strategy", "ppo", "--trials", "6"]
@@ -129,7 +129,7 @@ def test_a_run_lives_where_the_user_says_and_resumes_from_anywhere(tmp_path, mon
     """--run is the user's path: absolute, relative to the current directory ('..' included) or
     under ~. Resumed from another directory, by its absolute path or another relative one, the run
     continues in the same folder with the trials of an uninterrupted run."""
-    from test_reliability import write_synthetic_nb201_table
+    from toys import write_synthetic_nb201_table
 
     work, elsewhere, home = tmp_path / "work", tmp_path / "elsewhere" / "deeper", tmp_path / "home"
     for folder in (work, elsewhere, home):
@@ -188,7 +188,7 @@ def test_a_config_files_run_name_stays_inside_the_current_directory(in_tmp, name
 
 
 def test_a_config_files_run_name_and_the_flag_over_it(in_tmp, capsys):
-    from test_reliability import write_synthetic_nb201_table
+    from toys import write_synthetic_nb201_table
 
     write_synthetic_nb201_table(in_tmp / "t.csv")
     (in_tmp / "search.json").write_text(json.dumps(

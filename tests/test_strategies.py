@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import subprocess
 import sys
@@ -13,11 +12,12 @@ import torch
 
 from nasforge.errors import ConfigError, NasforgeError
 from nasforge.spaces import NASNetArchitecture, NASNetSpace
-from nasforge.spaces.base import Decision, SearchSpace
+from nasforge.spaces.base import SearchSpace
 from nasforge.strategies import (STRATEGIES, Controller, Exhausted, GridSearch, NotAskedError, PPOStrategy,
                                  RandomSearch, RegularizedEvolution, ReinforceStrategy, Result, create_strategy,
                                  strategy_options)
 from nasforge.strategies.base import RepeatedProposals, ask_new
+from toys import TargetSpace, make_script, roundtrip, run_ops, toy_result
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -29,58 +29,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-class ToySpace(SearchSpace):
-    """`steps` decisions of `options` options each; an architecture is the tuple of choices.
-
-    With `symmetric=True` the key ignores order, so different sequences can share a key.
-    """
-
-    name = "toy"
-
-    def __init__(self, steps: int = 6, options: int = 5, symmetric: bool = False):
-        self._decisions = tuple(Decision(f"s{i}", options) for i in range(steps))
-        self.symmetric = symmetric
-        self.target = tuple((3 * i + 1) % options for i in range(steps))
-
-    @property
-    def decisions(self):
-        return self._decisions
-
-    def encode(self, arch):
-        return tuple(arch)
-
-    def decode(self, choices):
-        return tuple(self.check_choices(choices))
-
-    def validate(self, arch):
-        self.check_choices(list(arch))
-        return tuple(arch)
-
-    def to_json(self, arch):
-        return list(arch)
-
-    def from_json(self, data):
-        return self.validate(tuple(data))
-
-    def key(self, arch):
-        values = sorted(arch) if self.symmetric else arch
-        return "toy-" + "".join(map(str, values))
-
-    def mutate(self, arch, rng):
-        arch = list(arch)
-        i = int(rng.integers(len(arch)))
-        n = self._decisions[i].num_options
-        arch[i] = int((arch[i] + 1 + rng.integers(n - 1)) % n)
-        return tuple(arch)
-
-    def build(self, arch, **config):
-        raise NotImplementedError
-
-    def reward(self, arch) -> float:
-        """Fraction of steps that match the target: 1.0 only at the single optimum."""
-        return float(np.mean([a == t for a, t in zip(arch, self.target)]))
-
-
 def make(name: str, space: SearchSpace, seed: int = 0):
     """Small, fast settings so that every code path (population full, updates) is reached quickly."""
     options = {"evolution": {"population_size": 5, "sample_size": 3},
@@ -90,48 +38,6 @@ def make(name: str, space: SearchSpace, seed: int = 0):
                "predictor": {"num_init": 4, "batch_size": 3, "ensemble_size": 2, "num_candidates": 12,
                              "num_parents": 3, "epochs": 5}}.get(name, {})
     return create_strategy(name, space, seed, **options)
-
-
-def toy_result(space: ToySpace, arch) -> Result:
-    """Deterministic reward; every 7th key (by hash of its digits) fails."""
-    if sum(int(c) * (i + 1) for i, c in enumerate(space.key(arch)[4:])) % 7 == 0:
-        return Result.failure("boom")
-    return Result.ok(space.reward(arch))
-
-
-def make_script(length: int, seed: int) -> list[int]:
-    """A sequence of operations: -1 = ask, k >= 0 = tell the k-th (modulo) outstanding ask."""
-    rng = np.random.default_rng(seed)
-    ops, outstanding = [], 0
-    for _ in range(length):
-        if outstanding == 0 or (outstanding < 6 and rng.random() < 0.55):
-            ops.append(-1)
-            outstanding += 1
-        else:
-            ops.append(int(rng.integers(100)))
-            outstanding -= 1
-    return ops
-
-
-def run_ops(strategy, space, ops, outstanding):
-    """Apply `ops`; return the keys asked. `outstanding` (a list of archs) is updated in place."""
-    asked = []
-    for op in ops:
-        if op < 0:
-            arch = strategy.ask()
-            outstanding.append(arch)
-            asked.append(space.key(arch))
-        else:
-            arch = outstanding.pop(op % len(outstanding))
-            strategy.tell(arch, toy_result(space, arch))
-    return asked
-
-
-def roundtrip(state):
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 def assert_plain(value, where="state"):
@@ -151,7 +57,7 @@ def assert_plain(value, where="state"):
 # -- the registry ------------------------------------------------------------------------------------------
 
 def test_registry_and_one_line_errors():
-    space = ToySpace()
+    space = TargetSpace()
     assert set(STRATEGIES) == {"random", "evolution", "grid", "ppo", "reinforce", "local", "predictor"}
     for name, cls in STRATEGIES.items():
         strategy = create_strategy(name, space, 3)
@@ -175,7 +81,7 @@ def test_registry_and_one_line_errors():
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_out_of_order_tells_and_unasked_tells(name):
-    space = ToySpace()
+    space = TargetSpace()
     strategy = make(name, space)
     archs = [strategy.ask() for _ in range(8)]
     assert strategy.num_pending == 8
@@ -196,7 +102,7 @@ def test_out_of_order_tells_and_unasked_tells(name):
 
 
 def test_tells_match_the_first_outstanding_ask_with_the_key():
-    space = ToySpace(2, 3, symmetric=True)
+    space = TargetSpace(2, 3, symmetric=True)
     grid = GridSearch(space, architectures=[(0, 1), (1, 0), (2, 2)], deduplicate=False)
     a, b, c = grid.ask(), grid.ask(), grid.ask()
     assert space.key(a) == space.key(b)
@@ -210,7 +116,7 @@ def test_tells_match_the_first_outstanding_ask_with_the_key():
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_failures_are_not_rewards(name):
-    space = ToySpace()
+    space = TargetSpace()
     strategy = make(name, space)
     archs = [strategy.ask() for _ in range(6)]
     for arch in archs:
@@ -229,7 +135,7 @@ def test_failures_are_not_rewards(name):
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_same_seed_same_asks_and_no_global_rng(name):
-    space = ToySpace()
+    space = TargetSpace()
     ops = make_script(60, 1)
     torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
     first = run_ops(make(name, space, seed=7), space, ops, [])
@@ -244,7 +150,7 @@ def test_same_seed_same_asks_and_no_global_rng(name):
 def test_restore_at_any_point_continues_identically(name):
     """Checkpoint after every ask and tell (with asks outstanding), restore into a fresh object
     (directly and through torch.save/torch.load(weights_only=True)) and get the same future asks."""
-    space = ToySpace()
+    space = TargetSpace()
     cheap = name in ("random", "evolution", "grid", "local")
     ops = make_script(70 if cheap else 46, 2)
     original = make(name, space, seed=5)
@@ -269,7 +175,7 @@ def test_restore_at_any_point_continues_identically(name):
 
 
 def test_checkpoint_of_other_options_or_strategy_is_refused():
-    space = ToySpace()
+    space = TargetSpace()
     state = RegularizedEvolution(space, population_size=5).state_dict()
     with pytest.raises(ConfigError, match="population_size"):
         RegularizedEvolution(space, population_size=6).load_state_dict(state)
@@ -280,7 +186,7 @@ def test_checkpoint_of_other_options_or_strategy_is_refused():
 # -- random search ------------------------------------------------------------------------------------------------
 
 def test_random_search_is_uniform_per_decision():
-    space = ToySpace(3, 4)
+    space = TargetSpace(3, 4)
     strategy = RandomSearch(space, seed=0)
     counts = np.zeros((3, 4))
     for _ in range(2000):
@@ -294,7 +200,7 @@ def test_random_search_is_uniform_per_decision():
 # -- regularized evolution ----------------------------------------------------------------------------------------
 
 def test_evolution_random_until_population_then_aging_tournament():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = RegularizedEvolution(space, seed=0, population_size=4, sample_size=200)
     paper = RegularizedEvolution(space)
     paper.plan(20_000)  # the paper's CIFAR-10 search: P=100, S=25
@@ -323,7 +229,7 @@ def test_evolution_random_until_population_then_aging_tournament():
 
 
 def test_evolution_finds_the_toy_optimum():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = RegularizedEvolution(space, seed=0, population_size=20, sample_size=5)
     for _ in range(400):
         arch = strategy.ask()
@@ -334,7 +240,7 @@ def test_evolution_finds_the_toy_optimum():
 # -- grid search -----------------------------------------------------------------------------------------------------
 
 def test_grid_enumerates_the_space_then_is_exhausted():
-    space = ToySpace(2, 3)
+    space = TargetSpace(2, 3)
     grid = GridSearch(space)
     assert grid.total == 9 and not grid.exhausted
     archs = [grid.ask() for _ in range(9)]
@@ -348,7 +254,7 @@ def test_grid_enumerates_the_space_then_is_exhausted():
 
 
 def test_grid_explicit_list_values_and_deduplication():
-    space = ToySpace(2, 3, symmetric=True)
+    space = TargetSpace(2, 3, symmetric=True)
     # (1, 0) has the key of (0, 1): skipped
     assert iter_grid(GridSearch(space)) == [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
     assert len(iter_grid(GridSearch(space, deduplicate=False))) == 9
@@ -411,7 +317,7 @@ def test_nasnet_space_controller_has_fifty_steps():
 
 
 def test_ppo_uses_the_log_prob_of_the_sampling_policy():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = PPOStrategy(space, seed=0, batch_size=3, lr=0.05, hidden_size=16)
     early = strategy.ask()
     (choices, old_log_prob), = [p for _, p in strategy.pending.state_dict()]
@@ -426,7 +332,7 @@ def test_ppo_uses_the_log_prob_of_the_sampling_policy():
 
 
 def test_presets_paper_and_small_budget_defaults():
-    space = ToySpace()
+    space = TargetSpace()
     ppo = PPOStrategy(space, preset="nasnet")
     assert (ppo.batch_size, ppo.lr, ppo.entropy_weight, ppo.baseline_decay, ppo.clip, ppo.hidden_size) == \
         (20, 0.00035, 0.00001, 0.95, 0.2, 100)
@@ -458,7 +364,7 @@ class Constant(RandomSearch):
 
 
 def test_the_duplicate_filter_reasks_then_stops_with_a_reason():
-    space = ToySpace()
+    space = TargetSpace()
     strategy = Constant(space)
     arch, key, repeats = ask_new(strategy, space, set())
     assert (arch, repeats) == ((0,) * 6, 0)
@@ -476,7 +382,7 @@ def test_the_duplicate_filter_reasks_then_stops_with_a_reason():
 
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
 def test_every_strategy_runs_under_the_filter_without_repeats(name):
-    space = ToySpace(3, 3, symmetric=True)  # 10 distinct keys among 27 sequences
+    space = TargetSpace(3, 3, symmetric=True)  # 10 distinct keys among 27 sequences
     strategy = make(name, space)
     seen: set[str] = set()
     try:
@@ -493,7 +399,7 @@ def test_every_strategy_runs_under_the_filter_without_repeats(name):
 
 @pytest.mark.parametrize("cls", [PPOStrategy, ReinforceStrategy])
 def test_duplicates_flatten_the_policy_until_a_real_result(cls):
-    space = ToySpace()
+    space = TargetSpace()
     strategy = cls(space, seed=0, batch_size=2, hidden_size=8)
     for _ in range(2 * cls.DUPLICATES_PER_TEMPERATURE):
         arch = strategy.ask()
@@ -507,7 +413,7 @@ def test_duplicates_flatten_the_policy_until_a_real_result(cls):
 
 
 def test_evolution_population_is_fitted_to_the_budget():
-    space = ToySpace()
+    space = TargetSpace()
     sizes = RegularizedEvolution.sizes_for
     assert [sizes(b) for b in (50, 100, 200, 1000, 20000, None)] == \
         [(10, 3), (10, 3), (20, 5), (100, 25), (100, 25), (20, 5)]
@@ -540,7 +446,7 @@ def mean_rewards(strategy, space, n):
 @pytest.mark.parametrize("cls", [PPOStrategy, ReinforceStrategy])
 def test_policy_gradient_learns_the_toy_optimum(cls):
     """6 steps x 5 options, reward = fraction of steps at the optimum (random: 0.2 on average)."""
-    space = ToySpace()
+    space = TargetSpace()
     random_mean = mean_rewards(RandomSearch(space, seed=0), space, 300)[-100:].mean()
     assert random_mean < 0.3
     # The policy itself (its raw asks, repeats included, show what it prefers) concentrates on the optimum.

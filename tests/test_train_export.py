@@ -24,7 +24,7 @@ from nasforge.evaluators.training import TrainConfig, evaluate_accuracy
 from nasforge.export import ModelConfig, export_model, load_model, read_model_config, read_weights
 from nasforge.spaces import NASNetSpace
 from nasforge.spaces.nasnet_cells import NASNET_A
-from test_models import deprecations_are_errors
+from toys import deprecations_are_errors
 
 TINY = ["--epochs", "1", "--cells", "1", "--filters", "8", "--no-progress"]
 
