@@ -35,8 +35,14 @@ from typing import Any
 import numpy as np
 
 from nasforge.errors import ConfigError
-from nasforge.evaluators.table import (MACRO_FILE, NB201_FILE, ArchitectureNotInTable, TableEvaluator,
-                                       _resolve_space, _space_name)
+from nasforge.evaluators.table import (
+    MACRO_FILE,
+    NB201_FILE,
+    ArchitectureNotInTable,
+    TableEvaluator,
+    _resolve_space,
+    _space_name,
+)
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies import Exhausted, Result, create_strategy
 from nasforge.strategies.base import RepeatedProposals, ask_new
@@ -47,10 +53,22 @@ from nasforge.strategies.base import RepeatedProposals, ask_new
 #: is the first run and what is reported is the mean of the other two, so the reported number is
 #: never the one that was searched on.
 SHARED_TABLES: dict[str, dict[str, Any]] = {
-    "nb201": {"file": NB201_FILE, "space": "nb201", "reward_column": "c10_valid_acc_12ep",
-              "report_column": "c10_test_acc_200ep", "arch_column": "arch_str", "percent": True},
-    "macro": {"file": MACRO_FILE, "space": "macro", "reward_column": "test_acc_run1",
-              "report_column": ("test_acc_run2", "test_acc_run3"), "arch_column": "arch", "percent": True},
+    "nb201": {
+        "file": NB201_FILE,
+        "space": "nb201",
+        "reward_column": "c10_valid_acc_12ep",
+        "report_column": "c10_test_acc_200ep",
+        "arch_column": "arch_str",
+        "percent": True,
+    },
+    "macro": {
+        "file": MACRO_FILE,
+        "space": "macro",
+        "reward_column": "test_acc_run1",
+        "report_column": ("test_acc_run2", "test_acc_run3"),
+        "arch_column": "arch",
+        "percent": True,
+    },
 }
 
 
@@ -93,27 +111,39 @@ class BenchTable:
             [0, 100] with some above 1.
     """
 
-    def __init__(self, table: str | Path, space: SearchSpace | str | None = None, reward_column: str | None = None,
-                 report_column: str | Sequence[str] | None = None, arch_column: str | None = None, percent: bool | None = None):
+    def __init__(
+        self,
+        table: str | Path,
+        space: SearchSpace | str | None = None,
+        reward_column: str | None = None,
+        report_column: str | Sequence[str] | None = None,
+        arch_column: str | None = None,
+        percent: bool | None = None,
+    ):
         shortcut = SHARED_TABLES.get(str(table)) if isinstance(table, str) else None
         if shortcut is not None:
             from nasforge.data.paths import require_data
 
             if space is not None and _space_name(_resolve_space(space)) != shortcut["space"]:
-                raise ConfigError("space", f"the {table!r} table lists {shortcut['space']!r} architectures, "
-                                           f"not {_space_name(_resolve_space(space))!r}")
+                raise ConfigError(
+                    "space",
+                    f"the {table!r} table lists {shortcut['space']!r} architectures, "
+                    f"not {_space_name(_resolve_space(space))!r}",
+                )
             space = space if space is not None else shortcut["space"]
             reward_column = reward_column or shortcut["reward_column"]
-            report_column = report_column or (shortcut["report_column"] if reward_column ==
-                                               shortcut["reward_column"] else None)
+            report_column = report_column or (
+                shortcut["report_column"] if reward_column == shortcut["reward_column"] else None
+            )
             arch_column = arch_column or shortcut["arch_column"]
             percent = shortcut["percent"] if percent is None else percent
             path: Path = require_data(*shortcut["file"])
             self.name = str(table)
         else:
             if space is None:
-                raise ConfigError("space", "a table file needs the space its architectures belong to",
-                                  sorted(SHARED_TABLES) + ["..."])
+                raise ConfigError(
+                    "space", "a table file needs the space its architectures belong to", sorted(SHARED_TABLES) + ["..."]
+                )
             if not reward_column:
                 raise ConfigError("reward_column", f"name the column of {table} to search on")
             path = Path(table).expanduser()
@@ -127,8 +157,9 @@ class BenchTable:
         self.report_columns = columns
         self.report_column = ",".join(columns)
         # The evaluator checks columns and parses the first row; values are read in the table's units.
-        self.evaluator = TableEvaluator(path, self.reward_column, self.space, report_column=columns[0],
-                                        arch_column=arch_column, percent=percent)
+        self.evaluator = TableEvaluator(
+            path, self.reward_column, self.space, report_column=columns[0], arch_column=arch_column, percent=percent
+        )
         table_data = self.evaluator.load()
         self.path = table_data.path
         self.rows = len(table_data)
@@ -139,9 +170,16 @@ class BenchTable:
         self._memo: dict[Any, Lookup] = {}
 
     def describe(self) -> dict[str, Any]:
-        return {"table": self.name, "path": str(self.path), "rows": self.rows, "space": _space_name(self.space),
-                "reward_column": self.reward_column, "report_column": self.report_column,
-                "percent": self.percent, "reward_is_report": self.reward_column == self.report_column}
+        return {
+            "table": self.name,
+            "path": str(self.path),
+            "rows": self.rows,
+            "space": _space_name(self.space),
+            "reward_column": self.reward_column,
+            "report_column": self.report_column,
+            "percent": self.percent,
+            "reward_is_report": self.reward_column == self.report_column,
+        }
 
     def lookup(self, arch: Any) -> Lookup:
         """The row of `arch` (memoised): `Lookup(reward, report)` or `Lookup(None, None, error)`."""
@@ -190,16 +228,29 @@ class SeedResult:
 DUPLICATE_MODES = ("reask", "reuse")
 
 
-def run_seed(table: BenchTable, strategy: str, queries: int, seed: int,
-             options: Mapping[str, Any] | None = None, duplicates: str = "reask",
-             reask_limit: int = 100) -> SeedResult:
+def run_seed(
+    table: BenchTable,
+    strategy: str,
+    queries: int,
+    seed: int,
+    options: Mapping[str, Any] | None = None,
+    duplicates: str = "reask",
+    reask_limit: int = 100,
+) -> SeedResult:
     """One independent search of `queries` queries with `create_strategy(strategy, space, seed, **options)`."""
     return run_seed_budgets(table, strategy, [queries], seed, options, duplicates, reask_limit)[queries]
 
 
-def run_seed_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], seed: int,
-                     options: Mapping[str, Any] | None = None, duplicates: str = "reask",
-                     reask_limit: int = 100, plan: int | None = None) -> dict[int, SeedResult]:
+def run_seed_budgets(
+    table: BenchTable,
+    strategy: str,
+    budgets: Sequence[int],
+    seed: int,
+    options: Mapping[str, Any] | None = None,
+    duplicates: str = "reask",
+    reask_limit: int = 100,
+    plan: int | None = None,
+) -> dict[int, SeedResult]:
     """One search of `max(budgets)` queries, with the seed's result after each of `budgets` queries.
 
     The strategy is told the budget it plans for (`plan`, default the largest budget; it shapes
@@ -220,11 +271,19 @@ def run_seed_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], s
     out: dict[int, SeedResult] = {}
 
     def snapshot() -> SeedResult:
-        return SeedResult(seed=seed, queries=asked, best_reward=None if best is None else best[0],
-                          report=None if best is None else best[2],
-                          best_arch=None if best is None else space.to_json(best[1]),
-                          best_query=None if best is None else best[3], distinct=len(keys), failures=failures,
-                          strategy_seconds=own, asks=searcher.num_asked, stop=stop)
+        return SeedResult(
+            seed=seed,
+            queries=asked,
+            best_reward=None if best is None else best[0],
+            report=None if best is None else best[2],
+            best_arch=None if best is None else space.to_json(best[1]),
+            best_query=None if best is None else best[3],
+            distinct=len(keys),
+            failures=failures,
+            strategy_seconds=own,
+            asks=searcher.num_asked,
+            stop=stop,
+        )
 
     searcher.plan(marks[-1] if plan is None else plan)
     for q in range(marks[-1]):
@@ -289,9 +348,15 @@ class BenchResult:
         return out
 
 
-def summarize(strategy: str, options: Mapping[str, Any], queries: int, results: Sequence[SeedResult],
-              table: Mapping[str, Any] | None = None, wall_seconds: float = 0.0,
-              duplicates: str = "reask") -> BenchResult:
+def summarize(
+    strategy: str,
+    options: Mapping[str, Any],
+    queries: int,
+    results: Sequence[SeedResult],
+    table: Mapping[str, Any] | None = None,
+    wall_seconds: float = 0.0,
+    duplicates: str = "reask",
+) -> BenchResult:
     """Mean and std over seeds of each seed's report (and best reward), plus costs."""
     reports = [r.report for r in results if r.report is not None]
     rewards = [r.best_reward for r in results if r.best_reward is not None]
@@ -300,29 +365,54 @@ def summarize(strategy: str, options: Mapping[str, Any], queries: int, results: 
     sem = float(np.std(reports, ddof=1) / math.sqrt(len(reports))) if len(reports) > 1 else math.nan
     asked = sum(r.queries for r in results)
     return BenchResult(
-        strategy=strategy, options=dict(options), queries=queries, seeds=len(results), mean=mean, std=std, sem=sem,
-        mean_best_reward=mean_r, std_best_reward=std_r,
+        strategy=strategy,
+        options=dict(options),
+        queries=queries,
+        seeds=len(results),
+        mean=mean,
+        std=std,
+        sem=sem,
+        mean_best_reward=mean_r,
+        std_best_reward=std_r,
         seeds_without_result=sum(r.report is None for r in results),
         mean_distinct=float(np.mean([r.distinct for r in results])) if results else math.nan,
-        mean_asks=float(np.mean([r.asks for r in results])) if results else math.nan, duplicates=duplicates,
+        mean_asks=float(np.mean([r.asks for r in results])) if results else math.nan,
+        duplicates=duplicates,
         failures=sum(r.failures for r in results),
         seconds_per_query=sum(r.strategy_seconds for r in results) / asked if asked else math.nan,
-        wall_seconds=wall_seconds, table=dict(table or {}), per_seed=list(results))
+        wall_seconds=wall_seconds,
+        table=dict(table or {}),
+        per_seed=list(results),
+    )
 
 
-def run_bench(table: BenchTable, strategy: str, queries: int, seeds: int | Sequence[int],
-              options: Mapping[str, Any] | None = None,
-              progress: Callable[[SeedResult], None] | None = None, duplicates: str = "reask",
-              reask_limit: int = 100) -> BenchResult:
+def run_bench(
+    table: BenchTable,
+    strategy: str,
+    queries: int,
+    seeds: int | Sequence[int],
+    options: Mapping[str, Any] | None = None,
+    progress: Callable[[SeedResult], None] | None = None,
+    duplicates: str = "reask",
+    reask_limit: int = 100,
+) -> BenchResult:
     """`seeds` independent searches (seeds 0..seeds-1, or the given seed list) of `queries` queries each."""
-    return run_bench_budgets(table, strategy, [queries], seeds, options, progress, duplicates, reask_limit,
-                             plan=queries)[queries]
+    return run_bench_budgets(
+        table, strategy, [queries], seeds, options, progress, duplicates, reask_limit, plan=queries
+    )[queries]
 
 
-def run_bench_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], seeds: int | Sequence[int],
-                      options: Mapping[str, Any] | None = None,
-                      progress: Callable[[SeedResult], None] | None = None, duplicates: str = "reask",
-                      reask_limit: int = 100, plan: int | None = None) -> dict[int, BenchResult]:
+def run_bench_budgets(
+    table: BenchTable,
+    strategy: str,
+    budgets: Sequence[int],
+    seeds: int | Sequence[int],
+    options: Mapping[str, Any] | None = None,
+    progress: Callable[[SeedResult], None] | None = None,
+    duplicates: str = "reask",
+    reask_limit: int = 100,
+    plan: int | None = None,
+) -> dict[int, BenchResult]:
     """`run_bench` for several budgets at once: one search of the largest budget per seed, which
     the strategy plans for (`plan`, default the largest budget)."""
     budgets = list(budgets)
@@ -345,5 +435,16 @@ def run_bench_budgets(table: BenchTable, strategy: str, budgets: Sequence[int], 
     return {b: summarize(strategy, options, b, per_budget[b], table.describe(), wall, duplicates) for b in budgets}
 
 
-__all__ = ["BenchResult", "BenchTable", "Lookup", "SHARED_TABLES", "SeedResult", "mean_std", "run_bench", "run_bench_budgets",
-           "run_seed", "run_seed_budgets", "summarize"]
+__all__ = [
+    "BenchResult",
+    "BenchTable",
+    "Lookup",
+    "SHARED_TABLES",
+    "SeedResult",
+    "mean_std",
+    "run_bench",
+    "run_bench_budgets",
+    "run_seed",
+    "run_seed_budgets",
+    "summarize",
+]

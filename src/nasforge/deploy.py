@@ -63,11 +63,25 @@ from nasforge.nn.mbconv import MBConv, SqueezeExcite
 __all__ = ["ConvAct", "DeployReport", "deploy", "deploy_report", "fold_conv_bn"]
 
 #: Dropout modules: identities in eval mode.
-_DROPOUTS: tuple[type[nn.Module], ...] = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-                                          nn.AlphaDropout, nn.FeatureAlphaDropout)
+_DROPOUTS: tuple[type[nn.Module], ...] = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
 #: Activations that may run in place on a conv's (or a BN's) fresh output.
-_INPLACE_ACTS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid,
-                                              nn.Mish, nn.ELU, nn.LeakyReLU)
+_INPLACE_ACTS: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Mish,
+    nn.ELU,
+    nn.LeakyReLU,
+)
 #: The attribute under which the report rides on the deployed module.
 _REPORT_ATTR = "_nasforge_deploy_report"
 
@@ -76,14 +90,14 @@ _REPORT_ATTR = "_nasforge_deploy_report"
 class DeployReport:
     """What `deploy` changed; `deploy_report(module)` reads it back."""
 
-    folded_bn: int = 0          # BatchNorm layers folded into a convolution
-    kept_bn: int = 0            # BatchNorm layers left (nothing to fold them into)
-    removed: int = 0            # identity, dropout, drop path and wrapper modules removed
-    pruned: int = 0             # dead branches (unused cell inputs, NB201 edges) removed
-    aux_heads: int = 0          # auxiliary classifiers dropped
-    inplace_acts: int = 0       # activations switched to in place
-    fused_conv_act: int = 0     # conv + activation pairs run as one oneDNN primitive on CPU
-    inplace_blocks: int = 0     # MBConv blocks whose SE product and residual sum run in place
+    folded_bn: int = 0  # BatchNorm layers folded into a convolution
+    kept_bn: int = 0  # BatchNorm layers left (nothing to fold them into)
+    removed: int = 0  # identity, dropout, drop path and wrapper modules removed
+    pruned: int = 0  # dead branches (unused cell inputs, NB201 edges) removed
+    aux_heads: int = 0  # auxiliary classifiers dropped
+    inplace_acts: int = 0  # activations switched to in place
+    fused_conv_act: int = 0  # conv + activation pairs run as one oneDNN primitive on CPU
+    inplace_blocks: int = 0  # MBConv blocks whose SE product and residual sum run in place
     channels_last: bool = False
     compiled: bool = False
     compile_seconds: float | None = None
@@ -101,9 +115,13 @@ def deploy_report(module: nn.Module) -> DeployReport | None:
 # -- folding ----------------------------------------------------------------------------------------
 def _foldable_bn(bn: nn.Module) -> bool:
     """Eval-mode BN is affine only when it normalises with running statistics."""
-    return (isinstance(bn, nn.modules.batchnorm._BatchNorm)
-            and type(bn).forward in (nn.BatchNorm2d.forward, nn.SyncBatchNorm.forward)
-            and bn.track_running_stats and bn.running_mean is not None and bn.running_var is not None)
+    return (
+        isinstance(bn, nn.modules.batchnorm._BatchNorm)
+        and type(bn).forward in (nn.BatchNorm2d.forward, nn.SyncBatchNorm.forward)
+        and bn.track_running_stats
+        and bn.running_mean is not None
+        and bn.running_var is not None
+    )
 
 
 def _plain_conv(conv: nn.Module) -> bool:
@@ -159,8 +177,12 @@ def _fold_sequential(seq: nn.Sequential, report: DeployReport) -> None:
 def _fold_factorized_reduce(module: nn.Module, report: DeployReport) -> None:
     """FactorizedReduce: BN(cat(path1(x), path2(x'))) -- each path takes its half of the BN."""
     bn, p1, p2 = module.bn, module.path1, module.path2
-    if not (_foldable_bn(bn) and _plain_conv(p1) and _plain_conv(p2)
-            and p1.out_channels + p2.out_channels == bn.num_features):
+    if not (
+        _foldable_bn(bn)
+        and _plain_conv(p1)
+        and _plain_conv(p2)
+        and p1.out_channels + p2.out_channels == bn.num_features
+    ):
         return
     fold_conv_bn(p1, bn, slice(0, p1.out_channels))
     fold_conv_bn(p2, bn, slice(p1.out_channels, bn.num_features))
@@ -249,15 +271,24 @@ def _inplace_activations(root: nn.Module, report: DeployReport) -> None:
             continue
         children = list(module._modules.values())
         for prev, cur in zip(children, children[1:]):
-            if (isinstance(prev, producers) and type(cur) in _INPLACE_ACTS
-                    and hasattr(cur, "inplace") and not cur.inplace):
+            if (
+                isinstance(prev, producers)
+                and type(cur) in _INPLACE_ACTS
+                and hasattr(cur, "inplace")
+                and not cur.inplace
+            ):
                 cur.inplace = True
                 report.inplace_acts += 1
 
 
 #: Activation module -> oneDNN post-op name of ``mkldnn::_convolution_pointwise``.
-_POST_OPS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.SiLU: "swish", nn.Sigmoid: "sigmoid",
-                                         nn.Tanh: "tanh", nn.Hardswish: "hardswish"}
+_POST_OPS: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu",
+    nn.SiLU: "swish",
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+    nn.Hardswish: "hardswish",
+}
 
 
 def _pointwise_conv_available() -> bool:
@@ -269,9 +300,16 @@ def _pointwise_conv_available() -> bool:
 
 def _plain_eager_call(x: torch.Tensor) -> bool:
     """Whether a call may take the oneDNN path: a plain CPU float32 tensor, outside any tracer."""
-    return (type(x) is torch.Tensor and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-            and not x.requires_grad and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-            and not torch.compiler.is_exporting())
+    return (
+        type(x) is torch.Tensor
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.dim() == 4
+        and not x.requires_grad
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_compiling()
+        and not torch.compiler.is_exporting()
+    )
 
 
 class ConvAct(nn.Module):
@@ -293,8 +331,17 @@ class ConvAct(nn.Module):
             if _plain_eager_call(x):
                 c = self.conv
                 return torch.ops.mkldnn._convolution_pointwise(
-                    x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups,
-                    self.post_op, [], "")
+                    x,
+                    c.weight,
+                    c.bias,
+                    list(c.padding),
+                    list(c.stride),
+                    list(c.dilation),
+                    c.groups,
+                    self.post_op,
+                    [],
+                    "",
+                )
         return self.act(self.conv(x))
 
 
@@ -308,8 +355,13 @@ def _fuse_conv_act(root: nn.Module, report: DeployReport) -> None:
         i = 0
         while i < len(children):
             conv, act = children[i], children[i + 1] if i + 1 < len(children) else None
-            if (act is not None and _plain_conv(conv) and type(act) in _POST_OPS
-                    and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)):
+            if (
+                act is not None
+                and _plain_conv(conv)
+                and type(act) in _POST_OPS
+                and conv.padding_mode == "zeros"
+                and not isinstance(conv.padding, str)
+            ):
                 fused.append(ConvAct(conv, act, _POST_OPS[type(act)]))
                 report.fused_conv_act += 1
                 i += 2
@@ -352,8 +404,12 @@ def _inplace_blocks(root: nn.Module, report: DeployReport) -> None:
     for module in list(root.modules()):
         if type(module) is not MBConv:
             continue
-        if not (_is_plain_sequential(module.depthwise) and len(module.depthwise) > 0
-                and _is_plain_sequential(module.project) and len(module.project) > 0):
+        if not (
+            _is_plain_sequential(module.depthwise)
+            and len(module.depthwise) > 0
+            and _is_plain_sequential(module.project)
+            and len(module.project) > 0
+        ):
             continue
         if type(module.se) is SqueezeExcite:
             module.se.__class__ = InplaceSqueezeExcite
@@ -366,8 +422,14 @@ def _count_bn(root: nn.Module) -> int:
 
 
 # -- the entry point ------------------------------------------------------------------------------------------
-def deploy(model: nn.Module, example_input: torch.Tensor, *, channels_last: bool | None = None,
-           compile: bool = False, check: bool = False) -> nn.Module:  # noqa: A002 - torch's own word
+def deploy(
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    channels_last: bool | None = None,
+    compile: bool = False,
+    check: bool = False,
+) -> nn.Module:  # noqa: A002 - torch's own word
     """An inference-only, faster copy of `model` (see the module docstring for what changes).
 
     Args:
@@ -445,8 +507,10 @@ def _check_same(model: nn.Module, deployed: nn.Module, example: torch.Tensor) ->
     if not diff <= 1e-4 * max(1.0, scale):
         from nasforge.errors import NasforgeError
 
-        raise NasforgeError(f"the deployed model disagrees with the original by {diff:.3g} "
-                            f"(outputs up to {scale:.3g}); export with --no-deploy")
+        raise NasforgeError(
+            f"the deployed model disagrees with the original by {diff:.3g} "
+            f"(outputs up to {scale:.3g}); export with --no-deploy"
+        )
 
 
 class _CallableModule(types.ModuleType):

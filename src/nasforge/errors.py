@@ -41,8 +41,14 @@ class UnknownNameError(ConfigError, KeyError):
     """A name (model, op, space, strategy...) is not registered: the message gives the closest
     registered names first, then all of them."""
 
-    def __init__(self, kind: str, name: object, suggestions: Iterable[str] = (),
-                 allowed: Iterable[object] | str | None = None, field: str | None = None):
+    def __init__(
+        self,
+        kind: str,
+        name: object,
+        suggestions: Iterable[str] = (),
+        allowed: Iterable[object] | str | None = None,
+        field: str | None = None,
+    ):
         self.kind = kind
         self.name = name
         self.suggestions = list(suggestions)

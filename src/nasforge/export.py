@@ -106,12 +106,20 @@ class ModelConfig:
             out["space"] = self.space or {"name": _space_name(self.architecture), "options": {}}
         if self.model is not None:
             out["model"] = self.model
-        out.update({"network": dict(self.network), "num_classes": self.num_classes,
-                    "in_channels": self.in_channels, "resolution": self.resolution,
-                    "normalization": {"mean": list(self.mean), "std": list(self.std)},
-                    "input": {"shape": ["batch", self.in_channels, self.resolution, self.resolution],
-                              "dtype": "float32",
-                              "note": "images scaled to [0, 1], then (x - mean) / std per channel"}})
+        out.update(
+            {
+                "network": dict(self.network),
+                "num_classes": self.num_classes,
+                "in_channels": self.in_channels,
+                "resolution": self.resolution,
+                "normalization": {"mean": list(self.mean), "std": list(self.std)},
+                "input": {
+                    "shape": ["batch", self.in_channels, self.resolution, self.resolution],
+                    "dtype": "float32",
+                    "note": "images scaled to [0, 1], then (x - mean) / std per channel",
+                },
+            }
+        )
         if self.dataset is not None:
             out["dataset"] = self.dataset
         if self.classes is not None:
@@ -129,8 +137,7 @@ class ModelConfig:
             raise bad(f'not a nasforge model description (expected "format": "{FORMAT}")')
         version = data.get("version")
         if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise bad(f"unsupported model description version {version!r} (this nasforge reads "
-                      f"up to {FORMAT_VERSION})")
+            raise bad(f"unsupported model description version {version!r} (this nasforge reads up to {FORMAT_VERSION})")
         arch, model = data.get("architecture"), data.get("model")
         if (arch is None) == (model is None):
             raise bad('needs exactly one of "architecture" and "model"')
@@ -140,8 +147,11 @@ class ModelConfig:
         if arch is not None:
             if space is None:
                 space = {"name": _space_name(arch), "options": {}}
-            if (not isinstance(space, dict) or not isinstance(space.get("name"), str)
-                    or not isinstance(space.get("options", {}), dict)):
+            if (
+                not isinstance(space, dict)
+                or not isinstance(space.get("name"), str)
+                or not isinstance(space.get("options", {}), dict)
+            ):
                 raise bad('"space" must be an object with a "name" and "options"')
             space = {"name": space["name"], "options": dict(space.get("options") or {})}
         network = data.get("network", {})
@@ -161,9 +171,11 @@ class ModelConfig:
             raise bad('"normalization" must be an object with "mean" and "std" lists')
         mean, std = norm.get("mean"), norm.get("std")
         for label, seq in (("mean", mean), ("std", std)):
-            if (not isinstance(seq, list) or len(seq) != values["in_channels"]
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                               for v in seq)):
+            if (
+                not isinstance(seq, list)
+                or len(seq) != values["in_channels"]
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in seq)
+            ):
                 raise bad(f'"normalization.{label}" must be a list of {values["in_channels"]} numbers')
         if any(v <= 0 for v in std):
             raise bad('"normalization.std" values must be positive')
@@ -172,10 +184,18 @@ class ModelConfig:
             raise bad(f'"classes" must list {values["num_classes"]} class names')
         dataset = data.get("dataset")
         name = data.get("name")
-        return cls(name=str(name) if name else "model", architecture=arch, space=space if arch is not None else None,
-                   model=model, network=dict(network), mean=tuple(float(v) for v in mean),
-                   std=tuple(float(v) for v in std), dataset=str(dataset) if dataset is not None else None,
-                   classes=tuple(str(c) for c in classes) if classes is not None else None, **values)
+        return cls(
+            name=str(name) if name else "model",
+            architecture=arch,
+            space=space if arch is not None else None,
+            model=model,
+            network=dict(network),
+            mean=tuple(float(v) for v in mean),
+            std=tuple(float(v) for v in std),
+            dataset=str(dataset) if dataset is not None else None,
+            classes=tuple(str(c) for c in classes) if classes is not None else None,
+            **values,
+        )
 
     def build(self) -> nn.Module:
         """The network, freshly initialised (load weights with `load_weights`)."""
@@ -242,13 +262,15 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         what = f"it holds a {found.group(1)} object" if found else "it holds Python objects"
-        raise ModelFileError(file, f"refused: not a plain tensor state_dict ({what}; nasforge loads "
-                                   "weights only)") from None
+        raise ModelFileError(
+            file, f"refused: not a plain tensor state_dict ({what}; nasforge loads weights only)"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ImportError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(file, f"not a PyTorch weights file ({first[:160]})") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise ModelFileError(file, "expected a state_dict (a mapping of names to tensors)")
     return state
 
@@ -262,8 +284,10 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str |
     problems = []
     if shapes:
         k = shapes[0]
-        problems.append(f"size mismatch for {k} (weights {list(state[k].shape)}, network "
-                        f"{list(expected[k].shape)})" + (f" and {len(shapes) - 1} more" if len(shapes) > 1 else ""))
+        problems.append(
+            f"size mismatch for {k} (weights {list(state[k].shape)}, network "
+            f"{list(expected[k].shape)})" + (f" and {len(shapes) - 1} more" if len(shapes) > 1 else "")
+        )
     if missing:
         problems.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]}")
     if unexpected:
@@ -275,8 +299,9 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str |
 
 
 # -- trained model folders ---------------------------------------------------------------------------------
-def save_model(folder: str | os.PathLike, model: nn.Module, config: ModelConfig,
-               metrics: dict[str, Any] | None = None) -> Path:
+def save_model(
+    folder: str | os.PathLike, model: nn.Module, config: ModelConfig, metrics: dict[str, Any] | None = None
+) -> Path:
     """Write ``weights.pt``, ``arch.json`` (and ``metrics.json`` when given) into `folder`."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -376,14 +401,28 @@ class ExportResult:
     deployed: bool | None = None  # the network went through `nasforge.deploy` first (None: json)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "format": self.format, "method": self.method,
-                "max_abs_diff": self.max_abs_diff, "dynamic_batch": self.dynamic_batch,
-                "deprecated": self.deprecated, "deployed": self.deployed}
+        return {
+            "path": str(self.path),
+            "format": self.format,
+            "method": self.method,
+            "max_abs_diff": self.max_abs_diff,
+            "dynamic_batch": self.dynamic_batch,
+            "deprecated": self.deprecated,
+            "deployed": self.deployed,
+        }
 
 
-def export_model(model: nn.Module | None, config: ModelConfig, fmt: str, out: str | os.PathLike, *,
-                 normalize: bool = False, trained: bool = True, check: bool = True,
-                 deploy: bool = True) -> ExportResult:
+def export_model(
+    model: nn.Module | None,
+    config: ModelConfig,
+    fmt: str,
+    out: str | os.PathLike,
+    *,
+    normalize: bool = False,
+    trained: bool = True,
+    check: bool = True,
+    deploy: bool = True,
+) -> ExportResult:
     """Write `model` (or, for ``json``, just its description) to `out` in format `fmt`.
 
     With `deploy` the network is first made inference-only by `nasforge.deploy` (BN folded,
@@ -455,12 +494,16 @@ def export_model(model: nn.Module | None, config: ModelConfig, fmt: str, out: st
                 loaded = torch.jit.load(str(path), map_location="cpu")
                 with torch.no_grad(), torch.jit.optimized_execution(False):
                     diffs.append((loaded(example) - expected).abs().max().item())
-    result = ExportResult(path, fmt, method, max(diffs) if diffs else None, dynamic,
-                          deprecated=fmt in DEPRECATED_FORMATS, deployed=deploy)
+    result = ExportResult(
+        path, fmt, method, max(diffs) if diffs else None, dynamic, deprecated=fmt in DEPRECATED_FORMATS, deployed=deploy
+    )
     scale = float(max(expected.abs().max(), expected_other.abs().max()))
     if result.max_abs_diff is not None and not result.max_abs_diff <= 1e-4 + 1e-4 * scale:
-        raise ModelFileError(path, f"the exported {fmt} model disagrees with the original by "
-                                   f"{result.max_abs_diff:.3g} on an example batch (logits up to {scale:.3g})")
+        raise ModelFileError(
+            path,
+            f"the exported {fmt} model disagrees with the original by "
+            f"{result.max_abs_diff:.3g} on an example batch (logits up to {scale:.3g})",
+        )
     return result
 
 
@@ -474,8 +517,9 @@ def _failing_export(fmt: str, export, *args):
         first = next((line for line in str(exc).strip().splitlines() if line.strip()), type(exc).__name__)
         from nasforge.errors import ConfigError
 
-        raise ConfigError("--format", f"PyTorch cannot export this network as {fmt} ({type(exc).__name__}: "
-                                      f"{first[:200]})") from exc
+        raise ConfigError(
+            "--format", f"PyTorch cannot export this network as {fmt} ({type(exc).__name__}: {first[:200]})"
+        ) from exc
 
 
 #: Loggers of PyTorch's ONNX exporter that warn about optional packages nasforge does not use
@@ -504,13 +548,20 @@ def to_onnx(net: nn.Module, example: torch.Tensor, path: str | os.PathLike) -> b
             program, dynamic = to_exported_program(net, example)
             outputs = len(program.graph_signature.user_outputs)
             onnx_program = torch.onnx.export(
-                program, (example,), dynamo=True, opset_version=ONNX_OPSET, verbose=False, optimize=True,
+                program,
+                (example,),
+                dynamo=True,
+                opset_version=ONNX_OPSET,
+                verbose=False,
+                optimize=True,
                 dynamic_shapes=batch_dim_shapes() if dynamic else None,  # names the ONNX dimension "batch"
                 input_names=["input"],
-                output_names=["logits"] if outputs == 1 else [f"logits_{i}" for i in range(outputs)])
+                output_names=["logits"] if outputs == 1 else [f"logits_{i}" for i in range(outputs)],
+            )
     except ModuleNotFoundError as exc:
-        raise ConfigError("--format", f"onnx export needs the {exc.name!r} package "
-                                      f"(pip install onnx onnxscript)") from None
+        raise ConfigError(
+            "--format", f"onnx export needs the {exc.name!r} package (pip install onnx onnxscript)"
+        ) from None
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)

@@ -68,8 +68,7 @@ class PipelineConfig:
 
         check_schedule(self.family_schedule, self.patience)
         if self.patience is not None and self.family_schedule != "early-stop":
-            raise ConfigError("patience", f"only applies to family_schedule 'early-stop', not "
-                                          f"{self.family_schedule!r}")
+            raise ConfigError("patience", f"only applies to family_schedule 'early-stop', not {self.family_schedule!r}")
         if self.budget not in BUDGETS:
             raise ConfigError("budget", f"unknown budget {self.budget!r}", list(BUDGETS))
         from nasforge.spaces import SPACES
@@ -127,16 +126,26 @@ def search_network(cfg: PipelineConfig) -> dict[str, Any]:
 def search_config(cfg: PipelineConfig) -> dict[str, Any]:
     """Stage 1's `SearchConfig` dict."""
     network = search_network(cfg)
-    return {"space": cfg.space, "strategy": cfg.strategy,
-            "evaluator": {"name": "proxy", "options": _proxy_options(cfg, cfg.setting("epochs"), network)},
-            "budget": {"max_trials": cfg.setting("trials")}, "seed": cfg.seed}
+    return {
+        "space": cfg.space,
+        "strategy": cfg.strategy,
+        "evaluator": {"name": "proxy", "options": _proxy_options(cfg, cfg.setting("epochs"), network)},
+        "budget": {"max_trials": cfg.setting("trials")},
+        "seed": cfg.seed,
+    }
 
 
 class Pipeline:
     """Runs (or resumes) the four stages in `run_dir`; see the module docstring."""
 
-    def __init__(self, config: PipelineConfig, run_dir: str | os.PathLike, resume: bool = False,
-                 progress: bool = True, console: Any = None):
+    def __init__(
+        self,
+        config: PipelineConfig,
+        run_dir: str | os.PathLike,
+        resume: bool = False,
+        progress: bool = True,
+        console: Any = None,
+    ):
         self.config = config
         self.run_dir = Path(run_dir)
         self.resume = resume
@@ -164,11 +173,16 @@ class Pipeline:
         if keys:
             hint = ""
             if any(k in legacy for k in keys):
-                flags = " ".join(f"--{k.replace('_', '-')} {old[k]}" for k in keys if k in legacy and old[k] is not None)
-                hint = (f"; the run was started by an older nasforge, before {', '.join(k for k in keys if k in legacy)}"
-                        f" existed{f' (resume it with {flags})' if flags else ''}")
-            raise ConfigError("config", "the run was started with other pipeline settings: "
-                                        + describe_diff(old, new, keys) + hint)
+                flags = " ".join(
+                    f"--{k.replace('_', '-')} {old[k]}" for k in keys if k in legacy and old[k] is not None
+                )
+                hint = (
+                    f"; the run was started by an older nasforge, before {', '.join(k for k in keys if k in legacy)}"
+                    f" existed{f' (resume it with {flags})' if flags else ''}"
+                )
+            raise ConfigError(
+                "config", "the run was started with other pipeline settings: " + describe_diff(old, new, keys) + hint
+            )
 
     def _stage(self, name: str) -> None:
         self.console.print(f"[bold]stage {STAGES.index(name) + 1}/4: {name}[/bold]")
@@ -187,9 +201,12 @@ class Pipeline:
                 store.close()
         splits = self._check_test_dataset()
         self._stage("search")
-        with Experiment.from_config(SearchConfig.from_dict(search_config(self.config)), self.run_dir,
-                                    resume="auto" if self.resume else False,
-                                    progress=self.progress) as experiment:
+        with Experiment.from_config(
+            SearchConfig.from_dict(search_config(self.config)),
+            self.run_dir,
+            resume="auto" if self.resume else False,
+            progress=self.progress,
+        ) as experiment:
             store = experiment.store
             self._check_config(store)
             if not store.get_marker("pipeline.stage.search"):
@@ -197,8 +214,9 @@ class Pipeline:
                 store.set_marker("pipeline.stage.search", True)
             best = store.best(1)
             if not best:
-                raise ConfigError("search", "every trial of the architecture search failed; "
-                                            f"see `nasforge show {self.run_dir}`")
+                raise ConfigError(
+                    "search", f"every trial of the architecture search failed; see `nasforge show {self.run_dir}`"
+                )
             arch = experiment.space.from_json(best[0].arch)
             family = self._family(experiment.space, arch)
             coefficients = self._coefficients(store, family)
@@ -207,12 +225,21 @@ class Pipeline:
         from nasforge.report import write_report
 
         index = write_report(self.run_dir)
-        return {"run": str(self.run_dir), "best_trial": best[0].id, "coefficients": coefficients["best"],
-                "verdict": coefficients.get("verdict"), "candidates": coefficients.get("candidates", []),
-                "baseline": coefficients.get("baseline"), "schedule": coefficients.get("schedule"),
-                "family_schedule": self.config.family_schedule, "members": members,
-                "test_dataset": (self.config.test_dataset or f"{self.config.dataset} (its own test split)")
-                if splits.test is not None else None, "report": str(index)}
+        return {
+            "run": str(self.run_dir),
+            "best_trial": best[0].id,
+            "coefficients": coefficients["best"],
+            "verdict": coefficients.get("verdict"),
+            "candidates": coefficients.get("candidates", []),
+            "baseline": coefficients.get("baseline"),
+            "schedule": coefficients.get("schedule"),
+            "family_schedule": self.config.family_schedule,
+            "members": members,
+            "test_dataset": (self.config.test_dataset or f"{self.config.dataset} (its own test split)")
+            if splits.test is not None
+            else None,
+            "report": str(index),
+        }
 
     def _check_test_dataset(self) -> Any:
         """The splits the family is tested on; a --test-dataset that does not fit is refused now,
@@ -228,8 +255,9 @@ class Pipeline:
 
         cfg = self.config
         splits = cached_splits(cfg.dataset, 0.1, cfg.seed, cfg.train_size, cfg.val_size)
-        return family_for(space, arch, base_resolution=splits.resolution, num_classes=splits.num_classes,
-                          **search_network(cfg))
+        return family_for(
+            space, arch, base_resolution=splits.resolution, num_classes=splits.num_classes, **search_network(cfg)
+        )
 
     def _scaled_evaluator(self, family: Any, phi: float) -> Any:
         """The coefficient search's evaluator: the phi member, `epochs` of proxy training."""
@@ -246,8 +274,13 @@ class Pipeline:
 
         cfg = self.config
         patience = (cfg.patience or DEFAULT_PATIENCE) if cfg.family_schedule == "early-stop" else None
-        inner = MemberTrainer(**_proxy_options(cfg, epochs, None), report_test=True, patience=patience,
-                              test_dataset=cfg.test_dataset, schedule=cfg.family_schedule)
+        inner = MemberTrainer(
+            **_proxy_options(cfg, epochs, None),
+            report_test=True,
+            patience=patience,
+            test_dataset=cfg.test_dataset,
+            schedule=cfg.family_schedule,
+        )
         return ScaledMemberEvaluator(family, inner, phi=phi, resolution_divisor=_divisor(family))
 
     def _coefficients(self, store: Any, family: Any) -> dict[str, Any]:
@@ -257,9 +290,15 @@ class Pipeline:
         if store.get_marker("pipeline.stage.coefficients") and done and "baseline" in done:
             return done  # (a run of an older nasforge has no baseline row: the search below adds it)
         self._stage("coefficients")
-        result = search_coefficients(family, self._scaled_evaluator(family, 1.0), self.run_dir / "coefficients",
-                                     step=self.config.setting("step"), seed=self.config.seed, resume="auto",
-                                     progress=self.progress)
+        result = search_coefficients(
+            family,
+            self._scaled_evaluator(family, 1.0),
+            self.run_dir / "coefficients",
+            step=self.config.setting("step"),
+            seed=self.config.seed,
+            resume="auto",
+            progress=self.progress,
+        )
         data = result.to_marker()
         store.set_marker("coefficients", data)
         store.set_marker("pipeline.stage.coefficients", True)
@@ -287,17 +326,38 @@ class Pipeline:
                 w, d, r = scaler._checked(float(phi), family.base_resolution)
                 ratio = build_counted(family, w, d, r)[1] / base_macs
                 epochs = member_epochs(base_epochs, ratio, cfg.family_schedule)
-                self.console.print(f"  training phi = {phi} ({epochs} epochs"
-                                   f"{' at most' if cfg.family_schedule == 'early-stop' else ''})")
+                self.console.print(
+                    f"  training phi = {phi} ({epochs} epochs"
+                    f"{' at most' if cfg.family_schedule == 'early-stop' else ''})"
+                )
                 metrics = self._member_evaluator(family, float(phi), epochs).evaluate(
-                    space, triple, trial_seed(cfg.seed, 10_000 + phi))
-                member = {"phi": phi, **{k: metrics.get(k) for k in (
-                    "width_mult", "depth_mult", "resolution", "params", "macs", "val_accuracy",
-                    "test_accuracy", "latency_ms", "epochs", "max_epochs", "best_epoch", "stopped",
-                    "stop_reason")}}
+                    space, triple, trial_seed(cfg.seed, 10_000 + phi)
+                )
+                member = {
+                    "phi": phi,
+                    **{
+                        k: metrics.get(k)
+                        for k in (
+                            "width_mult",
+                            "depth_mult",
+                            "resolution",
+                            "params",
+                            "macs",
+                            "val_accuracy",
+                            "test_accuracy",
+                            "latency_ms",
+                            "epochs",
+                            "max_epochs",
+                            "best_epoch",
+                            "stopped",
+                            "stop_reason",
+                        )
+                    },
+                }
                 if cfg.family_schedule == "grow":
-                    member["stop_reason"] = (f"end of its schedule: {base_epochs} x √(MACs ratio {ratio:.2f}), "
-                                             f"rounded up = {epochs} epochs")
+                    member["stop_reason"] = (
+                        f"end of its schedule: {base_epochs} x √(MACs ratio {ratio:.2f}), rounded up = {epochs} epochs"
+                    )
                 member["schedule"] = cfg.family_schedule
                 store.set_marker(key, member)
             members.append(member)
@@ -313,18 +373,27 @@ class Pipeline:
                     alternatives[dim] = [base_row, {**cand, "phi": 1}]
         comparison = None
         if base_row is not None:
-            chosen = next((c for c in coefficients.get("candidates", []) if c.get("index") == best.get("index")),
-                          best)
-            comparison = {"schedule": coefficients.get("schedule"),
-                          "rows": [{**base_row, "method": "baseline"}, {**chosen, "phi": 1, "method": "compound"}]
-                          + [{**recs[1], "method": f"{dim} only"} for dim, recs in alternatives.items()]}
-        store.set_marker("family", {"coefficients": {k: best[k] for k in ("alpha", "beta", "gamma")},
-                                    "members": members, "alternatives": alternatives,
-                                    "comparison": comparison,
-                                    "schedule": {"name": cfg.family_schedule, "base_epochs": base_epochs,
-                                                 "patience": (cfg.patience or _default_patience())
-                                                 if cfg.family_schedule == "early-stop" else None},
-                                    "test_dataset": cfg.test_dataset})
+            chosen = next((c for c in coefficients.get("candidates", []) if c.get("index") == best.get("index")), best)
+            comparison = {
+                "schedule": coefficients.get("schedule"),
+                "rows": [{**base_row, "method": "baseline"}, {**chosen, "phi": 1, "method": "compound"}]
+                + [{**recs[1], "method": f"{dim} only"} for dim, recs in alternatives.items()],
+            }
+        store.set_marker(
+            "family",
+            {
+                "coefficients": {k: best[k] for k in ("alpha", "beta", "gamma")},
+                "members": members,
+                "alternatives": alternatives,
+                "comparison": comparison,
+                "schedule": {
+                    "name": cfg.family_schedule,
+                    "base_epochs": base_epochs,
+                    "patience": (cfg.patience or _default_patience()) if cfg.family_schedule == "early-stop" else None,
+                },
+                "test_dataset": cfg.test_dataset,
+            },
+        )
         store.set_marker("pipeline.stage.family", True)
         return members
 
@@ -340,8 +409,9 @@ def _default_patience() -> int:
     return DEFAULT_PATIENCE
 
 
-def run_pipeline(config: PipelineConfig, run_dir: str | os.PathLike, *, resume: bool = False,
-                 progress: bool = True) -> dict[str, Any]:
+def run_pipeline(
+    config: PipelineConfig, run_dir: str | os.PathLike, *, resume: bool = False, progress: bool = True
+) -> dict[str, Any]:
     return Pipeline(config, run_dir, resume=resume, progress=progress).run()
 
 

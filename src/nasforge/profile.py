@@ -1,8 +1,8 @@
 """What a model costs: parameters, multiply-accumulates, latency and peak memory.
 
 MACs are counted with PyTorch's own `FlopCounterMode` (conv, linear and matmul FLOPs, halved),
-the convention of the published counts (EfficientNet's and NASNet's "multiply-adds"); pooling, activations and BN are not
-counted. Latency is the median wall time of a batch in eval mode. Peak memory is the CUDA
+the convention of the published counts (EfficientNet's and NASNet's "multiply-adds"); pooling,
+activations and BN are not counted. Latency is the median wall time of a batch in eval mode. Peak memory is the CUDA
 allocator's peak on GPUs; on CPUs, where PyTorch keeps no such statistic, it is the peak of live
 tensor bytes tracked at the operator level during one forward pass.
 
@@ -71,8 +71,14 @@ def count_macs(model: nn.Module, resolution: int, in_channels: int | None = None
         model.train(was_training)
 
 
-def measure_latency(model: nn.Module, resolution: int, batch_size: int = 1, warmup: int = 2,
-                    repeats: int = 5, in_channels: int | None = None) -> float:
+def measure_latency(
+    model: nn.Module,
+    resolution: int,
+    batch_size: int = 1,
+    warmup: int = 2,
+    repeats: int = 5,
+    in_channels: int | None = None,
+) -> float:
     """Median milliseconds per forward pass of a batch, after `warmup` untimed passes."""
     was_training = model.training
     model.eval()
@@ -134,8 +140,7 @@ class _LiveTensorBytes(TorchDispatchMode):
         return out
 
 
-def measure_peak_memory(model: nn.Module, resolution: int, batch_size: int = 1,
-                        in_channels: int | None = None) -> int:
+def measure_peak_memory(model: nn.Module, resolution: int, batch_size: int = 1, in_channels: int | None = None) -> int:
     """Peak bytes of activations (beyond weights and the input) during one eval forward pass."""
     was_training = model.training
     model.eval()
@@ -157,8 +162,15 @@ def measure_peak_memory(model: nn.Module, resolution: int, batch_size: int = 1,
         model.train(was_training)
 
 
-def profile_model(model: nn.Module, resolution: int, batch_size: int = 1, latency: bool = True,
-                  memory: bool = True, in_channels: int | None = None, deploy: bool = False) -> Profile:
+def profile_model(
+    model: nn.Module,
+    resolution: int,
+    batch_size: int = 1,
+    latency: bool = True,
+    memory: bool = True,
+    in_channels: int | None = None,
+    deploy: bool = False,
+) -> Profile:
     """Parameters and MACs of `model`; latency and memory of it, or with `deploy` of its inference
     copy (`nasforge.deploy`), which is what serving it would cost."""
     param = next(model.parameters(), None)

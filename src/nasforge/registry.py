@@ -67,30 +67,48 @@ class Registry(Mapping[str, Callable[..., T]]):
 
     # -- registration ----------------------------------------------------------------------------
     @overload
-    def register(self, name: str, target: None = None, *, description: str | None = None,
-                 overwrite: bool = False, **info: Any) -> Callable[[F], F]: ...
+    def register(
+        self, name: str, target: None = None, *, description: str | None = None, overwrite: bool = False, **info: Any
+    ) -> Callable[[F], F]: ...
 
     @overload
-    def register(self, name: str, target: Callable[..., T] | str, *, description: str | None = None,
-                 overwrite: bool = False, **info: Any) -> Entry[T]: ...
+    def register(
+        self,
+        name: str,
+        target: Callable[..., T] | str,
+        *,
+        description: str | None = None,
+        overwrite: bool = False,
+        **info: Any,
+    ) -> Entry[T]: ...
 
-    def register(self, name: str, target: Callable[..., T] | str | None = None, *,
-                 description: str | None = None, overwrite: bool = False, **info: Any) -> Any:
+    def register(
+        self,
+        name: str,
+        target: Callable[..., T] | str | None = None,
+        *,
+        description: str | None = None,
+        overwrite: bool = False,
+        **info: Any,
+    ) -> Any:
         """Register `target` under `name`; without a target, a decorator that registers what it wraps.
 
         A name already taken is refused unless ``overwrite=True``, so two plug-ins cannot silently
         replace each other (or a built-in).
         """
         if target is None:
+
             def decorate(obj: F) -> F:
                 self.register(name, obj, description=description, overwrite=overwrite, **info)
                 return obj
+
             return decorate
         if not isinstance(name, str) or not name:
             raise ConfigError(self.kind, f"a {self.kind} name must be a non-empty string, got {name!r}")
         if name in self._entries and not overwrite:
-            raise ConfigError(self.kind, f"{self.kind} {name!r} is already registered "
-                                         "(pass overwrite=True to replace it)")
+            raise ConfigError(
+                self.kind, f"{self.kind} {name!r} is already registered (pass overwrite=True to replace it)"
+            )
         if description is None:
             description = summary(unwrap(target)) if not isinstance(target, str) else ""
         entry = Entry(name, target, description, dict(info))
@@ -142,8 +160,9 @@ class Registry(Mapping[str, Callable[..., T]]):
         """The option names `create(name, ...)` accepts (empty where they are not known)."""
         return list(self.parameters(name) or ())
 
-    def check_options(self, name: str, options: Mapping[str, Any], field: str | None = None,
-                      complete: bool = True) -> None:
+    def check_options(
+        self, name: str, options: Mapping[str, Any], field: str | None = None, complete: bool = True
+    ) -> None:
         """Refuse unknown options, and missing ones where `options` is `complete` (nothing is added
         to them later), in one line naming the option and the allowed ones."""
         params = self.parameters(name)
@@ -152,8 +171,9 @@ class Registry(Mapping[str, Callable[..., T]]):
         prefix = field or self.kind
         unknown = sorted(set(options) - set(params) - set(self.supplied))
         if unknown:
-            raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown option for {self.kind} {name!r}",
-                              list(params) or "none")
+            raise ConfigError(
+                f"{prefix}.{unknown[0]}", f"unknown option for {self.kind} {name!r}", list(params) or "none"
+            )
         missing = [p for p, v in params.items() if v.default is inspect.Parameter.empty and p not in options]
         if missing and complete:
             raise ConfigError(f"{prefix}.{missing[0]}", f"is required for {self.kind} {name!r}")
@@ -177,10 +197,12 @@ def summary(obj: Any) -> str:
     doc = inspect.getdoc(obj) or ""
     paragraph = " ".join(doc.strip().split("\n\n")[0].split())
     end = re.search(r"(?<!\bal)(?<!\be\.g)(?<!\bi\.e)\.\s+(?=[A-Z])", paragraph)
-    return paragraph if end is None else paragraph[:end.start() + 1]
+    return paragraph if end is None else paragraph[: end.start() + 1]
 
 
-def factory_parameters(factory: Callable[..., Any], supplied: tuple[str, ...] = ()) -> dict[str, inspect.Parameter] | None:
+def factory_parameters(
+    factory: Callable[..., Any], supplied: tuple[str, ...] = ()
+) -> dict[str, inspect.Parameter] | None:
     """Named keyword parameters of a class or function, less `supplied`.
 
     A constructor that passes ``**options`` on to its base class takes the base class's parameters
@@ -192,8 +214,11 @@ def factory_parameters(factory: Callable[..., Any], supplied: tuple[str, ...] = 
         bound |= set(factory.keywords)
         positional += len(factory.args)
         factory = factory.func
-    functions = ([vars(k)["__init__"] for k in factory.__mro__ if "__init__" in vars(k)]
-                 if inspect.isclass(factory) else [factory])
+    functions = (
+        [vars(k)["__init__"] for k in factory.__mro__ if "__init__" in vars(k)]
+        if inspect.isclass(factory)
+        else [factory]
+    )
     out: dict[str, inspect.Parameter] = {}
     for function in functions:
         params = inspect.signature(function).parameters
@@ -236,8 +261,9 @@ def load_plugins() -> None:
             except NasforgeError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broken plug-in is named, not a traceback
-                raise PluginError(f"plug-in {point.name!r} ({point.value}) failed to load: "
-                                  f"{type(exc).__name__}: {exc}") from exc
+                raise PluginError(
+                    f"plug-in {point.name!r} ({point.value}) failed to load: {type(exc).__name__}: {exc}"
+                ) from exc
 
 
 __all__ = ["Entry", "PLUGIN_GROUP", "PluginError", "Registry", "factory_parameters", "load_plugins"]

@@ -41,22 +41,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profile", help="parameters, MACs, latency and memory of a model")
     p.add_argument("model", nargs="?", help="registered model name (see `nasforge models`)")
     p.add_argument("--arch", help="architecture JSON file instead of a registered model")
-    p.add_argument("--resolution", type=positive_int,
-                   help="input image side in pixels (default: the model's own; 32 with --arch)")
-    p.add_argument("--num-classes", type=positive_int,
-                   help="classifier outputs (default: the model's own; 10 with --arch)")
+    p.add_argument(
+        "--resolution", type=positive_int, help="input image side in pixels (default: the model's own; 32 with --arch)"
+    )
+    p.add_argument(
+        "--num-classes", type=positive_int, help="classifier outputs (default: the model's own; 10 with --arch)"
+    )
     p.add_argument("--stem", choices=["cifar", "imagenet"], help="with --arch: NASNet stem (default: cifar)")
     p.add_argument("--cells", type=positive_int, help="with --arch: normal cells per stack, N (default: 6)")
-    p.add_argument("--filters", type=positive_int,
-                   help="with --arch: filters of the first stack, F (default: 32)")
-    p.add_argument("--batch-size", type=positive_int, default=1,
-                   help="images per forward pass when measuring latency and memory (default: %(default)s)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                   help="where latency and memory are measured (default: %(default)s)")
+    p.add_argument("--filters", type=positive_int, help="with --arch: filters of the first stack, F (default: 32)")
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=1,
+        help="images per forward pass when measuring latency and memory (default: %(default)s)",
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="where latency and memory are measured (default: %(default)s)",
+    )
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement, the slow part of a profile")
-    p.add_argument("--deploy", action="store_true",
-                   help="measure latency and memory of the deployed model (nasforge.deploy: BatchNorm folded, "
-                        "channels_last on CPU); parameters and MACs stay the trained network's")
+    p.add_argument(
+        "--deploy",
+        action="store_true",
+        help="measure latency and memory of the deployed model (nasforge.deploy: BatchNorm folded, "
+        "channels_last on CPU); parameters and MACs stay the trained network's",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=models.cmd_profile)
 

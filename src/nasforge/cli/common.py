@@ -13,8 +13,7 @@ from nasforge.errors import ConfigError
 EXIT_USAGE = 2
 
 #: The characters `str.splitlines` breaks at, as escapes (a user's text may hold any of them).
-_LINE_BREAKS = str.maketrans({c: c.encode("unicode_escape").decode()
-                              for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
+_LINE_BREAKS = str.maketrans({c: c.encode("unicode_escape").decode() for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"})
 
 
 def one_line(text: str) -> str:

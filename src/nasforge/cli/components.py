@@ -26,9 +26,12 @@ REGISTRIES = {
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("list", help="list registered spaces, strategies, evaluators, ... (plug-ins included)",
-                       description="Every component a search, scaling or training command can name, with the "
-                                   "package that registered it, so that plug-in packages show.")
+    p = sub.add_parser(
+        "list",
+        help="list registered spaces, strategies, evaluators, ... (plug-ins included)",
+        description="Every component a search, scaling or training command can name, with the "
+        "package that registered it, so that plug-in packages show.",
+    )
     p.add_argument("kind", nargs="?", choices=sorted(REGISTRIES), help="list only this kind (default: all)")
     p.add_argument("--json", action="store_true", help="print {kind: [{name, description, origin}]} as JSON")
     p.set_defaults(func=cmd_list)
@@ -52,9 +55,13 @@ def _origin(entry: Any) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     kinds = [args.kind] if args.kind else sorted(REGISTRIES)
-    listing = {kind: [{"name": name, "description": entry.description, "origin": _origin(entry)}
-                      for name, entry in ((n, _registry(kind).entry(n)) for n in sorted(_registry(kind)))]
-               for kind in kinds}
+    listing = {
+        kind: [
+            {"name": name, "description": entry.description, "origin": _origin(entry)}
+            for name, entry in ((n, _registry(kind).entry(n)) for n in sorted(_registry(kind)))
+        ]
+        for kind in kinds
+    }
     if args.json:
         print_json(listing)
         return 0

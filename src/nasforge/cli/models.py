@@ -27,26 +27,36 @@ class ModelEntry(NamedTuple):
 MODELS = (
     ModelEntry("amoebanet_a_cifar", "nasnet", 32, 10, "AmoebaNet-A N=6, F=36 (CIFAR)"),
     ModelEntry("darts_v2_cifar", "nasnet", 32, 10, "DARTS (2nd order) cells in a NASNet network, 6@36 (CIFAR)"),
-    ModelEntry("efficientnet_b0", "efficientnet", 224, 1000,
-               "EfficientNet-B0 (width 1.0, depth 1.0, 224px, dropout 0.2)"),
-    ModelEntry("efficientnet_b1", "efficientnet", 240, 1000,
-               "EfficientNet-B1 (width 1.0, depth 1.1, 240px, dropout 0.2)"),
-    ModelEntry("efficientnet_b2", "efficientnet", 260, 1000,
-               "EfficientNet-B2 (width 1.1, depth 1.2, 260px, dropout 0.3)"),
-    ModelEntry("efficientnet_b3", "efficientnet", 300, 1000,
-               "EfficientNet-B3 (width 1.2, depth 1.4, 300px, dropout 0.3)"),
-    ModelEntry("efficientnet_b4", "efficientnet", 380, 1000,
-               "EfficientNet-B4 (width 1.4, depth 1.8, 380px, dropout 0.4)"),
-    ModelEntry("efficientnet_b5", "efficientnet", 456, 1000,
-               "EfficientNet-B5 (width 1.6, depth 2.2, 456px, dropout 0.4)"),
-    ModelEntry("efficientnet_b6", "efficientnet", 528, 1000,
-               "EfficientNet-B6 (width 1.8, depth 2.6, 528px, dropout 0.5)"),
-    ModelEntry("efficientnet_b7", "efficientnet", 600, 1000,
-               "EfficientNet-B7 (width 2.0, depth 3.1, 600px, dropout 0.5)"),
-    ModelEntry("efficientnet_b8", "efficientnet", 672, 1000,
-               "EfficientNet-B8 (width 2.2, depth 3.6, 672px, dropout 0.5)"),
-    ModelEntry("efficientnet_l2", "efficientnet", 800, 1000,
-               "EfficientNet-L2 (width 4.3, depth 5.3, 800px, dropout 0.5)"),
+    ModelEntry(
+        "efficientnet_b0", "efficientnet", 224, 1000, "EfficientNet-B0 (width 1.0, depth 1.0, 224px, dropout 0.2)"
+    ),
+    ModelEntry(
+        "efficientnet_b1", "efficientnet", 240, 1000, "EfficientNet-B1 (width 1.0, depth 1.1, 240px, dropout 0.2)"
+    ),
+    ModelEntry(
+        "efficientnet_b2", "efficientnet", 260, 1000, "EfficientNet-B2 (width 1.1, depth 1.2, 260px, dropout 0.3)"
+    ),
+    ModelEntry(
+        "efficientnet_b3", "efficientnet", 300, 1000, "EfficientNet-B3 (width 1.2, depth 1.4, 300px, dropout 0.3)"
+    ),
+    ModelEntry(
+        "efficientnet_b4", "efficientnet", 380, 1000, "EfficientNet-B4 (width 1.4, depth 1.8, 380px, dropout 0.4)"
+    ),
+    ModelEntry(
+        "efficientnet_b5", "efficientnet", 456, 1000, "EfficientNet-B5 (width 1.6, depth 2.2, 456px, dropout 0.4)"
+    ),
+    ModelEntry(
+        "efficientnet_b6", "efficientnet", 528, 1000, "EfficientNet-B6 (width 1.8, depth 2.6, 528px, dropout 0.5)"
+    ),
+    ModelEntry(
+        "efficientnet_b7", "efficientnet", 600, 1000, "EfficientNet-B7 (width 2.0, depth 3.1, 600px, dropout 0.5)"
+    ),
+    ModelEntry(
+        "efficientnet_b8", "efficientnet", 672, 1000, "EfficientNet-B8 (width 2.2, depth 3.6, 672px, dropout 0.5)"
+    ),
+    ModelEntry(
+        "efficientnet_l2", "efficientnet", 800, 1000, "EfficientNet-L2 (width 4.3, depth 5.3, 800px, dropout 0.5)"
+    ),
     ModelEntry("nasnet_a_cifar", "nasnet", 32, 10, "NASNet-A 6@768 (CIFAR)"),
     ModelEntry("nasnet_a_large", "nasnet", 331, 1000, "NASNet-A Large 6@4032"),
     ModelEntry("nasnet_a_mobile", "nasnet", 224, 1000, "NASNet-A Mobile 4@1056"),
@@ -104,16 +114,23 @@ def cmd_profile(args: argparse.Namespace) -> int:
     else:
         space, arch = load_architecture_file(args.arch)
         resolution = args.resolution or 32
-        config = {k: v for k, v in {"num_classes": args.num_classes or 10, "stem": args.stem,
-                                    "num_cells": args.cells, "num_filters": args.filters,
-                                    "resolution": resolution}.items() if v is not None}
+        config = {
+            k: v
+            for k, v in {
+                "num_classes": args.num_classes or 10,
+                "stem": args.stem,
+                "num_cells": args.cells,
+                "num_filters": args.filters,
+                "resolution": resolution,
+            }.items()
+            if v is not None
+        }
         model = space.build(arch, **config)
         name = args.arch
     if resolution < 1:
         raise ConfigError("--resolution", f"must be a positive integer, got {resolution}")
     model.to(args.device)
-    prof = profile_model(model, resolution, batch_size=args.batch_size, latency=not args.no_latency,
-                         deploy=args.deploy)
+    prof = profile_model(model, resolution, batch_size=args.batch_size, latency=not args.no_latency, deploy=args.deploy)
     result = {"model": name, **prof.to_dict()}
     if args.json:
         print_json(result)
@@ -130,7 +147,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         deployed = ", deployed" if prof.deployed else ""
         table.add_row(f"latency (batch {prof.batch_size}, {prof.device}{deployed})", f"{prof.latency_ms:.1f} ms")
     if prof.peak_memory_bytes is not None:
-        table.add_row("peak activation memory" + (" (deployed)" if prof.deployed else ""),
-                      f"{prof.peak_memory_bytes / 2**20:.1f} MiB")
+        table.add_row(
+            "peak activation memory" + (" (deployed)" if prof.deployed else ""),
+            f"{prof.peak_memory_bytes / 2**20:.1f} MiB",
+        )
     console().print(table)
     return 0

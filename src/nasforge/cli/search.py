@@ -85,8 +85,9 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     if table_given:
         flag = "--" + next(iter(table_given)).replace("_", "-")
         if evaluator["name"] != "table":
-            raise ConfigError(flag, f"only applies to the table evaluator (implied by --table), "
-                                    f"not {evaluator['name']!r}")
+            raise ConfigError(
+                flag, f"only applies to the table evaluator (implied by --table), not {evaluator['name']!r}"
+            )
         evaluator["options"].update(table_given)
         if "table" not in evaluator["options"]:
             raise ConfigError(flag, "needs the table it names a column of: add --table FILE")
@@ -116,13 +117,17 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         data["prescreen"] = prescreen
         takes = takes + screen_takes
     if args.dataset is not None and "dataset" not in takes:
-        raise ConfigError("--dataset", f"evaluator {evaluator['name']!r} reads no dataset "
-                                       f"(it looks results up in its table)")
+        raise ConfigError(
+            "--dataset", f"evaluator {evaluator['name']!r} reads no dataset (it looks results up in its table)"
+        )
     data["evaluator"] = evaluator
     if args.objective is not None:
         data["objective"] = args.objective
-    budget = dict(data.get("budget") or {}) if isinstance(data.get("budget"), dict) else (
-        {"max_trials": data["budget"]} if "budget" in data else {})
+    budget = (
+        dict(data.get("budget") or {})
+        if isinstance(data.get("budget"), dict)
+        else ({"max_trials": data["budget"]} if "budget" in data else {})
+    )
     for flag, key in (("trials", "max_trials"), ("time", "max_seconds"), ("cost", "max_cost")):
         if getattr(args, flag, None) is not None:
             budget[key] = getattr(args, flag)
@@ -162,8 +167,9 @@ def _scheduler_options(args: Any, data: dict[str, Any]) -> None:
     if "max_epochs" not in options and isinstance(train.get("epochs"), int):
         options["max_epochs"] = train["epochs"]
     if "min_epochs" in options and "max_epochs" in options and options["min_epochs"] > options["max_epochs"]:
-        raise ConfigError("--min-epochs", f"must be at most --max-epochs ({options['max_epochs']}), "
-                                          f"got {options['min_epochs']}")
+        raise ConfigError(
+            "--min-epochs", f"must be at most --max-epochs ({options['max_epochs']}), got {options['min_epochs']}"
+        )
     data["scheduler"] = scheduler
 
 
@@ -240,103 +246,180 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
     from nasforge.cli.common import positive_float, positive_int
 
     g = p.add_argument_group("what to search")
-    g.add_argument("--config", help="JSON or TOML search config file (docs/search.md); flags given here override "
-                                    "its values, and a flag left out takes the file's value before its default")
+    g.add_argument(
+        "--config",
+        help="JSON or TOML search config file (docs/search.md); flags given here override "
+        "its values, and a flag left out takes the file's value before its default",
+    )
     g.add_argument("--space", help="search space: nasnet, mbconv, nb201, macro, layerwise (default: nasnet)")
     g.add_argument("--strategy", help="random, evolution (default), local, predictor, grid, ppo, reinforce")
-    g.add_argument("--strategy-option", action="append", metavar="KEY=VALUE",
-                   help="strategy option, e.g. population_size=20 (repeatable; default: the strategy's own "
-                        "values, docs/strategies.md)")
-    g.add_argument("--evaluator", help="proxy (train children), nb201, macro, table, a zero-cost score "
-                                       "(naswot, synflow, snip, grasp, fisher, jacob_cov, params, flops), "
-                                       "zc_ensemble, or auto (the recommended one, recorded under its name); "
-                                       "default: the space's own (proxy; nb201 and macro look results up), "
-                                       "table with --table")
-    g.add_argument("--prescreen", metavar="EVALUATOR",
-                   help="score several proposals per trial with this cheap evaluator (e.g. zc_ensemble) and "
-                        "evaluate only the best; it reads the main evaluator's dataset and network (or, "
-                        "in a table search, --dataset and the network flags); default: none, every "
-                        "proposal is evaluated")
-    g.add_argument("--prescreen-candidates", type=positive_int, metavar="N",
-                   help="proposals scored per evaluated trial with --prescreen (default: 10)")
-    g.add_argument("--scheduler", choices=["none", "sh", "hyperband", "asha", "median"],
-                   help="multi-fidelity training: sh (successive halving), hyperband, asha (asynchronous), "
-                        "median (median stopping); children start at --min-epochs and the best 1/--eta go on, "
-                        "continuing from their saved state, up to --max-epochs (default: none, every child "
-                        "gets --epochs)")
+    g.add_argument(
+        "--strategy-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="strategy option, e.g. population_size=20 (repeatable; default: the strategy's own "
+        "values, docs/strategies.md)",
+    )
+    g.add_argument(
+        "--evaluator",
+        help="proxy (train children), nb201, macro, table, a zero-cost score "
+        "(naswot, synflow, snip, grasp, fisher, jacob_cov, params, flops), "
+        "zc_ensemble, or auto (the recommended one, recorded under its name); "
+        "default: the space's own (proxy; nb201 and macro look results up), "
+        "table with --table",
+    )
+    g.add_argument(
+        "--prescreen",
+        metavar="EVALUATOR",
+        help="score several proposals per trial with this cheap evaluator (e.g. zc_ensemble) and "
+        "evaluate only the best; it reads the main evaluator's dataset and network (or, "
+        "in a table search, --dataset and the network flags); default: none, every "
+        "proposal is evaluated",
+    )
+    g.add_argument(
+        "--prescreen-candidates",
+        type=positive_int,
+        metavar="N",
+        help="proposals scored per evaluated trial with --prescreen (default: 10)",
+    )
+    g.add_argument(
+        "--scheduler",
+        choices=["none", "sh", "hyperband", "asha", "median"],
+        help="multi-fidelity training: sh (successive halving), hyperband, asha (asynchronous), "
+        "median (median stopping); children start at --min-epochs and the best 1/--eta go on, "
+        "continuing from their saved state, up to --max-epochs (default: none, every child "
+        "gets --epochs)",
+    )
     g.add_argument("--min-epochs", type=positive_int, help="with --scheduler: epochs of the first rung (default: 1)")
-    g.add_argument("--max-epochs", type=positive_int,
-                   help="with --scheduler: epochs of the top rung, the span of the learning-rate schedule "
-                        "(default: --epochs)")
-    g.add_argument("--eta", type=positive_int,
-                   help="with --scheduler: reduction factor, 1/eta of a rung goes on, each rung eta times "
-                        "longer (default: 3; at least 2)")
-    g.add_argument("--objective", help="the reward: accuracy (validation accuracy; the default) or mnasnet "
-                                       "(accuracy traded against MACs)")
+    g.add_argument(
+        "--max-epochs",
+        type=positive_int,
+        help="with --scheduler: epochs of the top rung, the span of the learning-rate schedule (default: --epochs)",
+    )
+    g.add_argument(
+        "--eta",
+        type=positive_int,
+        help="with --scheduler: reduction factor, 1/eta of a rung goes on, each rung eta times "
+        "longer (default: 3; at least 2)",
+    )
+    g.add_argument(
+        "--objective",
+        help="the reward: accuracy (validation accuracy; the default) or mnasnet (accuracy traded against MACs)",
+    )
     g = p.add_argument_group("proxy training")
-    g.add_argument("--dataset", help="images the children train on: digits (built in), npz:PATH, folder:PATH "
-                                     "(default: digits)")
+    g.add_argument(
+        "--dataset", help="images the children train on: digits (built in), npz:PATH, folder:PATH (default: digits)"
+    )
     g.add_argument("--epochs", type=positive_int, help="training epochs per child (default: 3)")
     g.add_argument("--batch-size", type=positive_int, help="images per training batch (default: 64)")
-    g.add_argument("--lr", type=positive_float, help="SGD learning rate at the start of the cosine schedule "
-                                                     "(default: 0.05)")
-    g.add_argument("--network-option", action="append", metavar="KEY=VALUE",
-                   help="option of the space's network, e.g. channels=8 or cells_per_stage=1 for nb201 "
-                        "(repeatable; default: a small proxy network, docs/search.md)")
+    g.add_argument(
+        "--lr", type=positive_float, help="SGD learning rate at the start of the cosine schedule (default: 0.05)"
+    )
+    g.add_argument(
+        "--network-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="option of the space's network, e.g. channels=8 or cells_per_stage=1 for nb201 "
+        "(repeatable; default: a small proxy network, docs/search.md)",
+    )
     g.add_argument("--cells", type=positive_int, help="NASNet children: normal cells per stack, N (default: 1)")
-    g.add_argument("--filters", type=positive_int,
-                   help="NASNet children: filters of the first stack, F (default: 8)")
-    g.add_argument("--train-size", type=positive_int,
-                   help="train on a stratified subset of this many images (default: the whole training split)")
-    g.add_argument("--val-size", type=positive_int,
-                   help="validate on a stratified subset of this many images (default: the whole validation "
-                        "split, 10%% of the training images)")
-    g.add_argument("--resolution", type=positive_int,
-                   help="resize images to this side in pixels (default: the dataset's own)")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda"],
-                   help="where children train; auto takes cuda when there is one (default: auto)")
+    g.add_argument("--filters", type=positive_int, help="NASNet children: filters of the first stack, F (default: 8)")
+    g.add_argument(
+        "--train-size",
+        type=positive_int,
+        help="train on a stratified subset of this many images (default: the whole training split)",
+    )
+    g.add_argument(
+        "--val-size",
+        type=positive_int,
+        help="validate on a stratified subset of this many images (default: the whole validation "
+        "split, 10%% of the training images)",
+    )
+    g.add_argument(
+        "--resolution", type=positive_int, help="resize images to this side in pixels (default: the dataset's own)"
+    )
+    g.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="where children train; auto takes cuda when there is one (default: auto)",
+    )
     g = p.add_argument_group("tabulated benchmark (--evaluator table, implied by --table)")
-    g.add_argument("--table", help="CSV table (gzip or plain) with an architecture column and metric columns "
-                                   "(default: none, children are evaluated)")
+    g.add_argument(
+        "--table",
+        help="CSV table (gzip or plain) with an architecture column and metric columns "
+        "(default: none, children are evaluated)",
+    )
     g.add_argument("--reward-column", help="column searched on, e.g. c10_valid_acc_12ep (required with --table)")
-    g.add_argument("--report-column", help="column reported beside it, a test column is never searched on "
-                                           "(default: none)")
+    g.add_argument(
+        "--report-column", help="column reported beside it, a test column is never searched on (default: none)"
+    )
     g.add_argument("--arch-column", help="architecture column (default: arch_str / arch / architecture)")
     g = p.add_argument_group("budget and limits")
-    g.add_argument("--trials", type=positive_int,
-                   help="stop after this many trials (default: 48 when no --time, --cost or config budget is set)")
-    g.add_argument("--time", type=positive_float,
-                   help="stop after this many seconds of wall-clock time, over all sessions; a child still training "
-                        "then is stopped and recorded at the epochs it reached (default: no limit)")
-    g.add_argument("--cost", type=positive_float,
-                   help="stop after this many seconds of simulated training time, a table's cost column "
-                        "(default: no limit)")
-    g.add_argument("--max-params", type=positive_int,
-                   help="reject architectures with more parameters (default: no limit)")
-    g.add_argument("--max-macs", type=positive_int,
-                   help="reject architectures with more multiply-adds per image (default: no limit)")
-    g.add_argument("--max-latency-ms", type=positive_float,
-                   help="reject architectures slower than this many milliseconds per forward pass of one image "
-                        "(default: no limit)")
+    g.add_argument(
+        "--trials",
+        type=positive_int,
+        help="stop after this many trials (default: 48 when no --time, --cost or config budget is set)",
+    )
+    g.add_argument(
+        "--time",
+        type=positive_float,
+        help="stop after this many seconds of wall-clock time, over all sessions; a child still training "
+        "then is stopped and recorded at the epochs it reached (default: no limit)",
+    )
+    g.add_argument(
+        "--cost",
+        type=positive_float,
+        help="stop after this many seconds of simulated training time, a table's cost column (default: no limit)",
+    )
+    g.add_argument(
+        "--max-params", type=positive_int, help="reject architectures with more parameters (default: no limit)"
+    )
+    g.add_argument(
+        "--max-macs",
+        type=positive_int,
+        help="reject architectures with more multiply-adds per image (default: no limit)",
+    )
+    g.add_argument(
+        "--max-latency-ms",
+        type=positive_float,
+        help="reject architectures slower than this many milliseconds per forward pass of one image "
+        "(default: no limit)",
+    )
     g = p.add_argument_group("execution")
     g.add_argument("--seed", type=int, help="seed of the strategy and of every trial's training (default: 0)")
     g.add_argument("--workers", type=positive_int, help="evaluate this many children at once (default: 1)")
     g.add_argument("--executor", help="serial, process, ray (default: serial for 1 worker, else process)")
     g.add_argument("--ray-address", help="with --executor ray: the cluster to join (default: start a local Ray)")
-    g.add_argument("--timeout", type=positive_float,
-                   help="fail a trial that runs longer than this many seconds (default: no limit)")
-    g.add_argument("--retries", type=int,
-                   help="re-run a failed trial (an error, a NaN loss, a timeout) up to this many times with a new "
-                        "seed (default: 0)")
-    g.add_argument("--duplicates", choices=["reask", "reuse", "evaluate"],
-                   help="a proposal already asked in the run: reask (default: not a trial, the strategy is "
-                        "asked again), reuse (a trial that reuses the stored result, counted in the budget) "
-                        "or evaluate (evaluated again)")
-    g.add_argument("--reask-limit", type=int, metavar="N",
-                   help="with --duplicates reask: stop the search after N repeats in a row (default 100)")
-    g.add_argument("--run", metavar="FOLDER",
-                   help="run folder, any path: absolute, relative to the current directory or under ~ "
-                        "(default: the config file's run, else runs/SPACE-STRATEGY-TIME)")
+    g.add_argument(
+        "--timeout",
+        type=positive_float,
+        help="fail a trial that runs longer than this many seconds (default: no limit)",
+    )
+    g.add_argument(
+        "--retries",
+        type=int,
+        help="re-run a failed trial (an error, a NaN loss, a timeout) up to this many times with a new "
+        "seed (default: 0)",
+    )
+    g.add_argument(
+        "--duplicates",
+        choices=["reask", "reuse", "evaluate"],
+        help="a proposal already asked in the run: reask (default: not a trial, the strategy is "
+        "asked again), reuse (a trial that reuses the stored result, counted in the budget) "
+        "or evaluate (evaluated again)",
+    )
+    g.add_argument(
+        "--reask-limit",
+        type=int,
+        metavar="N",
+        help="with --duplicates reask: stop the search after N repeats in a row (default 100)",
+    )
+    g.add_argument(
+        "--run",
+        metavar="FOLDER",
+        help="run folder, any path: absolute, relative to the current directory or under ~ "
+        "(default: the config file's run, else runs/SPACE-STRATEGY-TIME)",
+    )
     g.add_argument("--resume", action="store_true", help="continue the run in --run where it stopped")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the summary as JSON instead of tables")
@@ -389,8 +472,9 @@ def cmd_search(args: Any) -> int:
     file_run = file_data.pop("run", None)  # where to write, not part of the search's config
     config = SearchConfig.from_dict(search_config_dict(args, file_data))
     run_name, run_dir = search_run_dir(args.run, file_run, default_run_name(config.to_dict()))
-    with Experiment.from_config(config, run_dir, resume=args.resume,
-                                progress=not (args.no_progress or args.json)) as experiment:
+    with Experiment.from_config(
+        config, run_dir, resume=args.resume, progress=not (args.no_progress or args.json)
+    ) as experiment:
         summary = experiment.run()
         best = experiment.store.best(5)
         rungs = _rungs_reached(experiment.store)
@@ -398,8 +482,10 @@ def cmd_search(args: Any) -> int:
         print_json({**summary.to_dict(), "top": [t.to_dict() for t in best]})
         return 0
     out = console()
-    out.print(f"[bold]{summary.stop_reason}[/bold]: {summary.done} done, {summary.failed} failed, "
-              f"{summary.reused} reused, in {summary.elapsed:.1f} s")
+    out.print(
+        f"[bold]{summary.stop_reason}[/bold]: {summary.done} done, {summary.failed} failed, "
+        f"{summary.reused} reused, in {summary.elapsed:.1f} s"
+    )
     _print_leaderboard(best, f"best of {run_dir}", rungs)
     shown = shlex.quote(run_name)
     out.print(f"run folder: {run_dir}   (nasforge show {shown}; resume with --run {shown} --resume)")
@@ -426,14 +512,16 @@ def _print_leaderboard(trials: list, title: str, rungs: dict[int, int] | None = 
         table.add_column(col)
     for t in trials:
         m = t.metrics or {}
-        row = [str(t.id), f"{t.reward:.4f}" if t.reward is not None else "-",
-               f"{m['val_accuracy']:.4f}" if "val_accuracy" in m else "-",
-               f"{int(m['params']):,}" if "params" in m else "-",
-               f"{int(m['macs']):,}" if "macs" in m else "-"]
+        row = [
+            str(t.id),
+            f"{t.reward:.4f}" if t.reward is not None else "-",
+            f"{m['val_accuracy']:.4f}" if "val_accuracy" in m else "-",
+            f"{int(m['params']):,}" if "params" in m else "-",
+            f"{int(m['macs']):,}" if "macs" in m else "-",
+        ]
         if fidelity:
             stopped = " (stopped)" if m.get("stopped") else ""
-            row += [f"{m['epochs']:g}{stopped}" if "epochs" in m else "-",
-                    str(rungs[t.id]) if t.id in rungs else "-"]
+            row += [f"{m['epochs']:g}{stopped}" if "epochs" in m else "-", str(rungs[t.id]) if t.id in rungs else "-"]
         table.add_row(*row, t.key)
     console().print(table)
 
@@ -449,8 +537,14 @@ def cmd_show(args: Any) -> int:
         best = store.best(args.top)
         counts = store.counts()
         if args.json:
-            print_json({"run": str(run_dir), "counts": counts, "top": [t.to_dict() for t in best],
-                        "rungs": [vars(r) for r in store.rungs()]})
+            print_json(
+                {
+                    "run": str(run_dir),
+                    "counts": counts,
+                    "top": [t.to_dict() for t in best],
+                    "rungs": [vars(r) for r in store.rungs()],
+                }
+            )
             return 0
         console().print(f"{run_dir}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         _print_leaderboard(best, f"best of {run_dir}", _rungs_reached(store))

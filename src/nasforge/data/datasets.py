@@ -74,8 +74,14 @@ def _digits() -> Dataset:
         idx = np.flatnonzero(y == c)
         test[rng.choice(idx, size=len(idx) // 5, replace=False)] = True
     classes = tuple(str(c) for c in range(10))
-    return Dataset("digits", torch.from_numpy(x[~test]), torch.from_numpy(y[~test]), classes,
-                   torch.from_numpy(x[test]), torch.from_numpy(y[test]))
+    return Dataset(
+        "digits",
+        torch.from_numpy(x[~test]),
+        torch.from_numpy(y[~test]),
+        classes,
+        torch.from_numpy(x[test]),
+        torch.from_numpy(y[test]),
+    )
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -89,13 +95,22 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             with data:
                 missing = [k for k in ("x", "y") if k not in data.files]
                 if missing:
-                    raise DatasetError(str(path), f"missing array(s) {', '.join(missing)} "
-                                                  f"(found: {', '.join(data.files) or 'none'})")
+                    raise DatasetError(
+                        str(path), f"missing array(s) {', '.join(missing)} (found: {', '.join(data.files) or 'none'})"
+                    )
                 x, y = data["x"], data["y"]
     except DatasetError:
         raise
-    except (OSError, ValueError, EOFError, RuntimeError, NotImplementedError, MemoryError, zipfile.BadZipFile,
-            zlib.error) as exc:  # a damaged zip fails in many ways (encrypted, unknown compression...)
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+        MemoryError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as exc:  # a damaged zip fails in many ways (encrypted, unknown compression...)
         raise DatasetError(str(path), f"not a readable .npz file ({exc})") from None
     return _check_arrays(str(path), x, y)
 
@@ -141,8 +156,14 @@ def _npz(path: Path) -> Dataset:
     if xt is not None and xt.shape[1:] != x.shape[1:]:
         raise DatasetError(str(path), f"test images are {xt.shape[1:]} but training images {x.shape[1:]}")
     classes = _class_names(path, num_classes)
-    return Dataset(f"npz:{path}", torch.from_numpy(x), torch.from_numpy(y), classes,
-                   None if xt is None else torch.from_numpy(xt), None if yt is None else torch.from_numpy(yt))
+    return Dataset(
+        f"npz:{path}",
+        torch.from_numpy(x),
+        torch.from_numpy(y),
+        classes,
+        None if xt is None else torch.from_numpy(xt),
+        None if yt is None else torch.from_numpy(yt),
+    )
 
 
 def _class_names(path: Path, num_classes: int) -> tuple[str, ...]:
@@ -175,8 +196,14 @@ def _folder(path: Path) -> Dataset:
     else:
         x, y, classes = _read_image_folder(path)
         xt = yt = None
-    return Dataset(f"folder:{path}", torch.from_numpy(x), torch.from_numpy(y), classes,
-                   None if xt is None else torch.from_numpy(xt), None if yt is None else torch.from_numpy(yt))
+    return Dataset(
+        f"folder:{path}",
+        torch.from_numpy(x),
+        torch.from_numpy(y),
+        classes,
+        None if xt is None else torch.from_numpy(xt),
+        None if yt is None else torch.from_numpy(yt),
+    )
 
 
 def _read_image_folder(root: Path, classes: tuple[str, ...] | None = None):
@@ -206,8 +233,11 @@ def _read_image_folder(root: Path, classes: tuple[str, ...] | None = None):
             if shape is None:
                 shape = arr.shape
             elif arr.shape != shape:
-                raise DatasetError(str(f), f"image is {arr.shape[2]}×{arr.shape[1]}×{arr.shape[0]}, "
-                                           f"others are {shape[2]}×{shape[1]}×{shape[0]}; resize them to one size")
+                raise DatasetError(
+                    str(f),
+                    f"image is {arr.shape[2]}×{arr.shape[1]}×{arr.shape[0]}, "
+                    f"others are {shape[2]}×{shape[1]}×{shape[0]}; resize them to one size",
+                )
             images.append(arr)
             labels.append(classes.index(name))
     x = np.stack(images)

@@ -61,8 +61,13 @@ def _stratified_take(y: np.ndarray, count: int, rng: np.random.Generator) -> np.
     return np.sort(chosen[:count])
 
 
-def make_splits(dataset: Dataset, val_fraction: float = 0.1, seed: int = 0,
-                train_size: int | None = None, val_size: int | None = None) -> DataSplits:
+def make_splits(
+    dataset: Dataset,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    train_size: int | None = None,
+    val_size: int | None = None,
+) -> DataSplits:
     """Stratified, seeded train/validation split; optional subsets make a cheaper proxy task."""
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError("val_fraction", f"must be in (0, 1), got {val_fraction}")
@@ -70,13 +75,16 @@ def make_splits(dataset: Dataset, val_fraction: float = 0.1, seed: int = 0,
     rng = np.random.default_rng(seed)
     n_val = max(dataset.num_classes, int(round(len(y) * val_fraction)))
     if n_val >= len(y):
-        raise ConfigError("val_fraction", f"leaves no training images out of the {len(y)} of {dataset.name} "
-                                          f"(a validation image per class takes {n_val})")
+        raise ConfigError(
+            "val_fraction",
+            f"leaves no training images out of the {len(y)} of {dataset.name} "
+            f"(a validation image per class takes {n_val})",
+        )
     val_idx = _stratified_take(y, n_val, rng)
     train_mask = np.ones(len(y), dtype=bool)
     train_mask[val_idx] = False
     train_idx = np.flatnonzero(train_mask)
-    for name, size, idx in (("train_size", train_size, "train"), ("val_size", val_size, "val")):
+    for name, size in (("train_size", train_size), ("val_size", val_size)):
         if size is not None and size < 1:
             raise ConfigError(name, f"must be a positive integer, got {size}")
     if train_size is not None and train_size < len(train_idx):
@@ -132,10 +140,19 @@ def default_augment(splits: DataSplits) -> Augment:
     return Augment(crop_padding=r // 8 if r >= 16 else 1, flip=splits.in_channels == 3)
 
 
-def batches(split: Split, batch_size: int, splits: DataSplits, *, shuffle: bool = False,
-            generator: torch.Generator | None = None, augment: Augment | None = None,
-            resolution: int | None = None, device: torch.device | str = "cpu",
-            channels_last: bool = False, drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    split: Split,
+    batch_size: int,
+    splits: DataSplits,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    augment: Augment | None = None,
+    resolution: int | None = None,
+    device: torch.device | str = "cpu",
+    channels_last: bool = False,
+    drop_last: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Normalised float batches (and labels) on `device`; augmentation after normalisation-free
     scaling to [0, 1], so padding and cutout fill with black as in the reference recipes."""
     n = len(split)
@@ -144,7 +161,7 @@ def batches(split: Split, batch_size: int, splits: DataSplits, *, shuffle: bool 
     std = torch.tensor(splits.std, device=device)[None, :, None, None]
     stop = n - (n % batch_size) if drop_last and n >= batch_size else n
     for start in range(0, stop, batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         x = split.x[idx].to(device, non_blocking=True).float().div_(255)
         if resolution is not None and resolution != x.shape[-1]:
             x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
@@ -156,8 +173,9 @@ def batches(split: Split, batch_size: int, splits: DataSplits, *, shuffle: bool 
         yield x, split.y[idx].to(device, non_blocking=True)
 
 
-def with_test_set(splits: DataSplits, spec: str, field: str = "--test-dataset",
-                  train_spec: str | None = None) -> DataSplits:
+def with_test_set(
+    splits: DataSplits, spec: str, field: str = "--test-dataset", train_spec: str | None = None
+) -> DataSplits:
     """`splits` with its test split replaced by the images of dataset `spec` (reported only).
 
     The test dataset's own test part is taken when it has one (a folder with `train.npz` and
@@ -180,8 +198,7 @@ def with_test_set(splits: DataSplits, spec: str, field: str = "--test-dataset",
     if tuple(x.shape[1:]) != tuple(splits.train.x.shape[1:]):
         c, h, w = (int(v) for v in x.shape[1:])
         tc, th, tw = (int(v) for v in splits.train.x.shape[1:])
-        raise ConfigError(field, f"{spec} holds {h}x{w} images with {c} channel(s), not the {th}x{tw} with "
-                                 f"{tc}{of}")
+        raise ConfigError(field, f"{spec} holds {h}x{w} images with {c} channel(s), not the {th}x{tw} with {tc}{of}")
     if len(y) == 0:
         raise ConfigError(field, f"{spec} holds no images")
     return replace(splits, test=Split(x, y))

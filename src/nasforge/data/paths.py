@@ -64,15 +64,19 @@ def require_data(*parts: str) -> Path:
     if root is None:
         env = os.environ.get(ENV_VAR)
         if env:
-            raise DatasetError(rel or "data", f"{ENV_VAR}={env} is not a folder; point {ENV_VAR} at the "
-                                              f"shared data folder")
+            raise DatasetError(
+                rel or "data", f"{ENV_VAR}={env} is not a folder; point {ENV_VAR} at the shared data folder"
+            )
         searched = ", ".join(str(p) for p in candidate_dirs())
-        raise DatasetError(rel or "data", f"no shared data folder found (looked in {searched}); "
-                                          f"set {ENV_VAR} to the folder that holds it")
+        raise DatasetError(
+            rel or "data",
+            f"no shared data folder found (looked in {searched}); set {ENV_VAR} to the folder that holds it",
+        )
     p = root.joinpath(*parts)
     if not p.exists():
-        raise DatasetError(str(p), f"not found in the shared data folder {root}; "
-                                   f"set {ENV_VAR} to the folder that holds {rel}")
+        raise DatasetError(
+            str(p), f"not found in the shared data folder {root}; set {ENV_VAR} to the folder that holds {rel}"
+        )
     return p
 
 

@@ -18,13 +18,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasforge.registry import factory_parameters
 from nasforge.evaluators.base import EVALUATORS, EvaluationError, Evaluator, Metrics
-from nasforge.evaluators.objectives import (Accuracy, Limits, MnasNetObjective, Objective, create_limits,
-                                            create_objective, model_costs)
+from nasforge.evaluators.objectives import (
+    Accuracy,
+    Limits,
+    MnasNetObjective,
+    Objective,
+    create_limits,
+    create_objective,
+    model_costs,
+)
 from nasforge.evaluators.proxy import ProxyTrainer
 from nasforge.evaluators.table import MacroTable, NB201Table, TableEvaluator
 from nasforge.evaluators.zero_cost import ZeroCostEnsemble, ZeroCostEvaluator
+from nasforge.registry import factory_parameters
 
 #: what `--evaluator auto` means: the best ranker per second measured on NAS-Bench-201 with real
 #: CIFAR-10 images (docs/evaluators.md); a run records the real name.
@@ -50,6 +57,25 @@ def create_evaluator(name: str, space: Any = None, **options: Any) -> Evaluator:
     return cls(**options)
 
 
-__all__ = ["Accuracy", "EVALUATORS", "EvaluationError", "Evaluator", "Limits", "MacroTable", "Metrics",
-           "MnasNetObjective", "NB201Table", "Objective", "ProxyTrainer", "TableEvaluator", "ZeroCostEvaluator", "create_evaluator",
-           "create_limits", "create_objective", "evaluator_options", "model_costs", "resolve_evaluator"]
+__all__ = [
+    "Accuracy",
+    "EVALUATORS",
+    "EvaluationError",
+    "Evaluator",
+    "Limits",
+    "MacroTable",
+    "Metrics",
+    "MnasNetObjective",
+    "NB201Table",
+    "Objective",
+    "ProxyTrainer",
+    "TableEvaluator",
+    "ZeroCostEnsemble",
+    "ZeroCostEvaluator",
+    "create_evaluator",
+    "create_limits",
+    "create_objective",
+    "evaluator_options",
+    "model_costs",
+    "resolve_evaluator",
+]

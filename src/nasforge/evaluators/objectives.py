@@ -41,8 +41,11 @@ def _metric_name(field: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(field, f"must be a metric name, got {value!r}")
     if is_test_metric(value):
-        raise ConfigError(field, f"{value!r} is a test metric; test metrics are only reported, never "
-                                 f"searched on (use a validation metric such as 'val_accuracy')")
+        raise ConfigError(
+            field,
+            f"{value!r} is a test metric; test metrics are only reported, never "
+            f"searched on (use a validation metric such as 'val_accuracy')",
+        )
     return value
 
 
@@ -129,8 +132,14 @@ class MnasNetObjective(Objective):
 
     name = "mnasnet"
 
-    def __init__(self, target: float, weight: float = -0.07, weight_over: float | None = None,
-                 metric: str = "val_accuracy", cost: str = "macs"):
+    def __init__(
+        self,
+        target: float,
+        weight: float = -0.07,
+        weight_over: float | None = None,
+        metric: str = "val_accuracy",
+        cost: str = "macs",
+    ):
         self.target = _number("objective.target", target, positive=True)
         self.weight = _number("objective.weight", weight)
         self.weight_over = _number("objective.weight_over", weight_over, allow_none=True)
@@ -158,8 +167,14 @@ class MnasNetObjective(Objective):
         return (self.metric, self.cost)
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "target": self.target, "weight": self.weight,
-                "weight_over": self.weight_over, "metric": self.metric, "cost": self.cost}
+        return {
+            "name": self.name,
+            "target": self.target,
+            "weight": self.weight,
+            "weight_over": self.weight_over,
+            "metric": self.metric,
+            "cost": self.cost,
+        }
 
 
 #: limit option -> the metric it bounds.
@@ -171,8 +186,9 @@ class Limits:
 
     name = "limits"
 
-    def __init__(self, max_params: float | None = None, max_macs: float | None = None,
-                 max_latency_ms: float | None = None):
+    def __init__(
+        self, max_params: float | None = None, max_macs: float | None = None, max_latency_ms: float | None = None
+    ):
         self.max_params = _number("limits.max_params", max_params, positive=True, allow_none=True)
         self.max_macs = _number("limits.max_macs", max_macs, positive=True, allow_none=True)
         self.max_latency_ms = _number("limits.max_latency_ms", max_latency_ms, positive=True, allow_none=True)
@@ -199,11 +215,16 @@ class Limits:
     def __bool__(self) -> bool:
         return bool(self.active())
 
-    def static_metrics(self, space: Any, arch: Any, network: Mapping[str, Any] | None = None,
-                       resolution: int = 32, in_channels: int | None = None) -> dict[str, float]:
+    def static_metrics(
+        self,
+        space: Any,
+        arch: Any,
+        network: Mapping[str, Any] | None = None,
+        resolution: int = 32,
+        in_channels: int | None = None,
+    ) -> dict[str, float]:
         """What `check` needs, from the built network (latency only if it is limited)."""
-        return model_costs(space, arch, network, resolution, in_channels,
-                           latency=self.max_latency_ms is not None)
+        return model_costs(space, arch, network, resolution, in_channels, latency=self.max_latency_ms is not None)
 
     def config(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in LIMIT_METRICS}
@@ -222,8 +243,14 @@ def _fmt(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:.4g}"
 
 
-def model_costs(space: Any, arch: Any, network: Mapping[str, Any] | None = None, resolution: int = 32,
-                in_channels: int | None = None, latency: bool = False) -> dict[str, float]:
+def model_costs(
+    space: Any,
+    arch: Any,
+    network: Mapping[str, Any] | None = None,
+    resolution: int = 32,
+    in_channels: int | None = None,
+    latency: bool = False,
+) -> dict[str, float]:
     """Parameters and MACs (and, if asked, batch-1 CPU latency in ms) of `space.build(arch, **network)`.
 
     Parameters and MACs are counted on PyTorch's meta device (shapes only: no memory, no compute,
@@ -280,5 +307,16 @@ def create_limits(**options: Any) -> Limits:
     return Limits(**options)
 
 
-__all__ = ["Accuracy", "LIMIT_METRICS", "Limits", "MnasNetObjective", "OBJECTIVES", "Objective", "create_limits",
-           "create_objective", "is_test_metric", "model_costs", "read_metric"]
+__all__ = [
+    "Accuracy",
+    "LIMIT_METRICS",
+    "Limits",
+    "MnasNetObjective",
+    "OBJECTIVES",
+    "Objective",
+    "create_limits",
+    "create_objective",
+    "is_test_metric",
+    "model_costs",
+    "read_metric",
+]

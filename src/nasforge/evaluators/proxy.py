@@ -26,8 +26,9 @@ from nasforge.spaces.base import SearchSpace
 
 
 @lru_cache(maxsize=4)
-def cached_splits(dataset: str, val_fraction: float, split_seed: int, train_size: int | None,
-                  val_size: int | None) -> DataSplits:
+def cached_splits(
+    dataset: str, val_fraction: float, split_seed: int, train_size: int | None, val_size: int | None
+) -> DataSplits:
     return make_splits(load_dataset(dataset), val_fraction, split_seed, train_size, val_size)
 
 
@@ -45,8 +46,16 @@ class DataEvaluator(Evaluator):
     """An evaluator that builds the space's network for the user's data: the dataset, the
     validation split carved from its training part, optional subsets, and network options."""
 
-    def _set_data(self, dataset: str, network: dict[str, Any] | None, val_fraction: float, split_seed: int,
-                  train_size: int | None, val_size: int | None, resolution: int | None) -> None:
+    def _set_data(
+        self,
+        dataset: str,
+        network: dict[str, Any] | None,
+        val_fraction: float,
+        split_seed: int,
+        train_size: int | None,
+        val_size: int | None,
+        resolution: int | None,
+    ) -> None:
         self.dataset = dataset
         self.network = dict(network or {})
         self.val_fraction = val_fraction
@@ -56,9 +65,15 @@ class DataEvaluator(Evaluator):
         self.resolution = resolution
 
     def data_config(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "network": self.network, "val_fraction": self.val_fraction,
-                "split_seed": self.split_seed, "train_size": self.train_size, "val_size": self.val_size,
-                "resolution": self.resolution}
+        return {
+            "dataset": self.dataset,
+            "network": self.network,
+            "val_fraction": self.val_fraction,
+            "split_seed": self.split_seed,
+            "train_size": self.train_size,
+            "val_size": self.val_size,
+            "resolution": self.resolution,
+        }
 
     def splits(self) -> DataSplits:
         return cached_splits(self.dataset, self.val_fraction, self.split_seed, self.train_size, self.val_size)
@@ -68,8 +83,13 @@ class DataEvaluator(Evaluator):
 
     def build(self, space: SearchSpace, arch: Any, splits: DataSplits, **overrides: Any) -> torch.nn.Module:
         resolution = self.resolution or splits.resolution
-        config = {"num_classes": splits.num_classes, "in_channels": splits.in_channels,
-                  "resolution": resolution, **self.network, **overrides}
+        config = {
+            "num_classes": splits.num_classes,
+            "in_channels": splits.in_channels,
+            "resolution": resolution,
+            **self.network,
+            **overrides,
+        }
         return space.build(arch, **config)
 
 
@@ -93,11 +113,21 @@ class ProxyTrainer(DataEvaluator):
 
     name = "proxy"
 
-    def __init__(self, dataset: str = "digits", network: dict[str, Any] | None = None,
-                 train: TrainConfig | dict[str, Any] | None = None, val_fraction: float = 0.1,
-                 split_seed: int = 0, train_size: int | None = None, val_size: int | None = None,
-                 resolution: int | None = None, augment: bool = True, cutout: int = 0, latency: bool = True,
-                 report_test: bool = False):
+    def __init__(
+        self,
+        dataset: str = "digits",
+        network: dict[str, Any] | None = None,
+        train: TrainConfig | dict[str, Any] | None = None,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        resolution: int | None = None,
+        augment: bool = True,
+        cutout: int = 0,
+        latency: bool = True,
+        report_test: bool = False,
+    ):
         self._set_data(dataset, network, val_fraction, split_seed, train_size, val_size, resolution)
         self.train = train_config_from(train)
         self.augment = augment
@@ -106,8 +136,15 @@ class ProxyTrainer(DataEvaluator):
         self.report_test = report_test
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, **self.data_config(), "train": self.train.to_dict(), "augment": self.augment,
-                "cutout": self.cutout, "latency": self.latency, "report_test": self.report_test}
+        return {
+            "name": self.name,
+            **self.data_config(),
+            "train": self.train.to_dict(),
+            "augment": self.augment,
+            "cutout": self.cutout,
+            "latency": self.latency,
+            "report_test": self.report_test,
+        }
 
     def augmentation(self, splits: DataSplits) -> Augment | None:
         if not self.augment and not self.cutout:
@@ -117,8 +154,9 @@ class ProxyTrainer(DataEvaluator):
 
     supports_fidelity = True
 
-    def evaluate(self, space: SearchSpace, arch: Any, seed: int,
-                 fidelity: Fidelity | None = None) -> Metrics | Evaluation:
+    def evaluate(
+        self, space: SearchSpace, arch: Any, seed: int, fidelity: Fidelity | None = None
+    ) -> Metrics | Evaluation:
         """Train and score `arch`; with `fidelity`, train to its epochs of its horizon (continuing
         from its state), stop at its deadline, and return an `Evaluation` carrying the state."""
         splits = self.splits()
@@ -133,10 +171,19 @@ class ProxyTrainer(DataEvaluator):
             params = count_params(model)
             macs = count_macs(model, resolution, splits.in_channels)
             horizon = (fidelity.horizon if fidelity is not None else None) or self.train.epochs
-            result = train_model(model, splits, self.train, seed, self.augmentation(splits),
-                                 resolution=self.resolution, evaluate_test=self.report_test,
-                                 horizon=horizon, until=fidelity.epochs if fidelity else None,
-                                 resume=resume, deadline=fidelity.deadline if fidelity else None)
+            result = train_model(
+                model,
+                splits,
+                self.train,
+                seed,
+                self.augmentation(splits),
+                resolution=self.resolution,
+                evaluate_test=self.report_test,
+                horizon=horizon,
+                until=fidelity.epochs if fidelity else None,
+                resume=resume,
+                deadline=fidelity.deadline if fidelity else None,
+            )
         metrics: Metrics = {
             "val_accuracy": result.val_accuracy,
             "val_loss": result.val_loss,

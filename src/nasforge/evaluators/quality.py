@@ -67,8 +67,13 @@ def rank_quality(scores: Sequence[float | None], truth: Sequence[float]) -> Rank
     k = max(1, int(round(0.1 * len(raw))))
     top_truth = set(np.argsort(-truth_arr, kind="stable")[:k].tolist())
     top_score = set(np.argsort(-score_arr, kind="stable")[:k].tolist())
-    return RankQuality(kendall_tau=_finite(tau), spearman_rho=_finite(rho),
-                       top10_precision=len(top_truth & top_score) / k, cells=len(raw), failed=int(failed.sum()))
+    return RankQuality(
+        kendall_tau=_finite(tau),
+        spearman_rho=_finite(rho),
+        top10_precision=len(top_truth & top_score) / k,
+        cells=len(raw),
+        failed=int(failed.sum()),
+    )
 
 
 def _finite(value: float) -> float:
@@ -87,8 +92,13 @@ class CheckResult:
     cells: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self, with_cells: bool = False) -> dict[str, Any]:
-        out = {**self.quality.to_dict(), "seconds_per_cell": self.seconds_per_cell, "metric": self.metric,
-               "truth_column": self.truth_column, "evaluator": self.evaluator}
+        out = {
+            **self.quality.to_dict(),
+            "seconds_per_cell": self.seconds_per_cell,
+            "metric": self.metric,
+            "truth_column": self.truth_column,
+            "evaluator": self.evaluator,
+        }
         if with_cells:
             out["per_cell"] = self.cells
         return out
@@ -103,11 +113,20 @@ def sample_rows(table: Table, sample: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(len(table), size=sample, replace=False).tolist())
 
 
-def check_evaluator(space: SearchSpace, evaluator: Any, table_path: str | Path, truth_column: str, *,
-                    sample: int = 500, seed: int = 0, eval_seed: int = 0, metric: str | None = None,
-                    arch_column: str | None = None,
-                    cache: str | Path | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> CheckResult:
+def check_evaluator(
+    space: SearchSpace,
+    evaluator: Any,
+    table_path: str | Path,
+    truth_column: str,
+    *,
+    sample: int = 500,
+    seed: int = 0,
+    eval_seed: int = 0,
+    metric: str | None = None,
+    arch_column: str | None = None,
+    cache: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CheckResult:
     """Score a seeded sample of `table_path`'s architectures with `evaluator` and grade the ranking
     by `truth_column` (see the module docstring). `seed` picks the sample, `eval_seed` the
     evaluations' own seeds (weights, batches); `metric` is the metric ranked (default: the
@@ -175,8 +194,7 @@ def _read_cache(path: str | Path, settings: dict[str, Any]) -> dict[str, dict[st
     except json.JSONDecodeError:
         header = {}
     if header != json.loads(json.dumps(settings)):
-        raise ConfigError("cache", f"{p} holds scores of another evaluator configuration; "
-                                   f"use a new cache file")
+        raise ConfigError("cache", f"{p} holds scores of another evaluator configuration; use a new cache file")
     out: dict[str, dict[str, Any]] = {}
     for line in lines[1:]:
         try:

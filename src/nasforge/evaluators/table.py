@@ -84,8 +84,9 @@ class Table:
                     try:
                         float(v)
                     except ValueError:
-                        raise DatasetError(str(self.path), f"column {column!r}, row {k + 2}: {v!r} is not a "
-                                                           f"number") from None
+                        raise DatasetError(
+                            str(self.path), f"column {column!r}, row {k + 2}: {v!r} is not a number"
+                        ) from None
                 raise
             self._numeric[column] = arr
         return self._numeric[column]
@@ -108,8 +109,10 @@ def read_table(path: str | Path) -> Table:
     try:
         stat = p.stat()
     except OSError:
-        raise DatasetError(str(p), f"no such table file (the shared tables live under ${ENV_VAR}, "
-                                   f"or ../shared/data next to the repository)") from None
+        raise DatasetError(
+            str(p),
+            f"no such table file (the shared tables live under ${ENV_VAR}, or ../shared/data next to the repository)",
+        ) from None
     cache_key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
     with _TABLES_LOCK:
         table = _TABLES.get(cache_key)
@@ -200,8 +203,7 @@ class _RowIds:
             elif _space_name(space) == "nb201" and all(c in table.text for c in _nb201_op_columns()):
                 self.columns = _nb201_op_columns()
             else:
-                raise ConfigError("arch_column", f"no architecture column in {table.path}; name one",
-                                  table.header)
+                raise ConfigError("arch_column", f"no architecture column in {table.path}; name one", table.header)
 
     def raw(self, table: Table, k: int) -> str:
         if len(self.columns) == 1:
@@ -217,8 +219,9 @@ class _RowIds:
             raise DatasetError(str(table.path), f"row {k + 2}, column {'/'.join(self.columns)}: {exc}") from None
 
 
-def row_architectures(space: SearchSpace, table: Table, rows: Sequence[int],
-                      arch_column: str | None = None) -> list[Any]:
+def row_architectures(
+    space: SearchSpace, table: Table, rows: Sequence[int], arch_column: str | None = None
+) -> list[Any]:
     """The architectures of `rows` of `table`, read as `space`'s (errors name the row)."""
     ids = _RowIds(space, table, arch_column)
     return [ids.parse(table, k) for k in rows]
@@ -234,8 +237,9 @@ def looks_like_percent(column: str, values: np.ndarray) -> bool:
     """An accuracy column in percent: its name says accuracy and its values lie in [0, 100] with
     some above 1 (a fraction column never exceeds 1)."""
     finite = values[np.isfinite(values)]
-    return ("acc" in column.lower() and finite.size > 0 and float(finite.min()) >= 0
-            and 1.0 < float(finite.max()) <= 100.0)
+    return (
+        "acc" in column.lower() and finite.size > 0 and float(finite.min()) >= 0 and 1.0 < float(finite.max()) <= 100.0
+    )
 
 
 # -- the evaluators -----------------------------------------------------------------------------------
@@ -262,11 +266,20 @@ class TableEvaluator(Evaluator):
 
     name = "table"
 
-    def __init__(self, table: str | Path, reward_column: str, space: SearchSpace | str | None = None,
-                 report_column: str | None = None, arch_column: str | None = None,
-                 columns: Mapping[str, str] | None = None, cost_column: str | None = None,
-                 cost_scale: float = 1.0, cost_seconds: float | None = None, match_key: bool = True,
-                 percent: bool | None = None):
+    def __init__(
+        self,
+        table: str | Path,
+        reward_column: str,
+        space: SearchSpace | str | None = None,
+        report_column: str | None = None,
+        arch_column: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        cost_column: str | None = None,
+        cost_scale: float = 1.0,
+        cost_seconds: float | None = None,
+        match_key: bool = True,
+        percent: bool | None = None,
+    ):
         if table is None or (not isinstance(table, (str, Path))) or not str(table):
             raise ConfigError("table", f"must be the path of a CSV table, got {table!r}")
         if not isinstance(reward_column, str) or not reward_column:
@@ -283,12 +296,14 @@ class TableEvaluator(Evaluator):
             if metric in ("val_accuracy", "test_accuracy", "cost_seconds"):
                 raise ConfigError(f"columns.{metric}", "is set by reward_column/report_column/cost options")
             if is_test_metric(column) and not metric.startswith("test"):
-                raise ConfigError(f"columns.{metric}", f"column {column!r} holds test results; its metric "
-                                                       f"name must start with 'test'")
+                raise ConfigError(
+                    f"columns.{metric}", f"column {column!r} holds test results; its metric name must start with 'test'"
+                )
         if isinstance(cost_scale, bool) or not isinstance(cost_scale, (int, float)) or cost_scale < 0:
             raise ConfigError("cost_scale", f"must be a non-negative number, got {cost_scale!r}")
-        if cost_seconds is not None and (isinstance(cost_seconds, bool) or not isinstance(cost_seconds, (int, float))
-                                         or cost_seconds < 0):
+        if cost_seconds is not None and (
+            isinstance(cost_seconds, bool) or not isinstance(cost_seconds, (int, float)) or cost_seconds < 0
+        ):
             raise ConfigError("cost_seconds", f"must be a non-negative number, got {cost_seconds!r}")
         self.cost_column = cost_column
         self.cost_scale = float(cost_scale)
@@ -307,11 +322,20 @@ class TableEvaluator(Evaluator):
         return state
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "table": str(self.table_path), "space": _space_name(self.space),
-                "reward_column": self.reward_column, "report_column": self.report_column,
-                "arch_column": self.arch_column, "columns": dict(self.columns), "cost_column": self.cost_column,
-                "cost_scale": self.cost_scale, "cost_seconds": self.cost_seconds, "match_key": self.match_key,
-                "percent": self.given_percent}
+        return {
+            "name": self.name,
+            "table": str(self.table_path),
+            "space": _space_name(self.space),
+            "reward_column": self.reward_column,
+            "report_column": self.report_column,
+            "arch_column": self.arch_column,
+            "columns": dict(self.columns),
+            "cost_column": self.cost_column,
+            "cost_scale": self.cost_scale,
+            "cost_seconds": self.cost_seconds,
+            "match_key": self.match_key,
+            "percent": self.given_percent,
+        }
 
     def load(self) -> Table:
         """Read (once) and check the table: its columns exist and its first row parses."""
@@ -329,8 +353,9 @@ class TableEvaluator(Evaluator):
             ids = _RowIds(self.space, table, self.arch_column)
             ids.parse(table, 0)
             if self.given_percent is None:
-                self.percent = looks_like_percent(self.reward_column, table.numeric(self.reward_column,
-                                                                                    "reward_column"))
+                self.percent = looks_like_percent(
+                    self.reward_column, table.numeric(self.reward_column, "reward_column")
+                )
             self._table, self._ids = table, ids
         return self._table
 
@@ -344,8 +369,9 @@ class TableEvaluator(Evaluator):
         if space is None:
             return self.space
         if _space_name(space) != _space_name(self.space):
-            raise ConfigError("space", f"this table lists {_space_name(self.space)!r} architectures, "
-                                       f"not {_space_name(space)!r}")
+            raise ConfigError(
+                "space", f"this table lists {_space_name(self.space)!r} architectures, not {_space_name(space)!r}"
+            )
         return space
 
     def _raw_index(self, table: Table) -> dict[str, int]:
@@ -354,8 +380,10 @@ class TableEvaluator(Evaluator):
 
     def _parsed_index(self, table: Table) -> dict[str, int]:
         ids, space = self._ids, self.space
-        return table.index(("parsed", ids.columns, _space_name(space)),
-                           lambda t: {arch_id(space, ids.parse(t, k)): k for k in range(len(t))})
+        return table.index(
+            ("parsed", ids.columns, _space_name(space)),
+            lambda t: {arch_id(space, ids.parse(t, k)): k for k in range(len(t))},
+        )
 
     def _key_index(self, table: Table) -> dict[str, int]:
         ids, space = self._ids, self.space
@@ -379,8 +407,10 @@ class TableEvaluator(Evaluator):
         if k is None and self.match_key:
             k = self._key_index(table).get(space.key(arch))
         if k is None:
-            raise ArchitectureNotInTable(str(table.path), f"architecture {ident} is not in the table "
-                                                          f"({len(table)} rows, column {'/'.join(self._ids.columns)})")
+            raise ArchitectureNotInTable(
+                str(table.path),
+                f"architecture {ident} is not in the table ({len(table)} rows, column {'/'.join(self._ids.columns)})",
+            )
         return k
 
     def value(self, column: str, k: int) -> float:
@@ -470,29 +500,49 @@ class NB201Table(TableEvaluator):
 
     name = "nb201"
 
-    def __init__(self, table: str | Path | None = None, epochs: int = 12, cost_scale: float = 0.5,
-                 space: SearchSpace | str | None = None, match_key: bool = False):
+    def __init__(
+        self,
+        table: str | Path | None = None,
+        epochs: int = 12,
+        cost_scale: float = 0.5,
+        space: SearchSpace | str | None = None,
+        match_key: bool = False,
+    ):
         if epochs not in (12, 200):
-            raise ConfigError("epochs", f"NAS-Bench-201 has validation accuracies after 12 and 200 epochs, "
-                                        f"not {epochs!r}", [12, 200])
+            raise ConfigError(
+                "epochs", f"NAS-Bench-201 has validation accuracies after 12 and 200 epochs, not {epochs!r}", [12, 200]
+            )
         space = _resolve_space(space, "nb201")
         if _space_name(space) != "nb201":
             raise ConfigError("space", f"the NAS-Bench-201 table needs the 'nb201' space, not {_space_name(space)!r}")
         self.epochs = epochs
         self.given_table = None if table is None else str(table)
-        super().__init__(_default_table(NB201_FILE, table), f"c10_valid_acc_{epochs}ep", space,
-                         report_column="c10_test_acc_200ep",
-                         columns={"val_accuracy_12ep": "c10_valid_acc_12ep",
-                                  "val_accuracy_200ep": "c10_valid_acc_200ep",
-                                  "test_accuracy_12ep": "c10_test_acc_12ep",
-                                  "train_time_per_epoch_s": "c10_train_time_per_epoch_s"},
-                         cost_column="c10_train_time_per_epoch_s", cost_scale=epochs * cost_scale,
-                         match_key=match_key, percent=True)
+        super().__init__(
+            _default_table(NB201_FILE, table),
+            f"c10_valid_acc_{epochs}ep",
+            space,
+            report_column="c10_test_acc_200ep",
+            columns={
+                "val_accuracy_12ep": "c10_valid_acc_12ep",
+                "val_accuracy_200ep": "c10_valid_acc_200ep",
+                "test_accuracy_12ep": "c10_test_acc_12ep",
+                "train_time_per_epoch_s": "c10_train_time_per_epoch_s",
+            },
+            cost_column="c10_train_time_per_epoch_s",
+            cost_scale=epochs * cost_scale,
+            match_key=match_key,
+            percent=True,
+        )
         self.epoch_cost_scale = float(cost_scale)
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "table": self.given_table, "epochs": self.epochs,
-                "cost_scale": self.epoch_cost_scale, "match_key": self.match_key}
+        return {
+            "name": self.name,
+            "table": self.given_table,
+            "epochs": self.epochs,
+            "cost_scale": self.epoch_cost_scale,
+            "match_key": self.match_key,
+        }
 
     def evaluate(self, space: SearchSpace, arch: Any, seed: int = 0) -> Metrics:
         metrics = super().evaluate(space, arch, seed)
@@ -509,7 +559,8 @@ class MacroTable(TableEvaluator):
     """NAS-Bench-Macro on CIFAR-10.
 
     The benchmark has no validation split: each network's accuracy is the best *test* accuracy
-    over its 50 epochs, and the test split doubles as the validation split (Su et al., NAS-Bench-Macro, arXiv:2103.11922). So
+    over its 50 epochs, and the test split doubles as the validation split (Su et al., NAS-Bench-Macro,
+    arXiv:2103.11922). So
     "val_accuracy" (the reward) and "test_accuracy" are the same number here, the mean of the
     three runs, and the metrics carry "val_is_test" = 1.0 to say so. With ``sample_runs=True``
     "val_accuracy" is instead one of the three runs, drawn from the evaluation's seed, which
@@ -524,9 +575,15 @@ class MacroTable(TableEvaluator):
 
     name = "macro"
 
-    def __init__(self, table: str | Path | None = None, sample_runs: bool = False,
-                 macs_per_second: float = 1e12, cost_seconds: float | None = None,
-                 space: SearchSpace | str | None = None, match_key: bool = False):
+    def __init__(
+        self,
+        table: str | Path | None = None,
+        sample_runs: bool = False,
+        macs_per_second: float = 1e12,
+        cost_seconds: float | None = None,
+        space: SearchSpace | str | None = None,
+        match_key: bool = False,
+    ):
         space = _resolve_space(space, "macro")
         if _space_name(space) != "macro":
             raise ConfigError("space", f"the NAS-Bench-Macro table needs the 'macro' space, not {_space_name(space)!r}")
@@ -535,15 +592,26 @@ class MacroTable(TableEvaluator):
         self.sample_runs = bool(sample_runs)
         self.macs_per_second = float(macs_per_second)
         self.given_table = None if table is None else str(table)
-        super().__init__(_default_table(MACRO_FILE, table), "mean_acc", space,
-                         arch_column="arch", columns={"val_accuracy_std": "std_acc", "params": "params",
-                                                      "macs": "flops"},
-                         cost_seconds=cost_seconds, match_key=match_key, percent=True)
+        super().__init__(
+            _default_table(MACRO_FILE, table),
+            "mean_acc",
+            space,
+            arch_column="arch",
+            columns={"val_accuracy_std": "std_acc", "params": "params", "macs": "flops"},
+            cost_seconds=cost_seconds,
+            match_key=match_key,
+            percent=True,
+        )
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "table": self.given_table, "sample_runs": self.sample_runs,
-                "macs_per_second": self.macs_per_second, "cost_seconds": self.cost_seconds,
-                "match_key": self.match_key}
+        return {
+            "name": self.name,
+            "table": self.given_table,
+            "sample_runs": self.sample_runs,
+            "macs_per_second": self.macs_per_second,
+            "cost_seconds": self.cost_seconds,
+            "match_key": self.match_key,
+        }
 
     def evaluate(self, space: SearchSpace, arch: Any, seed: int = 0) -> Metrics:
         metrics = super().evaluate(space, arch, seed)
@@ -558,5 +626,16 @@ class MacroTable(TableEvaluator):
         return metrics
 
 
-__all__ = ["ArchitectureNotInTable", "MACRO_FILE", "MacroTable", "NB201Table", "NB201_FILE", "Table",
-           "TableEvaluator", "arch_id", "clear_table_cache", "read_table", "row_architectures"]
+__all__ = [
+    "ArchitectureNotInTable",
+    "MACRO_FILE",
+    "MacroTable",
+    "NB201Table",
+    "NB201_FILE",
+    "Table",
+    "TableEvaluator",
+    "arch_id",
+    "clear_table_cache",
+    "read_table",
+    "row_architectures",
+]

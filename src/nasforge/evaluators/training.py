@@ -79,16 +79,23 @@ def _forward(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return forward_with_aux(x) if forward_with_aux is not None else (model(x), None)
 
 
-def evaluate_accuracy(model: nn.Module, split: Split, splits: DataSplits, config: TrainConfig,
-                      resolution: int | None = None) -> tuple[float, float]:
+def evaluate_accuracy(
+    model: nn.Module, split: Split, splits: DataSplits, config: TrainConfig, resolution: int | None = None
+) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of `model` on `split`, in eval mode."""
     device = next(model.parameters()).device
     model.eval()
     correct, loss, seen = 0, 0.0, 0
     use_amp = config.amp and device.type == "cuda"
     with torch.inference_mode(), torch.autocast(device.type, enabled=use_amp, dtype=_amp_dtype(device)):
-        for x, y in batches(split, config.eval_batch_size, splits, resolution=resolution, device=device,
-                            channels_last=config.channels_last):
+        for x, y in batches(
+            split,
+            config.eval_batch_size,
+            splits,
+            resolution=resolution,
+            device=device,
+            channels_last=config.channels_last,
+        ):
             logits = model(x).float()
             loss += F.cross_entropy(logits, y, reduction="sum").item()
             correct += (logits.argmax(1) == y).sum().item()
@@ -111,12 +118,21 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def train_model(model: nn.Module, splits: DataSplits, config: TrainConfig, seed: int,
-                augment: Augment | None = None, resolution: int | None = None,
-                evaluate_test: bool = False,
-                on_epoch: Callable[[int, float], None] | None = None, *,
-                horizon: int | None = None, until: int | None = None, resume: dict | None = None,
-                deadline: float | None = None) -> TrainResult:
+def train_model(
+    model: nn.Module,
+    splits: DataSplits,
+    config: TrainConfig,
+    seed: int,
+    augment: Augment | None = None,
+    resolution: int | None = None,
+    evaluate_test: bool = False,
+    on_epoch: Callable[[int, float], None] | None = None,
+    *,
+    horizon: int | None = None,
+    until: int | None = None,
+    resume: dict | None = None,
+    deadline: float | None = None,
+) -> TrainResult:
     """Train `model` on `splits.train` and score it on `splits.val` (the reward's source).
 
     The learning rate follows one cosine period over `horizon` epochs (default `config.epochs`);
@@ -136,15 +152,20 @@ def train_model(model: nn.Module, splits: DataSplits, config: TrainConfig, seed:
     use_amp = config.amp and device.type == "cuda"
     amp_dtype = _amp_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    optimizer = torch.optim.SGD(_param_groups(model, config.weight_decay), lr=config.lr,
-                                momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0)
+    optimizer = torch.optim.SGD(
+        _param_groups(model, config.weight_decay),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov and config.momentum > 0,
+    )
     n = len(splits.train)
     horizon = int(horizon or config.epochs)
     until = horizon if until is None else min(int(until), horizon)
     steps_per_epoch = max(1, n // config.batch_size) if n >= config.batch_size else 1
     total_steps = steps_per_epoch * horizon
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    )
     generator = torch.Generator().manual_seed(seed)
     set_progress = getattr(model, "set_drop_path_progress", None)
     result = TrainResult(val_accuracy=0.0, val_loss=float("nan"))
@@ -163,9 +184,18 @@ def train_model(model: nn.Module, splits: DataSplits, config: TrainConfig, seed:
     for epoch in range(first_epoch, until):
         model.train()
         epoch_loss, epoch_batches = torch.zeros((), device=device), 0
-        for x, y in batches(splits.train, config.batch_size, splits, shuffle=True, generator=generator,
-                            augment=augment, resolution=resolution, device=device,
-                            channels_last=use_channels_last, drop_last=True):
+        for x, y in batches(
+            splits.train,
+            config.batch_size,
+            splits,
+            shuffle=True,
+            generator=generator,
+            augment=augment,
+            resolution=resolution,
+            device=device,
+            channels_last=use_channels_last,
+            drop_last=True,
+        ):
             if deadline is not None and time.time() >= deadline:
                 result.stopped = "deadline"
                 break
@@ -176,7 +206,8 @@ def train_model(model: nn.Module, splits: DataSplits, config: TrainConfig, seed:
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
                 if aux is not None and config.aux_weight > 0:
                     loss = loss + config.aux_weight * F.cross_entropy(
-                        aux.float(), y, label_smoothing=config.label_smoothing)
+                        aux.float(), y, label_smoothing=config.label_smoothing
+                    )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip > 0:
@@ -207,10 +238,15 @@ def train_model(model: nn.Module, splits: DataSplits, config: TrainConfig, seed:
     result.train_seconds = time.perf_counter() - start
     result.images_per_second = images / result.train_seconds if result.train_seconds > 0 else 0.0
     if result.stopped is None and until < horizon:
-        result.state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                        "rng": torch.get_rng_state(), "epoch": until,
-                        "train_loss": list(result.train_loss)}
+        result.state = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "generator": generator.get_state(),
+            "rng": torch.get_rng_state(),
+            "epoch": until,
+            "train_loss": list(result.train_loss),
+        }
     if set_progress is not None:
         set_progress(1.0)
     result.val_accuracy, result.val_loss = evaluate_accuracy(model, splits.val, splits, config, resolution)

@@ -35,9 +35,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nasforge.data.loader import DataSplits, batches
+from nasforge.data.loader import batches
 from nasforge.errors import ConfigError
-from nasforge.evaluators.base import EVALUATORS, EvaluationError, Evaluator, Metrics
+from nasforge.evaluators.base import EVALUATORS, EvaluationError, Metrics
 from nasforge.evaluators.proxy import DataEvaluator
 from nasforge.profile import count_macs, count_params
 from nasforge.spaces.base import SearchSpace
@@ -154,8 +154,9 @@ def synflow(model: nn.Module, batch: Batch) -> float:
             p.abs_()
     out = _forward(net, torch.ones((1, *x.shape[1:]), dtype=torch.float64))
     out.sum().backward()
-    return float(sum((m.weight.detach() * m.weight.grad).abs().sum()
-                     for m in _weighted_layers(net) if m.weight.grad is not None))
+    return float(
+        sum((m.weight.detach() * m.weight.grad).abs().sum() for m in _weighted_layers(net) if m.weight.grad is not None)
+    )
 
 
 def _without_batchnorm(model: nn.Module) -> nn.Module:
@@ -169,7 +170,11 @@ def _without_batchnorm(model: nn.Module) -> nn.Module:
 
 #: score name -> function(model, batch); every one reads one batch and a fresh copy of the network.
 SCORE_FUNCTIONS: dict[str, Callable[[nn.Module, Batch], float]] = {
-    "naswot": naswot, "jacob_cov": jacob_cov, "snip": snip, "grasp": grasp, "fisher": fisher,
+    "naswot": naswot,
+    "jacob_cov": jacob_cov,
+    "snip": snip,
+    "grasp": grasp,
+    "fisher": fisher,
     "synflow": synflow,
 }
 #: every score, those counted on the network included.
@@ -220,10 +225,20 @@ class ZeroCostEvaluator(DataEvaluator):
     reward_metric = "score"
     default_scores: tuple[str, ...] = ("naswot",)
 
-    def __init__(self, scores: Sequence[str] | str | None = None, dataset: str = "digits",
-                 network: dict[str, Any] | None = None, batch_size: int = 64, batch_seed: int = 0,
-                 val_fraction: float = 0.1, split_seed: int = 0, train_size: int | None = None,
-                 val_size: int | None = None, resolution: int | None = None, device: str = "auto"):
+    def __init__(
+        self,
+        scores: Sequence[str] | str | None = None,
+        dataset: str = "digits",
+        network: dict[str, Any] | None = None,
+        batch_size: int = 64,
+        batch_seed: int = 0,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        train_size: int | None = None,
+        val_size: int | None = None,
+        resolution: int | None = None,
+        device: str = "auto",
+    ):
         self.scores = check_scores(self.default_scores if scores is None else scores)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
             raise ConfigError("evaluator.batch_size", f"must be an integer >= 2, got {batch_size!r}")
@@ -236,8 +251,14 @@ class ZeroCostEvaluator(DataEvaluator):
         self._batch: Batch | None = None
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "scores": list(self.scores), **self.data_config(), "batch_size": self.batch_size,
-                "batch_seed": self.batch_seed, "device": self.device}
+        return {
+            "name": self.name,
+            "scores": list(self.scores),
+            **self.data_config(),
+            "batch_size": self.batch_size,
+            "batch_seed": self.batch_seed,
+            "device": self.device,
+        }
 
     def prepare(self) -> None:
         self._check_data()
@@ -245,8 +266,10 @@ class ZeroCostEvaluator(DataEvaluator):
     def _check_data(self) -> None:
         splits = self.splits()
         if len(splits.train) < self.batch_size:
-            raise ConfigError("evaluator.batch_size", f"{self.batch_size} is more than the {len(splits.train)} "
-                                                      f"training images of {self.dataset!r}")
+            raise ConfigError(
+                "evaluator.batch_size",
+                f"{self.batch_size} is more than the {len(splits.train)} training images of {self.dataset!r}",
+            )
 
     def _device(self) -> torch.device:
         if self.device == "auto":
@@ -259,8 +282,17 @@ class ZeroCostEvaluator(DataEvaluator):
             splits = self.splits()
             self._check_data()
             gen = torch.Generator().manual_seed(self.batch_seed)
-            self._batch = next(batches(splits.train, self.batch_size, splits, shuffle=True, generator=gen,
-                                       resolution=self.resolution, device=self._device()))
+            self._batch = next(
+                batches(
+                    splits.train,
+                    self.batch_size,
+                    splits,
+                    shuffle=True,
+                    generator=gen,
+                    resolution=self.resolution,
+                    device=self._device(),
+                )
+            )
         return self._batch
 
     def evaluate(self, space: SearchSpace, arch: Any, seed: int) -> Metrics:
@@ -273,8 +305,10 @@ class ZeroCostEvaluator(DataEvaluator):
             values = compute_scores(model, batch, self.scores, self.resolution or splits.resolution)
         for name, value in values.items():
             if not math.isfinite(value):
-                raise EvaluationError(f"zero-cost score {name} is {value} for this network "
-                                      f"(no usable signal from its input to its output)")
+                raise EvaluationError(
+                    f"zero-cost score {name} is {value} for this network "
+                    f"(no usable signal from its input to its output)"
+                )
         metrics: Metrics = {f"zc_{k}": v for k, v in values.items()}
         metrics["score"] = values[self.scores[0]]
         metrics["params"] = float(count_params(model))
@@ -308,8 +342,16 @@ class ZeroCostEnsemble(ZeroCostEvaluator):
     name = "zc_ensemble"
     default_scores = ("jacob_cov", "synflow")
 
-    def __init__(self, scores: Sequence[str] | str | None = None, *, space: SearchSpace | None = None,
-                 reference: int = 32, reference_seed: int = 0, clip: float = 3.0, **options: Any):
+    def __init__(
+        self,
+        scores: Sequence[str] | str | None = None,
+        *,
+        space: SearchSpace | None = None,
+        reference: int = 32,
+        reference_seed: int = 0,
+        clip: float = 3.0,
+        **options: Any,
+    ):
         super().__init__(scores, **options)
         if isinstance(reference, bool) or not isinstance(reference, int) or reference < 4:
             raise ConfigError("evaluator.reference", f"must be an integer >= 4, got {reference!r}")
@@ -322,8 +364,12 @@ class ZeroCostEnsemble(ZeroCostEvaluator):
         self._scale: dict[str, tuple[float, float]] | None = None  # pickled along to worker processes
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "reference": self.reference, "reference_seed": self.reference_seed,
-                "clip": self.clip}
+        return {
+            **super().config(),
+            "reference": self.reference,
+            "reference_seed": self.reference_seed,
+            "clip": self.clip,
+        }
 
     def scale(self, space: SearchSpace) -> dict[str, tuple[float, float]]:
         """(median, interquartile range) of each score over the reference sample."""
@@ -336,8 +382,10 @@ class ZeroCostEnsemble(ZeroCostEvaluator):
                 except EvaluationError:
                     continue  # a reference cell without a score is left out
             if len(rows) < 4:
-                raise EvaluationError(f"only {len(rows)} of {self.reference} reference architectures could be "
-                                      f"scored; the ensemble needs at least 4")
+                raise EvaluationError(
+                    f"only {len(rows)} of {self.reference} reference architectures could be "
+                    f"scored; the ensemble needs at least 4"
+                )
             scale = {}
             for name in self.scores:
                 t = _transform(name, np.array([r[name] for r in rows], dtype=np.float64))
@@ -370,9 +418,17 @@ class ZeroCostEnsemble(ZeroCostEvaluator):
 def _single_score_evaluator(score: str) -> type[ZeroCostEvaluator]:
     """`--evaluator naswot` and the like: the zero-cost evaluator with that score as reward."""
     cls_name = f"ZeroCost_{score}"
-    cls = type(cls_name, (ZeroCostEvaluator,), {
-        "name": score, "default_scores": (score,), "__qualname__": cls_name, "__module__": __name__,
-        "__doc__": f"`ZeroCostEvaluator` rewarding the {score} score."})
+    cls = type(
+        cls_name,
+        (ZeroCostEvaluator,),
+        {
+            "name": score,
+            "default_scores": (score,),
+            "__qualname__": cls_name,
+            "__module__": __name__,
+            "__doc__": f"`ZeroCostEvaluator` rewarding the {score} score.",
+        },
+    )
     globals()[cls_name] = cls  # so the class pickles by name into worker processes
     EVALUATORS.register(score, cls)
     return cls
@@ -381,5 +437,17 @@ def _single_score_evaluator(score: str) -> type[ZeroCostEvaluator]:
 #: one registered evaluator per score, named after it.
 SCORE_EVALUATORS: dict[str, type[ZeroCostEvaluator]] = {s: _single_score_evaluator(s) for s in SCORES}
 
-__all__ = ["SCORES", "SCORE_EVALUATORS", "SCORE_FUNCTIONS", "ZeroCostEnsemble", "ZeroCostEvaluator", "compute_scores", "fisher",
-           "grasp", "jacob_cov", "naswot", "snip", "synflow"]
+__all__ = [
+    "SCORES",
+    "SCORE_EVALUATORS",
+    "SCORE_FUNCTIONS",
+    "ZeroCostEnsemble",
+    "ZeroCostEvaluator",
+    "compute_scores",
+    "fisher",
+    "grasp",
+    "jacob_cov",
+    "naswot",
+    "snip",
+    "synflow",
+]

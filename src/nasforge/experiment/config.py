@@ -42,8 +42,9 @@ def _freeze(value: Any, where: str) -> Any:
         raise ConfigError(where, f"must be a finite number, got {value}")
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
-    raise ConfigError(where, f"must be a JSON value (string, number, bool, null, list, object), "
-                             f"got {type(value).__name__}")
+    raise ConfigError(
+        where, f"must be a JSON value (string, number, bool, null, list, object), got {type(value).__name__}"
+    )
 
 
 def _thaw(value: Any) -> Any:
@@ -54,15 +55,25 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-def _number(value: Any, where: str, *, integer: bool = False, minimum: float | None = None,
-            allow_none: bool = True, exclusive: bool = False) -> Any:
+def _number(
+    value: Any,
+    where: str,
+    *,
+    integer: bool = False,
+    minimum: float | None = None,
+    allow_none: bool = True,
+    exclusive: bool = False,
+) -> Any:
     if value is None:
         if allow_none:
             return None
         raise ConfigError(where, "is required")
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-            integer and not (isinstance(value, int) or float(value).is_integer())):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (integer and not (isinstance(value, int) or float(value).is_integer()))
+    ):
         raise ConfigError(where, f"must be {kind}, got {value!r}")
     if not math.isfinite(value):
         raise ConfigError(where, f"must be a finite number, got {value!r}")
@@ -132,15 +143,13 @@ class Budget:
     max_cost: float | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "max_trials", _number(self.max_trials, "budget.max_trials",
-                                                       integer=True, minimum=1))
-        object.__setattr__(self, "max_seconds", _number(self.max_seconds, "budget.max_seconds",
-                                                        minimum=0, exclusive=True))
-        object.__setattr__(self, "max_cost", _number(self.max_cost, "budget.max_cost",
-                                                     minimum=0, exclusive=True))
+        object.__setattr__(self, "max_trials", _number(self.max_trials, "budget.max_trials", integer=True, minimum=1))
+        object.__setattr__(
+            self, "max_seconds", _number(self.max_seconds, "budget.max_seconds", minimum=0, exclusive=True)
+        )
+        object.__setattr__(self, "max_cost", _number(self.max_cost, "budget.max_cost", minimum=0, exclusive=True))
         if self.max_trials is None and self.max_seconds is None and self.max_cost is None:
-            raise ConfigError("budget", "set at least one limit",
-                              ["max_trials", "max_seconds", "max_cost"])
+            raise ConfigError("budget", "set at least one limit", ["max_trials", "max_seconds", "max_cost"])
 
     @classmethod
     def parse(cls, value: Any) -> Budget:
@@ -169,8 +178,7 @@ class Budget:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"max_trials": self.max_trials, "max_seconds": self.max_seconds,
-                "max_cost": self.max_cost}
+        return {"max_trials": self.max_trials, "max_seconds": self.max_seconds, "max_cost": self.max_cost}
 
 
 DUPLICATE_MODES = ("reask", "reuse", "evaluate")
@@ -208,23 +216,21 @@ class SearchConfig:
         if not isinstance(self.limits, MappingProxyType):
             object.__setattr__(self, "limits", _freeze(self.limits, "limits"))
         object.__setattr__(self, "budget", Budget.parse(self.budget))
-        object.__setattr__(self, "seed", _number(self.seed, "seed", integer=True, minimum=0,
-                                                 allow_none=False))
+        object.__setattr__(self, "seed", _number(self.seed, "seed", integer=True, minimum=0, allow_none=False))
         if self.duplicates not in DUPLICATE_MODES:
             raise ConfigError("duplicates", f"unknown mode {self.duplicates!r}", list(DUPLICATE_MODES))
-        object.__setattr__(self, "reask_limit", _number(self.reask_limit, "reask_limit", integer=True,
-                                                        minimum=0, allow_none=False))
-        object.__setattr__(self, "retries", _number(self.retries, "retries", integer=True,
-                                                    minimum=0, allow_none=False))
-        object.__setattr__(self, "workers", _number(self.workers, "workers", integer=True,
-                                                    minimum=1, allow_none=False))
+        object.__setattr__(
+            self, "reask_limit", _number(self.reask_limit, "reask_limit", integer=True, minimum=0, allow_none=False)
+        )
+        object.__setattr__(self, "retries", _number(self.retries, "retries", integer=True, minimum=0, allow_none=False))
+        object.__setattr__(self, "workers", _number(self.workers, "workers", integer=True, minimum=1, allow_none=False))
         from nasforge.experiment.executors import EXECUTORS
 
         EXECUTORS.entry(self.executor)  # an unknown name fails here, before any work
-        object.__setattr__(self, "timeout", _number(self.timeout, "timeout", minimum=0,
-                                                    exclusive=True))
-        object.__setattr__(self, "max_outstanding", _number(self.max_outstanding, "max_outstanding",
-                                                            integer=True, minimum=1))
+        object.__setattr__(self, "timeout", _number(self.timeout, "timeout", minimum=0, exclusive=True))
+        object.__setattr__(
+            self, "max_outstanding", _number(self.max_outstanding, "max_outstanding", integer=True, minimum=1)
+        )
         if self.prescreen is not None:
             object.__setattr__(self, "prescreen", _parse_prescreen(self.prescreen))
         if self.scheduler is not None:
@@ -238,14 +244,30 @@ class SearchConfig:
     # -- JSON -------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
-            "space": self.space.to_dict(), "strategy": self.strategy.to_dict(),
-            "evaluator": self.evaluator.to_dict(), "objective": self.objective.to_dict(),
-            "limits": _thaw(self.limits), "budget": self.budget.to_dict(), "seed": self.seed,
-            "duplicates": self.duplicates, "reask_limit": self.reask_limit, "retries": self.retries, "workers": self.workers,
-            "executor": self.executor, "timeout": self.timeout,
+            "space": self.space.to_dict(),
+            "strategy": self.strategy.to_dict(),
+            "evaluator": self.evaluator.to_dict(),
+            "objective": self.objective.to_dict(),
+            "limits": _thaw(self.limits),
+            "budget": self.budget.to_dict(),
+            "seed": self.seed,
+            "duplicates": self.duplicates,
+            "reask_limit": self.reask_limit,
+            "retries": self.retries,
+            "workers": self.workers,
+            "executor": self.executor,
+            "timeout": self.timeout,
             "max_outstanding": self.max_outstanding,
-            **({"prescreen": {"evaluator": self.prescreen["evaluator"].to_dict(),
-                              "candidates": self.prescreen["candidates"]}} if self.prescreen else {}),
+            **(
+                {
+                    "prescreen": {
+                        "evaluator": self.prescreen["evaluator"].to_dict(),
+                        "candidates": self.prescreen["candidates"],
+                    }
+                }
+                if self.prescreen
+                else {}
+            ),
             **({"scheduler": self.scheduler.to_dict()} if self.scheduler is not None else {}),
         }
 
@@ -299,8 +321,9 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def config_diff(old: Mapping[str, Any], new: Mapping[str, Any],
-                ignore: frozenset[str] | set[str] = RUNTIME_KEYS) -> list[str]:
+def config_diff(
+    old: Mapping[str, Any], new: Mapping[str, Any], ignore: frozenset[str] | set[str] = RUNTIME_KEYS
+) -> list[str]:
     """Dotted keys whose values differ (top-level keys in `ignore` are skipped), sorted."""
     a: dict[str, Any] = {}
     b: dict[str, Any] = {}
@@ -310,8 +333,7 @@ def config_diff(old: Mapping[str, Any], new: Mapping[str, Any],
     return sorted(k for k in set(a) | set(b) if a.get(k, missing) != b.get(k, missing))
 
 
-def describe_diff(old: Mapping[str, Any], new: Mapping[str, Any], keys: list[str],
-                  limit: int = 6) -> str:
+def describe_diff(old: Mapping[str, Any], new: Mapping[str, Any], keys: list[str], limit: int = 6) -> str:
     """'seed (0 -> 1), strategy.options.population (100 -> 50)' on one line."""
     a: dict[str, Any] = {}
     b: dict[str, Any] = {}
@@ -353,8 +375,14 @@ class LimitCheck:
     and counting parameters and MACs at `resolution`.
     """
 
-    def __init__(self, limits: Any, space: Any, evaluator: Any, network: Mapping[str, Any] | None = None,
-                 resolution: int | None = None):
+    def __init__(
+        self,
+        limits: Any,
+        space: Any,
+        evaluator: Any,
+        network: Mapping[str, Any] | None = None,
+        resolution: int | None = None,
+    ):
         self.limits = limits
         self.space = space
         self.evaluator = evaluator
@@ -451,8 +479,9 @@ def build_components(config: SearchConfig) -> Components:
     if config.prescreen:
         from nasforge.experiment.prescreen import PreScreen
 
-        prescreen = PreScreen(build_evaluator(config.prescreen["evaluator"], space),
-                              config.prescreen["candidates"], seed=config.seed)
+        prescreen = PreScreen(
+            build_evaluator(config.prescreen["evaluator"], space), config.prescreen["candidates"], seed=config.seed
+        )
     scheduler = None
     if config.scheduler is not None:
         from nasforge.experiment.scheduler import create_scheduler
@@ -475,5 +504,15 @@ def _parse_prescreen(value: Any) -> dict[str, Any]:
     return {"evaluator": Component.parse(value["evaluator"], "prescreen.evaluator"), "candidates": candidates}
 
 
-__all__ = ["Budget", "Component", "Components", "LimitCheck", "RUNTIME_KEYS",
-           "SearchConfig", "build_components", "config_diff", "describe_diff", "objective_function"]
+__all__ = [
+    "Budget",
+    "Component",
+    "Components",
+    "LimitCheck",
+    "RUNTIME_KEYS",
+    "SearchConfig",
+    "build_components",
+    "config_diff",
+    "describe_diff",
+    "objective_function",
+]

@@ -118,11 +118,13 @@ class _CallTimeout(BaseException):
 
 def _run_inline(handle: Handle, fn: Callable[..., Any], args: tuple, timeout: float | None) -> Outcome:
     started = time.time()
-    use_alarm = (timeout is not None and hasattr(signal, "setitimer")
-                 and threading.current_thread() is threading.main_thread())
+    use_alarm = (
+        timeout is not None and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    )
     old_handler = None
     armed = [True]
     if use_alarm:
+
         def on_alarm(signum: int, frame: Any) -> None:
             if armed[0]:  # an alarm that lands after the call returned is ignored
                 raise _CallTimeout()
@@ -133,19 +135,22 @@ def _run_inline(handle: Handle, fn: Callable[..., Any], args: tuple, timeout: fl
         value = fn(*args)
         armed[0] = False
     except _CallTimeout:
-        return Outcome(handle, error=f"timed out after {timeout:g} s", started=started,
-                       finished=time.time())
+        return Outcome(handle, error=f"timed out after {timeout:g} s", started=started, finished=time.time())
     except Exception as exc:  # noqa: BLE001 - a failed call is an outcome, not a crash
-        return Outcome(handle, error=describe_exception(exc), started=started, finished=time.time(),
-                       traceback=traceback.format_exc())
+        return Outcome(
+            handle,
+            error=describe_exception(exc),
+            started=started,
+            finished=time.time(),
+            traceback=traceback.format_exc(),
+        )
     finally:
         armed[0] = False
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, old_handler)
     if timeout is not None and not use_alarm and time.time() - started > timeout:
-        return Outcome(handle, error=f"timed out after {timeout:g} s", started=started,
-                       finished=time.time())
+        return Outcome(handle, error=f"timed out after {timeout:g} s", started=started, finished=time.time())
     return Outcome(handle, value=value, started=started, finished=time.time())
 
 
@@ -292,8 +297,14 @@ class QueuedExecutor(Executor):
         for key, run in list(self._running.items()):
             if run.deadline is not None and now >= run.deadline and not self._finished_in_time(key):
                 self._kill(key)
-                self._done.append(Outcome(run.handle, error=f"timed out after {run.timeout:g} s",
-                                          started=run.started, finished=time.time()))
+                self._done.append(
+                    Outcome(
+                        run.handle,
+                        error=f"timed out after {run.timeout:g} s",
+                        started=run.started,
+                        finished=time.time(),
+                    )
+                )
 
     def _finished_in_time(self, key: Any) -> bool:
         """Whether a call past its deadline has a result waiting anyway (then it is not a timeout)."""
@@ -354,33 +365,32 @@ class ProcessExecutor(QueuedExecutor):
     """
 
     name = "process"
-    DEFAULT_PRELOAD = ("torch", "nasforge.spaces", "nasforge.evaluators",
-                       "nasforge.experiment.executors")
+    DEFAULT_PRELOAD = ("torch", "nasforge.spaces", "nasforge.evaluators", "nasforge.experiment.executors")
 
-    def __init__(self, workers: int = 2, *, context: str | None = None,
-                 preload: tuple[str, ...] | None = None):
+    def __init__(self, workers: int = 2, *, context: str | None = None, preload: tuple[str, ...] | None = None):
         super().__init__(workers)
         method = context or _default_context()
         if method not in multiprocessing.get_all_start_methods():
-            raise ConfigError("context", f"unknown start method {method!r}",
-                              multiprocessing.get_all_start_methods())
+            raise ConfigError("context", f"unknown start method {method!r}", multiprocessing.get_all_start_methods())
         self._ctx = multiprocessing.get_context(method)
         if method == "forkserver":
             self._ctx.set_forkserver_preload(list(self.DEFAULT_PRELOAD if preload is None else preload))
 
     def _launch(self, handle: Handle, fn: Callable[..., Any], args: tuple, timeout: float | None) -> None:
         recv_conn, send_conn = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(target=_child_main, args=(send_conn, os.getpid(), fn, args),
-                                    name=f"nasforge-worker-{handle.id}")
+        process = self._ctx.Process(
+            target=_child_main, args=(send_conn, os.getpid(), fn, args), name=f"nasforge-worker-{handle.id}"
+        )
         started = time.time()
         try:
             process.start()
         except Exception as exc:
             recv_conn.close()
             send_conn.close()
-            raise ConfigError("executor", "cannot start a worker process for "
-                                          f"{getattr(fn, '__name__', fn)}: "
-                                          f"{describe_exception(exc)}") from None
+            raise ConfigError(
+                "executor",
+                f"cannot start a worker process for {getattr(fn, '__name__', fn)}: {describe_exception(exc)}",
+            ) from None
         send_conn.close()  # the child holds the write end now
         deadline = None if timeout is None else time.monotonic() + float(timeout)
         self._running[handle] = _Running(handle, process, recv_conn, started, deadline, timeout)
@@ -428,13 +438,16 @@ class ProcessExecutor(QueuedExecutor):
                         why = f"killed by signal {-code}"
                 else:
                     why = f"exited with code {code}"
-                outcome = Outcome(run.handle, error=f"worker process {why} before returning a result",
-                                  started=run.started, finished=now)
+                outcome = Outcome(
+                    run.handle,
+                    error=f"worker process {why} before returning a result",
+                    started=run.started,
+                    finished=now,
+                )
             elif message[0] == "ok":
                 outcome = Outcome(run.handle, value=message[1], started=run.started, finished=now)
             else:
-                outcome = Outcome(run.handle, error=message[1], started=run.started, finished=now,
-                                  traceback=message[2])
+                outcome = Outcome(run.handle, error=message[1], started=run.started, finished=now, traceback=message[2])
             self._finish(run, outcome)
 
     def _gather(self, wait_for: float | None) -> None:
@@ -465,8 +478,11 @@ EXECUTORS: Registry[Executor] = Registry("executor", supplied=("workers",))
 EXECUTORS.register("serial", SerialExecutor)
 EXECUTORS.register("simulated", SimulatedExecutor)
 EXECUTORS.register("process", ProcessExecutor)
-EXECUTORS.register("ray", "nasforge.experiment.ray_executor:RayExecutor",
-                   description="trials as Ray tasks, on this machine or a cluster (pip install nasforge[ray])")
+EXECUTORS.register(
+    "ray",
+    "nasforge.experiment.ray_executor:RayExecutor",
+    description="trials as Ray tasks, on this machine or a cluster (pip install nasforge[ray])",
+)
 
 
 @EXECUTORS.register("auto", description="serial for one worker, else local processes")
@@ -481,5 +497,13 @@ def create_executor(name: str = "auto", workers: int = 1, **options: Any) -> Exe
     return EXECUTORS.create(name, workers=workers, **options)
 
 
-__all__ = ["EXECUTORS", "Executor", "Handle", "Outcome", "ProcessExecutor", "SerialExecutor",
-           "SimulatedExecutor", "create_executor"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "Handle",
+    "Outcome",
+    "ProcessExecutor",
+    "SerialExecutor",
+    "SimulatedExecutor",
+    "create_executor",
+]

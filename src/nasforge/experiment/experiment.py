@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from nasforge.errors import ConfigError, NasforgeError
+from nasforge.evaluators.base import Evaluation, Fidelity
 from nasforge.experiment.config import (
     DUPLICATE_MODES,
     Budget,
@@ -60,7 +61,6 @@ from nasforge.experiment.config import (
 )
 from nasforge.experiment.executors import Executor, Handle, Outcome, create_executor, describe_exception
 from nasforge.experiment.prescreen import PreScreen
-from nasforge.evaluators.base import Evaluation, Fidelity
 from nasforge.experiment.scheduler import Decision, Job, Scheduler
 from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, RungResult, Store, TrialRecord
 from nasforge.strategies.base import Exhausted, RepeatedProposals, Result, ask_new
@@ -86,8 +86,7 @@ def trial_seed(run_seed: int, trial_id: int, failures: int = 0) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0]) & 0x7FFFFFFF
 
 
-def evaluate_architecture(evaluator: Any, space: Any, arch: Any, seed: int,
-                          fidelity: Fidelity | None = None) -> Any:
+def evaluate_architecture(evaluator: Any, space: Any, arch: Any, seed: int, fidelity: Fidelity | None = None) -> Any:
     """What an executor runs for one trial (module level, so worker processes can unpickle it)."""
     evaluate = getattr(evaluator, "evaluate", None)
     if fidelity is not None:
@@ -116,8 +115,7 @@ def resolve_run_dir(name: str | os.PathLike, runs_root: str | os.PathLike = "run
     root = Path(runs_root).resolve()
     windows = PureWindowsPath(text)
     if PurePosixPath(text).is_absolute() or windows.drive or windows.root:
-        raise ConfigError("run", f"{text!r} must be a name inside the runs folder {root}, "
-                                 "not an absolute path")
+        raise ConfigError("run", f"{text!r} must be a name inside the runs folder {root}, not an absolute path")
     parts = text.replace("\\", "/").split("/")
     if ".." in parts:
         raise ConfigError("run", f"{text!r} must not contain '..' (run names stay inside {root})")
@@ -140,8 +138,10 @@ def _describe(obj: Any) -> Any:
         except Exception:  # noqa: BLE001 - describing must never fail a run
             pass
     options = getattr(obj, "options", None)
-    description: dict[str, Any] = {"name": getattr(obj, "name", None) or type(obj).__name__,
-                                   "class": f"{type(obj).__module__}.{type(obj).__qualname__}"}
+    description: dict[str, Any] = {
+        "name": getattr(obj, "name", None) or type(obj).__name__,
+        "class": f"{type(obj).__module__}.{type(obj).__qualname__}",
+    }
     if callable(options):
         try:
             description["options"] = dict(options())
@@ -181,10 +181,18 @@ class RunSummary:
     stop_reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "trials": self.trials, "done": self.done,
-                "failed": self.failed, "reused": self.reused, "unfinished": self.unfinished,
-                "best": None if self.best is None else self.best.to_dict(),
-                "elapsed": self.elapsed, "cost": self.cost, "stop_reason": self.stop_reason}
+        return {
+            "run_dir": str(self.run_dir),
+            "trials": self.trials,
+            "done": self.done,
+            "failed": self.failed,
+            "reused": self.reused,
+            "unfinished": self.unfinished,
+            "best": None if self.best is None else self.best.to_dict(),
+            "elapsed": self.elapsed,
+            "cost": self.cost,
+            "stop_reason": self.stop_reason,
+        }
 
 
 class _ProgressView:
@@ -211,14 +219,20 @@ class _ProgressView:
         else:
             total = self.budget.max_seconds
         self._progress = Progress(
-            TextColumn("[bold]search"), BarColumn(), TextColumn("{task.fields[trials]}"),
-            TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[failed]} failed"),
-            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
-            TimeRemainingColumn(), console=self.console or Console(stderr=True),
-            refresh_per_second=4)
+            TextColumn("[bold]search"),
+            BarColumn(),
+            TextColumn("{task.fields[trials]}"),
+            TextColumn("best {task.fields[best]}"),
+            TextColumn("{task.fields[failed]} failed"),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=self.console or Console(stderr=True),
+            refresh_per_second=4,
+        )
         self._progress.start()
-        self._task = self._progress.add_task("search", total=total, trials="", best="-", failed=0,
-                                             rate="")
+        self._task = self._progress.add_task("search", total=total, trials="", best="-", failed=0, rate="")
 
     def update(self, exp: Experiment, force: bool = False) -> None:
         if self._progress is None:
@@ -236,9 +250,13 @@ class _ProgressView:
         limit = f"/{self.budget.max_trials}" if self.budget.max_trials else ""
         session = max(1e-9, now - exp._session_start)
         self._progress.update(
-            self._task, completed=completed, trials=f"{exp.finished_trials}{limit} trials",
+            self._task,
+            completed=completed,
+            trials=f"{exp.finished_trials}{limit} trials",
             best="-" if exp.best_reward is None else f"{exp.best_reward:.4g}",
-            failed=exp.failed_trials, rate=f"{exp._session_finished / session:.2f}/s")
+            failed=exp.failed_trials,
+            rate=f"{exp._session_finished / session:.2f}/s",
+        )
 
     def stop(self) -> None:
         if self._progress is not None:
@@ -280,15 +298,31 @@ class Experiment:
             stopping); the evaluator must support fidelities (`supports_fidelity`).
     """
 
-    def __init__(self, space: Any, strategy: Any, evaluator: Any, objective: Any = None,
-                 run_dir: str | os.PathLike | None = None, *, budget: Budget | Mapping | int,
-                 seed: int = 0, duplicates: str = "reask", reask_limit: int = 100, retries: int = 0,
-                 limit_check: Callable[[Any], str | None] | None = None,
-                 executor: Executor | None = None, max_outstanding: int | None = None,
-                 timeout: float | None = None, resume: bool | str = False, progress: bool = True,
-                 config: Mapping[str, Any] | None = None,
-                 on_trial: Callable[[TrialRecord], None] | None = None, console: Any = None,
-                 prescreen: PreScreen | None = None, scheduler: Scheduler | None = None):
+    def __init__(
+        self,
+        space: Any,
+        strategy: Any,
+        evaluator: Any,
+        objective: Any = None,
+        run_dir: str | os.PathLike | None = None,
+        *,
+        budget: Budget | Mapping | int,
+        seed: int = 0,
+        duplicates: str = "reask",
+        reask_limit: int = 100,
+        retries: int = 0,
+        limit_check: Callable[[Any], str | None] | None = None,
+        executor: Executor | None = None,
+        max_outstanding: int | None = None,
+        timeout: float | None = None,
+        resume: bool | str = False,
+        progress: bool = True,
+        config: Mapping[str, Any] | None = None,
+        on_trial: Callable[[TrialRecord], None] | None = None,
+        console: Any = None,
+        prescreen: PreScreen | None = None,
+        scheduler: Scheduler | None = None,
+    ):
         if run_dir is None:
             raise ConfigError("run", "an experiment needs a run folder")
         if resume not in (True, False, "auto"):
@@ -323,9 +357,12 @@ class Experiment:
         self.scheduler = scheduler
         if scheduler is not None:
             if not getattr(evaluator, "supports_fidelity", False):
-                raise ConfigError("scheduler", f"the {getattr(evaluator, 'name', type(evaluator).__name__)} "
-                                               "evaluator cannot train to a fidelity; a scheduler needs "
-                                               "one that can (e.g. proxy)")
+                raise ConfigError(
+                    "scheduler",
+                    f"the {getattr(evaluator, 'name', type(evaluator).__name__)} "
+                    "evaluator cannot train to a fidelity; a scheduler needs "
+                    "one that can (e.g. proxy)",
+                )
             if duplicates != "reask":
                 raise ConfigError("duplicates", f"must be 'reask' under a scheduler, got {duplicates!r}")
         self._progress = _ProgressView(progress, self.budget, console)
@@ -360,10 +397,17 @@ class Experiment:
         self.resumed = resuming
 
     @classmethod
-    def from_config(cls, config: SearchConfig | Mapping[str, Any], run_dir: str | os.PathLike, *,
-                    resume: bool | str = False, progress: bool = True,
-                    executor: Executor | None = None, on_trial: Callable[[TrialRecord], None] | None = None,
-                    console: Any = None) -> Experiment:
+    def from_config(
+        cls,
+        config: SearchConfig | Mapping[str, Any],
+        run_dir: str | os.PathLike,
+        *,
+        resume: bool | str = False,
+        progress: bool = True,
+        executor: Executor | None = None,
+        on_trial: Callable[[TrialRecord], None] | None = None,
+        console: Any = None,
+    ) -> Experiment:
         """Build every part from a `SearchConfig` (registry names) and open the run."""
         if not isinstance(config, SearchConfig):
             config = SearchConfig.from_dict(config)
@@ -375,23 +419,46 @@ class Experiment:
             parts.prescreen.prepare()
         if executor is None:
             executor = create_executor(config.executor, workers=config.workers)
-        return cls(parts.space, parts.strategy, parts.evaluator, parts.objective, run_dir,
-                   budget=config.budget, seed=config.seed, duplicates=config.duplicates,
-                   reask_limit=config.reask_limit,
-                   retries=config.retries, limit_check=parts.limit_check, executor=executor,
-                   max_outstanding=config.max_outstanding, timeout=config.timeout, resume=resume,
-                   progress=progress, config=config.to_dict(), on_trial=on_trial, console=console,
-                   prescreen=parts.prescreen, scheduler=parts.scheduler)
+        return cls(
+            parts.space,
+            parts.strategy,
+            parts.evaluator,
+            parts.objective,
+            run_dir,
+            budget=config.budget,
+            seed=config.seed,
+            duplicates=config.duplicates,
+            reask_limit=config.reask_limit,
+            retries=config.retries,
+            limit_check=parts.limit_check,
+            executor=executor,
+            max_outstanding=config.max_outstanding,
+            timeout=config.timeout,
+            resume=resume,
+            progress=progress,
+            config=config.to_dict(),
+            on_trial=on_trial,
+            console=console,
+            prescreen=parts.prescreen,
+            scheduler=parts.scheduler,
+        )
 
     def _derive_config(self, objective: Any) -> dict[str, Any]:
         return {
-            "space": _describe(self.space), "strategy": _describe(self.strategy),
-            "evaluator": _describe(self.evaluator), "objective": _describe(objective),
-            "limits": _describe(self.limit_check), "seed": self.seed,
-            "duplicates": self.duplicates, "reask_limit": self.reask_limit,
-            "retries": self.retries, "budget": self.budget.to_dict(),
-            "workers": self.executor.workers, "executor": self.executor.name,
-            "max_outstanding": self.max_outstanding, "timeout": self.timeout,
+            "space": _describe(self.space),
+            "strategy": _describe(self.strategy),
+            "evaluator": _describe(self.evaluator),
+            "objective": _describe(objective),
+            "limits": _describe(self.limit_check),
+            "seed": self.seed,
+            "duplicates": self.duplicates,
+            "reask_limit": self.reask_limit,
+            "retries": self.retries,
+            "budget": self.budget.to_dict(),
+            "workers": self.executor.workers,
+            "executor": self.executor.name,
+            "max_outstanding": self.max_outstanding,
+            "timeout": self.timeout,
             **({"prescreen": self.prescreen.config()} if self.prescreen is not None else {}),
             **({"scheduler": self.scheduler.config()} if self.scheduler is not None else {}),
         }
@@ -405,8 +472,11 @@ class Experiment:
             stored = store.config()
             differing = config_diff(stored, self.config)
             if differing:
-                raise ConfigError("resume", f"the run in {self.run_dir} was started with a different "
-                                            f"config: {describe_diff(stored, self.config, differing)}")
+                raise ConfigError(
+                    "resume",
+                    f"the run in {self.run_dir} was started with a different "
+                    f"config: {describe_diff(stored, self.config, differing)}",
+                )
             checkpoint = store.load_checkpoint("strategy")
             if checkpoint is not None:
                 if self.scheduler is not None:
@@ -416,8 +486,10 @@ class Experiment:
                     self.strategy.load_state_dict(checkpoint.state)
                 self._elapsed_before = float(checkpoint.elapsed or 0.0)
             elif store.count():
-                raise ConfigError("resume", f"the run in {self.run_dir} has trials but no strategy "
-                                            "checkpoint; it cannot be resumed exactly")
+                raise ConfigError(
+                    "resume",
+                    f"the run in {self.run_dir} has trials but no strategy checkpoint; it cannot be resumed exactly",
+                )
             self._queued = store.max_queued()
             for t in store.iter_trials():
                 self.total_trials += 1
@@ -508,9 +580,18 @@ class Experiment:
     def summary(self) -> RunSummary:
         counts = self.store.counts()
         best = self.store.best(1)
-        return RunSummary(self.run_dir, counts["total"], counts["done"], counts["failed"],
-                          counts["reused"], counts["pending"] + counts["running"],
-                          best[0] if best else None, self.elapsed, self.cost, self.stop_reason)
+        return RunSummary(
+            self.run_dir,
+            counts["total"],
+            counts["done"],
+            counts["failed"],
+            counts["reused"],
+            counts["pending"] + counts["running"],
+            best[0] if best else None,
+            self.elapsed,
+            self.cost,
+            self.stop_reason,
+        )
 
     def close(self) -> None:
         if self._own_executor:
@@ -566,9 +647,19 @@ class Experiment:
                     continue
                 record = self.store.trial(job.trial)
                 extra = {k: v for k, v in (record.metrics or {}).items() if k.startswith("prescreen_")}
-                self._submit(_Active(record.id, self.space.from_json(record.arch), record.key,
-                                     record.seed, 0, extra=extra or None, rung=job.rung),
-                             mark=True, requeue=True)
+                self._submit(
+                    _Active(
+                        record.id,
+                        self.space.from_json(record.arch),
+                        record.key,
+                        record.seed,
+                        0,
+                        extra=extra or None,
+                        rung=job.rung,
+                    ),
+                    mark=True,
+                    requeue=True,
+                )
             self._progress.update(self)
 
     def _fits(self, epochs: float) -> bool:
@@ -602,14 +693,24 @@ class Experiment:
             if active.rung > 0:
                 path = self._state_path(active.id, active.rung - 1)
                 state = path.read_bytes() if path.exists() else None
-            return Fidelity(epochs=self.scheduler.epochs(active.rung), horizon=self.scheduler.max_epochs,
-                            state=state, deadline=self._deadline())
+            return Fidelity(
+                epochs=self.scheduler.epochs(active.rung),
+                horizon=self.scheduler.max_epochs,
+                state=state,
+                deadline=self._deadline(),
+            )
         if self.budget.max_seconds is not None and getattr(self.evaluator, "supports_fidelity", False):
             return Fidelity(deadline=self._deadline())
         return None
 
-    def _complete_rung(self, active: _Active, metrics: dict[str, Any] | None, reward: float | None,
-                       error: str | None, state: bytes | None) -> None:
+    def _complete_rung(
+        self,
+        active: _Active,
+        metrics: dict[str, Any] | None,
+        reward: float | None,
+        error: str | None,
+        state: bytes | None,
+    ) -> None:
         """Record a child's result at its rung, let the scheduler decide, tell what stopped."""
         assert self.scheduler is not None and active.rung is not None
         short = bool(metrics and metrics.get("stopped"))
@@ -622,13 +723,13 @@ class Experiment:
         epochs = None if metrics is None else metrics.get("epochs")
         self._measure_pace(metrics, self.scheduler.epochs(active.rung - 1) if active.rung > 0 else 0.0)
         self.cost += self._cost_of(metrics)
-        row = RungResult(active.id, active.rung, epochs if isinstance(epochs, float) else None,
-                         metrics, reward, error)
+        row = RungResult(active.id, active.rung, epochs if isinstance(epochs, float) else None, metrics, reward, error)
         decisions = self.scheduler.report(active.id, None if error is not None or short else reward)
         self._apply(decisions, row, failed={active.id: error} if error is not None else None)
 
-    def _apply(self, decisions: list[Decision], row: RungResult | None = None,
-               failed: Mapping[int, str] | None = None) -> None:
+    def _apply(
+        self, decisions: list[Decision], row: RungResult | None = None, failed: Mapping[int, str] | None = None
+    ) -> None:
         """Tell the strategy about the children the decisions stopped and record it all at once."""
         finished: list[tuple[int, str, str | None]] = []
         told: list[tuple[int, bool, float | None]] = []
@@ -648,8 +749,9 @@ class Experiment:
             told.append((d.trial, False, latest.reward))
         if row is None and not decisions:
             return
-        self.store.record_schedule(row, {d.trial: d.action for d in decisions}, finished,
-                                   checkpoint=self._checkpoint("tell"))
+        self.store.record_schedule(
+            row, {d.trial: d.action for d in decisions}, finished, checkpoint=self._checkpoint("tell")
+        )
         for trial_id, is_failure, reward in told:
             for path in (self.run_dir / "states").glob(f"trial-{trial_id}-rung-*.pt"):
                 path.unlink(missing_ok=True)
@@ -686,12 +788,17 @@ class Experiment:
                 t = _dataclass_replace(t, reused_from=None, queued=None)  # leader failed: evaluate
             later.append(t)
         # 2. leaders go back to the executor in the order they had been queued.
-        leaders = sorted((t for t in later if t.reused_from is None),
-                         key=lambda t: (t.queued is None, t.queued or 0, t.id))
+        leaders = sorted(
+            (t for t in later if t.reused_from is None), key=lambda t: (t.queued is None, t.queued or 0, t.id)
+        )
         for t in leaders:
             arch = self.space.from_json(t.arch)
-            self._submit(_Active(t.id, arch, t.key, t.seed, t.failures, extra=t.metrics), mark=True,
-                         requeue=t.queued is None, relink=records[t.id].reused_from is not None)
+            self._submit(
+                _Active(t.id, arch, t.key, t.seed, t.failures, extra=t.metrics),
+                mark=True,
+                requeue=t.queued is None,
+                relink=records[t.id].reused_from is not None,
+            )
         for t in later:
             if t.reused_from is not None:
                 leader = next(a for a in self._active.values() if a.id == t.reused_from)
@@ -702,22 +809,34 @@ class Experiment:
         children waiting for a rung or a promotion wait on (the scheduler hands them out)."""
         assert self.scheduler is not None
         running = set(self.scheduler.running())
-        records = sorted((self.store.trial(tid) for tid, _, _ in self._waiting if tid in running),
-                         key=lambda t: (t.queued is None, t.queued or 0, t.id))
+        records = sorted(
+            (self.store.trial(tid) for tid, _, _ in self._waiting if tid in running),
+            key=lambda t: (t.queued is None, t.queued or 0, t.id),
+        )
         self._waiting = []
         for t in records:
             extra = {k: v for k, v in (t.metrics or {}).items() if k.startswith("prescreen_")}
-            self._submit(_Active(t.id, self.space.from_json(t.arch), t.key, t.seed, t.failures,
-                                 extra=extra or None, rung=self.scheduler.rung_of(t.id)),
-                         mark=True, requeue=t.queued is None)
+            self._submit(
+                _Active(
+                    t.id,
+                    self.space.from_json(t.arch),
+                    t.key,
+                    t.seed,
+                    t.failures,
+                    extra=extra or None,
+                    rung=self.scheduler.rung_of(t.id),
+                ),
+                mark=True,
+                requeue=t.queued is None,
+            )
 
-    def _submit(self, active: _Active, *, mark: bool = False, requeue: bool = False,
-                relink: bool = False) -> None:
+    def _submit(self, active: _Active, *, mark: bool = False, requeue: bool = False, relink: bool = False) -> None:
         """Hand a trial to the executor; `mark` records the (re)start (`requeue`: at the end of
         the queue; `relink`: a waiting trial whose original failed is now evaluated itself)."""
         if mark:
-            self.store.mark_running(active.id, queued=self._next_queued() if requeue else None,
-                                    reused_from=None if relink else False)
+            self.store.mark_running(
+                active.id, queued=self._next_queued() if requeue else None, reused_from=None if relink else False
+            )
         attempt_seed = trial_seed(self.seed, active.id, active.failures)
         fidelity = self._fidelity(active)
         args = (self.evaluator, self.space, active.arch, attempt_seed) + ((fidelity,) if fidelity else ())
@@ -738,8 +857,7 @@ class Experiment:
             arch = self._propose()
         except (Exhausted, RepeatedProposals) as exc:
             self._exhausted = True
-            self.stop_reason = ("the strategy has nothing left to propose" if isinstance(exc, Exhausted)
-                                else str(exc))
+            self.stop_reason = "the strategy has nothing left to propose" if isinstance(exc, Exhausted) else str(exc)
             if job is not None:
                 self.scheduler.cancel(job)
             return
@@ -757,8 +875,14 @@ class Experiment:
                 return
             leader = self._active_by_key.get(key)
             if leader is not None:
-                tid = self.store.add_trial(arch_json, key, self._seed_of, status="pending",
-                                           reused_from=leader.id, checkpoint=self._checkpoint("ask"))
+                tid = self.store.add_trial(
+                    arch_json,
+                    key,
+                    self._seed_of,
+                    status="pending",
+                    reused_from=leader.id,
+                    checkpoint=self._checkpoint("ask"),
+                )
                 leader.followers.append((tid, arch))
                 self._unresolved += 1
                 return
@@ -776,24 +900,41 @@ class Experiment:
                 if job is not None:
                     self.scheduler.cancel(job)
                 self.strategy.tell(arch, Result.failure(message))
-                tid = self.store.add_trial(arch_json, key, self._seed_of, status="failed",
-                                           error=message, rejected=reason is not None,
-                                           checkpoint=self._checkpoint("tell"))
+                tid = self.store.add_trial(
+                    arch_json,
+                    key,
+                    self._seed_of,
+                    status="failed",
+                    error=message,
+                    rejected=reason is not None,
+                    checkpoint=self._checkpoint("tell"),
+                )
                 self._after_finish(tid, failed=True, metrics=None, reward=None, reused=False)
                 return
         if job is not None:  # trial ids are 1..n in asking order, so this one's is known now
             self.scheduler.started(self.total_trials, job)
-        tid = self.store.add_trial(arch_json, key, self._seed_of, status="running", metrics=extra,
-                                   queued=self._next_queued(), checkpoint=self._checkpoint("ask"))
+        tid = self.store.add_trial(
+            arch_json,
+            key,
+            self._seed_of,
+            status="running",
+            metrics=extra,
+            queued=self._next_queued(),
+            checkpoint=self._checkpoint("ask"),
+        )
         if job is not None and tid != self.total_trials:
-            raise NasforgeError(f"trial {tid} was recorded where trial {self.total_trials} was expected "
-                                "(another process writes to this run?)")
+            raise NasforgeError(
+                f"trial {tid} was recorded where trial {self.total_trials} was expected "
+                "(another process writes to this run?)"
+            )
         self._unresolved += 1
-        self._submit(_Active(tid, arch, key, self._seed_of(tid), 0, extra=extra,
-                             rung=None if job is None else job.rung))
+        self._submit(
+            _Active(tid, arch, key, self._seed_of(tid), 0, extra=extra, rung=None if job is None else job.rung)
+        )
 
     def _screen(self, first: Any) -> tuple[Any, dict[str, Any]]:
-        """Ask for more proposals, keep the best-scored one (returned with its metrics) and tell the strategy the others were screened out (see `nasforge.experiment.prescreen`)."""
+        """Ask for more proposals, keep the best-scored one (returned with its metrics) and tell the
+        strategy the others were screened out (see `nasforge.experiment.prescreen`)."""
         assert self.prescreen is not None
         archs = [first]
         batch = {self.space.key(first)}
@@ -807,16 +948,22 @@ class Experiment:
         for i, arch in enumerate(archs):
             if i != best:
                 shown = "none" if scores[i] is None else f"{scores[i]:.6g}"
-                self.strategy.tell(arch, Result.failure(
-                    f"screened out: {self.prescreen.name} score {shown} below {scores[best]:.6g}"
-                    if scores[best] is not None else f"screened out: no {self.prescreen.name} score"))
+                self.strategy.tell(
+                    arch,
+                    Result.failure(
+                        f"screened out: {self.prescreen.name} score {shown} below {scores[best]:.6g}"
+                        if scores[best] is not None
+                        else f"screened out: no {self.prescreen.name} score"
+                    ),
+                )
         extra: dict[str, Any] = {"prescreen_candidates": float(len(archs))}
         if scores[best] is not None:
             extra["prescreen_score"] = scores[best]
         return archs[best], extra
 
-    def _finish_reused(self, tid: int | None, arch: Any, source: TrialRecord, *,
-                       arch_json: Any = None, key: str | None = None) -> None:
+    def _finish_reused(
+        self, tid: int | None, arch: Any, source: TrialRecord, *, arch_json: Any = None, key: str | None = None
+    ) -> None:
         """Tell `arch` the stored result of `source`; record it (new trial or waiting follower)."""
         origin = source.reused_from if source.reused_from is not None else source.id
         if source.status == "done":
@@ -829,13 +976,19 @@ class Experiment:
             status = "failed"
         checkpoint = self._checkpoint("tell")
         if tid is None:
-            tid = self.store.add_trial(arch_json, key, self._seed_of, status=status,
-                                       reused_from=origin, rejected=source.rejected,
-                                       checkpoint=checkpoint, **fields)
+            tid = self.store.add_trial(
+                arch_json,
+                key,
+                self._seed_of,
+                status=status,
+                reused_from=origin,
+                rejected=source.rejected,
+                checkpoint=checkpoint,
+                **fields,
+            )
         else:
             self.store.finish_trial(tid, status, reused_from=origin, checkpoint=checkpoint, **fields)
-        self._after_finish(tid, failed=status == "failed", metrics=None, reward=source.reward,
-                           reused=True)
+        self._after_finish(tid, failed=status == "failed", metrics=None, reward=source.reward, reused=True)
 
     def _score(self, value: Any) -> tuple[dict[str, Any] | None, float | None, str | None]:
         """(metrics, reward, error) from what the evaluator returned."""
@@ -852,7 +1005,8 @@ class Experiment:
             elif hasattr(v, "item") and getattr(v, "ndim", 1) == 0:  # 0-d tensors and arrays
                 metrics[str(name)] = float(v.item())
             elif isinstance(v, (list, tuple)) and all(
-                    isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) for x in v):
+                isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) for x in v
+            ):
                 metrics[str(name)] = [float(x) for x in v]  # curves, e.g. the loss per epoch
             else:
                 return None, None, f"metric {name!r} is a {type(v).__name__}, not a number"
@@ -896,19 +1050,30 @@ class Experiment:
             return
         if error is not None:
             self.strategy.tell(active.arch, Result.failure(error, metrics or {}))
-            self.store.finish_trial(active.id, "failed", metrics=metrics, error=error,
-                                    started=outcome.started, failures=active.failures,
-                                    checkpoint=self._checkpoint("tell"))
+            self.store.finish_trial(
+                active.id,
+                "failed",
+                metrics=metrics,
+                error=error,
+                started=outcome.started,
+                failures=active.failures,
+                checkpoint=self._checkpoint("tell"),
+            )
         else:
             self.strategy.tell(active.arch, Result.ok(reward, metrics))
-            self.store.finish_trial(active.id, "done", metrics=metrics, reward=reward,
-                                    started=outcome.started, checkpoint=self._checkpoint("tell"))
+            self.store.finish_trial(
+                active.id,
+                "done",
+                metrics=metrics,
+                reward=reward,
+                started=outcome.started,
+                checkpoint=self._checkpoint("tell"),
+            )
             self.cost += self._cost_of(metrics)
         if self._active_by_key.get(active.key) is active:
             del self._active_by_key[active.key]
         self._unresolved -= 1
-        self._after_finish(active.id, failed=error is not None, metrics=metrics, reward=reward,
-                           reused=False)
+        self._after_finish(active.id, failed=error is not None, metrics=metrics, reward=reward, reused=False)
         # trials of the same key that waited for this one
         if not active.followers:
             return
@@ -919,11 +1084,11 @@ class Experiment:
                 self._finish_reused(tid, arch, source)
         else:  # the first evaluation failed: each waiting trial is evaluated itself
             for tid, arch in active.followers:
-                self._submit(_Active(tid, arch, active.key, self._seed_of(tid), 0), mark=True,
-                             requeue=True, relink=True)
+                self._submit(
+                    _Active(tid, arch, active.key, self._seed_of(tid), 0), mark=True, requeue=True, relink=True
+                )
 
-    def _after_finish(self, tid: int, *, failed: bool, metrics: Any, reward: float | None,
-                      reused: bool) -> None:
+    def _after_finish(self, tid: int, *, failed: bool, metrics: Any, reward: float | None, reused: bool) -> None:
         self.finished_trials += 1
         self._session_finished += 1
         if failed:
@@ -940,12 +1105,16 @@ def _dataclass_replace(record: TrialRecord, **changes: Any) -> TrialRecord:
     return replace(record, **changes)
 
 
-def run_search(config: SearchConfig | Mapping[str, Any], run_dir: str | os.PathLike, *,
-               resume: bool | str = False, progress: bool = True) -> RunSummary:
+def run_search(
+    config: SearchConfig | Mapping[str, Any],
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool | str = False,
+    progress: bool = True,
+) -> RunSummary:
     """Build and run a search from a config in one call."""
     with Experiment.from_config(config, run_dir, resume=resume, progress=progress) as experiment:
         return experiment.run()
 
 
-__all__ = ["Experiment", "RunSummary", "evaluate_architecture", "resolve_run_dir", "run_search",
-           "trial_seed"]
+__all__ = ["Experiment", "RunSummary", "evaluate_architecture", "resolve_run_dir", "run_search", "trial_seed"]

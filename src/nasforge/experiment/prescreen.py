@@ -68,8 +68,7 @@ class PreScreen:
 
     def config(self) -> dict[str, Any]:
         describe = getattr(self.evaluator, "config", None)
-        return {"evaluator": describe() if callable(describe) else {"name": self.name},
-                "candidates": self.candidates}
+        return {"evaluator": describe() if callable(describe) else {"name": self.name}, "candidates": self.candidates}
 
 
 __all__ = ["PreScreen"]

@@ -45,8 +45,13 @@ class RayExecutor(QueuedExecutor):
 
     name = "ray"
 
-    def __init__(self, workers: int = 2, address: str | None = None, cpus_per_trial: float | None = None,
-                 gpus_per_trial: float | None = None):
+    def __init__(
+        self,
+        workers: int = 2,
+        address: str | None = None,
+        cpus_per_trial: float | None = None,
+        gpus_per_trial: float | None = None,
+    ):
         super().__init__(int(workers))
         try:
             import ray
@@ -56,11 +61,11 @@ class RayExecutor(QueuedExecutor):
         address = address or os.environ.get("RAY_ADDRESS")
         if not ray.is_initialized():
             try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise ConfigError("ray-address", f"cannot connect to Ray at {address!r}: "
-                                                 f"{describe_exception(exc)}") from None
+                raise ConfigError(
+                    "ray-address", f"cannot connect to Ray at {address!r}: {describe_exception(exc)}"
+                ) from None
         cpus = float(os.environ.get("NASFORGE_RAY_CPUS", 1) if cpus_per_trial is None else cpus_per_trial)
         gpus = float(os.environ.get("NASFORGE_RAY_GPUS", 0) if gpus_per_trial is None else gpus_per_trial)
         self._remote = ray.remote(_call).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
@@ -79,11 +84,20 @@ class RayExecutor(QueuedExecutor):
                 outcome = Outcome(task.handle, value=value, started=started, finished=finished)
             except exceptions.RayTaskError as exc:
                 cause = exc.cause if getattr(exc, "cause", None) is not None else exc
-                outcome = Outcome(task.handle, error=describe_exception(cause), started=task.started,
-                                  finished=time.time(), traceback=str(exc))
+                outcome = Outcome(
+                    task.handle,
+                    error=describe_exception(cause),
+                    started=task.started,
+                    finished=time.time(),
+                    traceback=str(exc),
+                )
             except (exceptions.WorkerCrashedError, exceptions.RayError) as exc:
-                outcome = Outcome(task.handle, error=f"Ray worker failed: {describe_exception(exc)}",
-                                  started=task.started, finished=time.time())
+                outcome = Outcome(
+                    task.handle,
+                    error=f"Ray worker failed: {describe_exception(exc)}",
+                    started=task.started,
+                    finished=time.time(),
+                )
             self._done.append(outcome)
 
     def _gather(self, wait_for: float | None) -> None:

@@ -80,8 +80,9 @@ class Scheduler:
         self.max_epochs = _positive_int(max_epochs, "max_epochs")
         self.eta = _positive_int(eta, "eta", 2)
         if self.min_epochs > self.max_epochs:
-            raise ConfigError("scheduler.min_epochs",
-                              f"must be at most max_epochs ({self.max_epochs}), got {self.min_epochs}")
+            raise ConfigError(
+                "scheduler.min_epochs", f"must be at most max_epochs ({self.max_epochs}), got {self.min_epochs}"
+            )
         self.rungs = self._rungs()
         self._promotions: list[int] = []  # trials promoted and not yet handed out, in order
         self._rung_of: dict[int, int] = {}  # trial -> rung it is being trained to / last reached
@@ -156,8 +157,11 @@ class Scheduler:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"promotions": list(self._promotions), "running": sorted(self._running),
-                "rung_of": [[t, r] for t, r in sorted(self._rung_of.items())]}
+        return {
+            "promotions": list(self._promotions),
+            "running": sorted(self._running),
+            "rung_of": [[t, r] for t, r in sorted(self._rung_of.items())],
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._promotions = [int(t) for t in state["promotions"]]
@@ -181,8 +185,9 @@ class Hyperband(Scheduler):
 
     name = "hyperband"
 
-    def __init__(self, min_epochs: int = 1, max_epochs: int = 12, eta: int = 3, n: int | None = None,
-                 brackets: str = "hyperband"):
+    def __init__(
+        self, min_epochs: int = 1, max_epochs: int = 12, eta: int = 3, n: int | None = None, brackets: str = "hyperband"
+    ):
         super().__init__(min_epochs, max_epochs, eta)
         if brackets not in ("hyperband", "sh"):
             raise ConfigError("scheduler.brackets", f"unknown value {brackets!r}", ["hyperband", "sh"])
@@ -202,8 +207,8 @@ class Hyperband(Scheduler):
         if self.n is not None and self.brackets == "sh":
             n = self.n
         else:
-            n = int(math.ceil((self.s_max + 1) / (s + 1) * self.eta ** s))
-        sizes = [max(1, n // self.eta ** k) for k in range(s + 1)]
+            n = int(math.ceil((self.s_max + 1) / (s + 1) * self.eta**s))
+        sizes = [max(1, n // self.eta**k) for k in range(s + 1)]
         return self.s_max - s, sizes
 
     def _new_job(self) -> Job | None:
@@ -212,9 +217,15 @@ class Hyperband(Scheduler):
         current = self._open[-1] if self._open else None
         if current is None or current["asked"] >= current["sizes"][0]:
             first, sizes = self.bracket_plan(self._count)
-            current = {"first": first, "sizes": sizes, "asked": 0, "members": [],
-                       "entered": [sizes[0]] + [0] * (len(sizes) - 1), "decided": 0,
-                       "results": [[] for _ in sizes]}
+            current = {
+                "first": first,
+                "sizes": sizes,
+                "asked": 0,
+                "members": [],
+                "entered": [sizes[0]] + [0] * (len(sizes) - 1),
+                "decided": 0,
+                "results": [[] for _ in sizes],
+            }
             self._open.append(current)
             self._count += 1
         current["asked"] += 1
@@ -256,8 +267,7 @@ class Hyperband(Scheduler):
         decisions: list[Decision] = []
         for bracket in list(self._open):
             if bracket["asked"] < bracket["entered"][0]:  # a bracket cut short keeps 1/eta per rung
-                bracket["sizes"] = [max(1, bracket["asked"] // self.eta ** k)
-                                    for k in range(len(bracket["sizes"]))]
+                bracket["sizes"] = [max(1, bracket["asked"] // self.eta**k) for k in range(len(bracket["sizes"]))]
                 bracket["entered"][0] = bracket["asked"]
             decisions += self._decide(bracket)
         return decisions
@@ -272,7 +282,7 @@ class Hyperband(Scheduler):
             if len(results) < bracket["entered"][level]:
                 break
             ok = [(t, v) for t, v in results if v is not None]
-            promoted = set(_ranked(ok)[:min(bracket["sizes"][level + 1], len(ok))])
+            promoted = set(_ranked(ok)[: min(bracket["sizes"][level + 1], len(ok))])
             bracket["entered"][level + 1] = len(promoted)
             bracket["decided"] += 1
             for t, v in sorted(results):
@@ -290,8 +300,7 @@ class Hyperband(Scheduler):
         return decisions
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "open": self._open, "count": self._count,
-                "closed": self._closed}
+        return {**super().state_dict(), "open": self._open, "count": self._count, "closed": self._closed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -311,8 +320,9 @@ class Asynchronous(Scheduler):
 
     name = "asha"
 
-    def __init__(self, min_epochs: int = 1, max_epochs: int = 12, eta: int = 3, rule: str = "asha",
-                 min_results: int = 3):
+    def __init__(
+        self, min_epochs: int = 1, max_epochs: int = 12, eta: int = 3, rule: str = "asha", min_results: int = 3
+    ):
         if rule not in ("asha", "median"):
             raise ConfigError("scheduler.rule", f"unknown rule {rule!r}", ["asha", "median"])
         self.rule = rule
@@ -367,14 +377,26 @@ def _median(values: list[float]) -> float:
 
 #: scheduler name (configs, --scheduler) -> factory.
 SCHEDULERS: Registry[Scheduler] = Registry("scheduler")
-SCHEDULERS.register("sh", functools.partial(Hyperband, brackets="sh"), description=(
-    "successive halving: n children from min_epochs, the best 1/eta go on, up to max_epochs"))
-SCHEDULERS.register("hyperband", functools.partial(Hyperband, brackets="hyperband"), description=(
-    "Hyperband: cycles through successive-halving brackets of every starting rung"))
-SCHEDULERS.register("asha", functools.partial(Asynchronous, rule="asha"), description=(
-    "asynchronous successive halving: each result is judged when it arrives"))
-SCHEDULERS.register("median", functools.partial(Asynchronous, rule="median"), description=(
-    "median stopping: a child below the median of earlier ones at the same epoch stops"))
+SCHEDULERS.register(
+    "sh",
+    functools.partial(Hyperband, brackets="sh"),
+    description=("successive halving: n children from min_epochs, the best 1/eta go on, up to max_epochs"),
+)
+SCHEDULERS.register(
+    "hyperband",
+    functools.partial(Hyperband, brackets="hyperband"),
+    description=("Hyperband: cycles through successive-halving brackets of every starting rung"),
+)
+SCHEDULERS.register(
+    "asha",
+    functools.partial(Asynchronous, rule="asha"),
+    description=("asynchronous successive halving: each result is judged when it arrives"),
+)
+SCHEDULERS.register(
+    "median",
+    functools.partial(Asynchronous, rule="median"),
+    description=("median stopping: a child below the median of earlier ones at the same epoch stops"),
+)
 
 
 def create_scheduler(name: str, **options: Any) -> Scheduler:
@@ -383,5 +405,4 @@ def create_scheduler(name: str, **options: Any) -> Scheduler:
     return scheduler
 
 
-__all__ = ["SCHEDULERS", "Asynchronous", "Decision", "Hyperband", "Job", "Scheduler",
-           "create_scheduler", "rung_epochs"]
+__all__ = ["SCHEDULERS", "Asynchronous", "Decision", "Hyperband", "Job", "Scheduler", "create_scheduler", "rung_epochs"]

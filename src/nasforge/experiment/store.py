@@ -80,7 +80,8 @@ _RUNGS_TABLE = """CREATE TABLE IF NOT EXISTS rungs (
     PRIMARY KEY (trial_id, rung)
 );"""
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS run (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     config TEXT NOT NULL,
@@ -121,7 +122,10 @@ CREATE TABLE IF NOT EXISTS markers (
     value TEXT NOT NULL,
     updated REAL NOT NULL
 );
-""" + _BLOBS_TABLE + _RUNGS_TABLE
+"""
+    + _BLOBS_TABLE
+    + _RUNGS_TABLE
+)
 
 
 class StoreError(NasforgeError, RuntimeError):
@@ -181,8 +185,11 @@ def _to_safe(value: Any, path: str, blobs: dict[str, Any] | None = None) -> Any:
     import torch
 
     if isinstance(value, torch.Tensor):
-        if (blobs is not None and value.layout == torch.strided
-                and value.numel() * value.element_size() >= BLOB_MIN_BYTES):
+        if (
+            blobs is not None
+            and value.layout == torch.strided
+            and value.numel() * value.element_size() >= BLOB_MIN_BYTES
+        ):
             key = _digest(value)
             blobs[key] = value
             return {_BLOB_TAG: key}
@@ -208,8 +215,10 @@ def _to_safe(value: Any, path: str, blobs: dict[str, Any] | None = None) -> Any:
         return tuple(_to_safe(v, f"{path}[{i}]", blobs) for i, v in enumerate(value))
     if isinstance(value, (set, frozenset)):
         return type(value)(_to_safe(v, f"{path}{{}}") for v in value)
-    raise TypeError(f"{path}: cannot checkpoint an object of type {type(value).__name__} "
-                    "(state_dict() must hold plain values, tensors or numpy arrays)")
+    raise TypeError(
+        f"{path}: cannot checkpoint an object of type {type(value).__name__} "
+        "(state_dict() must hold plain values, tensors or numpy arrays)"
+    )
 
 
 class _MissingBlob(LookupError):
@@ -310,10 +319,10 @@ def state_from_bytes(blob: bytes, blobs: Mapping[str, Any] | None = None) -> Any
 
     blobs = {} if blobs is None else blobs
     if blob.startswith(_JSON_MAGIC):
-        return json.loads(blob[len(_JSON_MAGIC):])
+        return json.loads(blob[len(_JSON_MAGIC) :])
     if blob.startswith(_MIXED_MAGIC):
         start = len(_MIXED_MAGIC) + 8
-        end = start + int.from_bytes(blob[len(_MIXED_MAGIC):start], "big")
+        end = start + int.from_bytes(blob[len(_MIXED_MAGIC) : start], "big")
         opaque = torch.load(io.BytesIO(blob[end:]), weights_only=True, map_location="cpu")
         return _join_plain(json.loads(blob[start:end]), opaque, blobs)
     # checkpoints written before the mixed format: one torch.save of the whole state
@@ -358,16 +367,49 @@ class TrialRecord:
         return d
 
 
-_TRIAL_COLUMNS = ("id, arch, key, status, metrics, reward, error, created, started, finished, seed, "
-                  "attempts, failures, reused_from, rejected, queued")
+_TRIAL_COLUMNS = (
+    "id, arch, key, status, metrics, reward, error, created, started, finished, seed, "
+    "attempts, failures, reused_from, rejected, queued"
+)
 
 
 def _record(row: tuple) -> TrialRecord:
-    (id_, arch, key, status, metrics, reward, error, created, started, finished, seed, attempts,
-     failures, reused_from, rejected, queued) = row
-    return TrialRecord(id_, _loads(arch), key, status, _loads(metrics), reward, error, created,
-                       started, finished, seed, attempts, failures, reused_from, bool(rejected),
-                       queued)
+    (
+        id_,
+        arch,
+        key,
+        status,
+        metrics,
+        reward,
+        error,
+        created,
+        started,
+        finished,
+        seed,
+        attempts,
+        failures,
+        reused_from,
+        rejected,
+        queued,
+    ) = row
+    return TrialRecord(
+        id_,
+        _loads(arch),
+        key,
+        status,
+        _loads(metrics),
+        reward,
+        error,
+        created,
+        started,
+        finished,
+        seed,
+        attempts,
+        failures,
+        reused_from,
+        bool(rejected),
+        queued,
+    )
 
 
 @dataclass(frozen=True)
@@ -409,8 +451,7 @@ class CheckpointUpdate:
 
 def _has_blobs_table(conn: sqlite3.Connection) -> bool:
     """Runs created before the blobs table lack it until their next checkpoint write."""
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blobs'"
-                        ).fetchone() is not None
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blobs'").fetchone() is not None
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -442,8 +483,11 @@ class Store:
         if run_dir.exists() and not run_dir.is_dir():
             raise ConfigError("run", f"{run_dir} exists and is not a folder")
         if cls.exists(run_dir):
-            raise ConfigError("run", f"{run_dir} already holds a run ({DB_NAME}); resume it or "
-                                     "choose another run folder (nothing was overwritten)")
+            raise ConfigError(
+                "run",
+                f"{run_dir} already holds a run ({DB_NAME}); resume it or "
+                "choose another run folder (nothing was overwritten)",
+            )
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -453,12 +497,17 @@ class Store:
 
         def body(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT COUNT(*) FROM run").fetchone()[0]:
-                raise ConfigError("run", f"{run_dir} already holds a run ({DB_NAME}); resume it or "
-                                         "choose another run folder (nothing was overwritten)")
+                raise ConfigError(
+                    "run",
+                    f"{run_dir} already holds a run ({DB_NAME}); resume it or "
+                    "choose another run folder (nothing was overwritten)",
+                )
             from nasforge import __version__
 
-            conn.execute("INSERT INTO run (id, config, schema_version, nasforge_version, created) "
-                         "VALUES (1, ?, ?, ?, ?)", (config_text, SCHEMA_VERSION, __version__, time.time()))
+            conn.execute(
+                "INSERT INTO run (id, config, schema_version, nasforge_version, created) VALUES (1, ?, ?, ?, ?)",
+                (config_text, SCHEMA_VERSION, __version__, time.time()),
+            )
 
         try:
             store._connect(create=True)
@@ -481,8 +530,7 @@ class Store:
             raise StoreError(store.path, "no nasforge run database here")
         try:
             store._connect(create=False)
-            row = store._read(lambda c: c.execute(
-                "SELECT schema_version FROM run WHERE id = 1").fetchone())
+            row = store._read(lambda c: c.execute("SELECT schema_version FROM run WHERE id = 1").fetchone())
         except StoreError:
             store.close()
             raise
@@ -494,8 +542,9 @@ class Store:
             raise StoreError(store.path, "the run database has no config (not a nasforge run)")
         if row[0] > SCHEMA_VERSION:
             store.close()
-            raise StoreError(store.path, f"written by a newer nasforge (schema {row[0]}, this one "
-                                         f"reads {SCHEMA_VERSION})")
+            raise StoreError(
+                store.path, f"written by a newer nasforge (schema {row[0]}, this one reads {SCHEMA_VERSION})"
+            )
         return store
 
     def _connect(self, create: bool = False) -> sqlite3.Connection:
@@ -505,11 +554,15 @@ class Store:
             self._conn = None  # a connection inherited over fork is never used
             try:
                 if self.readonly:
-                    conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                           timeout=60.0, isolation_level=None, check_same_thread=False)
+                    conn = sqlite3.connect(
+                        f"{self.path.resolve().as_uri()}?mode=ro",
+                        uri=True,
+                        timeout=60.0,
+                        isolation_level=None,
+                        check_same_thread=False,
+                    )
                 else:
-                    conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
-                                           check_same_thread=False)
+                    conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
             except sqlite3.Error as exc:
                 raise StoreError(self.path, f"cannot open database ({exc})") from None
             try:
@@ -523,12 +576,12 @@ class Store:
                 if create:
                     self._retry(lambda: conn.executescript(_SCHEMA))
                 else:
-                    tables = {r[0] for r in conn.execute(
-                        "SELECT name FROM sqlite_master WHERE type = 'table'")}
+                    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                     missing = {"run", "trials", "checkpoints", "markers"} - tables
                     if missing:
-                        raise StoreError(self.path, "not a nasforge run database (missing tables: "
-                                                    f"{', '.join(sorted(missing))})")
+                        raise StoreError(
+                            self.path, f"not a nasforge run database (missing tables: {', '.join(sorted(missing))})"
+                        )
             except sqlite3.DatabaseError as exc:
                 conn.close()
                 raise StoreError(self.path, f"not a nasforge run database ({exc})") from None
@@ -621,8 +674,7 @@ class Store:
                         conn.execute("ROLLBACK")
 
     @staticmethod
-    def _put_checkpoint(conn: sqlite3.Connection, update: CheckpointUpdate | None,
-                        trial_id: int | None) -> None:
+    def _put_checkpoint(conn: sqlite3.Connection, update: CheckpointUpdate | None, trial_id: int | None) -> None:
         if update is None:
             return
         import torch
@@ -636,16 +688,20 @@ class Store:
         for key in blobs.keys() - stored:
             buffer = io.BytesIO()
             torch.save(blobs[key].detach().cpu().clone(), buffer)
-            conn.execute("INSERT INTO blobs (owner, hash, data) VALUES (?, ?, ?)",
-                         (update.name, key, sqlite3.Binary(buffer.getvalue())))
-        conn.executemany("DELETE FROM blobs WHERE owner = ? AND hash = ?",
-                         [(update.name, key) for key in stored - blobs.keys()])
+            conn.execute(
+                "INSERT INTO blobs (owner, hash, data) VALUES (?, ?, ?)",
+                (update.name, key, sqlite3.Binary(buffer.getvalue())),
+            )
+        conn.executemany(
+            "DELETE FROM blobs WHERE owner = ? AND hash = ?", [(update.name, key) for key in stored - blobs.keys()]
+        )
         conn.execute(
             "INSERT INTO checkpoints (name, state, trial_id, event, elapsed, updated) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET state = excluded.state, "
             "trial_id = excluded.trial_id, event = excluded.event, elapsed = excluded.elapsed, "
             "updated = excluded.updated",
-            (update.name, sqlite3.Binary(data), trial_id, update.event, update.elapsed, time.time()))
+            (update.name, sqlite3.Binary(data), trial_id, update.event, update.elapsed, time.time()),
+        )
 
     # -- run config ---------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -658,11 +714,21 @@ class Store:
         return self._read(lambda c: c.execute("SELECT created FROM run WHERE id = 1").fetchone())[0]
 
     # -- trials -------------------------------------------------------------------------------------
-    def add_trial(self, arch: Any, key: str, seed: int | Callable[[int], int], *,
-                  status: str = "pending", metrics: Mapping[str, Any] | None = None,
-                  reward: float | None = None, error: str | None = None,
-                  reused_from: int | None = None, rejected: bool = False,
-                  queued: int | None = None, checkpoint: CheckpointUpdate | None = None) -> int:
+    def add_trial(
+        self,
+        arch: Any,
+        key: str,
+        seed: int | Callable[[int], int],
+        *,
+        status: str = "pending",
+        metrics: Mapping[str, Any] | None = None,
+        reward: float | None = None,
+        error: str | None = None,
+        reused_from: int | None = None,
+        rejected: bool = False,
+        queued: int | None = None,
+        checkpoint: CheckpointUpdate | None = None,
+    ) -> int:
         """Insert a trial (and the strategy checkpoint, if given) in one transaction; return its id.
 
         `arch` is the architecture's JSON value (or its JSON text). `seed` may be a function of the
@@ -684,8 +750,22 @@ class Store:
                 "INSERT INTO trials (arch, key, status, metrics, reward, error, created, started, "
                 "finished, seed, attempts, reused_from, rejected, queued) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
-                (arch_text, key, status, metrics_text, reward, error, now, started, finished,
-                 int(status == "running"), reused_from, int(rejected), queued))
+                (
+                    arch_text,
+                    key,
+                    status,
+                    metrics_text,
+                    reward,
+                    error,
+                    now,
+                    started,
+                    finished,
+                    int(status == "running"),
+                    reused_from,
+                    int(rejected),
+                    queued,
+                ),
+            )
             trial_id = int(cur.lastrowid)
             trial_seed = seed(trial_id) if callable(seed) else seed
             conn.execute("UPDATE trials SET seed = ? WHERE id = ?", (int(trial_seed), trial_id))
@@ -694,12 +774,12 @@ class Store:
 
         return self._write(body)
 
-    def mark_running(self, trial_id: int, *, queued: int | None = None,
-                     reused_from: int | None | bool = False) -> None:
+    def mark_running(self, trial_id: int, *, queued: int | None = None, reused_from: int | None | bool = False) -> None:
         """The trial was handed to an executor: status running, one more attempt.
 
         `reused_from=None` clears a follower's link (its leader failed, it is evaluated itself).
         """
+
         def body(conn: sqlite3.Connection) -> None:
             sets = "status = 'running', started = ?, attempts = attempts + 1, queued = COALESCE(?, queued)"
             params: list[Any] = [time.time(), queued]
@@ -712,19 +792,32 @@ class Store:
 
     def requeue_trial(self, trial_id: int, error: str, *, queued: int | None = None) -> None:
         """A failed attempt that will be retried: keep it unfinished, count the failure and attempt."""
+
         def body(conn: sqlite3.Connection) -> None:
-            self._update(conn, trial_id,
-                         "status = 'running', error = ?, failures = failures + 1, "
-                         "attempts = attempts + 1, started = ?, queued = COALESCE(?, queued)",
-                         [error, time.time(), queued], UNFINISHED)
+            self._update(
+                conn,
+                trial_id,
+                "status = 'running', error = ?, failures = failures + 1, "
+                "attempts = attempts + 1, started = ?, queued = COALESCE(?, queued)",
+                [error, time.time(), queued],
+                UNFINISHED,
+            )
 
         self._write(body)
 
-    def finish_trial(self, trial_id: int, status: str, *, metrics: Mapping[str, Any] | None = None,
-                     reward: float | None = None, error: str | None = None,
-                     started: float | None = None, failures: int | None = None,
-                     reused_from: int | None | bool = False,
-                     checkpoint: CheckpointUpdate | None = None) -> None:
+    def finish_trial(
+        self,
+        trial_id: int,
+        status: str,
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        reward: float | None = None,
+        error: str | None = None,
+        started: float | None = None,
+        failures: int | None = None,
+        reused_from: int | None | bool = False,
+        checkpoint: CheckpointUpdate | None = None,
+    ) -> None:
         """Record a trial's outcome (and the checkpoint after its tell) in one transaction.
 
         A trial that succeeds after failed attempts keeps the last attempt's error as a note.
@@ -735,8 +828,10 @@ class Store:
         reward = None if reward is None or not math.isfinite(reward) else float(reward)
 
         def body(conn: sqlite3.Connection) -> None:
-            sets = ("status = ?, metrics = ?, reward = ?, error = COALESCE(?, error), finished = ?, "
-                    "started = COALESCE(?, started, ?), failures = COALESCE(?, failures)")
+            sets = (
+                "status = ?, metrics = ?, reward = ?, error = COALESCE(?, error), finished = ?, "
+                "started = COALESCE(?, started, ?), failures = COALESCE(?, failures)"
+            )
             now = time.time()
             params: list[Any] = [status, metrics_text, reward, error, now, started, now, failures]
             if reused_from is not False:
@@ -747,19 +842,22 @@ class Store:
 
         self._write(body)
 
-    def _update(self, conn: sqlite3.Connection, trial_id: int, sets: str, params: list[Any],
-                from_statuses: tuple[str, ...]) -> None:
+    def _update(
+        self, conn: sqlite3.Connection, trial_id: int, sets: str, params: list[Any], from_statuses: tuple[str, ...]
+    ) -> None:
         marks = ", ".join("?" * len(from_statuses))
-        cur = conn.execute(f"UPDATE trials SET {sets} WHERE id = ? AND status IN ({marks})",
-                           [*params, trial_id, *from_statuses])
+        cur = conn.execute(
+            f"UPDATE trials SET {sets} WHERE id = ? AND status IN ({marks})", [*params, trial_id, *from_statuses]
+        )
         if cur.rowcount != 1:
             row = conn.execute("SELECT status FROM trials WHERE id = ?", (trial_id,)).fetchone()
             state = "does not exist" if row is None else f"is already {row[0]}"
             raise StoreError(self.path, f"trial {trial_id} {state}")
 
     def trial(self, trial_id: int) -> TrialRecord:
-        row = self._read(lambda c: c.execute(
-            f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE id = ?", (trial_id,)).fetchone())
+        row = self._read(
+            lambda c: c.execute(f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE id = ?", (trial_id,)).fetchone()
+        )
         if row is None:
             raise KeyError(f"no trial {trial_id}")
         return _record(row)
@@ -774,28 +872,32 @@ class Store:
             statuses = (status,) if isinstance(status, str) else tuple(status)
             where = f" WHERE status IN ({', '.join('?' * len(statuses))})"
             params = statuses
-        rows = self._read(lambda c: c.execute(
-            f"SELECT {_TRIAL_COLUMNS} FROM trials{where} ORDER BY id", params).fetchall())
+        rows = self._read(
+            lambda c: c.execute(f"SELECT {_TRIAL_COLUMNS} FROM trials{where} ORDER BY id", params).fetchall()
+        )
         return (_record(r) for r in rows)
 
     def find_result(self, key: str) -> TrialRecord | None:
         """The first finished trial of `key` whose result can be reused: done, or rejected."""
-        row = self._read(lambda c: c.execute(
-            f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE key = ? AND "
-            "(status = 'done' OR (status = 'failed' AND rejected = 1)) ORDER BY id LIMIT 1",
-            (key,)).fetchone())
+        row = self._read(
+            lambda c: c.execute(
+                f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE key = ? AND "
+                "(status = 'done' OR (status = 'failed' AND rejected = 1)) ORDER BY id LIMIT 1",
+                (key,),
+            ).fetchone()
+        )
         return None if row is None else _record(row)
 
     def count(self) -> int:
         return self._read(lambda c: c.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
 
     def counts(self) -> dict[str, int]:
-        rows = self._read(lambda c: c.execute(
-            "SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
+        rows = self._read(lambda c: c.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall())
         out = dict.fromkeys(STATUSES, 0)
         out.update({s: n for s, n in rows})
-        out["reused"] = self._read(lambda c: c.execute(
-            "SELECT COUNT(*) FROM trials WHERE reused_from IS NOT NULL").fetchone()[0])
+        out["reused"] = self._read(
+            lambda c: c.execute("SELECT COUNT(*) FROM trials WHERE reused_from IS NOT NULL").fetchone()[0]
+        )
         out["total"] = sum(out[s] for s in STATUSES)
         return out
 
@@ -804,67 +906,98 @@ class Store:
 
         A child trained only part of the way (``metrics["fidelity"] < 1``: stopped by a
         multi-fidelity scheduler or a deadline) ranks below every fully trained one."""
-        rows = self._read(lambda c: c.execute(
-            f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE status = 'done' AND reward IS NOT NULL "
-            "AND reused_from IS NULL ORDER BY "
-            "COALESCE(json_extract(metrics, '$.fidelity'), 1.0) >= 1.0 DESC, reward DESC, id ASC "
-            "LIMIT ?", (int(n),)).fetchall())
+        rows = self._read(
+            lambda c: c.execute(
+                f"SELECT {_TRIAL_COLUMNS} FROM trials WHERE status = 'done' AND reward IS NOT NULL "
+                "AND reused_from IS NULL ORDER BY "
+                "COALESCE(json_extract(metrics, '$.fidelity'), 1.0) >= 1.0 DESC, reward DESC, id ASC "
+                "LIMIT ?",
+                (int(n),),
+            ).fetchall()
+        )
         return [_record(r) for r in rows]
 
     # -- multi-fidelity -----------------------------------------------------------------------------
-    def record_schedule(self, result: RungResult | None, decisions: Mapping[int, str],
-                        finished: list[tuple[int, str, str | None]], *,
-                        checkpoint: CheckpointUpdate | None = None) -> None:
+    def record_schedule(
+        self,
+        result: RungResult | None,
+        decisions: Mapping[int, str],
+        finished: list[tuple[int, str, str | None]],
+        *,
+        checkpoint: CheckpointUpdate | None = None,
+    ) -> None:
         """One scheduler event in one transaction: a child's result at a rung (also its trial's
         latest metrics and reward), the decisions it led to (on each child's latest rung), the
         children it finished ``(trial, "done"|"failed", error)``, and the checkpoint after the
         tells."""
+
         def body(conn: sqlite3.Connection) -> None:
             conn.execute(_RUNGS_TABLE)  # runs created before the rungs table get it here
             now = time.time()
             if result is not None:
                 reward = None if result.reward is None or not math.isfinite(result.reward) else float(result.reward)
                 metrics_text = None if result.metrics is None else dumps(result.metrics)
-                conn.execute("INSERT OR REPLACE INTO rungs (trial_id, rung, epochs, metrics, reward, "
-                             "error, decision, recorded) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-                             (result.trial_id, result.rung, result.epochs, metrics_text, reward,
-                              result.error, now))
+                conn.execute(
+                    "INSERT OR REPLACE INTO rungs (trial_id, rung, epochs, metrics, reward, "
+                    "error, decision, recorded) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+                    (result.trial_id, result.rung, result.epochs, metrics_text, reward, result.error, now),
+                )
                 if result.error is None:
-                    self._update(conn, result.trial_id, "metrics = ?, reward = ?",
-                                 [metrics_text, reward], UNFINISHED)
+                    self._update(conn, result.trial_id, "metrics = ?, reward = ?", [metrics_text, reward], UNFINISHED)
                 else:
-                    self._update(conn, result.trial_id, "metrics = COALESCE(?, metrics), reward = NULL",
-                                 [metrics_text], UNFINISHED)
+                    self._update(
+                        conn,
+                        result.trial_id,
+                        "metrics = COALESCE(?, metrics), reward = NULL",
+                        [metrics_text],
+                        UNFINISHED,
+                    )
             for trial_id, decision in decisions.items():
-                conn.execute("UPDATE rungs SET decision = ? WHERE trial_id = ? AND rung = "
-                             "(SELECT MAX(rung) FROM rungs WHERE trial_id = ?)",
-                             (decision, trial_id, trial_id))
+                conn.execute(
+                    "UPDATE rungs SET decision = ? WHERE trial_id = ? AND rung = "
+                    "(SELECT MAX(rung) FROM rungs WHERE trial_id = ?)",
+                    (decision, trial_id, trial_id),
+                )
             for trial_id, status, error in finished:
-                self._update(conn, trial_id, "status = ?, error = COALESCE(?, error), finished = ?",
-                             [status, error, now], UNFINISHED)
+                self._update(
+                    conn,
+                    trial_id,
+                    "status = ?, error = COALESCE(?, error), finished = ?",
+                    [status, error, now],
+                    UNFINISHED,
+                )
             self._put_checkpoint(conn, checkpoint, result.trial_id if result is not None else None)
 
         self._write(body)
 
     def rungs(self, trial_id: int | None = None) -> list[RungResult]:
         """The rung results (of one trial, or all), in the order they were recorded."""
+
         def body(c: sqlite3.Connection) -> list[tuple]:
             if "rungs" not in {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}:
                 return []
             where, params = ("WHERE trial_id = ?", (trial_id,)) if trial_id is not None else ("", ())
-            return c.execute("SELECT trial_id, rung, epochs, metrics, reward, error, decision, recorded "
-                             f"FROM rungs {where} ORDER BY rowid", params).fetchall()
+            return c.execute(
+                "SELECT trial_id, rung, epochs, metrics, reward, error, decision, recorded "
+                f"FROM rungs {where} ORDER BY rowid",
+                params,
+            ).fetchall()
 
-        return [RungResult(t, r, e, _loads(m), w, err, d, rec)
-                for t, r, e, m, w, err, d, rec in self._read(body)]
+        return [RungResult(t, r, e, _loads(m), w, err, d, rec) for t, r, e, m, w, err, d, rec in self._read(body)]
 
     def max_queued(self) -> int:
-        return self._read(lambda c: c.execute(
-            "SELECT COALESCE(MAX(queued), 0) FROM trials").fetchone()[0])
+        return self._read(lambda c: c.execute("SELECT COALESCE(MAX(queued), 0) FROM trials").fetchone()[0])
 
     # -- checkpoints --------------------------------------------------------------------------------
-    def save_checkpoint(self, state: Any, *, name: str = "strategy", event: str = "manual",
-                        trial_id: int | None = None, elapsed: float | None = None) -> None:
+    def save_checkpoint(
+        self,
+        state: Any,
+        *,
+        name: str = "strategy",
+        event: str = "manual",
+        trial_id: int | None = None,
+        elapsed: float | None = None,
+    ) -> None:
         update = CheckpointUpdate(state, event, elapsed, name)
         self._write(lambda conn: self._put_checkpoint(conn, update, trial_id))
 
@@ -874,20 +1007,22 @@ class Store:
 
     def _load_checkpoint(self, name: str) -> tuple[Checkpoint, set[str]] | None:
         """The checkpoint and the hashes of its blob rows that it does not refer to."""
-        row = self._read(lambda c: c.execute(
-            "SELECT state, trial_id, event, elapsed, updated FROM checkpoints WHERE name = ?",
-            (name,)).fetchone())
+        row = self._read(
+            lambda c: c.execute(
+                "SELECT state, trial_id, event, elapsed, updated FROM checkpoints WHERE name = ?", (name,)
+            ).fetchone()
+        )
         if row is None:
             return None
         try:
             blobs = _UsedBlobs(self._load_blobs(name))
             state = state_from_bytes(bytes(row[0]), blobs)
         except _MissingBlob as exc:
-            raise StoreError(self.path, f"checkpoint {name!r} refers to tensor {exc.args[0]} that "
-                                        "the blobs table does not hold") from None
+            raise StoreError(
+                self.path, f"checkpoint {name!r} refers to tensor {exc.args[0]} that the blobs table does not hold"
+            ) from None
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise StoreError(self.path, f"checkpoint {name!r} cannot be read safely "
-                                        f"({type(exc).__name__})") from None
+            raise StoreError(self.path, f"checkpoint {name!r} cannot be read safely ({type(exc).__name__})") from None
         return Checkpoint(state, row[1], row[2], row[3], row[4]), set(blobs) - blobs.used
 
     def _load_blobs(self, name: str) -> dict[str, Any]:
@@ -898,20 +1033,21 @@ class Store:
                 return c.execute("SELECT hash, data FROM blobs WHERE owner = ?", (name,)).fetchall()
             return []
 
-        return {h: torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-                for h, data in self._read(rows)}
+        return {h: torch.load(io.BytesIO(data), weights_only=True, map_location="cpu") for h, data in self._read(rows)}
 
     # -- markers ------------------------------------------------------------------------------------
     def set_marker(self, key: str, value: Any) -> None:
         text = dumps(value)
-        self._write(lambda conn: conn.execute(
-            "INSERT INTO markers (key, value, updated) VALUES (?, ?, ?) ON CONFLICT(key) "
-            "DO UPDATE SET value = excluded.value, updated = excluded.updated",
-            (key, text, time.time())))
+        self._write(
+            lambda conn: conn.execute(
+                "INSERT INTO markers (key, value, updated) VALUES (?, ?, ?) ON CONFLICT(key) "
+                "DO UPDATE SET value = excluded.value, updated = excluded.updated",
+                (key, text, time.time()),
+            )
+        )
 
     def get_marker(self, key: str, default: Any = None) -> Any:
-        row = self._read(lambda c: c.execute("SELECT value FROM markers WHERE key = ?",
-                                             (key,)).fetchone())
+        row = self._read(lambda c: c.execute("SELECT value FROM markers WHERE key = ?", (key,)).fetchone())
         return default if row is None else json.loads(row[0])
 
     def delete_marker(self, key: str) -> None:
@@ -930,27 +1066,29 @@ class Store:
             rows = [r[0] for r in c.execute("PRAGMA integrity_check").fetchall()]
             if rows != ["ok"]:
                 problems.extend(f"sqlite: {r}" for r in rows)
-            problems.extend(f"foreign key: trial {r[1]} refers to a missing trial"
-                            for r in c.execute("PRAGMA foreign_key_check(trials)").fetchall())
+            problems.extend(
+                f"foreign key: trial {r[1]} refers to a missing trial"
+                for r in c.execute("PRAGMA foreign_key_check(trials)").fetchall()
+            )
             if c.execute("SELECT COUNT(*) FROM run").fetchone()[0] != 1:
                 problems.append("run: expected exactly one config row")
-            for (tid,) in c.execute("SELECT id FROM trials WHERE status = 'done' AND "
-                                    "(reward IS NULL OR metrics IS NULL)"):
+            for (tid,) in c.execute(
+                "SELECT id FROM trials WHERE status = 'done' AND (reward IS NULL OR metrics IS NULL)"
+            ):
                 problems.append(f"trial {tid}: done without reward or metrics")
             for (tid,) in c.execute("SELECT id FROM trials WHERE status = 'failed' AND error IS NULL"):
                 problems.append(f"trial {tid}: failed without an error")
-            for (tid,) in c.execute("SELECT id FROM trials WHERE status IN ('done', 'failed') "
-                                    "AND finished IS NULL"):
+            for (tid,) in c.execute("SELECT id FROM trials WHERE status IN ('done', 'failed') AND finished IS NULL"):
                 problems.append(f"trial {tid}: finished without a finish time")
             n, lo, hi = c.execute("SELECT COUNT(*), MIN(id), MAX(id) FROM trials").fetchone()
             if n and (lo != 1 or hi != n):
                 problems.append(f"trials: ids are not 1..{n} (min {lo}, max {hi})")
-            if n and c.execute("SELECT COUNT(*) FROM checkpoints WHERE name = 'strategy'"
-                               ).fetchone()[0] == 0:
+            if n and c.execute("SELECT COUNT(*) FROM checkpoints WHERE name = 'strategy'").fetchone()[0] == 0:
                 problems.append("checkpoints: trials but no strategy checkpoint")
             if _has_blobs_table(c):
-                orphans = c.execute("SELECT COUNT(*) FROM blobs WHERE owner NOT IN "
-                                    "(SELECT name FROM checkpoints)").fetchone()[0]
+                orphans = c.execute(
+                    "SELECT COUNT(*) FROM blobs WHERE owner NOT IN (SELECT name FROM checkpoints)"
+                ).fetchone()[0]
                 if orphans:
                     problems.append(f"blobs: {orphans} row(s) of no checkpoint")
 
@@ -963,8 +1101,7 @@ class Store:
                 problems.append(str(exc).removeprefix(f"{self.path}: "))
                 continue
             if unused:
-                problems.append(f"blobs: {len(unused)} row(s) of checkpoint {name!r} that it does "
-                                "not refer to")
+                problems.append(f"blobs: {len(unused)} row(s) of checkpoint {name!r} that it does not refer to")
         return problems
 
 

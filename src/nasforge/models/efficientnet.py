@@ -115,8 +115,9 @@ def stages_from(value: Iterable[Any]) -> tuple[StageSpec, ...]:
             try:
                 stage = StageSpec(**raw)
             except TypeError as exc:
-                raise ConfigError(f"stages[{i}]", f"bad stage fields ({exc})",
-                                  list(StageSpec.__dataclass_fields__)) from None
+                raise ConfigError(
+                    f"stages[{i}]", f"bad stage fields ({exc})", list(StageSpec.__dataclass_fields__)
+                ) from None
         elif isinstance(raw, (tuple, list)) and len(raw) in (5, 6):
             stage = StageSpec(*raw)
         else:
@@ -142,9 +143,14 @@ def _check_stage(s: StageSpec, i: int) -> None:
         raise ConfigError(f"{where}.se_ratio", f"must be in [0, 1], got {s.se_ratio!r}")
 
 
-def efficientnet_plan(stages: Sequence[StageSpec] = B0_STAGES, width_mult: float = 1.0,
-                      depth_mult: float = 1.0, stem_channels: int = STEM_CHANNELS,
-                      head_channels: int = HEAD_CHANNELS, divisor: int = 8) -> EfficientNetPlan:
+def efficientnet_plan(
+    stages: Sequence[StageSpec] = B0_STAGES,
+    width_mult: float = 1.0,
+    depth_mult: float = 1.0,
+    stem_channels: int = STEM_CHANNELS,
+    head_channels: int = HEAD_CHANNELS,
+    divisor: int = 8,
+) -> EfficientNetPlan:
     """Stem, per-stage and head widths and per-stage repeats after scaling (tensorflow/tpu
     efficientnet_model.py's round_filters / round_repeats)."""
     stem = round_filters(stem_channels, width_mult, divisor)
@@ -152,14 +158,16 @@ def efficientnet_plan(stages: Sequence[StageSpec] = B0_STAGES, width_mult: float
     scaled = []
     for s in stages:
         out = round_filters(s.channels, width_mult, divisor)
-        scaled.append(ScaledStage(s.expand_ratio, s.kernel, s.stride, prev, out,
-                                  round_repeats(s.repeats, depth_mult), s.se_ratio))
+        scaled.append(
+            ScaledStage(s.expand_ratio, s.kernel, s.stride, prev, out, round_repeats(s.repeats, depth_mult), s.se_ratio)
+        )
         prev = out
     return EfficientNetPlan(stem, tuple(scaled), round_filters(head_channels, width_mult, divisor))
 
 
-def _check_number(name: str, value: Any, low: float, high: float | None = None, integer: bool = False,
-                  low_inclusive: bool = True) -> None:
+def _check_number(
+    name: str, value: Any, low: float, high: float | None = None, integer: bool = False, low_inclusive: bool = True
+) -> None:
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type or not math.isfinite(value):
         raise ConfigError(name, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
@@ -182,11 +190,22 @@ class EfficientNet(nn.Module):
         bn_momentum, bn_eps: BatchNorm settings (PyTorch defaults, as torchvision B0-B4 and timm).
     """
 
-    def __init__(self, stages: Sequence[Any] = B0_STAGES, width_mult: float = 1.0, depth_mult: float = 1.0,
-                 resolution: int = 224, dropout: float = 0.2, drop_connect_rate: float = 0.2,
-                 num_classes: int = 1000, in_channels: int = 3, stem_channels: int = STEM_CHANNELS,
-                 head_channels: int = HEAD_CHANNELS, divisor: int = 8, bn_momentum: float = 0.1,
-                 bn_eps: float = 1e-5):
+    def __init__(
+        self,
+        stages: Sequence[Any] = B0_STAGES,
+        width_mult: float = 1.0,
+        depth_mult: float = 1.0,
+        resolution: int = 224,
+        dropout: float = 0.2,
+        drop_connect_rate: float = 0.2,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        stem_channels: int = STEM_CHANNELS,
+        head_channels: int = HEAD_CHANNELS,
+        divisor: int = 8,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
+    ):
         super().__init__()
         stages = stages_from(stages)
         _check_number("width_mult", width_mult, 0, low_inclusive=False)
@@ -206,22 +225,33 @@ class EfficientNet(nn.Module):
 
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, plan.stem, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(plan.stem, **bn), nn.SiLU())
+            nn.BatchNorm2d(plan.stem, **bn),
+            nn.SiLU(),
+        )
         total = plan.num_blocks
         index = 0
         stage_modules = []
         for s in plan.stages:
             blocks = []
             for r in range(s.repeats):
-                blocks.append(MBConv(s.in_channels if r == 0 else s.channels, s.channels, s.kernel,
-                                     s.stride if r == 0 else 1, s.expand_ratio, s.se_ratio,
-                                     drop_connect_rate * index / total, bn=bn))
+                blocks.append(
+                    MBConv(
+                        s.in_channels if r == 0 else s.channels,
+                        s.channels,
+                        s.kernel,
+                        s.stride if r == 0 else 1,
+                        s.expand_ratio,
+                        s.se_ratio,
+                        drop_connect_rate * index / total,
+                        bn=bn,
+                    )
+                )
                 index += 1
             stage_modules.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stage_modules)
         self.head = nn.Sequential(
-            nn.Conv2d(plan.stages[-1].channels, plan.head, 1, bias=False),
-            nn.BatchNorm2d(plan.head, **bn), nn.SiLU())
+            nn.Conv2d(plan.stages[-1].channels, plan.head, 1, bias=False), nn.BatchNorm2d(plan.head, **bn), nn.SiLU()
+        )
         self.num_features = plan.head
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(plan.head, num_classes)
@@ -274,13 +304,32 @@ def _register() -> None:
     from nasforge.models.registry import register_model
 
     for name, (w, d, r, p) in EFFICIENTNET_PARAMS.items():
-        register_model(name, EfficientNet, resolution=r, num_classes=1000, family="efficientnet",
-                       description=f"EfficientNet-{name.rsplit('_', 1)[1].upper()} "
-                                   f"(width {w}, depth {d}, {r}px, dropout {p})",
-                       width_mult=w, depth_mult=d, dropout=p, drop_connect_rate=0.2)
+        register_model(
+            name,
+            EfficientNet,
+            resolution=r,
+            num_classes=1000,
+            family="efficientnet",
+            description=f"EfficientNet-{name.rsplit('_', 1)[1].upper()} (width {w}, depth {d}, {r}px, dropout {p})",
+            width_mult=w,
+            depth_mult=d,
+            dropout=p,
+            drop_connect_rate=0.2,
+        )
 
 
 _register()
 
-__all__ = ["B0_STAGES", "EFFICIENTNET_PARAMS", "EfficientNet", "EfficientNetPlan", "ScaledStage", "StageSpec",
-           "efficientnet", "efficientnet_plan", "round_filters", "round_repeats", "stages_from"]
+__all__ = [
+    "B0_STAGES",
+    "EFFICIENTNET_PARAMS",
+    "EfficientNet",
+    "EfficientNetPlan",
+    "ScaledStage",
+    "StageSpec",
+    "efficientnet",
+    "efficientnet_plan",
+    "round_filters",
+    "round_repeats",
+    "stages_from",
+]

@@ -77,8 +77,7 @@ class NASNetCell(nn.Module):
     is then the raw previous output, unadapted.
     """
 
-    def __init__(self, cell: Cell, prev_prev: _Shape | None, prev: _Shape, filters: int,
-                 reduction: bool, bn: dict):
+    def __init__(self, cell: Cell, prev_prev: _Shape | None, prev: _Shape, filters: int, reduction: bool, bn: dict):
         super().__init__()
         self.reduction = reduction
         self.preprocess1 = conv_bn(prev.channels, filters, 1, bn=bn)
@@ -138,9 +137,14 @@ class _AuxHead(nn.Module):
         pool = min(5, spatial)
         pooled = (spatial - pool) // 3 + 1
         self.features = nn.Sequential(
-            nn.ReLU(), nn.AvgPool2d(pool, stride=3),
-            nn.Conv2d(channels, 128, 1, bias=False), nn.BatchNorm2d(128, **bn), nn.ReLU(),
-            nn.Conv2d(128, 768, pooled, bias=False), nn.BatchNorm2d(768, **bn), nn.ReLU(),
+            nn.ReLU(),
+            nn.AvgPool2d(pool, stride=3),
+            nn.Conv2d(channels, 128, 1, bias=False),
+            nn.BatchNorm2d(128, **bn),
+            nn.ReLU(),
+            nn.Conv2d(128, 768, pooled, bias=False),
+            nn.BatchNorm2d(768, **bn),
+            nn.ReLU(),
             nn.Flatten(),
         )
         self.classifier = nn.Linear(768, num_classes)
@@ -169,11 +173,23 @@ class NASNet(nn.Module):
         bn_momentum, bn_eps: BatchNorm settings (PyTorch momentum = 1 - TF decay).
     """
 
-    def __init__(self, arch: NASNetArchitecture, num_classes: int = 10, num_cells: int = 6,
-                 num_filters: int = 32, stem: str = "cifar", stem_multiplier: float = 3.0,
-                 skip_reduction_layer_input: bool = False, drop_path_keep_prob: float = 1.0,
-                 dropout: float = 0.0, aux_head: bool = False, resolution: int = 32,
-                 in_channels: int = 3, bn_momentum: float = 0.1, bn_eps: float = 1e-5):
+    def __init__(
+        self,
+        arch: NASNetArchitecture,
+        num_classes: int = 10,
+        num_cells: int = 6,
+        num_filters: int = 32,
+        stem: str = "cifar",
+        stem_multiplier: float = 3.0,
+        skip_reduction_layer_input: bool = False,
+        drop_path_keep_prob: float = 1.0,
+        dropout: float = 0.0,
+        aux_head: bool = False,
+        resolution: int = 32,
+        in_channels: int = 3,
+        bn_momentum: float = 0.1,
+        bn_eps: float = 1e-5,
+    ):
         super().__init__()
         _check_config(num_classes, num_cells, num_filters, stem, drop_path_keep_prob, dropout, resolution)
         bn = {"momentum": bn_momentum, "eps": bn_eps}
@@ -183,19 +199,21 @@ class NASNet(nn.Module):
         shapes: list[_Shape] = []
         if stem == "cifar":
             width = int(num_filters * stem_multiplier)
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False),
-                                      nn.BatchNorm2d(width, **bn))
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width, **bn)
+            )
             shapes.append(_Shape(width, 0))
             stem_cells: list[tuple[int, bool]] = []
         else:
             width = int(32 * stem_multiplier)
-            self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, stride=2, bias=False),
-                                      nn.BatchNorm2d(width, **bn))
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, width, 3, stride=2, bias=False), nn.BatchNorm2d(width, **bn)
+            )
             shapes.append(_Shape(width, 1))
             stem_cells = [(int(num_filters / 4), True), (int(num_filters / 2), True)]
 
         plan: list[tuple[int, bool, int | None]] = []  # (filters, reduction, h_{i-1} index)
-        outputs: list[int | None] = [None, 0]          # tensor indices, None = "no layer"
+        outputs: list[int | None] = [None, 0]  # tensor indices, None = "no layer"
         for filters, _ in stem_cells:
             plan.append((filters, True, outputs[-2]))
             outputs.append(len(outputs) - 1)
@@ -206,8 +224,7 @@ class NASNet(nn.Module):
                 scale *= 2
                 plan.append((num_filters * scale, True, outputs[-2]))
                 outputs.append(len(outputs) - 1)
-            plan.append((num_filters * scale, False,
-                         skip_prev if skip_reduction_layer_input else outputs[-2]))
+            plan.append((num_filters * scale, False, skip_prev if skip_reduction_layer_input else outputs[-2]))
             outputs.append(len(outputs) - 1)
 
         cells = []
@@ -217,8 +234,9 @@ class NASNet(nn.Module):
         for k, (filters, reduction, pp_index) in enumerate(plan):
             prev_index = len(shapes) - 1
             pp_shape = None if pp_index is None else shapes[pp_index]
-            cell = NASNetCell(arch.reduction if reduction else arch.normal, pp_shape, shapes[prev_index],
-                              filters, reduction, bn)
+            cell = NASNetCell(
+                arch.reduction if reduction else arch.normal, pp_shape, shapes[prev_index], filters, reduction, bn
+            )
             cells.append(cell)
             self._inputs.append((prev_index if pp_index is None else pp_index, prev_index))
             shapes.append(cell.out_shape)
@@ -280,8 +298,12 @@ def _spatial_size(resolution: int, level: int, stem: str) -> int:
 def _check_config(num_classes, num_cells, num_filters, stem, keep, dropout, resolution) -> None:
     if stem not in STEMS:
         raise ConfigError("stem", f"unknown stem {stem!r}", STEMS)
-    for name, value, low in (("num_classes", num_classes, 1), ("num_cells", num_cells, 1),
-                             ("num_filters", num_filters, 4), ("resolution", resolution, 1)):
+    for name, value, low in (
+        ("num_classes", num_classes, 1),
+        ("num_cells", num_cells, 1),
+        ("num_filters", num_filters, 4),
+        ("resolution", resolution, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(name, f"must be an integer >= {low}, got {value!r}")
     if num_filters % 4:
@@ -303,22 +325,76 @@ def _register() -> None:
     def cells(arch: NASNetArchitecture):
         return functools.partial(NASNet, arch)  # `create` then sees the network options only
 
-    register_model("nasnet_a_cifar", cells(NASNET_A), resolution=32, num_classes=10, family="nasnet",
-                   description="NASNet-A 6@768 (CIFAR)", num_cells=6, num_filters=32, stem="cifar",
-                   stem_multiplier=3.0, drop_path_keep_prob=0.6)
-    register_model("nasnet_a_mobile", cells(NASNET_A), resolution=224, num_classes=1000, family="nasnet",
-                   description="NASNet-A Mobile 4@1056", num_cells=4, num_filters=44, stem="imagenet",
-                   stem_multiplier=1.0, drop_path_keep_prob=1.0, dropout=0.5, **tf_imagenet_bn)
-    register_model("nasnet_a_large", cells(NASNET_A), resolution=331, num_classes=1000, family="nasnet",
-                   description="NASNet-A Large 6@4032", num_cells=6, num_filters=168, stem="imagenet",
-                   stem_multiplier=3.0, skip_reduction_layer_input=True, drop_path_keep_prob=0.7,
-                   dropout=0.5, **tf_imagenet_bn)
-    register_model("amoebanet_a_cifar", cells(AMOEBANET_A), resolution=32, num_classes=10, family="nasnet",
-                   description="AmoebaNet-A N=6, F=36 (CIFAR)", num_cells=6, num_filters=36, stem="cifar",
-                   stem_multiplier=3.0, drop_path_keep_prob=0.7)
-    register_model("darts_v2_cifar", cells(DARTS_V2), resolution=32, num_classes=10, family="nasnet",
-                   description="DARTS (2nd order) cells in a NASNet network, 6@36 (CIFAR)", num_cells=6,
-                   num_filters=36, stem="cifar", stem_multiplier=3.0, drop_path_keep_prob=0.8)
+    register_model(
+        "nasnet_a_cifar",
+        cells(NASNET_A),
+        resolution=32,
+        num_classes=10,
+        family="nasnet",
+        description="NASNet-A 6@768 (CIFAR)",
+        num_cells=6,
+        num_filters=32,
+        stem="cifar",
+        stem_multiplier=3.0,
+        drop_path_keep_prob=0.6,
+    )
+    register_model(
+        "nasnet_a_mobile",
+        cells(NASNET_A),
+        resolution=224,
+        num_classes=1000,
+        family="nasnet",
+        description="NASNet-A Mobile 4@1056",
+        num_cells=4,
+        num_filters=44,
+        stem="imagenet",
+        stem_multiplier=1.0,
+        drop_path_keep_prob=1.0,
+        dropout=0.5,
+        **tf_imagenet_bn,
+    )
+    register_model(
+        "nasnet_a_large",
+        cells(NASNET_A),
+        resolution=331,
+        num_classes=1000,
+        family="nasnet",
+        description="NASNet-A Large 6@4032",
+        num_cells=6,
+        num_filters=168,
+        stem="imagenet",
+        stem_multiplier=3.0,
+        skip_reduction_layer_input=True,
+        drop_path_keep_prob=0.7,
+        dropout=0.5,
+        **tf_imagenet_bn,
+    )
+    register_model(
+        "amoebanet_a_cifar",
+        cells(AMOEBANET_A),
+        resolution=32,
+        num_classes=10,
+        family="nasnet",
+        description="AmoebaNet-A N=6, F=36 (CIFAR)",
+        num_cells=6,
+        num_filters=36,
+        stem="cifar",
+        stem_multiplier=3.0,
+        drop_path_keep_prob=0.7,
+    )
+    register_model(
+        "darts_v2_cifar",
+        cells(DARTS_V2),
+        resolution=32,
+        num_classes=10,
+        family="nasnet",
+        description="DARTS (2nd order) cells in a NASNet network, 6@36 (CIFAR)",
+        num_cells=6,
+        num_filters=36,
+        stem="cifar",
+        stem_multiplier=3.0,
+        drop_path_keep_prob=0.8,
+    )
 
 
 _register()

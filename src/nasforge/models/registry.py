@@ -36,8 +36,17 @@ class ModelSpec:
 MODELS: Registry[nn.Module] = Registry("model")
 
 
-def register_model(name: str, builder: Callable[..., nn.Module], *, resolution: int, num_classes: int,
-                   family: str, description: str = "", overwrite: bool = False, **defaults: Any) -> ModelSpec:
+def register_model(
+    name: str,
+    builder: Callable[..., nn.Module],
+    *,
+    resolution: int,
+    num_classes: int,
+    family: str,
+    description: str = "",
+    overwrite: bool = False,
+    **defaults: Any,
+) -> ModelSpec:
     spec = ModelSpec(name, builder, resolution, num_classes, family, description, dict(defaults))
     MODELS.register(name, builder, description=description, overwrite=overwrite, spec=spec)
     return spec

@@ -7,14 +7,22 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def conv_bn(in_ch: int, out_ch: int, kernel: int | tuple[int, int] = 1, stride: int | tuple[int, int] = 1,
-            relu_first: bool = True, bn: dict | None = None) -> nn.Sequential:
+def conv_bn(
+    in_ch: int,
+    out_ch: int,
+    kernel: int | tuple[int, int] = 1,
+    stride: int | tuple[int, int] = 1,
+    relu_first: bool = True,
+    bn: dict | None = None,
+) -> nn.Sequential:
     """ReLU -> conv -> BN, the unit TF's NASNet uses to adapt channel counts."""
     k = (kernel, kernel) if isinstance(kernel, int) else kernel
     padding = (k[0] // 2, k[1] // 2)
     layers: list[nn.Module] = [nn.ReLU()] if relu_first else []
-    layers += [nn.Conv2d(in_ch, out_ch, k, stride=stride, padding=padding, bias=False),
-               nn.BatchNorm2d(out_ch, **(bn or {}))]
+    layers += [
+        nn.Conv2d(in_ch, out_ch, k, stride=stride, padding=padding, bias=False),
+        nn.BatchNorm2d(out_ch, **(bn or {})),
+    ]
     return nn.Sequential(*layers)
 
 

@@ -22,8 +22,9 @@ from torch import nn
 from nasforge.nn.layers import DropPath
 
 
-def round_filters(channels: float, width_mult: float | None = 1.0, divisor: int = 8,
-                  min_value: int | None = None) -> int:
+def round_filters(
+    channels: float, width_mult: float | None = 1.0, divisor: int = 8, min_value: int | None = None
+) -> int:
     """Scale a channel count by `width_mult` and round it as the TPU reference does.
 
     1. multiply by the width multiplier;
@@ -55,8 +56,9 @@ def round_repeats(repeats: int, depth_mult: float | None = 1.0) -> int:
     return int(math.ceil(depth_mult * repeats - 1e-9))
 
 
-def _conv_bn_act(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
-                 act: bool = True, bn: dict | None = None) -> nn.Sequential:
+def _conv_bn_act(
+    in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True, bn: dict | None = None
+) -> nn.Sequential:
     layers: list[nn.Module] = [
         nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(out_ch, **(bn or {})),
@@ -95,9 +97,17 @@ class MBConv(nn.Module):
         bn: BatchNorm keyword arguments (eps, momentum).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1,
-                 expand_ratio: float = 6, se_ratio: float = 0.25, drop_path_rate: float = 0.0,
-                 bn: dict | None = None):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int = 3,
+        stride: int = 1,
+        expand_ratio: float = 6,
+        se_ratio: float = 0.25,
+        drop_path_rate: float = 0.0,
+        bn: dict | None = None,
+    ):
         super().__init__()
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"MBConv kernel must be a positive odd number, got {kernel}")
@@ -111,9 +121,9 @@ class MBConv(nn.Module):
         self.expand_ratio, self.se_ratio = expand_ratio, se_ratio
         hidden = int(round(in_ch * expand_ratio))
         self.hidden = hidden
-        self.expand = (_conv_bn_act(in_ch, hidden, 1, bn=bn) if expand_ratio != 1 else nn.Identity())
+        self.expand = _conv_bn_act(in_ch, hidden, 1, bn=bn) if expand_ratio != 1 else nn.Identity()
         self.depthwise = _conv_bn_act(hidden, hidden, kernel, stride=stride, groups=hidden, bn=bn)
-        self.se = (SqueezeExcite(hidden, max(1, int(in_ch * se_ratio))) if se_ratio > 0 else nn.Identity())
+        self.se = SqueezeExcite(hidden, max(1, int(in_ch * se_ratio))) if se_ratio > 0 else nn.Identity()
         self.project = _conv_bn_act(hidden, out_ch, 1, act=False, bn=bn)
         self.use_skip = stride == 1 and in_ch == out_ch
         self.drop_path = DropPath(drop_path_rate) if self.use_skip else nn.Identity()
@@ -125,5 +135,7 @@ class MBConv(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return (f"in={self.in_ch}, out={self.out_ch}, k={self.kernel}, s={self.stride}, "
-                f"e={self.expand_ratio}, se={self.se_ratio}, skip={self.use_skip}")
+        return (
+            f"in={self.in_ch}, out={self.out_ch}, k={self.kernel}, s={self.stride}, "
+            f"e={self.expand_ratio}, se={self.se_ratio}, skip={self.use_skip}"
+        )

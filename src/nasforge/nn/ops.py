@@ -33,14 +33,12 @@ OP_NAMES: tuple[str, ...] = (
 class SepConv(nn.Module):
     """ReLU -> depthwise kxk -> pointwise -> BN; `dilation` gives the dilated variant."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, dilation: int = 1,
-                 bn: dict | None = None):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, dilation: int = 1, bn: dict | None = None):
         super().__init__()
         pad = dilation * (kernel - 1) // 2
         self.op = nn.Sequential(
             nn.ReLU(),
-            nn.Conv2d(in_ch, in_ch, kernel, stride=stride, padding=pad, dilation=dilation,
-                      groups=in_ch, bias=False),
+            nn.Conv2d(in_ch, in_ch, kernel, stride=stride, padding=pad, dilation=dilation, groups=in_ch, bias=False),
             nn.Conv2d(in_ch, out_ch, 1, bias=False),
             nn.BatchNorm2d(out_ch, **(bn or {})),
         )
@@ -53,8 +51,7 @@ class StackedSepConv(nn.Sequential):
     """The reference's `separable_kxk_2`: two SepConvs, only the first strided."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, bn: dict | None = None):
-        super().__init__(SepConv(in_ch, out_ch, kernel, stride, bn=bn),
-                         SepConv(out_ch, out_ch, kernel, 1, bn=bn))
+        super().__init__(SepConv(in_ch, out_ch, kernel, stride, bn=bn), SepConv(out_ch, out_ch, kernel, 1, bn=bn))
 
 
 class Pool(nn.Module):

@@ -19,6 +19,21 @@ from nasforge.report.diagrams import (
 from nasforge.report.plots import cost_quality, pareto_front, scaling_curve, search_progress
 from nasforge.report.run_report import load_run, write_report
 
-__all__ = ["DotGraph", "cell_dot", "cell_graph", "cost_quality", "dot_available", "draw_architecture",
-           "draw_graph", "load_run", "mbconv_diagram", "mbconv_table", "pareto_front", "parse_dot",
-           "render", "scaling_curve", "search_progress", "write_report"]
+__all__ = [
+    "DotGraph",
+    "cell_dot",
+    "cell_graph",
+    "cost_quality",
+    "dot_available",
+    "draw_architecture",
+    "draw_graph",
+    "load_run",
+    "mbconv_diagram",
+    "mbconv_table",
+    "pareto_front",
+    "parse_dot",
+    "render",
+    "scaling_curve",
+    "search_progress",
+    "write_report",
+]

@@ -137,14 +137,17 @@ def _attr_list(attrs: Mapping[str, str]) -> str:
 # ------------------------------------------------------------------------------------------------
 # A DOT reader, enough for cell_dot's output and for plain hand-written digraphs.
 # ------------------------------------------------------------------------------------------------
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
     (?P<ws>\s+|//[^\n]*|/\*.*?\*/|^\#[^\n]*)
   | (?P<str>"(?:[^"\\]|\\.)*")
   | (?P<html><[^<>]*(?:<[^<>]*>[^<>]*)*>)
   | (?P<arrow>->|--)
   | (?P<sym>[{}\[\];,=:])
   | (?P<id>[A-Za-z_\x80-\uffff][\w\x80-\uffff]*|-?(?:\.\d+|\d+(?:\.\d*)?))
-""", re.VERBOSE | re.DOTALL | re.MULTILINE)
+""",
+    re.VERBOSE | re.DOTALL | re.MULTILINE,
+)
 
 
 def _tokenize(text: str) -> list[tuple[str, str]]:
@@ -152,7 +155,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise ConfigError("dot", f"cannot read DOT text at character {pos}: {text[pos:pos + 20]!r}")
+            raise ConfigError("dot", f"cannot read DOT text at character {pos}: {text[pos : pos + 20]!r}")
         pos = m.end()
         kind = m.lastgroup
         if kind == "ws":
@@ -160,8 +163,9 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
         value = m.group()
         if kind == "str":
             value = value[1:-1]
-            value = re.sub(r"\\([\"\\nlr])", lambda g: {"n": "\n", "l": "\n", "r": "\n"}.get(g.group(1), g.group(1)),
-                           value)
+            value = re.sub(
+                r"\\([\"\\nlr])", lambda g: {"n": "\n", "l": "\n", "r": "\n"}.get(g.group(1), g.group(1)), value
+            )
             kind = "id"
         elif kind == "html":
             value, kind = value[1:-1], "id"
@@ -212,8 +216,9 @@ class _DotParser:
             self.take("]")
         return attrs
 
-    def stmt_list(self, cluster: str | None, defaults: dict[str, str], top: bool,
-                  graph_attrs: dict[str, str] | None = None) -> list[str]:
+    def stmt_list(
+        self, cluster: str | None, defaults: dict[str, str], top: bool, graph_attrs: dict[str, str] | None = None
+    ) -> list[str]:
         """Parse statements up to the closing brace; returns the node ids mentioned."""
         g = self.graph
         mentioned: list[str] = []
@@ -324,11 +329,17 @@ def _as_cells(arch: Any) -> list[tuple[str, Cell]]:
         parsed = space_for_json(arch).from_json(dict(arch))
         if isinstance(parsed, NASNetArchitecture):
             return list(parsed.cells())
-    if isinstance(arch, Sequence) and arch and all(
-            isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], Cell) for p in arch):
+    if (
+        isinstance(arch, Sequence)
+        and arch
+        and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], Cell) for p in arch)
+    ):
         return [(str(n), c) for n, c in arch]
-    raise ConfigError("architecture", f"cannot draw cells of a {type(arch).__name__}",
-                      "NASNetArchitecture, Cell, NASNet JSON, or (name, Cell) pairs")
+    raise ConfigError(
+        "architecture",
+        f"cannot draw cells of a {type(arch).__name__}",
+        "NASNetArchitecture, Cell, NASNet JSON, or (name, Cell) pairs",
+    )
 
 
 def cell_graph(arch: Any, title: str | None = None) -> DotGraph:
@@ -340,8 +351,14 @@ def cell_graph(arch: Any, title: str | None = None) -> DotGraph:
     architecture's JSON.
     """
     g = DotGraph(name="nasnet_cells")
-    g.attrs = {"rankdir": "BT", "nodesep": "0.25", "ranksep": "0.35", "fontname": "Helvetica",
-               "fontsize": "14", "labelloc": "t"}
+    g.attrs = {
+        "rankdir": "BT",
+        "nodesep": "0.25",
+        "ranksep": "0.35",
+        "fontname": "Helvetica",
+        "fontsize": "14",
+        "labelloc": "t",
+    }
     if title:
         g.attrs["label"] = title
     g.node_defaults = {"fontname": "Helvetica", "fontsize": "11", "penwidth": "1.2"}
@@ -349,10 +366,16 @@ def cell_graph(arch: Any, title: str | None = None) -> DotGraph:
     for cell_name, cell in _as_cells(arch):
         cluster = f"cluster_{cell_name}"
         # with rankdir=BT Graphviz flips labelloc: "b" puts the cluster's label on top
-        g.clusters[cluster] = {"label": f"{cell_name} cell", "labelloc": "b", "style": "rounded", "color": "#999999",
-                               "fontname": "Helvetica", "fontsize": "13"}
+        g.clusters[cluster] = {
+            "label": f"{cell_name} cell",
+            "labelloc": "b",
+            "style": "rounded",
+            "color": "#999999",
+            "fontname": "Helvetica",
+            "fontsize": "13",
+        }
 
-        def state_node(s: int) -> str:
+        def state_node(s: int, cell_name: str = cell_name) -> str:
             return f"{cell_name}_h{s}" if s < NUM_INPUTS else f"{cell_name}_b{s - NUM_INPUTS}"
 
         for s, label in enumerate(INPUT_LABELS):
@@ -362,7 +385,7 @@ def cell_graph(arch: Any, title: str | None = None) -> DotGraph:
         g.edges.append((state_node(0), state_node(1), {"style": "invis"}))
         for j, block in enumerate(cell.blocks):
             comb = state_node(NUM_INPUTS + j)
-            for half, (inp, op) in zip("ab", block.halves()):
+            for half, (_, op) in zip("ab", block.halves()):
                 g.add_node(f"{comb}_{half}", cluster, label=op, **STYLE["op"])
             style = STYLE["add"] if block.combine == "add" else STYLE["concat"]
             g.add_node(comb, cluster, label=f"{block.combine}\nblock {j}", **style)
@@ -393,13 +416,15 @@ def dot_available() -> bool:
 def _image_format(path: Path) -> str:
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in IMAGE_FORMATS:
-        raise ConfigError("path", f"unsupported image type {path.suffix or '(none)'!r}",
-                          [f".{f}" for f in IMAGE_FORMATS])
+        raise ConfigError(
+            "path", f"unsupported image type {path.suffix or '(none)'!r}", [f".{f}" for f in IMAGE_FORMATS]
+        )
     return fmt
 
 
-def render(source: Any, path: str | Path, *, renderer: str = "auto", timeout: float = 30.0,
-           title: str | None = None) -> str:
+def render(
+    source: Any, path: str | Path, *, renderer: str = "auto", timeout: float = 30.0, title: str | None = None
+) -> str:
     """Draw a cell diagram to `path` (.png, .svg or .pdf) and write the `.dot` beside it.
 
     `source` is DOT text, a `DotGraph`, or anything `cell_graph` accepts (an architecture, a
@@ -426,8 +451,9 @@ def render(source: Any, path: str | Path, *, renderer: str = "auto", timeout: fl
         exe = shutil.which("dot")
         if exe is None:
             if renderer == "dot":
-                raise ConfigError("renderer", "Graphviz 'dot' is not on PATH; install graphviz or use",
-                                  ["auto", "matplotlib"])
+                raise ConfigError(
+                    "renderer", "Graphviz 'dot' is not on PATH; install graphviz or use", ["auto", "matplotlib"]
+                )
         else:
             error = _run_dot(exe, dot_path, path, fmt, timeout)
             if error is None:
@@ -443,8 +469,13 @@ def render(source: Any, path: str | Path, *, renderer: str = "auto", timeout: fl
 def _run_dot(exe: str, dot_path: Path, out: Path, fmt: str, timeout: float) -> str | None:
     """Run Graphviz; None on success, else a one-line reason."""
     try:
-        proc = subprocess.run([exe, f"-T{fmt}", "-o", str(out), str(dot_path)], capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            [exe, f"-T{fmt}", "-o", str(out), str(dot_path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return f"timed out after {timeout:g} s"
     except OSError as exc:
@@ -459,8 +490,8 @@ def _run_dot(exe: str, dot_path: Path, out: Path, fmt: str, timeout: float) -> s
 # ------------------------------------------------------------------------------------------------
 # The matplotlib fallback: a small Sugiyama-style layered layout.
 # ------------------------------------------------------------------------------------------------
-LAYER_GAP = 34.0   # points between the bottom of one layer and the top of the next
-NODE_GAP = 14.0    # points between neighbouring nodes of a layer
+LAYER_GAP = 34.0  # points between the bottom of one layer and the top of the next
+NODE_GAP = 14.0  # points between neighbouring nodes of a layer
 DUMMY_WIDTH = 6.0  # width reserved for a long edge passing through a layer
 CLUSTER_PAD = 14.0
 CLUSTER_GAP = 30.0
@@ -518,15 +549,14 @@ def _toposort(nodes: list[str], succ: dict[str, list[str]]) -> list[str]:
 
 @dataclass
 class _Layout:
-    pos: dict[str, tuple[float, float]]          # node centre (points)
+    pos: dict[str, tuple[float, float]]  # node centre (points)
     size: dict[str, tuple[float, float]]
     routes: list[tuple[str, str, list[tuple[float, float]]]]  # tail, head, bend points
     width: float
     height: float
 
 
-def _layout_component(nodes: list[str], edges: list[tuple[str, str]],
-                      size: dict[str, tuple[float, float]]) -> _Layout:
+def _layout_component(nodes: list[str], edges: list[tuple[str, str]], size: dict[str, tuple[float, float]]) -> _Layout:
     succ: dict[str, list[str]] = {n: [] for n in nodes}
     for u, v in edges:
         succ[u].append(v)
@@ -557,7 +587,7 @@ def _layout_component(nodes: list[str], edges: list[tuple[str, str]],
     layers: list[list[str]] = [[] for _ in range(top + 1)]
     for n in nodes:
         layers[layer[n]].append(n)
-    up: dict[str, list[str]] = {n: [] for n in nodes}    # neighbours one layer below
+    up: dict[str, list[str]] = {n: [] for n in nodes}  # neighbours one layer below
     down: dict[str, list[str]] = {n: [] for n in nodes}  # neighbours one layer above
     dummy_count = 0
     for u, v in forward:
@@ -597,11 +627,12 @@ def _layout_component(nodes: list[str], edges: list[tuple[str, str]],
             ref = ls[i - 1] if upward else ls[i + 1]
             idx = {n: k for k, n in enumerate(ref)}
             nbrs = up if upward else down
+            scale = len(ref) / max(len(ls[i]), 1)
 
-            def bary(item: tuple[int, str]) -> float:
+            def bary(item: tuple[int, str], idx=idx, nbrs=nbrs, scale=scale) -> float:
                 k, n = item
                 ps = [idx[m] for m in nbrs[n] if m in idx]
-                return sum(ps) / len(ps) if ps else float(k) * len(ref) / max(len(ls[i]), 1)
+                return sum(ps) / len(ps) if ps else float(k) * scale
 
             ls[i] = [n for _, n in sorted(enumerate(ls[i]), key=lambda it: (bary(it), it[0]))]
         return ls
@@ -653,8 +684,7 @@ def _layout_component(nodes: list[str], edges: list[tuple[str, str]],
             place(ls, desired)
     if layers and layers[0]:
         # the bottom layer once more, so unconnected inputs sit beside the connected ones
-        place(layers[0], {n: (sum(x[m] for m in down[n]) / len(down[n]) if down[n] else x[n])
-                          for n in layers[0]})
+        place(layers[0], {n: (sum(x[m] for m in down[n]) / len(down[n]) if down[n] else x[n]) for n in layers[0]})
 
     # y coordinates: layer bands as tall as their tallest node
     heights = [max((size[n][1] for n in ls if n in size), default=0.0) for ls in layers]
@@ -730,14 +760,35 @@ def draw_graph(graph: DotGraph, path: str | Path) -> Path:
 
     for c, bx, by, bw, bh in boxes:
         cattrs = graph.clusters[c]
-        ax.add_patch(FancyBboxPatch((bx, by), bw, bh, boxstyle="round,pad=0,rounding_size=8",
-                                    facecolor="none", edgecolor=_color(cattrs.get("color"), "#999999"),
-                                    linewidth=1.0))
-        ax.text(bx + bw / 2, by + bh - title_h / 2 - 2, cattrs.get("label", c.removeprefix("cluster_")),
-                ha="center", va="center", fontsize=float(cattrs.get("fontsize", 13)))
+        ax.add_patch(
+            FancyBboxPatch(
+                (bx, by),
+                bw,
+                bh,
+                boxstyle="round,pad=0,rounding_size=8",
+                facecolor="none",
+                edgecolor=_color(cattrs.get("color"), "#999999"),
+                linewidth=1.0,
+            )
+        )
+        ax.text(
+            bx + bw / 2,
+            by + bh - title_h / 2 - 2,
+            cattrs.get("label", c.removeprefix("cluster_")),
+            ha="center",
+            va="center",
+            fontsize=float(cattrs.get("fontsize", 13)),
+        )
     if graph_title:
-        ax.text(total_w / 2, top - 14, graph_title, ha="center", va="center",
-                fontsize=float(graph.attrs.get("fontsize", 14)), fontweight="bold")
+        ax.text(
+            total_w / 2,
+            top - 14,
+            graph_title,
+            ha="center",
+            va="center",
+            fontsize=float(graph.attrs.get("fontsize", 14)),
+            fontweight="bold",
+        )
 
     edge_color = _color(graph.edge_defaults.get("color"), "#444444")
     bends = {}
@@ -755,8 +806,11 @@ def draw_graph(graph: DotGraph, path: str | Path) -> Path:
         end = (pv[0], pv[1] - sgn * size[v][1] / 2) if pu[1] != pv[1] else pv
         verts, codes = _spline([start, *pts, end])
         color = _color(eattrs.get("color"), edge_color)
-        ax.add_patch(FancyArrowPatch(path=MplPath(verts, codes), arrowstyle="-|>", mutation_scale=9,
-                                     color=color, linewidth=0.9, zorder=1))
+        ax.add_patch(
+            FancyArrowPatch(
+                path=MplPath(verts, codes), arrowstyle="-|>", mutation_scale=9, color=color, linewidth=0.9, zorder=1
+            )
+        )
 
     for n, (cx, cy) in pos.items():
         attrs = graph.node_attrs(n)
@@ -768,13 +822,28 @@ def draw_graph(graph: DotGraph, path: str | Path) -> Path:
             patch = Ellipse((cx, cy), w, h, facecolor=face, edgecolor=edge, linewidth=1.0, zorder=2)
         else:
             rounding = 5 if "rounded" in style else 0
-            patch = FancyBboxPatch((cx - w / 2, cy - h / 2), w, h, facecolor=face, edgecolor=edge,
-                                   linewidth=1.0, zorder=2,
-                                   boxstyle=f"round,pad=0,rounding_size={rounding}" if rounding else "square,pad=0")
+            patch = FancyBboxPatch(
+                (cx - w / 2, cy - h / 2),
+                w,
+                h,
+                facecolor=face,
+                edgecolor=edge,
+                linewidth=1.0,
+                zorder=2,
+                boxstyle=f"round,pad=0,rounding_size={rounding}" if rounding else "square,pad=0",
+            )
         ax.add_patch(patch)
         label = "\n".join(_math_label(line) for line in attrs.get("label", n).split("\n"))
-        ax.text(cx, cy, label, ha="center", va="center", fontsize=float(attrs.get("fontsize", 11)),
-                zorder=3, linespacing=1.1)
+        ax.text(
+            cx,
+            cy,
+            label,
+            ha="center",
+            va="center",
+            fontsize=float(attrs.get("fontsize", 11)),
+            zorder=3,
+            linespacing=1.1,
+        )
 
     path.parent.mkdir(parents=True, exist_ok=True)
     _savefig(fig, path, fmt)
@@ -856,16 +925,20 @@ def _stages_of(arch: Any) -> list[Any]:
     if stages is None:
         stages = arch
     if isinstance(stages, (str, bytes)) or not isinstance(stages, Iterable):
-        raise ConfigError("architecture", f"cannot draw stages of a {type(arch).__name__}",
-                          "an object or mapping with 'stages', or a sequence of stages")
+        raise ConfigError(
+            "architecture",
+            f"cannot draw stages of a {type(arch).__name__}",
+            "an object or mapping with 'stages', or a sequence of stages",
+        )
     stages = list(stages)
     if not stages:
         raise ConfigError("architecture.stages", "no stages to draw")
     return stages
 
 
-def mbconv_table(arch: Any, resolution: int | None = None, strides: Sequence[int] | None = None,
-                 stem_stride: int = 2) -> list[dict[str, Any]]:
+def mbconv_table(
+    arch: Any, resolution: int | None = None, strides: Sequence[int] | None = None, stem_stride: int = 2
+) -> list[dict[str, Any]]:
     """One row per stage: stage, operator, kernel, expansion, se, repeats, channels, stride, and
     the input resolution of the stage when the image `resolution` (or `arch.resolution`) is known;
     the stem (stride `stem_stride`, 2 in EfficientNet) comes before stage 1 whether or not it has
@@ -885,8 +958,19 @@ def mbconv_table(arch: Any, resolution: int | None = None, strides: Sequence[int
     res = resolution
     stem = None if isinstance(arch, (list, tuple)) else _get(arch, ("stem", "stem_channels"))
     if isinstance(stem, int):
-        rows.append({"stage": "stem", "operator": "Conv 3x3", "kernel": 3, "expansion": None, "se": None,
-                     "repeats": 1, "channels": stem, "stride": stem_stride, "resolution": res})
+        rows.append(
+            {
+                "stage": "stem",
+                "operator": "Conv 3x3",
+                "kernel": 3,
+                "expansion": None,
+                "se": None,
+                "repeats": 1,
+                "channels": stem,
+                "stride": stem_stride,
+                "resolution": res,
+            }
+        )
     res = None if res is None else math.ceil(res / stem_stride)
     stages = _stages_of(arch)
     if strides is not None and len(strides) != len(stages):
@@ -915,13 +999,31 @@ def mbconv_table(arch: Any, resolution: int | None = None, strides: Sequence[int
         rows.append(row)
     head = None if isinstance(arch, (list, tuple)) else _get(arch, ("head", "head_channels"))
     if isinstance(head, int):
-        rows.append({"stage": "head", "operator": "Conv 1x1, pool, FC", "kernel": 1, "expansion": None,
-                     "se": None, "repeats": 1, "channels": head, "stride": 1, "resolution": res})
+        rows.append(
+            {
+                "stage": "head",
+                "operator": "Conv 1x1, pool, FC",
+                "kernel": 1,
+                "expansion": None,
+                "se": None,
+                "repeats": 1,
+                "channels": head,
+                "stride": 1,
+                "resolution": res,
+            }
+        )
     return rows
 
 
-def mbconv_diagram(arch: Any, path: str | Path, *, title: str | None = None, svg: bool = False,
-                   resolution: int | None = None, strides: Sequence[int] | None = None) -> Path:
+def mbconv_diagram(
+    arch: Any,
+    path: str | Path,
+    *,
+    title: str | None = None,
+    svg: bool = False,
+    resolution: int | None = None,
+    strides: Sequence[int] | None = None,
+) -> Path:
     """Draw an MBConv stage list: a strip of stage blocks above the stage table.
 
     In the strip each stage is one block, wide in proportion to its repeats and tall in
@@ -966,8 +1068,17 @@ def mbconv_diagram(arch: Any, path: str | Path, *, title: str | None = None, svg
         h = 0.55 + 0.6 * frac
         is_special = r["stage"] in special
         color = "#eeeeee" if is_special else kcolor[r["kernel"]]
-        ax.add_patch(FancyBboxPatch((cursor, -h / 2), w, h, boxstyle="round,pad=0,rounding_size=0.05",
-                                    facecolor=color, edgecolor="#333333", linewidth=1.0))
+        ax.add_patch(
+            FancyBboxPatch(
+                (cursor, -h / 2),
+                w,
+                h,
+                boxstyle="round,pad=0,rounding_size=0.05",
+                facecolor=color,
+                edgecolor="#333333",
+                linewidth=1.0,
+            )
+        )
         if r["stage"] == "head":
             lines = ["Conv 1x1", "pool, FC"]
         else:
@@ -982,16 +1093,25 @@ def mbconv_diagram(arch: Any, path: str | Path, *, title: str | None = None, svg
         if r["stride"] is not None and int(r["stride"]) > 1:
             below.append(f"stride {r['stride']}")
         if below:
-            ax.text(cursor + w / 2, -0.72, "\n".join(below), ha="center", va="top", fontsize=7,
-                    color="#555555")
+            ax.text(cursor + w / 2, -0.72, "\n".join(below), ha="center", va="top", fontsize=7, color="#555555")
         if i + 1 < len(rows):
-            ax.add_patch(FancyArrowPatch((cursor + w + 0.03, 0), (cursor + w + gap - 0.03, 0),
-                                         arrowstyle="-|>", mutation_scale=8, color="#444444"))
+            ax.add_patch(
+                FancyArrowPatch(
+                    (cursor + w + 0.03, 0),
+                    (cursor + w + gap - 0.03, 0),
+                    arrowstyle="-|>",
+                    mutation_scale=8,
+                    color="#444444",
+                )
+            )
         cursor += w + gap
     for i, k in enumerate(kernels):  # colour key
         x0 = left + i * 1.1
-        ax.add_patch(FancyBboxPatch((x0, 0.6), 0.16, 0.11, boxstyle="square,pad=0",
-                                    facecolor=kcolor[k], edgecolor="#333333", linewidth=0.6))
+        ax.add_patch(
+            FancyBboxPatch(
+                (x0, 0.6), 0.16, 0.11, boxstyle="square,pad=0", facecolor=kcolor[k], edgecolor="#333333", linewidth=0.6
+            )
+        )
         ax.text(x0 + 0.22, 0.655, f"{k}x{k} kernel", fontsize=7, va="center", color="#333333")
 
     tab_ax = fig.add_axes((margin / fig_w, 0.15 / fig_h, 1 - 2 * margin / fig_w, table_h / fig_h))
@@ -1001,15 +1121,20 @@ def mbconv_diagram(arch: Any, path: str | Path, *, title: str | None = None, svg
         header.insert(2, "resolution")
     cells = []
     for r in rows:
-        line = [r["stage"], r["operator"], f"{r['kernel']}x{r['kernel']}",
-                "" if r["expansion"] is None else f"{r['expansion']:g}",
-                "" if r["se"] is None else f"{r['se']:g}", str(r["repeats"]), str(r["channels"]),
-                "?" if r["stride"] is None else str(r["stride"])]
+        line = [
+            r["stage"],
+            r["operator"],
+            f"{r['kernel']}x{r['kernel']}",
+            "" if r["expansion"] is None else f"{r['expansion']:g}",
+            "" if r["se"] is None else f"{r['se']:g}",
+            str(r["repeats"]),
+            str(r["channels"]),
+            "?" if r["stride"] is None else str(r["stride"]),
+        ]
         if show_res:
             line.insert(2, "" if r["resolution"] is None else f"{r['resolution']}x{r['resolution']}")
         cells.append(line)
-    table = tab_ax.table(cellText=cells, colLabels=header, loc="center", cellLoc="center",
-                         bbox=(0, 0, 1, 1))
+    table = tab_ax.table(cellText=cells, colLabels=header, loc="center", cellLoc="center", bbox=(0, 0, 1, 1))
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     op_col = header.index("operator")
@@ -1029,16 +1154,30 @@ def mbconv_diagram(arch: Any, path: str | Path, *, title: str | None = None, svg
     return path
 
 
-def draw_architecture(arch: Any, path: str | Path, *, renderer: str = "auto", title: str | None = None,
-                      **kwargs: Any) -> str:
+def draw_architecture(
+    arch: Any, path: str | Path, *, renderer: str = "auto", title: str | None = None, **kwargs: Any
+) -> str:
     """Draw any architecture the report knows: NASNet cells via `render`, MBConv stage lists via
     `mbconv_diagram`. Returns the renderer used ("dot" or "matplotlib")."""
     if isinstance(arch, (NASNetArchitecture, Cell)) or (
-            isinstance(arch, Mapping) and arch.get("space", "nasnet") == "nasnet" and "normal" in arch):
+        isinstance(arch, Mapping) and arch.get("space", "nasnet") == "nasnet" and "normal" in arch
+    ):
         return render(arch, path, renderer=renderer, title=title, **kwargs)
     mbconv_diagram(arch, path, title=title, **kwargs)
     return "matplotlib"
 
 
-__all__ = ["DotGraph", "DotNode", "RENDERERS", "cell_dot", "cell_graph", "dot_available", "draw_architecture",
-           "draw_graph", "mbconv_diagram", "mbconv_table", "parse_dot", "render"]
+__all__ = [
+    "DotGraph",
+    "DotNode",
+    "RENDERERS",
+    "cell_dot",
+    "cell_graph",
+    "dot_available",
+    "draw_architecture",
+    "draw_graph",
+    "mbconv_diagram",
+    "mbconv_table",
+    "parse_dot",
+    "render",
+]

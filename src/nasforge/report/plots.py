@@ -22,8 +22,7 @@ from typing import Any
 
 from nasforge.errors import ConfigError
 
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-          "#bcbd22", "#17becf")
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 SCALING_LABELS = {
     "compound": "compound scaling (depth, width, resolution)",
@@ -90,8 +89,11 @@ def _save(fig: Any, path: str | Path, svg: bool) -> Path:
         targets.append((path.with_suffix(".svg"), "svg"))
     with matplotlib.rc_context({"svg.hashsalt": "nasforge", "svg.fonttype": "path"}):
         for target, f in targets:
-            metadata = {"png": {"Software": None}, "svg": {"Date": None},
-                        "pdf": {"CreationDate": None, "ModDate": None}}[f]
+            metadata = {
+                "png": {"Software": None},
+                "svg": {"Date": None},
+                "pdf": {"CreationDate": None, "ModDate": None},
+            }[f]
             fig.savefig(target, format=f, metadata=metadata)
     return path
 
@@ -135,9 +137,14 @@ def _as_runs(runs: Any) -> dict[str, list[Mapping[str, Any]]]:
 # ------------------------------------------------------------------------------------------------
 # Search progress
 # ------------------------------------------------------------------------------------------------
-def search_progress(runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[Mapping[str, Any]],
-                    path: str | Path, *, svg: bool = False, title: str | None = None,
-                    reward_label: str = "reward (validation accuracy)") -> Path:
+def search_progress(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    svg: bool = False,
+    title: str | None = None,
+    reward_label: str = "reward (validation accuracy)",
+) -> Path:
     """Reward of every trial (points) and the best so far (a step line), against trial number
     (left) and against wall time (right); one colour per strategy.
 
@@ -154,12 +161,15 @@ def search_progress(runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[M
     fig = _new_figure(11, 4.2)
     ax_n, ax_t = fig.subplots(1, 2, sharey=True)
     all_rewards: list[float] = []
-    max_elapsed = max((float(_first(r, ("elapsed", "elapsed_s", "wall_time"), 0.0))
-                       for trials in data.values() for r in trials), default=0.0)
+    max_elapsed = max(
+        (float(_first(r, ("elapsed", "elapsed_s", "wall_time"), 0.0)) for trials in data.values() for r in trials),
+        default=0.0,
+    )
     t_div, t_unit = (3600.0, "h") if max_elapsed > 3 * 3600 else (60.0, "min") if max_elapsed > 600 else (1.0, "s")
     any_failed = False
-    top_epochs = max((float(r["epochs"]) for trials in data.values() for r in trials
-                      if _finite(r.get("epochs"))), default=0.0)
+    top_epochs = max(
+        (float(r["epochs"]) for trials in data.values() for r in trials if _finite(r.get("epochs"))), default=0.0
+    )
     for k, (name, trials) in enumerate(data.items()):
         color = COLORS[k % len(COLORS)]
         recs = []
@@ -169,8 +179,14 @@ def search_progress(runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[M
             elapsed = _first(r, ("elapsed", "elapsed_s", "wall_time"))
             epochs = r.get("epochs")
             size = 14.0 if not top_epochs or not _finite(epochs) else 6.0 + 60.0 * float(epochs) / top_epochs
-            recs.append((_first(r, ("trial", "index"), pos), float(reward) if ok else None,
-                         float(elapsed) / t_div if _finite(elapsed) else None, size))
+            recs.append(
+                (
+                    _first(r, ("trial", "index"), pos),
+                    float(reward) if ok else None,
+                    float(elapsed) / t_div if _finite(elapsed) else None,
+                    size,
+                )
+            )
         all_rewards += [rec[1] for rec in recs if rec[1] is not None]
         for ax, xi in ((ax_n, 0), (ax_t, 2)):
             pts = sorted((rec for rec in recs if rec[xi] is not None), key=lambda rec: rec[xi])
@@ -189,15 +205,31 @@ def search_progress(runs: Mapping[str, Sequence[Mapping[str, Any]]] | Sequence[M
                 if last_x > bx[-1]:
                     bx.append(last_x)
                     by.append(by[-1])
-                ax.step(bx, by, where="post", color=color, linewidth=1.8, zorder=3,
-                        label=f"{name} (best {by[-1]:.4g})" if ax is ax_n else None)
+                ax.step(
+                    bx,
+                    by,
+                    where="post",
+                    color=color,
+                    linewidth=1.8,
+                    zorder=3,
+                    label=f"{name} (best {by[-1]:.4g})" if ax is ax_n else None,
+                )
             elif ax is ax_n:
                 ax.plot([], [], color=color, label=f"{name} (no successful trial)")
             if failed:
                 any_failed = True
                 tr = blended_transform_factory(ax.transData, ax.transAxes)
-                ax.scatter(failed, [0.02] * len(failed), marker="x", s=18, color=color, transform=tr,
-                           linewidths=1.0, zorder=3, clip_on=False)
+                ax.scatter(
+                    failed,
+                    [0.02] * len(failed),
+                    marker="x",
+                    s=18,
+                    color=color,
+                    transform=tr,
+                    linewidths=1.0,
+                    zorder=3,
+                    clip_on=False,
+                )
     if not data or not any(data.values()):
         _empty(ax_n, "no trials")
     if max_elapsed <= 0:
@@ -234,9 +266,15 @@ def _dot_handle():
 # ------------------------------------------------------------------------------------------------
 # Cost against quality
 # ------------------------------------------------------------------------------------------------
-def cost_quality(trials: Sequence[Mapping[str, Any]], path: str | Path, *, svg: bool = False,
-                 title: str | None = None, accuracy_key: str = "accuracy",
-                 label_front: bool = True) -> Path:
+def cost_quality(
+    trials: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    svg: bool = False,
+    title: str | None = None,
+    accuracy_key: str = "accuracy",
+    label_front: bool = True,
+) -> Path:
     """Validation accuracy against MACs (left) and parameters (right), log x, every trial a
     point, the Pareto front (cheapest for its accuracy) joined by a step line and ringed.
 
@@ -253,8 +291,10 @@ def cost_quality(trials: Sequence[Mapping[str, Any]], path: str | Path, *, svg: 
     fig = _new_figure(11, 4.4)
     axes = fig.subplots(1, 2, sharey=True)
     all_acc = []
-    for ax, key, name, short in ((axes[0], "macs", "MACs (multiply-accumulates)", "MACs"),
-                                 (axes[1], "params", "parameters", "parameters")):
+    for ax, key, name, short in (
+        (axes[0], "macs", "MACs (multiply-accumulates)", "MACs"),
+        (axes[1], "params", "parameters", "parameters"),
+    ):
         pts = []
         for t in trials:
             cost, acc = t.get(key), _first(t, acc_names)
@@ -269,20 +309,41 @@ def cost_quality(trials: Sequence[Mapping[str, Any]], path: str | Path, *, svg: 
             mine = [(c, a) for c, a, t in pts if str(t.get("strategy", "")) == s]
             if mine:
                 xs, ys = zip(*mine)
-                ax.scatter(xs, ys, s=18, color=colour[s], alpha=0.55, linewidths=0, zorder=2,
-                           label=(s or "trials") if ax is axes[0] else None)
+                ax.scatter(
+                    xs,
+                    ys,
+                    s=18,
+                    color=colour[s],
+                    alpha=0.55,
+                    linewidths=0,
+                    zorder=2,
+                    label=(s or "trials") if ax is axes[0] else None,
+                )
         front = pareto_front([(c, a) for c, a, _ in pts])
         fx = [pts[i][0] for i in front]
         fy = [pts[i][1] for i in front]
-        ax.step(fx, fy, where="post", color="black", linewidth=1.2, zorder=3,
-                label="Pareto front" if ax is axes[0] else None)
+        ax.step(
+            fx,
+            fy,
+            where="post",
+            color="black",
+            linewidth=1.2,
+            zorder=3,
+            label="Pareto front" if ax is axes[0] else None,
+        )
         ax.scatter(fx, fy, s=60, facecolors="none", edgecolors="black", linewidths=1.2, zorder=4)
         if label_front and len(front) <= 10:
             for i in front:
                 lab = pts[i][2].get("label")
                 if lab:
-                    ax.annotate(str(lab), (pts[i][0], pts[i][1]), textcoords="offset points",
-                                xytext=(4, 4), fontsize=7, color="#333333")
+                    ax.annotate(
+                        str(lab),
+                        (pts[i][0], pts[i][1]),
+                        textcoords="offset points",
+                        xytext=(4, 4),
+                        fontsize=7,
+                        color="#333333",
+                    )
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(_human))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
@@ -299,9 +360,16 @@ def cost_quality(trials: Sequence[Mapping[str, Any]], path: str | Path, *, svg: 
 # ------------------------------------------------------------------------------------------------
 # Scaling curves
 # ------------------------------------------------------------------------------------------------
-def scaling_curve(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: str | Path, *,
-                  svg: bool = False, title: str | None = None, x: str = "macs", logx: bool = False,
-                  accuracy_key: str = "accuracy") -> Path:
+def scaling_curve(
+    curves: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: str | Path,
+    *,
+    svg: bool = False,
+    title: str | None = None,
+    x: str = "macs",
+    logx: bool = False,
+    accuracy_key: str = "accuracy",
+) -> Path:
     """Accuracy against MACs (or `x="params"`) for a scaled family and its alternatives.
 
     `curves` maps a scaling method to its models in order of growth, each a dict with `x`,
@@ -330,14 +398,27 @@ def scaling_curve(curves: Mapping[str, Sequence[Mapping[str, Any]]], path: str |
         xs, ys, phis = zip(*pts)
         compound = name == "compound"
         color = "#d62728" if compound else COLORS[(k - 1) % len(COLORS)] if "compound" in curves else COLORS[k]
-        ax.plot(xs, ys, marker=markers.get(name, "o"), color=color, linewidth=2.4 if compound else 1.4,
-                markersize=6 if compound else 5, zorder=4 if compound else 3,
-                label=SCALING_LABELS.get(name, name))
+        ax.plot(
+            xs,
+            ys,
+            marker=markers.get(name, "o"),
+            color=color,
+            linewidth=2.4 if compound else 1.4,
+            markersize=6 if compound else 5,
+            zorder=4 if compound else 3,
+            label=SCALING_LABELS.get(name, name),
+        )
         if compound or len(curves) == 1:
             for xv, yv, phi in pts:
                 if phi is not None:
-                    ax.annotate(f"φ={phi:g}" if isinstance(phi, (int, float)) else f"φ={phi}", (xv, yv),
-                                textcoords="offset points", xytext=(5, -11), fontsize=8, color=color)
+                    ax.annotate(
+                        f"φ={phi:g}" if isinstance(phi, (int, float)) else f"φ={phi}",
+                        (xv, yv),
+                        textcoords="offset points",
+                        xytext=(5, -11),
+                        fontsize=8,
+                        color=color,
+                    )
     if not all_acc:
         _empty(ax, "no models to plot")
     x_name = {"macs": "MACs (multiply-accumulates)", "params": "parameters"}.get(x, x)

@@ -47,11 +47,16 @@ PREFERRED_METRICS = ("val_accuracy", "test_accuracy", "params", "macs", "latency
 HIDDEN_METRICS = frozenset({"seed"})
 COUNT_METRICS = frozenset({"params", "macs", "flops"})
 MAX_METRIC_COLUMNS = 12
-SCALING_DIMENSIONS = {"depth": "depth", "depth-only": "depth", "width": "width", "width-only": "width",
-                      "resolution": "resolution", "resolution-only": "resolution"}
+SCALING_DIMENSIONS = {
+    "depth": "depth",
+    "depth-only": "depth",
+    "width": "width",
+    "width-only": "width",
+    "resolution": "resolution",
+    "resolution-only": "resolution",
+}
 
-CSP = ("default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; "
-       "base-uri 'none'; form-action 'none'")
+CSP = "default-src 'none'; img-src 'self' file: data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 CSS = """
 :root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --soft: #f6f8fa; --accent: #0b5cad; }
@@ -68,7 +73,8 @@ nav { margin: 14px 0 0; display: flex; flex-wrap: wrap; gap: 6px 16px; }
 nav a, a { color: var(--accent); text-decoration: none; }
 a:hover { text-decoration: underline; }
 .cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 18px 0 6px; }
-.card { border: 1px solid var(--line); border-radius: 8px; padding: 8px 14px; min-width: 110px; background: var(--soft); }
+.card { border: 1px solid var(--line); border-radius: 8px; padding: 8px 14px; min-width: 110px;
+        background: var(--soft); }
 .card .v { font-size: 1.35em; font-weight: 600; }
 .card .k { color: var(--muted); font-size: .85em; }
 figure { margin: 14px 0 22px; }
@@ -145,16 +151,21 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, left: Iterable[int] = (0,),
-           row_classes: Sequence[str] | None = None) -> str:
+def _table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    left: Iterable[int] = (0,),
+    row_classes: Sequence[str] | None = None,
+) -> str:
     left = set(left)
     out = ['<div class="scroll"><table><thead><tr>']
-    out += [f'<th{" class=l" if i in left else ""}>{_e(h)}</th>' for i, h in enumerate(headers)]
+    out += [f"<th{' class=l' if i in left else ''}>{_e(h)}</th>" for i, h in enumerate(headers)]
     out.append("</tr></thead><tbody>")
     for r, row in enumerate(rows):
         cls = row_classes[r] if row_classes and row_classes[r] else ""
         out.append(f'<tr class="{cls}">' if cls else "<tr>")
-        out += [f'<td{" class=l" if i in left else ""}>{_e(c)}</td>' for i, c in enumerate(row)]
+        out += [f"<td{' class=l' if i in left else ''}>{_e(c)}</td>" for i, c in enumerate(row)]
         out.append("</tr>")
     out.append("</tbody></table></div>")
     return "".join(out)
@@ -193,8 +204,11 @@ def _prepare_out(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()):
         old = _is_report_folder(out)
         if old is None:
-            raise ConfigError("out", f"{out} is not empty and holds no nasforge report; choose an "
-                                     "empty or new folder (nothing was overwritten)")
+            raise ConfigError(
+                "out",
+                f"{out} is not empty and holds no nasforge report; choose an "
+                "empty or new folder (nothing was overwritten)",
+            )
         names = [f for f in old.get("files", []) if isinstance(f, str)]
         for rel in names + ["index.html", "summary.json"]:
             parts = Path(rel).parts
@@ -225,8 +239,8 @@ class RunData:
     label: str
     config: dict[str, Any]
     counts: dict[str, int]
-    trials: list[Any]           # TrialRecord, id order
-    best: list[Any]             # TrialRecord, best first (done, not reused)
+    trials: list[Any]  # TrialRecord, id order
+    best: list[Any]  # TrialRecord, best first (done, not reused)
     markers: dict[str, Any]
     created: float
     nasforge_version: str | None
@@ -242,10 +256,16 @@ class RunData:
 
     def progress(self) -> list[dict[str, Any]]:
         """Finished trials as `search_progress` reads them (failed ones with reward None)."""
-        return [{"trial": t.id, "reward": t.reward if t.status == "done" else None,
-                 "elapsed": max(0.0, t.finished - self.created),
-                 **({"epochs": t.metrics["epochs"]} if t.metrics and "epochs" in t.metrics else {})}
-                for t in self.trials if t.status in ("done", "failed") and t.finished is not None]
+        return [
+            {
+                "trial": t.id,
+                "reward": t.reward if t.status == "done" else None,
+                "elapsed": max(0.0, t.finished - self.created),
+                **({"epochs": t.metrics["epochs"]} if t.metrics and "epochs" in t.metrics else {}),
+            }
+            for t in self.trials
+            if t.status in ("done", "failed") and t.finished is not None
+        ]
 
     def cost_points(self, strategy: str | None = None) -> list[dict[str, Any]]:
         out = []
@@ -253,8 +273,13 @@ class RunData:
             if t.status != "done" or t.reused or not t.metrics:
                 continue
             m = t.metrics
-            point = {"val_accuracy": m.get("val_accuracy", t.reward), "reward": t.reward,
-                     "macs": m.get("macs"), "params": m.get("params"), "label": f"#{t.id}"}
+            point = {
+                "val_accuracy": m.get("val_accuracy", t.reward),
+                "reward": t.reward,
+                "macs": m.get("macs"),
+                "params": m.get("params"),
+                "label": f"#{t.id}",
+            }
             if strategy is not None:
                 point["strategy"] = strategy
             out.append(point)
@@ -274,10 +299,17 @@ def load_run(run_dir: str | os.PathLike, top: int = 10) -> RunData:
     try:
         with store.snapshot():
             config = store.config()
-            return RunData(run_dir=run_dir, label=_strategy_name(config) or run_dir.name, config=config,
-                           counts=store.counts(), trials=store.trials(), best=store.best(top),
-                           markers=store.markers(), created=store.created(),
-                           nasforge_version=_stored_version(store))
+            return RunData(
+                run_dir=run_dir,
+                label=_strategy_name(config) or run_dir.name,
+                config=config,
+                counts=store.counts(),
+                trials=store.trials(),
+                best=store.best(top),
+                markers=store.markers(),
+                created=store.created(),
+                nasforge_version=_stored_version(store),
+            )
     finally:
         store.close()
 
@@ -341,14 +373,24 @@ class _Writer:
 
 def _figure_html(src: str, title: str, caption: str, extra: Sequence[str] = ()) -> str:
     links = " · ".join(f'<a href="{_e(f)}">{_e(Path(f).suffix.lstrip(".").upper())}</a>' for f in extra)
-    return (f'<figure><img src="{_e(src)}" alt="{_e(title)}">'
-            f'<figcaption><b>{_e(title)}.</b> {_e(caption)}'
-            f'{" <span class=links>(" + links + ")</span>" if links else ""}</figcaption></figure>')
+    return (
+        f'<figure><img src="{_e(src)}" alt="{_e(title)}">'
+        f"<figcaption><b>{_e(title)}.</b> {_e(caption)}"
+        f"{' <span class=links>(' + links + ')</span>' if links else ''}</figcaption></figure>"
+    )
 
 
-def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-                 compare: Sequence[str | os.PathLike] = (), top: int = 10, archs: int = 3,
-                 renderer: str = "auto", svg: bool = True, title: str | None = None) -> Path:
+def write_report(
+    run_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    compare: Sequence[str | os.PathLike] = (),
+    top: int = 10,
+    archs: int = 3,
+    renderer: str = "auto",
+    svg: bool = True,
+    title: str | None = None,
+) -> Path:
     """Write the report of the run in `run_dir` into `out_dir` (default `RUN/report`).
 
     Args:
@@ -407,9 +449,14 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
         "generator": GENERATOR,
         "format": SUMMARY_FORMAT,
         "nasforge_version": _version(),
-        "run": {"dir": str(run_dir), "name": name, "created": main.created,
-                "nasforge_version": main.nasforge_version, "strategy": main.strategy,
-                "wall_seconds": main.wall_seconds},
+        "run": {
+            "dir": str(run_dir),
+            "name": name,
+            "created": main.created,
+            "nasforge_version": main.nasforge_version,
+            "strategy": main.strategy,
+            "wall_seconds": main.wall_seconds,
+        },
         "config": main.config,
         "counts": main.counts,
         "best": [_trial_summary(t, rank, arch_summary.get(t.id)) for rank, t in enumerate(main.best, 1)],
@@ -426,7 +473,8 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     index.write_text(page, encoding="utf-8")
     summary["files"] = sorted(w.files) + ["index.html", "summary.json"]
     (out / "summary.json").write_text(
-        json.dumps(_jsonable(summary), indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
+        json.dumps(_jsonable(summary), indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8"
+    )
     return index
 
 
@@ -447,25 +495,36 @@ def _search_section(w: _Writer, runs: list[RunData]) -> str:
     if not any(r.trials for r in runs):
         return '<p class="note">The run has no trials yet.</p>'
     data = {r.label: r.progress() for r in runs}
-    caption = ("Reward of every finished trial (points) and the best so far (line), against the "
-               "trial number and against wall time since the run was created; failed trials are "
-               "crosses on the bottom edge.")
+    caption = (
+        "Reward of every finished trial (points) and the best so far (line), against the "
+        "trial number and against wall time since the run was created; failed trials are "
+        "crosses on the bottom edge."
+    )
     if len(runs) > 1:
         caption += " One colour per run."
-    parts.append(w.figure("progress", "Search progress", caption,
-                          lambda p, s: search_progress(data, p, svg=s, title="Search progress")))
+    parts.append(
+        w.figure(
+            "progress",
+            "Search progress",
+            caption,
+            lambda p, s: search_progress(data, p, svg=s, title="Search progress"),
+        )
+    )
     points = []
     for r in runs:
         points += r.cost_points(r.label if len(runs) > 1 else None)
     if any(_finite(p.get("macs")) or _finite(p.get("params")) for p in points):
-        parts.append(w.figure(
-            "cost_quality", "Cost against quality",
-            "Validation accuracy of every successful trial against its MACs (left) and parameters "
-            "(right); the Pareto front (the trials no other trial beats on both) is ringed and joined.",
-            lambda p, s: cost_quality(points, p, svg=s, accuracy_key="val_accuracy")))
+        parts.append(
+            w.figure(
+                "cost_quality",
+                "Cost against quality",
+                "Validation accuracy of every successful trial against its MACs (left) and parameters "
+                "(right); the Pareto front (the trials no other trial beats on both) is ringed and joined.",
+                lambda p, s: cost_quality(points, p, svg=s, accuracy_key="val_accuracy"),
+            )
+        )
     elif main.counts.get("done"):
-        parts.append('<p class="note">No cost against quality figure: the trials record no MACs or '
-                     "parameters.</p>")
+        parts.append('<p class="note">No cost against quality figure: the trials record no MACs or parameters.</p>')
     return "".join(parts)
 
 
@@ -477,12 +536,22 @@ def _leaderboard_section(run: RunData, top: int, archs: int) -> str:
     rows = []
     for rank, t in enumerate(run.best, 1):
         trial = _Html(f'<a href="#trial-{t.id}">{t.id}</a>') if t.id in shown else str(t.id)
-        rows.append([str(rank), trial, _fmt(t.reward), *[_fmt((t.metrics or {}).get(c), c) for c in cols],
-                     _fmt(t.duration), _Html(f"<code>{_e(_short(t.key, 48))}</code>")])
+        rows.append(
+            [
+                str(rank),
+                trial,
+                _fmt(t.reward),
+                *[_fmt((t.metrics or {}).get(c), c) for c in cols],
+                _fmt(t.duration),
+                _Html(f"<code>{_e(_short(t.key, 48))}</code>"),
+            ]
+        )
     head = ["rank", "trial", "reward", *cols, "seconds", "architecture key"]
     n = len(cols) + 4
-    note = (f'<p class="sub">The {len(run.best)} best of {run.counts.get("done", 0)} successful trials '
-            "by reward (repeats of an architecture already evaluated are left out).</p>")
+    note = (
+        f'<p class="sub">The {len(run.best)} best of {run.counts.get("done", 0)} successful trials '
+        "by reward (repeats of an architecture already evaluated are left out).</p>"
+    )
     return note + _table(head, rows, left=(0, n))
 
 
@@ -555,11 +624,15 @@ def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, d
                     extra.insert(0, png.with_suffix(".svg"))
                 w.add(png, *extra)
                 entry.update(diagram=w.rel(png), renderer=used)
-                body.append(_figure_html(
-                    w.rel(png), f"Cells of trial {tid}",
-                    "Normal and reduction cell: the inputs h_{i-1} and h_i at the bottom, each "
-                    "block's two ops and its combiner, the concatenated output on top.",
-                    [w.rel(p) for p in extra if p.is_file()]))
+                body.append(
+                    _figure_html(
+                        w.rel(png),
+                        f"Cells of trial {tid}",
+                        "Normal and reduction cell: the inputs h_{i-1} and h_i at the bottom, each "
+                        "block's two ops and its combiner, the concatenated output on top.",
+                        [w.rel(p) for p in extra if p.is_file()],
+                    )
+                )
             elif kind == "mbconv":
                 png = Path(f"{stem}-stages.png")
                 mbconv_diagram(parsed, png, svg=w.svg)
@@ -568,43 +641,59 @@ def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, d
                 rows = mbconv_table(parsed)
                 entry["stages"] = rows
                 body.append(_stage_table(rows))
-                body.append(_figure_html(w.rel(png), f"Stages of trial {tid}",
-                                         "One block per stage, width by repeats, height by channels, "
-                                         "colour by kernel size.",
-                                         [w.rel(png.with_suffix(".svg"))] if png.with_suffix(".svg").is_file() else []))
+                body.append(
+                    _figure_html(
+                        w.rel(png),
+                        f"Stages of trial {tid}",
+                        "One block per stage, width by repeats, height by channels, colour by kernel size.",
+                        [w.rel(png.with_suffix(".svg"))] if png.with_suffix(".svg").is_file() else [],
+                    )
+                )
         except Exception as exc:  # noqa: BLE001 - the JSON below still describes the architecture
             w.notes.append(f"trial {tid}: diagram failed: {type(exc).__name__}: {exc}")
-            body.append(f'<p class="warn">The diagram could not be drawn ({_e(type(exc).__name__)}: '
-                        f'{_e(exc)}).</p>')
+            body.append(f'<p class="warn">The diagram could not be drawn ({_e(type(exc).__name__)}: {_e(exc)}).</p>')
         metrics = t.metrics or {}
         facts = [f"reward {_fmt(t.reward)}"] + [
             f"{c} {_fmt(metrics.get(c))}" if c not in COUNT_METRICS else f"{c} {_human(float(metrics[c]))}"
-            for c in PREFERRED_METRICS if _finite(metrics.get(c))]
+            for c in PREFERRED_METRICS
+            if _finite(metrics.get(c))
+        ]
         pre = f"<pre>{_e(json_text)}</pre>"
         json_block = pre if kind == "json" else f"<details><summary>architecture JSON</summary>{pre}</details>"
         parts.append(
             f'<div class="arch" id="trial-{tid}"><h3>#{rank}: trial {tid}</h3>'
             f'<p class="sub">{_e(" · ".join(facts))} · key <code>{_e(_short(t.key, 80))}</code> · '
-            f'<a href="{_e(w.rel(json_path))}">JSON</a></p>'
-            + "".join(body) + json_block + "</div>")
+            f'<a href="{_e(w.rel(json_path))}">JSON</a></p>' + "".join(body) + json_block + "</div>"
+        )
         info[tid] = entry
-    note = ('<p class="sub">The best distinct architectures; each can be rebuilt from its JSON alone '
-            "(<code>space_for_json(data).from_json(data)</code>).</p>")
+    note = (
+        '<p class="sub">The best distinct architectures; each can be rebuilt from its JSON alone '
+        "(<code>space_for_json(data).from_json(data)</code>).</p>"
+    )
     return note + "".join(parts), info
 
 
 def _stage_table(rows: list[dict[str, Any]]) -> str:
     show_res = any(r.get("resolution") is not None for r in rows)
-    head = ["stage", "operator"] + (["resolution"] if show_res else []) + [
-        "kernel", "expansion", "SE", "repeats", "channels", "stride"]
+    head = (
+        ["stage", "operator"]
+        + (["resolution"] if show_res else [])
+        + ["kernel", "expansion", "SE", "repeats", "channels", "stride"]
+    )
     body = []
     for r in rows:
         k = r.get("kernel")
         line = [r.get("stage"), r.get("operator")]
         if show_res:
             line.append("–" if r.get("resolution") is None else f"{r['resolution']}x{r['resolution']}")
-        line += [f"{k}x{k}", _fmt(r.get("expansion")), _fmt(r.get("se")), _fmt(r.get("repeats")),
-                 _fmt(r.get("channels")), _fmt(r.get("stride"))]
+        line += [
+            f"{k}x{k}",
+            _fmt(r.get("expansion")),
+            _fmt(r.get("se")),
+            _fmt(r.get("repeats")),
+            _fmt(r.get("channels")),
+            _fmt(r.get("stride")),
+        ]
         body.append(line)
     return _table(head, body, left=(0, 1))
 
@@ -628,17 +717,28 @@ def _scaling_curves(family: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]
     return curves
 
 
-SCALE_COLUMNS = ("phi", "depth_mult", "width_mult", "resolution", "params", "macs", "epochs", "stopped",
-                 "val_accuracy", "test_accuracy", "latency_ms")
+SCALE_COLUMNS = (
+    "phi",
+    "depth_mult",
+    "width_mult",
+    "resolution",
+    "params",
+    "macs",
+    "epochs",
+    "stopped",
+    "val_accuracy",
+    "test_accuracy",
+    "latency_ms",
+)
 #: What each family schedule means, for the sentence under the family table.
 FAMILY_SCHEDULES = {
     "fixed": "every member was trained for the same {base} epochs (larger members are further from "
-             "convergence at the end of it)",
+    "convergence at the end of it)",
     "grow": "member φ was trained for {base} × √(its MACs / the baseline's) epochs, rounded up, so that "
-            "larger members get the extra steps they need",
+    "larger members get the extra steps they need",
     "early-stop": "each member was trained for up to twice its grown epochs ({base} × √(MACs ratio)), "
-                  "stopping after {patience} epochs without a better validation accuracy; the best epoch's "
-                  "weights were kept and tested",
+    "stopping after {patience} epochs without a better validation accuracy; the best epoch's "
+    "weights were kept and tested",
 }
 
 
@@ -646,8 +746,7 @@ def _scale_table(recs: list[dict[str, Any]]) -> str:
     cols = [c for c in SCALE_COLUMNS if any(r.get(c) is not None for r in recs)]
     extra = sorted({k for r in recs for k, v in r.items() if _finite(v)} - set(SCALE_COLUMNS))
     cols += extra[: max(0, MAX_METRIC_COLUMNS - len(cols))]
-    return _table(["φ" if c == "phi" else c for c in cols],
-                  [[_fmt(r.get(c), c) for c in cols] for r in recs], left=())
+    return _table(["φ" if c == "phi" else c for c in cols], [[_fmt(r.get(c), c) for c in cols] for r in recs], left=())
 
 
 def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
@@ -665,14 +764,19 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
     coef = (family or {}).get("coefficients") or (coefficients or {}).get("best")
     if isinstance(coef, Mapping):
         a, b, g = (coef.get(k) for k in ("alpha", "beta", "gamma"))
-        cells = [f'<div class="card"><div class="v">{_e(_fmt(v))}</div><div class="k">{_e(k)}</div></div>'
-                 for k, v in (("α (depth)", a), ("β (width)", b), ("γ (resolution)", g))]
+        cells = [
+            f'<div class="card"><div class="v">{_e(_fmt(v))}</div><div class="k">{_e(k)}</div></div>'
+            for k, v in (("α (depth)", a), ("β (width)", b), ("γ (resolution)", g))
+        ]
         if all(_finite(v) for v in (a, b, g)):
-            cells.append(f'<div class="card"><div class="v">{a * b * b * g * g:.3f}</div>'
-                         f'<div class="k">α·β²·γ²</div></div>')
+            cells.append(
+                f'<div class="card"><div class="v">{a * b * b * g * g:.3f}</div><div class="k">α·β²·γ²</div></div>'
+            )
         parts.append(f'<div class="cards">{"".join(cells)}</div>')
-        parts.append('<p class="sub">Member φ has depth α<sup>φ</sup>, width β<sup>φ</sup> and resolution '
-                     "γ<sup>φ</sup> of the baseline; MACs grow by about (α·β²·γ²)<sup>φ</sup>.</p>")
+        parts.append(
+            '<p class="sub">Member φ has depth α<sup>φ</sup>, width β<sup>φ</sup> and resolution '
+            "γ<sup>φ</sup> of the baseline; MACs grow by about (α·β²·γ²)<sup>φ</sup>.</p>"
+        )
     if family is not None:
         curves = _scaling_curves(family)
         members = curves.get("compound", [])
@@ -681,13 +785,20 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
             parts.append(_scale_table(members))
             parts.append(_family_schedule_note(family, members))
         for x, label in (("macs", "MACs"), ("params", "parameters")):
-            if any(_finite(r.get(x)) and (_finite(r.get("val_accuracy")) or _finite(r.get("test_accuracy")))
-                   for recs in curves.values() for r in recs):
-                parts.append(w.figure(
-                    f"scaling_{x}", f"Scaling: accuracy against {label}",
-                    "Compound scaling (bold, φ annotated) beside scaling one dimension alone, as in "
-                    "the EfficientNet paper.",
-                    lambda p, s, x=x: scaling_curve(curves, p, svg=s, x=x, accuracy_key="val_accuracy")))
+            if any(
+                _finite(r.get(x)) and (_finite(r.get("val_accuracy")) or _finite(r.get("test_accuracy")))
+                for recs in curves.values()
+                for r in recs
+            ):
+                parts.append(
+                    w.figure(
+                        f"scaling_{x}",
+                        f"Scaling: accuracy against {label}",
+                        "Compound scaling (bold, φ annotated) beside scaling one dimension alone, as in "
+                        "the EfficientNet paper.",
+                        lambda p, s, x=x: scaling_curve(curves, p, svg=s, x=x, accuracy_key="val_accuracy"),
+                    )
+                )
         alts = [(name, recs) for name, recs in curves.items() if name != "compound"]
         comparison = family.get("comparison") if isinstance(family.get("comparison"), Mapping) else None
         if comparison is not None and _records(comparison.get("rows")):
@@ -699,11 +810,17 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
             for name, recs in alts:
                 rows += [dict(r, method=name) for r in recs]
             cols = [c for c in SCALE_COLUMNS if any(r.get(c) is not None for r in rows)]
-            parts.append('<p class="warn">This run was made by an older nasforge: its φ = 0 row was trained '
-                         "with the family's schedule and the φ = 1 rows with the coefficient search's, so the "
-                         "rows are not comparable.</p>")
-            parts.append(_table(["method"] + ["φ" if c == "phi" else c for c in cols],
-                                [[r["method"]] + [_fmt(r.get(c), c) for c in cols] for r in rows]))
+            parts.append(
+                '<p class="warn">This run was made by an older nasforge: its φ = 0 row was trained '
+                "with the family's schedule and the φ = 1 rows with the coefficient search's, so the "
+                "rows are not comparable.</p>"
+            )
+            parts.append(
+                _table(
+                    ["method"] + ["φ" if c == "phi" else c for c in cols],
+                    [[r["method"]] + [_fmt(r.get(c), c) for c in cols] for r in rows],
+                )
+            )
         if not members and not alts:
             parts.append('<p class="note">The family has no members yet.</p>')
     if coefficients is not None:
@@ -723,22 +840,39 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
             for c in cands:
                 a, b, g = (c.get(k) for k in ("alpha", "beta", "gamma"))
                 prod = a * b * b * g * g if all(_finite(v) for v in (a, b, g)) else None
-                rows.append([c.get("label", ""), _fmt(a), _fmt(b), _fmt(g), _fmt(prod), _fmt(c.get(metric))]
-                            + ([_fmt(c.get("se"))] if with_se else []) + [_fmt(c.get("macs"), "macs")])
-                is_best = (best is not None and c.get("label") != "baseline (φ = 0)"
-                           and all(c.get(k) == best.get(k) for k in ("alpha", "beta", "gamma")))
+                rows.append(
+                    [c.get("label", ""), _fmt(a), _fmt(b), _fmt(g), _fmt(prod), _fmt(c.get(metric))]
+                    + ([_fmt(c.get("se"))] if with_se else [])
+                    + [_fmt(c.get("macs"), "macs")]
+                )
+                is_best = (
+                    best is not None
+                    and c.get("label") != "baseline (φ = 0)"
+                    and all(c.get(k) == best.get(k) for k in ("alpha", "beta", "gamma"))
+                )
                 classes.append("best" if is_best else "")
-            parts.append(f'<p class="sub">Every candidate (α, β, γ) with α·β²·γ² ≈ 2, best first, then the '
-                         f"single-dimension alternatives and the baseline; the chosen one is highlighted. "
-                         f"{_e(_schedule_text(coefficients.get('schedule')))}"
-                         + (" ± is one standard error of the validation accuracy: √(p(1−p)/n) for n validation "
-                            "images." if with_se else "") + "</p>")
+            parts.append(
+                f'<p class="sub">Every candidate (α, β, γ) with α·β²·γ² ≈ 2, best first, then the '
+                f"single-dimension alternatives and the baseline; the chosen one is highlighted. "
+                f"{_e(_schedule_text(coefficients.get('schedule')))}"
+                + (
+                    " ± is one standard error of the validation accuracy: √(p(1−p)/n) for n validation images."
+                    if with_se
+                    else ""
+                )
+                + "</p>"
+            )
             verdict = coefficients.get("verdict") if isinstance(coefficients.get("verdict"), Mapping) else None
             if verdict is not None and isinstance(verdict.get("text"), str):
                 cls = "note" if verdict.get("clear") is not False else "warn"
                 parts.append(f'<p class="{cls}"><b>Verdict:</b> {_e(verdict["text"])}</p>')
-            parts.append(_table(["candidate", "α", "β", "γ", "α·β²·γ²", metric] + (["±"] if with_se else [])
-                                + ["macs"], rows, row_classes=classes))
+            parts.append(
+                _table(
+                    ["candidate", "α", "β", "γ", "α·β²·γ²", metric] + (["±"] if with_se else []) + ["macs"],
+                    rows,
+                    row_classes=classes,
+                )
+            )
         else:
             parts.append('<p class="note">No candidates recorded yet.</p>')
     return "".join(parts)
@@ -759,37 +893,56 @@ def _family_schedule_note(family: Mapping[str, Any], members: list[dict[str, Any
     schedule = family.get("schedule") if isinstance(family.get("schedule"), Mapping) else {}
     name = schedule.get("name")
     if name not in FAMILY_SCHEDULES:
-        return ('<p class="sub">Every member was trained with the same schedule (a run of an older nasforge; '
-                "larger members may be under-trained).</p>")
+        return (
+            '<p class="sub">Every member was trained with the same schedule (a run of an older nasforge; '
+            "larger members may be under-trained).</p>"
+        )
     text = FAMILY_SCHEDULES[name].format(base=schedule.get("base_epochs", "?"), patience=schedule.get("patience", "?"))
-    items = "".join(f"<li>φ = {_e(_fmt(m.get('phi')))}: {_e(m['stop_reason'])}</li>"
-                    for m in members if isinstance(m.get("stop_reason"), str))
+    items = "".join(
+        f"<li>φ = {_e(_fmt(m.get('phi')))}: {_e(m['stop_reason'])}</li>"
+        for m in members
+        if isinstance(m.get("stop_reason"), str)
+    )
     test = family.get("test_dataset")
-    test_note = (f" Test accuracy is on {_e(test)}, scored once per member at the end and never used to choose."
-                 if isinstance(test, str) else " Test accuracy is reported only, never used to choose.")
-    return (f'<p class="sub">Schedule “{_e(name)}”: {_e(text)}.{test_note} Why each member stopped:</p>'
-            + (f"<ul class=\"sub\">{items}</ul>" if items else ""))
+    test_note = (
+        f" Test accuracy is on {_e(test)}, scored once per member at the end and never used to choose."
+        if isinstance(test, str)
+        else " Test accuracy is reported only, never used to choose."
+    )
+    return f'<p class="sub">Schedule “{_e(name)}”: {_e(text)}.{test_note} Why each member stopped:</p>' + (
+        f'<ul class="sub">{items}</ul>' if items else ""
+    )
 
 
 def _comparison_table(comparison: Mapping[str, Any]) -> str:
     """φ = 0 against compound and single-dimension φ = 1, all trained with one schedule."""
     rows = _records(comparison.get("rows"))
     with_se = any(_finite(r.get("se")) for r in rows)
-    cols = [c for c in ("phi", "depth_mult", "width_mult", "resolution", "params", "macs", "val_accuracy")
-            if any(r.get(c) is not None for r in rows)]
+    cols = [
+        c
+        for c in ("phi", "depth_mult", "width_mult", "resolution", "params", "macs", "val_accuracy")
+        if any(r.get(c) is not None for r in rows)
+    ]
     head = ["method"] + ["φ" if c == "phi" else c for c in cols] + (["±"] if with_se else [])
-    body = [[r.get("method", "")] + [_fmt(r.get(c), c) for c in cols] + ([_fmt(r.get("se"))] if with_se else [])
-            for r in rows]
+    body = [
+        [r.get("method", "")] + [_fmt(r.get(c), c) for c in cols] + ([_fmt(r.get("se"))] if with_se else [])
+        for r in rows
+    ]
     note = _schedule_text(comparison.get("schedule")) or "Every row was trained with the same schedule."
-    return (f'<p class="sub">The baseline beside compound scaling and each single dimension at the same MACs '
-            f"budget (the coefficient search's rows). {_e(note)} The family table above has its own "
-            f"schedule, so compare within a table, not across.</p>" + _table(head, body))
+    return (
+        f'<p class="sub">The baseline beside compound scaling and each single dimension at the same MACs '
+        f"budget (the coefficient search's rows). {_e(note)} The family table above has its own "
+        f"schedule, so compare within a table, not across.</p>" + _table(head, body)
+    )
 
 
 def _scaling_summary(scaling: Mapping[str, Any]) -> dict[str, Any]:
     family = scaling.get("family") if isinstance(scaling.get("family"), Mapping) else None
-    return {"family": scaling.get("family"), "coefficients": scaling.get("coefficients"),
-            "curves": _scaling_curves(family) if family else {}}
+    return {
+        "family": scaling.get("family"),
+        "coefficients": scaling.get("coefficients"),
+        "curves": _scaling_curves(family) if family else {},
+    }
 
 
 # -- other sections -------------------------------------------------------------------------------
@@ -797,32 +950,46 @@ def _compare_section(runs: list[RunData]) -> str:
     rows = []
     for r in runs:
         best = r.best[0] if r.best else None
-        rows.append([r.label, _Html(f"<code>{_e(r.run_dir)}</code>"), _fmt(r.counts.get("total")),
-                     _fmt(r.counts.get("done")), _fmt(r.counts.get("failed")),
-                     _fmt(best.reward if best else None), _fmt(best.id if best else None),
-                     _fmt(r.wall_seconds)])
-    return _table(["run", "folder", "trials", "done", "failed", "best reward", "best trial", "wall seconds"],
-                  rows, left=(0, 1))
+        rows.append(
+            [
+                r.label,
+                _Html(f"<code>{_e(r.run_dir)}</code>"),
+                _fmt(r.counts.get("total")),
+                _fmt(r.counts.get("done")),
+                _fmt(r.counts.get("failed")),
+                _fmt(best.reward if best else None),
+                _fmt(best.id if best else None),
+                _fmt(r.wall_seconds),
+            ]
+        )
+    return _table(
+        ["run", "folder", "trials", "done", "failed", "best reward", "best trial", "wall seconds"], rows, left=(0, 1)
+    )
 
 
 def _error_summary(run: RunData, n: int = 10) -> list[tuple[str, int]]:
-    errors = Counter((t.error or "unknown error").strip().splitlines()[0] if (t.error or "").strip()
-                     else "unknown error" for t in run.trials if t.status == "failed")
+    errors = Counter(
+        (t.error or "unknown error").strip().splitlines()[0] if (t.error or "").strip() else "unknown error"
+        for t in run.trials
+        if t.status == "failed"
+    )
     return errors.most_common(n)
 
 
 def _failures_section(run: RunData, errors: list[tuple[str, int]]) -> str:
-    return (f'<p class="sub">{_e(run.counts.get("failed", 0))} trials failed; the most common errors:</p>'
-            + _table(["error", "trials"], [[_Html(f"<code>{_e(_short(e, 200))}</code>"), str(n)]
-                                            for e, n in errors]))
+    return f'<p class="sub">{_e(run.counts.get("failed", 0))} trials failed; the most common errors:</p>' + _table(
+        ["error", "trials"], [[_Html(f"<code>{_e(_short(e, 200))}</code>"), str(n)] for e, n in errors]
+    )
 
 
 def _config_section(run: RunData) -> str:
     parts = [f"<pre>{_e(json.dumps(run.config, indent=2, sort_keys=True))}</pre>"]
     other = {k: v for k, v in run.markers.items() if k not in SCALING_MARKERS}
     if other:
-        items = "".join(f"<li><code>{_e(k)}</code>: <code>{_e(_short(json.dumps(v, sort_keys=True), 400))}</code></li>"
-                        for k, v in sorted(other.items()))
+        items = "".join(
+            f"<li><code>{_e(k)}</code>: <code>{_e(_short(json.dumps(v, sort_keys=True), 400))}</code></li>"
+            for k, v in sorted(other.items())
+        )
         parts.append(f"<details><summary>run markers ({len(other)})</summary><ul>{items}</ul></details>")
     bad = {k: v for k, v in run.markers.items() if k in SCALING_MARKERS and not isinstance(v, Mapping)}
     if bad:
@@ -831,8 +998,16 @@ def _config_section(run: RunData) -> str:
 
 
 def _trial_summary(t: Any, rank: int, arch_info: dict[str, Any] | None) -> dict[str, Any]:
-    d = {"rank": rank, "trial": t.id, "key": t.key, "reward": t.reward, "metrics": t.metrics,
-         "duration_s": t.duration, "seed": t.seed, "arch": t.arch}
+    d = {
+        "rank": rank,
+        "trial": t.id,
+        "key": t.key,
+        "reward": t.reward,
+        "metrics": t.metrics,
+        "duration_s": t.duration,
+        "seed": t.seed,
+        "arch": t.arch,
+    }
     if arch_info:
         d["files"] = arch_info
     return d
@@ -840,16 +1015,21 @@ def _trial_summary(t: Any, rank: int, arch_info: dict[str, Any] | None) -> dict[
 
 def _run_summary(r: RunData) -> dict[str, Any]:
     best = r.best[0] if r.best else None
-    return {"label": r.label, "dir": str(r.run_dir), "strategy": r.strategy, "counts": r.counts,
-            "best_reward": best.reward if best else None, "best_trial": best.id if best else None,
-            "wall_seconds": r.wall_seconds}
+    return {
+        "label": r.label,
+        "dir": str(r.run_dir),
+        "strategy": r.strategy,
+        "counts": r.counts,
+        "best_reward": best.reward if best else None,
+        "best_trial": best.id if best else None,
+        "wall_seconds": r.wall_seconds,
+    }
 
 
 # ------------------------------------------------------------------------------------------------
 # The page
 # ------------------------------------------------------------------------------------------------
-def _page(name: str, main: RunData, runs: list[RunData], sections: list[tuple[str, str, str]],
-          notes: list[str]) -> str:
+def _page(name: str, main: RunData, runs: list[RunData], sections: list[tuple[str, str, str]], notes: list[str]) -> str:
     created = datetime.fromtimestamp(main.created, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     c = main.counts
     best = main.best[0] if main.best else None
@@ -863,8 +1043,9 @@ def _page(name: str, main: RunData, runs: list[RunData], sections: list[tuple[st
     cards.append(("best reward", _fmt(best.reward) if best else "–"))
     if wall is not None:
         cards.append(("wall time", _duration(wall)))
-    card_html = "".join(f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>'
-                        for k, v in cards)
+    card_html = "".join(
+        f'<div class="card"><div class="v">{_e(v)}</div><div class="k">{_e(k)}</div></div>' for k, v in cards
+    )
     nav = "".join(f'<a href="#{_e(a)}">{_e(h)}</a>' for a, h, _ in sections)
     strategy = main.strategy
     sub = f"run folder <code>{_e(main.run_dir)}</code> · created {_e(created)}"
@@ -873,12 +1054,17 @@ def _page(name: str, main: RunData, runs: list[RunData], sections: list[tuple[st
     if main.nasforge_version:
         sub += f" · nasforge {_e(main.nasforge_version)}"
     body = "".join(f'<section id="{_e(a)}"><h2>{_e(h)}</h2>{b}</section>' for a, h, b in sections)
-    unfinished_note = (f'<p class="warn">{unfinished} trials are unfinished: the run is still going or '
-                       "was interrupted (resume it to finish them).</p>" if unfinished else "")
+    unfinished_note = (
+        f'<p class="warn">{unfinished} trials are unfinished: the run is still going or '
+        "was interrupted (resume it to finish them).</p>"
+        if unfinished
+        else ""
+    )
     notes_html = ""
     if notes:
-        notes_html = ('<section id="notes"><h2>Notes</h2><ul>'
-                      + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></section>")
+        notes_html = (
+            '<section id="notes"><h2>Notes</h2><ul>' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul></section>"
+        )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -82,17 +82,24 @@ POLL_SECONDS = 2.0
 #: Generations kept in memory, so a page a little behind still gets its own images.
 KEEP_GENERATIONS = 4
 
-LIVE_CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
-            "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+LIVE_CSP = (
+    "default-src 'none'; script-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".json": "application/json",
-                 ".png": "image/png", ".svg": "image/svg+xml", ".dot": "text/plain; charset=utf-8",
-                 ".js": "text/javascript; charset=utf-8"}
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".json": "application/json",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".dot": "text/plain; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+}
 #: Folders of the report whose files are served, one name deep.
 FILE_FOLDERS = ("figures", "architectures")
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}")
 _STATIC_CSP_META = re.compile(r'<meta http-equiv="Content-Security-Policy" content="[^"]*">\n?')
-_REPORT_LINK = re.compile(r'((?:src|href)=")((?:%s)/[^"?#]*)"' % "|".join(FILE_FOLDERS))
+_REPORT_LINK = re.compile(r'((?:src|href)=")((?:' + "|".join(FILE_FOLDERS) + r')/[^"?#]*)"')
 VERSION_CHARS = 16
 
 LIVE_CSS = """
@@ -253,7 +260,8 @@ def read_report_files(folder: Path, names: Iterable[str]) -> dict[str, bytes]:
 _SIGNATURE_SQL = (
     "SELECT COUNT(*), TOTAL(status = 'pending'), TOTAL(status = 'running'), TOTAL(status = 'done'), "
     "TOTAL(status = 'failed'), TOTAL(reused_from IS NOT NULL), TOTAL(attempts), TOTAL(failures), "
-    "MAX(created), MAX(started), MAX(finished) FROM trials")
+    "MAX(created), MAX(started), MAX(finished) FROM trials"
+)
 _MARKERS_SQL = "SELECT COUNT(*), MAX(updated) FROM markers"
 
 
@@ -311,15 +319,22 @@ class _State:
 class LiveReport:
     """The report of one run, re-rendered into memory when its store changes (thread-safe reads)."""
 
-    def __init__(self, run_dir: str | os.PathLike, *, compare: Sequence[str | os.PathLike] = (),
-                 top: int = 10, archs: int = 3, interval: float = POLL_SECONDS):
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        compare: Sequence[str | os.PathLike] = (),
+        top: int = 10,
+        archs: int = 3,
+        interval: float = POLL_SECONDS,
+    ):
         if not isinstance(interval, (int, float)) or not interval > 0:
             raise ConfigError("interval", f"must be a positive number of seconds, got {interval!r}")
         self.run_dir = Path(run_dir)
         self.compare = [Path(c) for c in compare]
         self.top, self.archs, self.interval = top, archs, float(interval)
-        self._lock = threading.Lock()          # guards the generations and the state
-        self._render_lock = threading.Lock()   # one check-and-render at a time
+        self._lock = threading.Lock()  # guards the generations and the state
+        self._render_lock = threading.Lock()  # one check-and-render at a time
         self._generations: OrderedDict[int, Generation] = OrderedDict()
         self._state = _State()
         self._next_render = 0.0
@@ -359,8 +374,7 @@ class LiveReport:
             number = (next(reversed(self._generations)) if self._generations else 0) + 1
         out = Path(self._tmp.name) / f"gen-{number}"
         try:
-            index = write_report(self.run_dir, out, compare=self.compare, top=self.top,
-                                 archs=self.archs, svg=False)
+            index = write_report(self.run_dir, out, compare=self.compare, top=self.top, archs=self.archs, svg=False)
             summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
             names = [f for f in summary.get("files", []) if isinstance(f, str)]
             files = read_report_files(out, names)
@@ -370,8 +384,7 @@ class LiveReport:
             shutil.rmtree(out, ignore_errors=True)
             # the next render waits as long as this one's CPU time, failed or not
             self._next_render = time.monotonic() + time.thread_time() - cpu
-        gen = Generation(number, files, versions, page.encode("utf-8"), time.time(),
-                         time.monotonic() - start)
+        gen = Generation(number, files, versions, page.encode("utf-8"), time.time(), time.monotonic() - start)
         with self._lock:
             self._generations[number] = gen
             while len(self._generations) > KEEP_GENERATIONS:
@@ -430,12 +443,18 @@ class LiveReport:
         with self._lock:
             st = self._state
             gen = self._generations[next(reversed(self._generations))] if self._generations else None
-            return {"generation": gen.number if gen else 0, "counts": dict(st.counts),
-                    "changed": st.changed, "checked": st.checked,
-                    "rendered": gen.rendered if gen else None,
-                    "render_seconds": round(gen.seconds, 3) if gen else None,
-                    "pending": st.signature != st.rendered_signature, "error": st.error,
-                    "interval": self.interval, "run": self.run_dir.resolve().name}
+            return {
+                "generation": gen.number if gen else 0,
+                "counts": dict(st.counts),
+                "changed": st.changed,
+                "checked": st.checked,
+                "rendered": gen.rendered if gen else None,
+                "render_seconds": round(gen.seconds, 3) if gen else None,
+                "pending": st.signature != st.rendered_signature,
+                "error": st.error,
+                "interval": self.interval,
+                "run": self.run_dir.resolve().name,
+            }
 
 
 def _live_page(page: str, generation: int, interval: float, versions: dict[str, str]) -> str:
@@ -443,10 +462,12 @@ def _live_page(page: str, generation: int, interval: float, versions: dict[str, 
     header), the generation and poll period as meta tags, the script and the status badge added,
     and links to report files tagged with their content hash."""
     page = _STATIC_CSP_META.sub("", page, count=1)
-    head = (f'<meta name="nasforge-generation" content="{generation}">\n'
-            f'<meta name="nasforge-poll-ms" content="{int(interval * 1000)}">\n'
-            f"<style>{LIVE_CSS}</style>\n"
-            '<script src="live.js" defer></script>\n</head>')
+    head = (
+        f'<meta name="nasforge-generation" content="{generation}">\n'
+        f'<meta name="nasforge-poll-ms" content="{int(interval * 1000)}">\n'
+        f"<style>{LIVE_CSS}</style>\n"
+        '<script src="live.js" defer></script>\n</head>'
+    )
     page = page.replace("</head>", head, 1)
     badge = '<body>\n<div id="nasforge-live">live view: connecting…</div>'
     page = page.replace("<body>", badge, 1)
@@ -553,9 +574,18 @@ class ReportServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, run_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-                 compare: Sequence[str | os.PathLike] = (), top: int = 10, archs: int = 3,
-                 interval: float = POLL_SECONDS, verbose: bool = False):
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        compare: Sequence[str | os.PathLike] = (),
+        top: int = 10,
+        archs: int = 3,
+        interval: float = POLL_SECONDS,
+        verbose: bool = False,
+    ):
         from nasforge.experiment.store import Store
 
         if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
@@ -590,8 +620,9 @@ class ReportServer(ThreadingHTTPServer):
         """Render, then refresh and serve in background threads (for tests and programs)."""
         self.live.start()
         if self._thread is None:
-            self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
-                                            name="nasforge-live-http", daemon=True)
+            self._thread = threading.Thread(
+                target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="nasforge-live-http", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -609,16 +640,25 @@ class ReportServer(ThreadingHTTPServer):
         self.close()
 
 
-def serve(run_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-          compare: Sequence[str | os.PathLike] = (), top: int = 10) -> int:
+def serve(
+    run_dir: str | os.PathLike,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    compare: Sequence[str | os.PathLike] = (),
+    top: int = 10,
+) -> int:
     """Serve the live report until Ctrl-C (then 0); prints the address first."""
     server = ReportServer(run_dir, host, port, compare=compare, top=top)
     try:
         server.live.start()
         print(f"{server.url}  live report of {Path(run_dir).resolve()} (Ctrl-C to stop)", flush=True)
         if not server.loopback:
-            print(f"nasforge: warning: listening on {host}: anyone who can reach this address can read "
-                  "the run's report", file=sys.stderr, flush=True)
+            print(
+                f"nasforge: warning: listening on {host}: anyone who can reach this address can read the run's report",
+                file=sys.stderr,
+                flush=True,
+            )
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
         print("stopped", flush=True)
@@ -627,5 +667,16 @@ def serve(run_dir: str | os.PathLike, host: str = DEFAULT_HOST, port: int = DEFA
     return 0
 
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "LiveReport", "Refused", "ReportServer", "StoreSignature",
-           "inside", "parse_request_path", "read_report_files", "serve", "store_signature"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "LiveReport",
+    "Refused",
+    "ReportServer",
+    "StoreSignature",
+    "inside",
+    "parse_request_path",
+    "read_report_files",
+    "serve",
+    "store_signature",
+]

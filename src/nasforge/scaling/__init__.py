@@ -8,19 +8,66 @@
 """
 
 from nasforge.nn.mbconv import round_filters, round_repeats
-from nasforge.scaling.coefficients import (CoefficientSpace, CoefficientTriple, MACsScore, ScaledMemberEvaluator,
-                                           admissible_triples, balanced_returns_score, candidates,
-                                           single_dimension_alternatives)
-from nasforge.scaling.compound import (EFFICIENTNET_COEFFICIENTS, EFFICIENTNET_PUBLISHED, CompoundScaler, Member,
-                                       PublishedScaler, Scaler, published_vs_formula, round_resolution)
-from nasforge.scaling.family import (FAMILIES, EfficientNetFamily, Family, MBConvFamily, NASNetFamily, ScalingInfo,
-                                     family_from, family_from_architecture, family_from_model, get_family)
+from nasforge.scaling.coefficients import (
+    CoefficientSpace,
+    CoefficientTriple,
+    MACsScore,
+    ScaledMemberEvaluator,
+    admissible_triples,
+    balanced_returns_score,
+    candidates,
+    single_dimension_alternatives,
+)
+from nasforge.scaling.compound import (
+    EFFICIENTNET_COEFFICIENTS,
+    EFFICIENTNET_PUBLISHED,
+    CompoundScaler,
+    Member,
+    PublishedScaler,
+    Scaler,
+    published_vs_formula,
+    round_resolution,
+)
+from nasforge.scaling.family import (
+    FAMILIES,
+    EfficientNetFamily,
+    Family,
+    MBConvFamily,
+    NASNetFamily,
+    ScalingInfo,
+    family_from,
+    family_from_architecture,
+    family_from_model,
+    get_family,
+)
 
 __all__ = [
-    "EFFICIENTNET_COEFFICIENTS", "EFFICIENTNET_PUBLISHED", "FAMILIES", "CoefficientSpace", "CoefficientTriple",
-    "CompoundScaler", "EfficientNetFamily", "Family", "MACsScore", "MBConvFamily", "Member", "NASNetFamily",
-    "PublishedScaler", "ScaledMemberEvaluator", "Scaler", "ScalingInfo", "admissible_triples",
-    "balanced_returns_score", "candidates", "family_from", "family_from_architecture", "family_from_model",
-    "get_family", "published_vs_formula", "round_filters", "round_repeats",
-    "round_resolution", "single_dimension_alternatives",
+    "EFFICIENTNET_COEFFICIENTS",
+    "EFFICIENTNET_PUBLISHED",
+    "FAMILIES",
+    "CoefficientSpace",
+    "CoefficientTriple",
+    "CompoundScaler",
+    "EfficientNetFamily",
+    "Family",
+    "MACsScore",
+    "MBConvFamily",
+    "Member",
+    "NASNetFamily",
+    "PublishedScaler",
+    "ScaledMemberEvaluator",
+    "Scaler",
+    "ScalingInfo",
+    "admissible_triples",
+    "balanced_returns_score",
+    "candidates",
+    "family_from",
+    "family_from_architecture",
+    "family_from_model",
+    "get_family",
+    "published_vs_formula",
+    "round_filters",
+    "round_repeats",
+    "round_resolution",
+    "single_dimension_alternatives",
 ]

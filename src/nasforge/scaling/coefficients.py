@@ -45,7 +45,7 @@ class CoefficientTriple:
 
     @property
     def product(self) -> float:
-        return self.alpha * self.beta ** 2 * self.gamma ** 2
+        return self.alpha * self.beta**2 * self.gamma**2
 
     def values(self) -> tuple[float, float, float]:
         return self.alpha, self.beta, self.gamma
@@ -54,13 +54,21 @@ class CoefficientTriple:
         return all(abs(a - b) <= _EPS for a, b in zip(self.values(), other.values()))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"space": "coefficients", "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma,
-                "label": self.label}
+        return {
+            "space": "coefficients",
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "gamma": self.gamma,
+            "label": self.label,
+        }
 
 
 def _check_range(name: str, value: Any, upper: float | None = None) -> tuple[float, float]:
-    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
+    if (
+        not isinstance(value, (tuple, list))
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ):
         raise ConfigError(name, f"expected (low, high), got {value!r}")
     lo, hi = float(value[0]), float(value[1])
     if lo < 1:
@@ -76,9 +84,14 @@ def grid_values(low: float, high: float, step: float) -> list[float]:
     return [round(low + i * step, 10) for i in range(n + 1)]
 
 
-def admissible_triples(step: float = 0.05, alpha_range: Sequence[float] = (1.0, 2.0),
-                       beta_range: Sequence[float] = (1.0, 1.5), gamma_range: Sequence[float] = (1.0, 1.5),
-                       target: float = 2.0, tolerance: float = 0.1) -> list[CoefficientTriple]:
+def admissible_triples(
+    step: float = 0.05,
+    alpha_range: Sequence[float] = (1.0, 2.0),
+    beta_range: Sequence[float] = (1.0, 1.5),
+    gamma_range: Sequence[float] = (1.0, 1.5),
+    target: float = 2.0,
+    tolerance: float = 0.1,
+) -> list[CoefficientTriple]:
     """Grid points with alpha, beta, gamma >= 1 and |alpha beta^2 gamma^2 - target| <= tolerance.
 
     Sorted by (alpha, beta, gamma); possibly empty (`CoefficientSpace` refuses an empty grid).
@@ -89,8 +102,10 @@ def admissible_triples(step: float = 0.05, alpha_range: Sequence[float] = (1.0, 
         raise ConfigError("target", f"must be a number >= 1 (the MACs growth at phi = 1), got {target!r}")
     if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
         raise ConfigError("tolerance", f"must be a number >= 0, got {tolerance!r}")
-    axes = [grid_values(*_check_range(n, r), step) for n, r in
-            (("alpha_range", alpha_range), ("beta_range", beta_range), ("gamma_range", gamma_range))]
+    axes = [
+        grid_values(*_check_range(n, r), step)
+        for n, r in (("alpha_range", alpha_range), ("beta_range", beta_range), ("gamma_range", gamma_range))
+    ]
     out = []
     for a in axes[0]:
         for b in axes[1]:
@@ -105,14 +120,22 @@ def single_dimension_alternatives(target: float = 2.0) -> list[CoefficientTriple
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not target >= 1:
         raise ConfigError("target", f"must be a number >= 1, got {target!r}")
     root = math.sqrt(target)
-    return [CoefficientTriple(float(target), 1.0, 1.0, "depth-only"),
-            CoefficientTriple(1.0, root, 1.0, "width-only"),
-            CoefficientTriple(1.0, 1.0, root, "resolution-only")]
+    return [
+        CoefficientTriple(float(target), 1.0, 1.0, "depth-only"),
+        CoefficientTriple(1.0, root, 1.0, "width-only"),
+        CoefficientTriple(1.0, 1.0, root, "resolution-only"),
+    ]
 
 
-def candidates(step: float = 0.05, alpha_range: Sequence[float] = (1.0, 2.0),
-               beta_range: Sequence[float] = (1.0, 1.5), gamma_range: Sequence[float] = (1.0, 1.5),
-               target: float = 2.0, tolerance: float = 0.1, alternatives: bool = True) -> list[CoefficientTriple]:
+def candidates(
+    step: float = 0.05,
+    alpha_range: Sequence[float] = (1.0, 2.0),
+    beta_range: Sequence[float] = (1.0, 1.5),
+    gamma_range: Sequence[float] = (1.0, 1.5),
+    target: float = 2.0,
+    tolerance: float = 0.1,
+    alternatives: bool = True,
+) -> list[CoefficientTriple]:
     """The admissible triples, then the single-dimension alternatives.
 
     A grid triple equal to an alternative (alpha = 2, beta = gamma = 1 with the defaults) appears
@@ -120,9 +143,12 @@ def candidates(step: float = 0.05, alpha_range: Sequence[float] = (1.0, 2.0),
     """
     grid = admissible_triples(step, alpha_range, beta_range, gamma_range, target, tolerance)
     if not grid:
-        raise ConfigError("grid", f"no admissible triple: no grid point with step {step:g} in alpha {alpha_range}, "
-                                  f"beta {beta_range}, gamma {gamma_range} has |alpha beta^2 gamma^2 - {target:g}| "
-                                  f"<= {tolerance:g}")
+        raise ConfigError(
+            "grid",
+            f"no admissible triple: no grid point with step {step:g} in alpha {alpha_range}, "
+            f"beta {beta_range}, gamma {gamma_range} has |alpha beta^2 gamma^2 - {target:g}| "
+            f"<= {tolerance:g}",
+        )
     if not alternatives:
         return grid
     alts = single_dimension_alternatives(target)
@@ -143,31 +169,51 @@ class CoefficientSpace(SearchSpace[CoefficientTriple]):
 
     name = "coefficients"
 
-    def __init__(self, step: float = 0.05, alpha_range: Sequence[float] = (1.0, 2.0),
-                 beta_range: Sequence[float] = (1.0, 1.5), gamma_range: Sequence[float] = (1.0, 1.5),
-                 target: float = 2.0, tolerance: float = 0.1, alternatives: bool = True,
-                 family: Family | None = None, phi: float = 1.0, resolution_divisor: int = 8,
-                 min_resolution: int = 1):
-        self.grid = {"step": step, "alpha_range": list(alpha_range), "beta_range": list(beta_range),
-                     "gamma_range": list(gamma_range), "target": target, "tolerance": tolerance,
-                     "alternatives": alternatives}
+    def __init__(
+        self,
+        step: float = 0.05,
+        alpha_range: Sequence[float] = (1.0, 2.0),
+        beta_range: Sequence[float] = (1.0, 1.5),
+        gamma_range: Sequence[float] = (1.0, 1.5),
+        target: float = 2.0,
+        tolerance: float = 0.1,
+        alternatives: bool = True,
+        family: Family | None = None,
+        phi: float = 1.0,
+        resolution_divisor: int = 8,
+        min_resolution: int = 1,
+    ):
+        self.grid = {
+            "step": step,
+            "alpha_range": list(alpha_range),
+            "beta_range": list(beta_range),
+            "gamma_range": list(gamma_range),
+            "target": target,
+            "tolerance": tolerance,
+            "alternatives": alternatives,
+        }
         self.target, self.tolerance = float(target), float(tolerance)
         self.candidates: tuple[CoefficientTriple, ...] = tuple(
-            candidates(step, alpha_range, beta_range, gamma_range, target, tolerance, alternatives))
+            candidates(step, alpha_range, beta_range, gamma_range, target, tolerance, alternatives)
+        )
         self.family = family
         self.phi = float(phi)
         self.resolution_divisor = resolution_divisor
         self.min_resolution = min_resolution
-        self._decision = Decision("coefficients", len(self.candidates),
-                                  tuple(_label_text(t) for t in self.candidates))
+        self._decision = Decision("coefficients", len(self.candidates), tuple(_label_text(t) for t in self.candidates))
 
     def __repr__(self) -> str:
         return f"CoefficientSpace({len(self.candidates)} candidates, target={self.target:g})"
 
     def config(self) -> dict[str, Any]:
-        return {"space": self.name, **self.grid, "phi": self.phi, "resolution_divisor": self.resolution_divisor,
-                "min_resolution": self.min_resolution,
-                "family": self.family.config() if self.family is not None else None}
+        return {
+            "space": self.name,
+            **self.grid,
+            "phi": self.phi,
+            "resolution_divisor": self.resolution_divisor,
+            "min_resolution": self.min_resolution,
+            "family": self.family.config() if self.family is not None else None,
+        }
 
     # -- decision sequence -------------------------------------------------------------------
     @property
@@ -178,9 +224,11 @@ class CoefficientSpace(SearchSpace[CoefficientTriple]):
         for i, c in enumerate(self.candidates):
             if c.same_values(triple):
                 return i
-        raise ArchitectureError("coefficients", f"alpha={triple.alpha:g}, beta={triple.beta:g}, "
-                                                f"gamma={triple.gamma:g} is not a candidate of this grid",
-                                [_label_text(c) for c in self.candidates])
+        raise ArchitectureError(
+            "coefficients",
+            f"alpha={triple.alpha:g}, beta={triple.beta:g}, gamma={triple.gamma:g} is not a candidate of this grid",
+            [_label_text(c) for c in self.candidates],
+        )
 
     def encode(self, arch: CoefficientTriple) -> tuple[int, ...]:
         return (self.index(self.validate(arch)),)
@@ -205,8 +253,11 @@ class CoefficientSpace(SearchSpace[CoefficientTriple]):
             raise ArchitectureError("label", f"unknown label {arch.label!r}", LABELS)
         candidate = self.candidates[self.index(arch)]
         if candidate.label != arch.label:
-            raise ArchitectureError("label", f"this triple is labelled {candidate.label!r} in this grid, "
-                                             f"not {arch.label!r}", [candidate.label])
+            raise ArchitectureError(
+                "label",
+                f"this triple is labelled {candidate.label!r} in this grid, not {arch.label!r}",
+                [candidate.label],
+            )
         return arch
 
     def to_json(self, arch: CoefficientTriple) -> dict[str, Any]:
@@ -247,8 +298,10 @@ class CoefficientSpace(SearchSpace[CoefficientTriple]):
         if len(self.candidates) == 1:
             return arch
         p = np.array(arch.values())
-        dist = [float(np.linalg.norm(np.array(c.values()) - p)) if i != here else math.inf
-                for i, c in enumerate(self.candidates)]
+        dist = [
+            float(np.linalg.norm(np.array(c.values()) - p)) if i != here else math.inf
+            for i, c in enumerate(self.candidates)
+        ]
         best = min(dist)
         nearest = [i for i, d in enumerate(dist) if d <= best + 1e-9]
         return self.candidates[nearest[int(rng.integers(len(nearest)))]]
@@ -257,14 +310,16 @@ class CoefficientSpace(SearchSpace[CoefficientTriple]):
     def scaler(self, arch: CoefficientTriple) -> CompoundScaler:
         return CompoundScaler(arch.alpha, arch.beta, arch.gamma, self.resolution_divisor, self.min_resolution)
 
-    def member_multipliers(self, arch: CoefficientTriple, family: Family | None = None,
-                           phi: float | None = None) -> tuple[float, float, int]:
+    def member_multipliers(
+        self, arch: CoefficientTriple, family: Family | None = None, phi: float | None = None
+    ) -> tuple[float, float, int]:
         family = family or self.family or EfficientNetFamily()
         phi = self.phi if phi is None else phi
         return self.scaler(self.validate(arch))._checked(phi, family.base_resolution)
 
-    def build(self, arch: CoefficientTriple, family: Family | None = None, phi: float | None = None,
-              **network_config: Any):
+    def build(
+        self, arch: CoefficientTriple, family: Family | None = None, phi: float | None = None, **network_config: Any
+    ):
         """The phi-member (phi = 1 by default) of `family` (the space's, else EfficientNet-B0).
 
         A `resolution` in `network_config` is ignored: the member's resolution is gamma^phi x base.
@@ -289,7 +344,7 @@ def balanced_returns_score(width_mult: float, depth_mult: float, resolution_mult
     balanced scaling does better, with the optimum of a MACs budget d w^2 r^2 = 2 at d ~ 1.26,
     w = r ~ 1.12. It is a stand-in for training, for tests and dry runs; it measures nothing.
     """
-    return 1.0 - (depth_mult ** -0.5 + width_mult ** -1.0 + resolution_mult ** -1.0) / 3.0
+    return 1.0 - (depth_mult**-0.5 + width_mult**-1.0 + resolution_mult**-1.0) / 3.0
 
 
 class MACsScore(Evaluator):
@@ -323,8 +378,12 @@ class MACsScore(Evaluator):
             score = balanced_returns_score(info.width_mult, info.depth_mult, info.resolution_mult)
         else:
             score = 0.0
-        return {"params": count_params(model), "macs": count_macs(model, resolution),
-                "resolution": resolution, "score": score}
+        return {
+            "params": count_params(model),
+            "macs": count_macs(model, resolution),
+            "resolution": resolution,
+            "score": score,
+        }
 
 
 class ScaledMemberEvaluator(Evaluator):
@@ -344,8 +403,14 @@ class ScaledMemberEvaluator(Evaluator):
 
     name = "scaled_member"
 
-    def __init__(self, family: Family | None = None, inner: Evaluator | None = None, phi: float = 1.0,
-                 resolution_divisor: int = 8, min_resolution: int = 1):
+    def __init__(
+        self,
+        family: Family | None = None,
+        inner: Evaluator | None = None,
+        phi: float = 1.0,
+        resolution_divisor: int = 8,
+        min_resolution: int = 1,
+    ):
         self.family = family or EfficientNetFamily()
         self.inner = inner or MACsScore()
         self.phi = float(phi)
@@ -358,9 +423,14 @@ class ScaledMemberEvaluator(Evaluator):
         return getattr(self.inner, "reward_metric", "val_accuracy")
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "family": self.family.config(), "inner": self.inner.config(),
-                "phi": self.phi, "resolution_divisor": self.resolution_divisor,
-                "min_resolution": self.min_resolution}
+        return {
+            "name": self.name,
+            "family": self.family.config(),
+            "inner": self.inner.config(),
+            "phi": self.phi,
+            "resolution_divisor": self.resolution_divisor,
+            "min_resolution": self.min_resolution,
+        }
 
     def baseline_macs(self) -> int:
         if self._baseline_macs is None:
@@ -370,14 +440,17 @@ class ScaledMemberEvaluator(Evaluator):
     def _space(self, space: SearchSpace) -> CoefficientSpace:
         if isinstance(space, CoefficientSpace):
             return space
-        raise ConfigError("space", f"scaled-member evaluation needs the coefficient space, got "
-                                   f"{getattr(space, 'name', type(space).__name__)!r}", ["coefficients"])
+        raise ConfigError(
+            "space",
+            f"scaled-member evaluation needs the coefficient space, got "
+            f"{getattr(space, 'name', type(space).__name__)!r}",
+            ["coefficients"],
+        )
 
     def evaluate(self, space: SearchSpace, arch: Any, seed: int) -> Metrics:
         coeffs = self._space(space)
         triple = coeffs.validate(arch)
-        scaler = CompoundScaler(triple.alpha, triple.beta, triple.gamma, self.resolution_divisor,
-                                self.min_resolution)
+        scaler = CompoundScaler(triple.alpha, triple.beta, triple.gamma, self.resolution_divisor, self.min_resolution)
         w, d, r = scaler._checked(self.phi, self.family.base_resolution)
         member_space = _MemberSpace(coeffs, self.family, (w, d, r))
         inner = self.inner
@@ -387,9 +460,20 @@ class ScaledMemberEvaluator(Evaluator):
             inner = copy.copy(inner)
             inner.resolution = r
         metrics = dict(inner.evaluate(member_space, triple, seed))
-        metrics.update({"alpha": triple.alpha, "beta": triple.beta, "gamma": triple.gamma, "label": triple.label,
-                        "product": triple.product, "phi": self.phi, "width_mult": w, "depth_mult": d,
-                        "resolution": r, "ideal_ratio": scaler.ideal_ratio(self.phi)})
+        metrics.update(
+            {
+                "alpha": triple.alpha,
+                "beta": triple.beta,
+                "gamma": triple.gamma,
+                "label": triple.label,
+                "product": triple.product,
+                "phi": self.phi,
+                "width_mult": w,
+                "depth_mult": d,
+                "resolution": r,
+                "ideal_ratio": scaler.ideal_ratio(self.phi),
+            }
+        )
         if isinstance(metrics.get("macs"), (int, float)):
             metrics["macs_ratio"] = metrics["macs"] / self.baseline_macs()
         return metrics
@@ -433,9 +517,18 @@ class _MemberSpace(SearchSpace[CoefficientTriple]):
         return self.family.build(w, d, r, **network_config)
 
 
-__all__ = ["LABELS", "CoefficientSpace", "CoefficientTriple", "MACsScore", "ScaledMemberEvaluator",
-           "admissible_triples", "balanced_returns_score", "candidates", "grid_values",
-           "single_dimension_alternatives"]
+__all__ = [
+    "LABELS",
+    "CoefficientSpace",
+    "CoefficientTriple",
+    "MACsScore",
+    "ScaledMemberEvaluator",
+    "admissible_triples",
+    "balanced_returns_score",
+    "candidates",
+    "grid_values",
+    "single_dimension_alternatives",
+]
 
 
 def _register() -> None:

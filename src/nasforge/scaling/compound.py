@@ -1,9 +1,10 @@
 """Compound scaling: phi -> (width, depth, resolution), and families of counted members.
 
-`CompoundScaler(alpha, beta, gamma)` is the paper's Eq. 3 (Tan & Le, EfficientNet, ICML 2019, section 3.3): depth alpha^phi, width
-beta^phi, resolution gamma^phi x base (rounded to a multiple of `resolution_divisor`), so MACs grow by
-about (alpha beta^2 gamma^2)^phi, about 2^phi. `PublishedScaler` is the other mode: the released
-EfficientNet B0-B7 rows, which are *not* alpha^phi, beta^phi, gamma^phi (see docs/scaling.md).
+`CompoundScaler(alpha, beta, gamma)` is the paper's Eq. 3 (Tan & Le, EfficientNet, ICML 2019,
+section 3.3): depth alpha^phi, width beta^phi, resolution gamma^phi x base (rounded to a multiple
+of `resolution_divisor`), so MACs grow by about (alpha beta^2 gamma^2)^phi, about 2^phi.
+`PublishedScaler` is the other mode: the released EfficientNet B0-B7 rows, which are *not*
+alpha^phi, beta^phi, gamma^phi (see docs/scaling.md).
 
 Both give `family(baseline, phis)`: every member built (on PyTorch's meta device, so no weights are
 allocated and even B7 costs a fraction of a second), its parameters and MACs counted with
@@ -30,8 +31,14 @@ EFFICIENTNET_COEFFICIENTS = (1.2, 1.1, 1.15)
 #: Released EfficientNet rows by phi: (width, depth, resolution), as in the reference implementation's
 #: `efficientnet_params` (tensorflow/tpu, models/official/efficientnet/efficientnet_builder.py).
 EFFICIENTNET_PUBLISHED: dict[int, tuple[float, float, int]] = {
-    0: (1.0, 1.0, 224), 1: (1.0, 1.1, 240), 2: (1.1, 1.2, 260), 3: (1.2, 1.4, 300),
-    4: (1.4, 1.8, 380), 5: (1.6, 2.2, 456), 6: (1.8, 2.6, 528), 7: (2.0, 3.1, 600),
+    0: (1.0, 1.0, 224),
+    1: (1.0, 1.1, 240),
+    2: (1.1, 1.2, 260),
+    3: (1.2, 1.4, 300),
+    4: (1.4, 1.8, 380),
+    5: (1.6, 2.2, 456),
+    6: (1.8, 2.6, 528),
+    7: (2.0, 3.1, 600),
 }
 
 
@@ -45,9 +52,9 @@ class Member:
     resolution: int
     params: int
     macs: int
-    macs_ratio: float      # measured MACs / MACs at phi = 0
-    ideal_ratio: float     # the scaler's own prediction: (alpha beta^2 gamma^2)^phi, or d w^2 r^2
-    target_ratio: float    # 2^phi
+    macs_ratio: float  # measured MACs / MACs at phi = 0
+    ideal_ratio: float  # the scaler's own prediction: (alpha beta^2 gamma^2)^phi, or d w^2 r^2
+    target_ratio: float  # 2^phi
     structure: dict[str, Any] | None = None  # the family's `describe` (channels, repeats, ...)
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,8 +72,14 @@ def count_member(model: torch.nn.Module, resolution: int) -> tuple[int, int]:
     return count_params(model), count_macs(model, resolution)
 
 
-def build_counted(family: Family, width_mult: float, depth_mult: float, resolution: int,
-                  num_classes: int | None = None, device: str | torch.device = "meta") -> tuple[int, int]:
+def build_counted(
+    family: Family,
+    width_mult: float,
+    depth_mult: float,
+    resolution: int,
+    num_classes: int | None = None,
+    device: str | torch.device = "meta",
+) -> tuple[int, int]:
     """Build a member on `device` (meta by default: shapes only, no weights) and count it."""
     with torch.device(device):
         model = family.build(width_mult, depth_mult, resolution, num_classes=num_classes)
@@ -93,15 +106,26 @@ class Scaler(ABC):
     def _checked(self, phi: float, base_resolution: int) -> tuple[float, float, int]:
         w, d, r = self.multipliers(phi, base_resolution)
         if r < self.min_resolution:
-            raise ConfigError("resolution", f"phi={phi:g} gives {r} px, under the minimum of "
-                                            f"{self.min_resolution} px (set min_resolution to allow it)")
+            raise ConfigError(
+                "resolution",
+                f"phi={phi:g} gives {r} px, under the minimum of "
+                f"{self.min_resolution} px (set min_resolution to allow it)",
+            )
         if w <= 0 or d <= 0:
-            raise ConfigError("width_mult" if w <= 0 else "depth_mult",
-                              f"phi={phi:g} gives a non-positive multiplier ({w if w <= 0 else d})")
+            raise ConfigError(
+                "width_mult" if w <= 0 else "depth_mult",
+                f"phi={phi:g} gives a non-positive multiplier ({w if w <= 0 else d})",
+            )
         return w, d, r
 
-    def family(self, baseline: Family | str, phis: Iterable[float] = range(8), num_classes: int | None = None,
-               device: str | torch.device = "meta", describe: bool = True) -> list[Member]:
+    def family(
+        self,
+        baseline: Family | str,
+        phis: Iterable[float] = range(8),
+        num_classes: int | None = None,
+        device: str | torch.device = "meta",
+        describe: bool = True,
+    ) -> list[Member]:
         """Every member of `phis` built, counted and compared with phi = 0."""
         family = family_from(baseline)
         phis = [_check_phi(p) for p in phis]
@@ -118,8 +142,20 @@ class Scaler(ABC):
         members = []
         for phi in phis:
             w, d, r, params, macs = counted[phi]
-            members.append(Member(phi, w, d, r, params, macs, macs / base_macs, self.ideal_ratio(phi, base),
-                                  2.0 ** phi, family.describe(w, d) if describe else None))
+            members.append(
+                Member(
+                    phi,
+                    w,
+                    d,
+                    r,
+                    params,
+                    macs,
+                    macs / base_macs,
+                    self.ideal_ratio(phi, base),
+                    2.0**phi,
+                    family.describe(w, d) if describe else None,
+                )
+            )
         return members
 
 
@@ -137,8 +173,14 @@ class CompoundScaler(Scaler):
         min_resolution: members under this many pixels are refused (a `ConfigError`).
     """
 
-    def __init__(self, alpha: float = 1.2, beta: float = 1.1, gamma: float = 1.15, resolution_divisor: int = 8,
-                 min_resolution: int = 32):
+    def __init__(
+        self,
+        alpha: float = 1.2,
+        beta: float = 1.1,
+        gamma: float = 1.15,
+        resolution_divisor: int = 8,
+        min_resolution: int = 32,
+    ):
         for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ConfigError(name, f"must be a number, got {value!r}")
@@ -158,7 +200,7 @@ class CompoundScaler(Scaler):
     @property
     def product(self) -> float:
         """alpha x beta^2 x gamma^2: the MACs growth per unit of phi."""
-        return self.alpha * self.beta ** 2 * self.gamma ** 2
+        return self.alpha * self.beta**2 * self.gamma**2
 
     def depth_mult(self, phi: float) -> float:
         return self.alpha ** _check_phi(phi)
@@ -179,8 +221,14 @@ class CompoundScaler(Scaler):
         return self.product ** _check_phi(phi)
 
     def config(self) -> dict[str, Any]:
-        return {"mode": "formula", "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma,
-                "resolution_divisor": self.resolution_divisor, "min_resolution": self.min_resolution}
+        return {
+            "mode": "formula",
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "gamma": self.gamma,
+            "resolution_divisor": self.resolution_divisor,
+            "min_resolution": self.min_resolution,
+        }
 
 
 class PublishedScaler(Scaler):
@@ -190,10 +238,15 @@ class PublishedScaler(Scaler):
     by base / table base and rounded to `resolution_divisor`.
     """
 
-    def __init__(self, table: Mapping[int, tuple[float, float, int]] | None = None, resolution_divisor: int = 8,
-                 min_resolution: int = 32):
-        self.table = {int(k): (float(w), float(d), int(r)) for k, (w, d, r) in
-                      (table or EFFICIENTNET_PUBLISHED).items()}
+    def __init__(
+        self,
+        table: Mapping[int, tuple[float, float, int]] | None = None,
+        resolution_divisor: int = 8,
+        min_resolution: int = 32,
+    ):
+        self.table = {
+            int(k): (float(w), float(d), int(r)) for k, (w, d, r) in (table or EFFICIENTNET_PUBLISHED).items()
+        }
         if 0 not in self.table:
             raise ConfigError("table", "needs a phi = 0 row (the baseline)")
         self.resolution_divisor = resolution_divisor
@@ -216,29 +269,49 @@ class PublishedScaler(Scaler):
         return (d / d0) * (w / w0) ** 2 * (r / r0) ** 2
 
     def config(self) -> dict[str, Any]:
-        return {"mode": "published", "table": {str(k): list(v) for k, v in self.table.items()},
-                "resolution_divisor": self.resolution_divisor, "min_resolution": self.min_resolution}
+        return {
+            "mode": "published",
+            "table": {str(k): list(v) for k, v in self.table.items()},
+            "resolution_divisor": self.resolution_divisor,
+            "min_resolution": self.min_resolution,
+        }
 
 
-def published_vs_formula(scaler: CompoundScaler | None = None, phis: Iterable[int] = range(8),
-                         base_resolution: int = 224) -> list[dict[str, Any]]:
+def published_vs_formula(
+    scaler: CompoundScaler | None = None, phis: Iterable[int] = range(8), base_resolution: int = 224
+) -> list[dict[str, Any]]:
     """The released EfficientNet rows next to Eq. 3's values (multipliers only; nothing is built)."""
     scaler = scaler or CompoundScaler(*EFFICIENTNET_COEFFICIENTS)
     published = PublishedScaler()
     rows = []
     for phi in phis:
         pw, pd, pr = published.multipliers(phi, base_resolution)
-        rows.append({
-            "phi": phi, "model": f"efficientnet_b{phi}",
-            "published_width": pw, "published_depth": pd, "published_resolution": pr,
-            "formula_width": scaler.width_mult(phi), "formula_depth": scaler.depth_mult(phi),
-            "formula_resolution": scaler.resolution(phi, base_resolution),
-            "formula_exact_resolution": scaler.exact_resolution(phi, base_resolution),
-            "published_ideal_ratio": published.ideal_ratio(phi, base_resolution),
-            "formula_ideal_ratio": scaler.ideal_ratio(phi),
-        })
+        rows.append(
+            {
+                "phi": phi,
+                "model": f"efficientnet_b{phi}",
+                "published_width": pw,
+                "published_depth": pd,
+                "published_resolution": pr,
+                "formula_width": scaler.width_mult(phi),
+                "formula_depth": scaler.depth_mult(phi),
+                "formula_resolution": scaler.resolution(phi, base_resolution),
+                "formula_exact_resolution": scaler.exact_resolution(phi, base_resolution),
+                "published_ideal_ratio": published.ideal_ratio(phi, base_resolution),
+                "formula_ideal_ratio": scaler.ideal_ratio(phi),
+            }
+        )
     return rows
 
 
-__all__ = ["EFFICIENTNET_COEFFICIENTS", "EFFICIENTNET_PUBLISHED", "CompoundScaler", "Member", "PublishedScaler",
-           "Scaler", "build_counted", "published_vs_formula", "round_resolution"]
+__all__ = [
+    "EFFICIENTNET_COEFFICIENTS",
+    "EFFICIENTNET_PUBLISHED",
+    "CompoundScaler",
+    "Member",
+    "PublishedScaler",
+    "Scaler",
+    "build_counted",
+    "published_vs_formula",
+    "round_resolution",
+]

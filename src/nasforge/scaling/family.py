@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,12 +69,19 @@ class Family(ABC):
         self.num_classes = num_classes
 
     @abstractmethod
-    def _build(self, width_mult: float, depth_mult: float, resolution: int, num_classes: int,
-               **network: Any) -> nn.Module:
+    def _build(
+        self, width_mult: float, depth_mult: float, resolution: int, num_classes: int, **network: Any
+    ) -> nn.Module:
         """The member network (already checked arguments)."""
 
-    def build(self, width_mult: float = 1.0, depth_mult: float = 1.0, resolution: int | None = None,
-              num_classes: int | None = None, **network: Any) -> nn.Module:
+    def build(
+        self,
+        width_mult: float = 1.0,
+        depth_mult: float = 1.0,
+        resolution: int | None = None,
+        num_classes: int | None = None,
+        **network: Any,
+    ) -> nn.Module:
         """The member with these multipliers at `resolution` (default: the base resolution)."""
         _check_positive("width_mult", width_mult)
         _check_positive("depth_mult", depth_mult)
@@ -83,8 +90,7 @@ class Family(ABC):
         num_classes = self.num_classes if num_classes is None else num_classes
         _check_positive("num_classes", num_classes, integer=True)
         model = self._build(float(width_mult), float(depth_mult), resolution, num_classes, **network)
-        model.scaling = ScalingInfo(self.name, float(width_mult), float(depth_mult), resolution,
-                                    self.base_resolution)
+        model.scaling = ScalingInfo(self.name, float(width_mult), float(depth_mult), resolution, self.base_resolution)
         return model
 
     def describe(self, width_mult: float = 1.0, depth_mult: float = 1.0) -> dict[str, Any]:
@@ -108,9 +114,17 @@ class EfficientNetFamily(Family):
 
     name = "efficientnet"
 
-    def __init__(self, stages: Sequence[Any] | None = None, base_resolution: int = 224, num_classes: int = 1000,
-                 base_width: float = 1.0, base_depth: float = 1.0, dropout: float = 0.2,
-                 drop_connect_rate: float = 0.2, **network: Any):
+    def __init__(
+        self,
+        stages: Sequence[Any] | None = None,
+        base_resolution: int = 224,
+        num_classes: int = 1000,
+        base_width: float = 1.0,
+        base_depth: float = 1.0,
+        dropout: float = 0.2,
+        drop_connect_rate: float = 0.2,
+        **network: Any,
+    ):
         from nasforge.models.efficientnet import B0_STAGES, stages_from
 
         super().__init__(base_resolution, num_classes)
@@ -125,22 +139,38 @@ class EfficientNetFamily(Family):
         from nasforge.models.efficientnet import EfficientNet
 
         config = {"dropout": self.dropout, "drop_connect_rate": self.drop_connect_rate, **self.network, **network}
-        return EfficientNet(self.stages, width_mult=self.base_width * width_mult,
-                            depth_mult=self.base_depth * depth_mult, resolution=resolution,
-                            num_classes=num_classes, **config)
+        return EfficientNet(
+            self.stages,
+            width_mult=self.base_width * width_mult,
+            depth_mult=self.base_depth * depth_mult,
+            resolution=resolution,
+            num_classes=num_classes,
+            **config,
+        )
 
     def describe(self, width_mult: float = 1.0, depth_mult: float = 1.0) -> dict[str, Any]:
         from nasforge.models.efficientnet import efficientnet_plan
 
         kw = {k: self.network[k] for k in ("stem_channels", "head_channels", "divisor") if k in self.network}
         plan = efficientnet_plan(self.stages, self.base_width * width_mult, self.base_depth * depth_mult, **kw)
-        return {"stem": plan.stem, "channels": list(plan.channels), "repeats": list(plan.repeats),
-                "head": plan.head, "blocks": plan.num_blocks}
+        return {
+            "stem": plan.stem,
+            "channels": list(plan.channels),
+            "repeats": list(plan.repeats),
+            "head": plan.head,
+            "blocks": plan.num_blocks,
+        }
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "stages": [s.to_dict() for s in self.stages], "base_width": self.base_width,
-                "base_depth": self.base_depth, "dropout": self.dropout,
-                "drop_connect_rate": self.drop_connect_rate, "network": self.network}
+        return {
+            **super().config(),
+            "stages": [s.to_dict() for s in self.stages],
+            "base_width": self.base_width,
+            "base_depth": self.base_depth,
+            "dropout": self.dropout,
+            "drop_connect_rate": self.drop_connect_rate,
+            "network": self.network,
+        }
 
 
 def round_nasnet_filters(num_filters: int, width_mult: float, multiple: int = 4) -> int:
@@ -154,8 +184,16 @@ class NASNetFamily(Family):
 
     name = "nasnet"
 
-    def __init__(self, arch: Any = None, num_cells: int = 6, num_filters: int = 32, stem: str = "cifar",
-                 base_resolution: int = 32, num_classes: int = 10, **network: Any):
+    def __init__(
+        self,
+        arch: Any = None,
+        num_cells: int = 6,
+        num_filters: int = 32,
+        stem: str = "cifar",
+        base_resolution: int = 32,
+        num_classes: int = 10,
+        **network: Any,
+    ):
         from nasforge.spaces.nasnet import NASNetArchitecture, NASNetSpace
 
         super().__init__(base_resolution, num_classes)
@@ -180,8 +218,15 @@ class NASNetFamily(Family):
         from nasforge.models.nasnet import NASNet
 
         n, f = self.scaled(width_mult, depth_mult)
-        return NASNet(self.arch, num_classes=num_classes, num_cells=n, num_filters=f, stem=self.stem,
-                      resolution=resolution, **{**self.network, **network})
+        return NASNet(
+            self.arch,
+            num_classes=num_classes,
+            num_cells=n,
+            num_filters=f,
+            stem=self.stem,
+            resolution=resolution,
+            **{**self.network, **network},
+        )
 
     def describe(self, width_mult: float = 1.0, depth_mult: float = 1.0) -> dict[str, Any]:
         n, f = self.scaled(width_mult, depth_mult)
@@ -191,8 +236,14 @@ class NASNetFamily(Family):
         from nasforge.spaces.nasnet import NASNetSpace
 
         space = NASNetSpace(num_blocks=len(self.arch.normal.blocks))
-        return {**super().config(), "arch": space.to_json(self.arch), "num_cells": self.num_cells,
-                "num_filters": self.num_filters, "stem": self.stem, "network": self.network}
+        return {
+            **super().config(),
+            "arch": space.to_json(self.arch),
+            "num_cells": self.num_cells,
+            "num_filters": self.num_filters,
+            "stem": self.stem,
+            "network": self.network,
+        }
 
 
 class MBConvFamily(Family):
@@ -200,8 +251,16 @@ class MBConvFamily(Family):
 
     name = "mbconv"
 
-    def __init__(self, arch: Any = None, space: Any = None, base_resolution: int = 224, num_classes: int = 1000,
-                 dropout: float = 0.2, drop_connect_rate: float = 0.2, **network: Any):
+    def __init__(
+        self,
+        arch: Any = None,
+        space: Any = None,
+        base_resolution: int = 224,
+        num_classes: int = 1000,
+        dropout: float = 0.2,
+        drop_connect_rate: float = 0.2,
+        **network: Any,
+    ):
         from nasforge.spaces.mbconv import B0_ARCH, MBConvSpace
 
         super().__init__(base_resolution, num_classes)
@@ -212,15 +271,26 @@ class MBConvFamily(Family):
 
     def _build(self, width_mult, depth_mult, resolution, num_classes, **network):
         config = {"dropout": self.dropout, "drop_connect_rate": self.drop_connect_rate, **self.network, **network}
-        return self.space.build(self.arch, num_classes=num_classes, width_mult=width_mult, depth_mult=depth_mult,
-                                resolution=resolution, **config)
+        return self.space.build(
+            self.arch,
+            num_classes=num_classes,
+            width_mult=width_mult,
+            depth_mult=depth_mult,
+            resolution=resolution,
+            **config,
+        )
 
     def describe(self, width_mult: float = 1.0, depth_mult: float = 1.0) -> dict[str, Any]:
         return EfficientNetFamily(self.space.stage_specs(self.arch)).describe(width_mult, depth_mult)
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "arch": self.space.to_json(self.arch), "dropout": self.dropout,
-                "drop_connect_rate": self.drop_connect_rate, "network": self.network}
+        return {
+            **super().config(),
+            "arch": self.space.to_json(self.arch),
+            "dropout": self.dropout,
+            "drop_connect_rate": self.drop_connect_rate,
+            "network": self.network,
+        }
 
 
 # -- registry ------------------------------------------------------------------------------------------
@@ -243,13 +313,20 @@ def family_from_model(name: str, num_classes: int | None = None) -> Family:
     d = dict(spec.defaults)
     classes = spec.num_classes if num_classes is None else num_classes
     if spec.family == "efficientnet":
-        return EfficientNetFamily(d.pop("stages", None), base_resolution=spec.resolution, num_classes=classes,
-                                  base_width=d.pop("width_mult", 1.0), base_depth=d.pop("depth_mult", 1.0), **d)
+        return EfficientNetFamily(
+            d.pop("stages", None),
+            base_resolution=spec.resolution,
+            num_classes=classes,
+            base_width=d.pop("width_mult", 1.0),
+            base_depth=d.pop("depth_mult", 1.0),
+            **d,
+        )
     if spec.family == "nasnet":
         arch = getattr(spec.builder, "args", (None,))[0]
         return NASNetFamily(arch, base_resolution=spec.resolution, num_classes=classes, **d)
-    raise ConfigError("base", f"model {name!r} is of family {spec.family!r}, which has no scaling rule",
-                      ["efficientnet", "nasnet"])
+    raise ConfigError(
+        "base", f"model {name!r} is of family {spec.family!r}, which has no scaling rule", ["efficientnet", "nasnet"]
+    )
 
 
 def family_for(space: Any, arch: Any, **options: Any) -> Family:
@@ -267,8 +344,9 @@ def family_for(space: Any, arch: Any, **options: Any) -> Family:
     return factory(arch, **options)
 
 
-def family_from_architecture(space: Any, arch: Any, num_classes: int | None = None,
-                             base_resolution: int | None = None) -> Family:
+def family_from_architecture(
+    space: Any, arch: Any, num_classes: int | None = None, base_resolution: int | None = None
+) -> Family:
     """A family from an architecture of a space that has a scaling rule."""
     kw: dict[str, Any] = {}
     if num_classes is not None:
@@ -278,8 +356,9 @@ def family_from_architecture(space: Any, arch: Any, num_classes: int | None = No
     return family_for(space, arch, **kw)
 
 
-def family_from(base: str | Path | Family, num_classes: int | None = None,
-                base_resolution: int | None = None) -> Family:
+def family_from(
+    base: str | Path | Family, num_classes: int | None = None, base_resolution: int | None = None
+) -> Family:
     """A registered model name, a family name, or a path to an architecture JSON file -> a family."""
     if isinstance(base, Family):
         return base
@@ -310,9 +389,24 @@ def family_from(base: str | Path | Family, num_classes: int | None = None,
             raise ArchitectureError(str(path), "not valid JSON (nested too deeply)") from None
         space = space_for_json(data)
         return family_from_architecture(space, space.from_json(data), num_classes, base_resolution)
-    raise ConfigError("base", f"{text!r} is neither a registered model, a family nor an architecture file",
-                      sorted(FAMILIES) + list_models("efficientnet_*") + list_models("nasnet_*"))
+    raise ConfigError(
+        "base",
+        f"{text!r} is neither a registered model, a family nor an architecture file",
+        sorted(FAMILIES) + list_models("efficientnet_*") + list_models("nasnet_*"),
+    )
 
 
-__all__ = ["FAMILIES", "EfficientNetFamily", "Family", "MBConvFamily", "NASNetFamily", "ScalingInfo",
-           "family_for", "family_from", "family_from_architecture", "family_from_model", "get_family", "round_nasnet_filters"]
+__all__ = [
+    "FAMILIES",
+    "EfficientNetFamily",
+    "Family",
+    "MBConvFamily",
+    "NASNetFamily",
+    "ScalingInfo",
+    "family_for",
+    "family_from",
+    "family_from_architecture",
+    "family_from_model",
+    "get_family",
+    "round_nasnet_filters",
+]

@@ -62,16 +62,23 @@ def member_epochs(base_epochs: int, macs_ratio: float, schedule: str = "grow") -
 
 
 @lru_cache(maxsize=2)
-def _splits_with_test(dataset: str, val_fraction: float, split_seed: int, train_size: int | None,
-                      val_size: int | None, test_dataset: str) -> Any:
+def _splits_with_test(
+    dataset: str, val_fraction: float, split_seed: int, train_size: int | None, val_size: int | None, test_dataset: str
+) -> Any:
     from nasforge.data.loader import with_test_set
 
     splits = cached_splits(dataset, val_fraction, split_seed, train_size, val_size)
     return with_test_set(splits, test_dataset, train_spec=dataset)
 
 
-def splits_for(dataset: str, val_fraction: float, split_seed: int, train_size: int | None, val_size: int | None,
-               test_dataset: str | None = None) -> Any:
+def splits_for(
+    dataset: str,
+    val_fraction: float,
+    split_seed: int,
+    train_size: int | None,
+    val_size: int | None,
+    test_dataset: str | None = None,
+) -> Any:
     """The (cached) splits of `dataset`, with the test split of `test_dataset` when one is given."""
     if test_dataset is None:
         return cached_splits(dataset, val_fraction, split_seed, train_size, val_size)
@@ -90,8 +97,14 @@ class MemberTrainer(ProxyTrainer):
 
     name = "member_trainer"
 
-    def __init__(self, *args: Any, patience: int | None = None, test_dataset: str | None = None,
-                 schedule: str = "fixed", **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        patience: int | None = None,
+        test_dataset: str | None = None,
+        schedule: str = "fixed",
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         check_schedule(schedule, patience)
         self.patience = patience
@@ -99,12 +112,18 @@ class MemberTrainer(ProxyTrainer):
         self.schedule = schedule
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "name": self.name, "patience": self.patience,
-                "test_dataset": self.test_dataset, "schedule": self.schedule}
+        return {
+            **super().config(),
+            "name": self.name,
+            "patience": self.patience,
+            "test_dataset": self.test_dataset,
+            "schedule": self.schedule,
+        }
 
     def splits(self) -> Any:
-        return splits_for(self.dataset, self.val_fraction, self.split_seed, self.train_size, self.val_size,
-                          self.test_dataset)
+        return splits_for(
+            self.dataset, self.val_fraction, self.split_seed, self.train_size, self.val_size, self.test_dataset
+        )
 
     def evaluate(self, space: Any, arch: Any, seed: int, fidelity: Any = None) -> Any:
         if fidelity is not None:
@@ -112,8 +131,14 @@ class MemberTrainer(ProxyTrainer):
         epochs = self.train.epochs
         if self.patience is None:
             metrics = dict(super().evaluate(space, arch, seed))
-            metrics.update(epochs=epochs, max_epochs=epochs, best_epoch=None, stopped="schedule",
-                           schedule=self.schedule, stop_reason=f"end of its {epochs}-epoch schedule")
+            metrics.update(
+                epochs=epochs,
+                max_epochs=epochs,
+                best_epoch=None,
+                stopped="schedule",
+                schedule=self.schedule,
+                stop_reason=f"end of its {epochs}-epoch schedule",
+            )
             return metrics
         return self._early_stopped(space, arch, seed)
 
@@ -138,8 +163,17 @@ class MemberTrainer(ProxyTrainer):
             state = None
             augment = self.augmentation(splits)
             for epoch in range(1, cap + 1):
-                result = train_model(model, splits, self.train, seed, augment, resolution=self.resolution,
-                                     horizon=cap, until=epoch, resume=state)
+                result = train_model(
+                    model,
+                    splits,
+                    self.train,
+                    seed,
+                    augment,
+                    resolution=self.resolution,
+                    horizon=cap,
+                    until=epoch,
+                    resume=state,
+                )
                 state = result.state
                 seconds += result.train_seconds
                 images_per_second = result.images_per_second
@@ -159,15 +193,27 @@ class MemberTrainer(ProxyTrainer):
             if self.report_test and splits.test is not None:
                 test_accuracy, _ = evaluate_accuracy(model, splits.test, splits, self.train, self.resolution)
         if stopped == "patience":
-            reason = (f"no better validation accuracy for {patience} epochs after epoch {best_epoch} "
-                      f"(cap {cap}); epoch {best_epoch}'s weights kept")
+            reason = (
+                f"no better validation accuracy for {patience} epochs after epoch {best_epoch} "
+                f"(cap {cap}); epoch {best_epoch}'s weights kept"
+            )
         else:
             reason = f"reached the cap of {cap} epochs; epoch {best_epoch}'s weights kept"
         metrics: dict[str, Any] = {
-            "val_accuracy": val_accuracy, "val_loss": val_loss, "train_loss": train_loss, "params": params,
-            "macs": macs, "train_seconds": seconds, "images_per_second": images_per_second,
-            "epochs": trained, "max_epochs": cap, "best_epoch": best_epoch, "stopped": stopped,
-            "schedule": self.schedule, "stop_reason": reason, "val_history": history,
+            "val_accuracy": val_accuracy,
+            "val_loss": val_loss,
+            "train_loss": train_loss,
+            "params": params,
+            "macs": macs,
+            "train_seconds": seconds,
+            "images_per_second": images_per_second,
+            "epochs": trained,
+            "max_epochs": cap,
+            "best_epoch": best_epoch,
+            "stopped": stopped,
+            "schedule": self.schedule,
+            "stop_reason": reason,
+            "val_history": history,
         }
         if test_accuracy is not None:
             metrics["test_accuracy"] = test_accuracy
@@ -177,5 +223,12 @@ class MemberTrainer(ProxyTrainer):
         return metrics
 
 
-__all__ = ["CAP_FACTOR", "DEFAULT_PATIENCE", "SCHEDULES", "MemberTrainer", "check_schedule", "member_epochs",
-           "splits_for"]
+__all__ = [
+    "CAP_FACTOR",
+    "DEFAULT_PATIENCE",
+    "SCHEDULES",
+    "MemberTrainer",
+    "check_schedule",
+    "member_epochs",
+    "splits_for",
+]

@@ -40,8 +40,13 @@ from typing import Any
 
 from nasforge.errors import ConfigError
 from nasforge.evaluators.base import Evaluator
-from nasforge.scaling.coefficients import (CoefficientSpace, CoefficientTriple, MACsScore, ScaledMemberEvaluator,
-                                           admissible_triples)
+from nasforge.scaling.coefficients import (
+    CoefficientSpace,
+    CoefficientTriple,
+    MACsScore,
+    ScaledMemberEvaluator,
+    admissible_triples,
+)
 from nasforge.scaling.compound import CompoundScaler
 from nasforge.scaling.family import Family, family_from
 
@@ -68,18 +73,19 @@ class RebasedFamily(Family):
 
     def __init__(self, family: Family, width_mult: float = 1.0, depth_mult: float = 1.0):
         for name, value in (("width_mult", width_mult), ("depth_mult", depth_mult)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
-                raise ConfigError(name, f"the baseline's {name.split('_')[0]} multiplier must be a positive "
-                                        f"number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(
+                    name, f"the baseline's {name.split('_')[0]} multiplier must be a positive number, got {value!r}"
+                )
         super().__init__(family.base_resolution, family.num_classes)
         self.inner = family
         self.name = family.name
         self.width_mult, self.depth_mult = float(width_mult), float(depth_mult)
 
     def _build(self, width_mult, depth_mult, resolution, num_classes, **network):
-        return self.inner.build(width_mult * self.width_mult, depth_mult * self.depth_mult, resolution,
-                                num_classes=num_classes, **network)
+        return self.inner.build(
+            width_mult * self.width_mult, depth_mult * self.depth_mult, resolution, num_classes=num_classes, **network
+        )
 
     def describe(self, width_mult: float = 1.0, depth_mult: float = 1.0) -> dict[str, Any]:
         return self.inner.describe(width_mult * self.width_mult, depth_mult * self.depth_mult)
@@ -106,8 +112,7 @@ class MetricObjective:
 
     def reward(self, metrics: Mapping[str, Any]) -> float:
         if self.metric not in metrics:
-            raise ConfigError("objective", f"the evaluator reports no {self.metric!r} metric",
-                              sorted(metrics))
+            raise ConfigError("objective", f"the evaluator reports no {self.metric!r} metric", sorted(metrics))
         return float(metrics[self.metric])
 
     def config(self) -> dict[str, Any]:
@@ -121,8 +126,9 @@ def _objective(objective: Any, evaluator: Any) -> tuple[Any, str]:
     if isinstance(objective, str):
         return MetricObjective(objective), objective
     if not callable(objective) and not callable(getattr(objective, "reward", None)):
-        raise ConfigError("objective", f"expected a metric name, a callable or an object with reward(metrics), "
-                                       f"got {objective!r}")
+        raise ConfigError(
+            "objective", f"expected a metric name, a callable or an object with reward(metrics), got {objective!r}"
+        )
     return objective, getattr(objective, "metric", None) or "reward"
 
 
@@ -194,14 +200,23 @@ class CoefficientResult:
 
     def to_marker(self) -> dict[str, Any]:
         """The JSON stored as the run's ``coefficients`` marker (what the HTML report reads)."""
-        return {"candidates": [dict(c) for c in self.candidates],
-                "best": None if self.best is None else dict(self.best),
-                "verdict": self.verdict, "baseline": None if self.baseline is None else dict(self.baseline),
-                "metric": self.metric, "complete": self.complete, **self.settings}
+        return {
+            "candidates": [dict(c) for c in self.candidates],
+            "best": None if self.best is None else dict(self.best),
+            "verdict": self.verdict,
+            "baseline": None if self.baseline is None else dict(self.baseline),
+            "metric": self.metric,
+            "complete": self.complete,
+            **self.settings,
+        }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": str(self.run_dir), **self.to_marker(), "alternatives": self.alternatives,
-                "counts": dict(self.counts)}
+        return {
+            "run": str(self.run_dir),
+            **self.to_marker(),
+            "alternatives": self.alternatives,
+            "counts": dict(self.counts),
+        }
 
 
 def _rank_key(c: Mapping[str, Any]) -> tuple:
@@ -231,11 +246,22 @@ def standard_error(value: Any, metric: str, n_val: int | None, reported: Any = N
     return se
 
 
-def _candidate(index: int, triple: CoefficientTriple, admissible: bool, trial: Any, metric: str,
-               n_val: int | None = None) -> dict[str, Any]:
-    row: dict[str, Any] = {"index": index, "alpha": triple.alpha, "beta": triple.beta, "gamma": triple.gamma,
-                           "label": triple.label, "product": triple.product, "admissible": admissible,
-                           "trial": None, "status": "not run", "reward": None, "se": None}
+def _candidate(
+    index: int, triple: CoefficientTriple, admissible: bool, trial: Any, metric: str, n_val: int | None = None
+) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "index": index,
+        "alpha": triple.alpha,
+        "beta": triple.beta,
+        "gamma": triple.gamma,
+        "label": triple.label,
+        "product": triple.product,
+        "admissible": admissible,
+        "trial": None,
+        "status": "not run",
+        "reward": None,
+        "se": None,
+    }
     for name in (*MEMBER_FIELDS, *((metric,) if metric != "reward" else ())):
         row[name] = None
     if trial is None:
@@ -288,22 +314,28 @@ def verdict(candidates: Sequence[Mapping[str, Any]], z: float = Z_MARGIN) -> dic
         "compound", "alternative" or None when not told apart);
       - text: one plain sentence of all that; rule: how the choice is made.
     """
-    ranked = sorted((c for c in candidates if c.get("label") == "compound" and _finite(c.get("reward"))),
-                    key=_rank_key)
+    ranked = sorted((c for c in candidates if c.get("label") == "compound" and _finite(c.get("reward"))), key=_rank_key)
     if not ranked:
         return None
     best = ranked[0]
     brief = lambda c: {"index": c.get("index"), "name": _name(c), "reward": c["reward"], "se": c.get("se")}  # noqa: E731
-    out: dict[str, Any] = {"z": z, "best": brief(best), "runner_up": None, "difference": None, "margin": None,
-                           "clear": True, "tied": [_name(best)], "alternative": None,
-                           "rule": "the highest reward is chosen; ties: fewer MACs, then grid order"}
+    out: dict[str, Any] = {
+        "z": z,
+        "best": brief(best),
+        "runner_up": None,
+        "difference": None,
+        "margin": None,
+        "clear": True,
+        "tied": [_name(best)],
+        "alternative": None,
+        "rule": "the highest reward is chosen; ties: fewer MACs, then grid order",
+    }
     if len(ranked) > 1:
         runner = ranked[1]
         pair = _pair(best, runner, z)
         out.update(runner_up=brief(runner), **pair)
         out["tied"] = [_name(c) for c in ranked if _pair(best, c, z)["clear"] is False or c is best]
-    alts = sorted((c for c in candidates if c.get("label") != "compound" and _finite(c.get("reward"))),
-                  key=_rank_key)
+    alts = sorted((c for c in candidates if c.get("label") != "compound" and _finite(c.get("reward"))), key=_rank_key)
     if alts:
         pair = _pair(best, alts[0], z)
         better = None if pair["clear"] is not True else ("compound" if pair["difference"] > 0 else "alternative")
@@ -320,35 +352,51 @@ def verdict_text(v: Mapping[str, Any]) -> str:
     if runner is None:
         text = f"only one triple was evaluated: {best['name']}, {show(best)}."
     elif v.get("clear") is None:
-        text = (f"best {best['name']} {show(best)}, runner-up {runner['name']} {show(runner)}; the standard "
-                f"errors are unknown, so whether this is a clear winner is not known.")
+        text = (
+            f"best {best['name']} {show(best)}, runner-up {runner['name']} {show(runner)}; the standard "
+            f"errors are unknown, so whether this is a clear winner is not known."
+        )
     elif v["clear"]:
-        text = (f"clear winner: {best['name']} {show(best)} is ahead of the runner-up {runner['name']} "
-                f"{show(runner)} by {v['difference']:.4f}, more than {v['z']:g}·√(se₁²+se₂²) = {v['margin']:.4f}.")
+        text = (
+            f"clear winner: {best['name']} {show(best)} is ahead of the runner-up {runner['name']} "
+            f"{show(runner)} by {v['difference']:.4f}, more than {v['z']:g}·√(se₁²+se₂²) = {v['margin']:.4f}."
+        )
     else:
         n = len(v.get("tied") or [])
-        text = (f"no clear winner: the best {best['name']} {show(best)} is ahead of the runner-up "
-                f"{runner['name']} {show(runner)} by only {v['difference']:.4f}, within "
-                f"{v['z']:g}·√(se₁²+se₂²) = {v['margin']:.4f}; {n} triples are within that margin of the best. "
-                f"Chosen anyway: the highest measured (ties: fewer MACs, then grid order)"
-                + ("; the scores are tied exactly." if not v["margin"] else
-                   "; more validation images, longer training or more seeds would tell them apart."))
+        text = (
+            f"no clear winner: the best {best['name']} {show(best)} is ahead of the runner-up "
+            f"{runner['name']} {show(runner)} by only {v['difference']:.4f}, within "
+            f"{v['z']:g}·√(se₁²+se₂²) = {v['margin']:.4f}; {n} triples are within that margin of the best. "
+            f"Chosen anyway: the highest measured (ties: fewer MACs, then grid order)"
+            + (
+                "; the scores are tied exactly."
+                if not v["margin"]
+                else "; more validation images, longer training or more seeds would tell them apart."
+            )
+        )
     alt = v.get("alternative")
     if alt:
         if alt.get("better") == "compound":
             text += f" Compound scaling beats the best single dimension, {alt['name']} {show(alt)}."
         elif alt.get("better") == "alternative":
-            text += (f" The single-dimension {alt['name']} {show(alt)} is clearly better than the best "
-                     f"compound triple.")
+            text += f" The single-dimension {alt['name']} {show(alt)} is clearly better than the best compound triple."
         elif alt.get("clear") is False:
-            text += (f" Compound vs the best single dimension, {alt['name']} {show(alt)}: no clear difference "
-                     f"(|{alt['difference']:+.4f}| ≤ {alt['margin']:.4f}).")
+            text += (
+                f" Compound vs the best single dimension, {alt['name']} {show(alt)}: no clear difference "
+                f"(|{alt['difference']:+.4f}| ≤ {alt['margin']:.4f})."
+            )
     return text
 
 
-def collect_result(store: Any, space: CoefficientSpace, metric: str, run_dir: Path,
-                   settings: Mapping[str, Any] | None = None, n_val: int | None = None,
-                   baseline: Mapping[str, Any] | None = None) -> CoefficientResult:
+def collect_result(
+    store: Any,
+    space: CoefficientSpace,
+    metric: str,
+    run_dir: Path,
+    settings: Mapping[str, Any] | None = None,
+    n_val: int | None = None,
+    baseline: Mapping[str, Any] | None = None,
+) -> CoefficientResult:
     """The `CoefficientResult` of the trials in `store` (any state: finished, interrupted, empty).
 
     `n_val`: the number of validation images behind an accuracy (for its standard error).
@@ -360,13 +408,23 @@ def collect_result(store: Any, space: CoefficientSpace, metric: str, run_dir: Pa
         seen = by_key.get(t.key)
         if seen is None or (seen.status not in ("done", "failed") and t.status in ("done", "failed")):
             by_key[t.key] = t
-    rows = [_candidate(i, c, space.is_admissible(c), by_key.get(space.key(c)), metric, n_val)
-            for i, c in enumerate(space.candidates)]
+    rows = [
+        _candidate(i, c, space.is_admissible(c), by_key.get(space.key(c)), metric, n_val)
+        for i, c in enumerate(space.candidates)
+    ]
     ranked = sorted((r for r in rows if r["label"] == "compound" and _finite(r["reward"])), key=_rank_key)
     complete = all(r["status"] in ("done", "failed") for r in rows)
-    return CoefficientResult(Path(run_dir), metric, rows, dict(ranked[0]) if ranked else None, complete,
-                             store.counts(), dict(settings or {}), verdict(rows),
-                             None if baseline is None else dict(baseline))
+    return CoefficientResult(
+        Path(run_dir),
+        metric,
+        rows,
+        dict(ranked[0]) if ranked else None,
+        complete,
+        store.counts(),
+        dict(settings or {}),
+        verdict(rows),
+        None if baseline is None else dict(baseline),
+    )
 
 
 # -- the search -------------------------------------------------------------------------------------------
@@ -376,8 +434,10 @@ def _as_scaled_evaluator(family: Family | str | None, evaluator: Any) -> tuple[F
             return evaluator.family, evaluator
         family = family_from(family)
         if family is not evaluator.family and family.config() != evaluator.family.config():
-            raise ConfigError("family", "the evaluator scales another family than the one given; pass the same "
-                                        "family to both (or family=None)")
+            raise ConfigError(
+                "family",
+                "the evaluator scales another family than the one given; pass the same family to both (or family=None)",
+            )
         return family, evaluator
     family = family_from(family) if family is not None else None
     if family is None:
@@ -393,20 +453,37 @@ def check_members(space: CoefficientSpace, family: Family, evaluator: ScaledMemb
     """Every candidate's member resolution and multipliers, before anything is evaluated."""
     base = family.base_resolution
     if base < evaluator.min_resolution:
-        raise ConfigError("resolution", f"the baseline's {base} px is under the minimum of "
-                                        f"{evaluator.min_resolution} px")
+        raise ConfigError(
+            "resolution", f"the baseline's {base} px is under the minimum of {evaluator.min_resolution} px"
+        )
     for c in space.candidates:
-        CompoundScaler(c.alpha, c.beta, c.gamma, evaluator.resolution_divisor,
-                       evaluator.min_resolution)._checked(evaluator.phi, base)
+        CompoundScaler(c.alpha, c.beta, c.gamma, evaluator.resolution_divisor, evaluator.min_resolution)._checked(
+            evaluator.phi, base
+        )
 
 
-def search_coefficients(family: Family | str | None, evaluator: Any, run_dir: str | os.PathLike, *,
-                        step: float = 0.05, target: float = 2.0, tolerance: float = 0.1,
-                        alpha_range: Sequence[float] = (1.0, 2.0), beta_range: Sequence[float] = (1.0, 1.5),
-                        gamma_range: Sequence[float] = (1.0, 1.5), alternatives: bool = True, seed: int = 0,
-                        resume: bool | str = False, progress: bool = True, objective: Any = None,
-                        max_trials: int | None = None, max_seconds: float | None = None,
-                        retries: int = 0, console: Any = None, baseline: bool = True) -> CoefficientResult:
+def search_coefficients(
+    family: Family | str | None,
+    evaluator: Any,
+    run_dir: str | os.PathLike,
+    *,
+    step: float = 0.05,
+    target: float = 2.0,
+    tolerance: float = 0.1,
+    alpha_range: Sequence[float] = (1.0, 2.0),
+    beta_range: Sequence[float] = (1.0, 1.5),
+    gamma_range: Sequence[float] = (1.0, 1.5),
+    alternatives: bool = True,
+    seed: int = 0,
+    resume: bool | str = False,
+    progress: bool = True,
+    objective: Any = None,
+    max_trials: int | None = None,
+    max_seconds: float | None = None,
+    retries: int = 0,
+    console: Any = None,
+    baseline: bool = True,
+) -> CoefficientResult:
     """Grid-search alpha, beta, gamma at phi = 1 for `family`, as a recorded, resumable run.
 
     Args:
@@ -436,29 +513,59 @@ def search_coefficients(family: Family | str | None, evaluator: Any, run_dir: st
     from nasforge.strategies.grid import GridSearch
 
     family, scaled = _as_scaled_evaluator(family, evaluator)
-    space = CoefficientSpace(step, alpha_range, beta_range, gamma_range, target, tolerance, alternatives,
-                             family=family, phi=scaled.phi, resolution_divisor=scaled.resolution_divisor,
-                             min_resolution=scaled.min_resolution)
+    space = CoefficientSpace(
+        step,
+        alpha_range,
+        beta_range,
+        gamma_range,
+        target,
+        tolerance,
+        alternatives,
+        family=family,
+        phi=scaled.phi,
+        resolution_divisor=scaled.resolution_divisor,
+        min_resolution=scaled.min_resolution,
+    )
     if not any(c.label == "compound" for c in space.candidates):
         grid = admissible_triples(step, alpha_range, beta_range, gamma_range, target, tolerance)
         only = ", ".join(f"({c.alpha:g}, {c.beta:g}, {c.gamma:g})" for c in grid)
-        raise ConfigError("grid", f"no admissible triple besides the single-dimension alternatives: the grid "
-                                  f"points with |alpha beta^2 gamma^2 - {target:g}| <= {tolerance:g} at step "
-                                  f"{step:g} are only {only}; use a finer step or a larger tolerance")
+        raise ConfigError(
+            "grid",
+            f"no admissible triple besides the single-dimension alternatives: the grid "
+            f"points with |alpha beta^2 gamma^2 - {target:g}| <= {tolerance:g} at step "
+            f"{step:g} are only {only}; use a finer step or a larger tolerance",
+        )
     check_members(space, family, scaled)
     objective, metric = _objective(objective, scaled)
     total = len(space.candidates)
     budget: dict[str, Any] = {"max_trials": total if max_trials is None else max_trials}
     if max_seconds is not None:
         budget["max_seconds"] = max_seconds
-    settings = {"step": step, "target": float(target), "tolerance": float(tolerance),
-                "alpha_range": list(alpha_range), "beta_range": list(beta_range),
-                "gamma_range": list(gamma_range), "phi": scaled.phi,
-                "admissible": sum(1 for c in space.candidates if c.label == "compound")}
+    settings = {
+        "step": step,
+        "target": float(target),
+        "tolerance": float(tolerance),
+        "alpha_range": list(alpha_range),
+        "beta_range": list(beta_range),
+        "gamma_range": list(gamma_range),
+        "phi": scaled.phi,
+        "admissible": sum(1 for c in space.candidates if c.label == "compound"),
+    }
     n_val = validation_size(scaled)
     settings["schedule"] = evaluation_schedule(scaled, n_val)
-    with Experiment(space, GridSearch(space, seed), scaled, objective, Path(run_dir), budget=budget, seed=seed,
-                    retries=retries, resume=resume, progress=progress, console=console) as experiment:
+    with Experiment(
+        space,
+        GridSearch(space, seed),
+        scaled,
+        objective,
+        Path(run_dir),
+        budget=budget,
+        seed=seed,
+        retries=retries,
+        resume=resume,
+        progress=progress,
+        console=console,
+    ) as experiment:
         experiment.run()
         store = experiment.store
         result = collect_result(store, space, metric, Path(run_dir), settings, n_val)
@@ -470,9 +577,12 @@ def search_coefficients(family: Family | str | None, evaluator: Any, run_dir: st
         store.set_marker("coefficients", result.to_marker())
     if result.complete and result.best is None:
         errors = {c.get("error") for c in result.candidates if c["label"] == "compound"} - {None}
-        raise ConfigError("coefficients", f"every admissible triple failed to evaluate "
-                                          f"(e.g. {sorted(errors)[0] if errors else 'no result'}); "
-                                          f"see `nasforge show {run_dir}`")
+        raise ConfigError(
+            "coefficients",
+            f"every admissible triple failed to evaluate "
+            f"(e.g. {sorted(errors)[0] if errors else 'no result'}); "
+            f"see `nasforge show {run_dir}`",
+        )
     return result
 
 
@@ -492,8 +602,11 @@ def evaluation_schedule(evaluator: Any, n_val: int | None = None) -> dict[str, A
     """What every candidate (and the baseline) was evaluated with: the evaluator, epochs, images."""
     inner = getattr(evaluator, "inner", evaluator)
     train = getattr(inner, "train", None)
-    out: dict[str, Any] = {"evaluator": getattr(inner, "name", type(inner).__name__),
-                           "epochs": getattr(train, "epochs", None), "val_images": n_val}
+    out: dict[str, Any] = {
+        "evaluator": getattr(inner, "name", type(inner).__name__),
+        "epochs": getattr(train, "epochs", None),
+        "val_images": n_val,
+    }
     for name in ("train_size", "val_size"):
         if getattr(inner, name, None) is not None:
             out[name] = getattr(inner, name)
@@ -504,14 +617,20 @@ def evaluation_schedule(evaluator: Any, n_val: int | None = None) -> dict[str, A
 BASELINE_SEED_INDEX = 1_000_000
 
 
-def evaluate_baseline(space: CoefficientSpace, scaled: ScaledMemberEvaluator, metric: str, n_val: int | None,
-                      seed: int) -> dict[str, Any]:
+def evaluate_baseline(
+    space: CoefficientSpace, scaled: ScaledMemberEvaluator, metric: str, n_val: int | None, seed: int
+) -> dict[str, Any]:
     """The phi = 0 member evaluated exactly as the candidates are (same inner evaluator, epochs and
     data), as a candidate-like row with label "baseline"; a failure is recorded, not raised."""
     from nasforge.experiment.experiment import trial_seed
 
-    base = ScaledMemberEvaluator(scaled.family, scaled.inner, phi=0.0, resolution_divisor=scaled.resolution_divisor,
-                                 min_resolution=scaled.min_resolution)
+    base = ScaledMemberEvaluator(
+        scaled.family,
+        scaled.inner,
+        phi=0.0,
+        resolution_divisor=scaled.resolution_divisor,
+        min_resolution=scaled.min_resolution,
+    )
     row: dict[str, Any] = {"label": "baseline", "phi": 0, "alpha": 1.0, "beta": 1.0, "gamma": 1.0}
     try:
         metrics = base.evaluate(space, space.candidates[0], trial_seed(seed, BASELINE_SEED_INDEX))
@@ -538,6 +657,22 @@ def open_result(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         return store.get_marker("coefficients")
 
 
-__all__ = ["CANDIDATE_METRICS", "MEMBER_FIELDS", "Z_MARGIN", "CoefficientResult", "MetricObjective", "RebasedFamily",
-           "check_members", "collect_result", "evaluate_baseline", "evaluation_schedule", "open_result", "rebase",
-           "search_coefficients", "standard_error", "validation_size", "verdict", "verdict_text"]
+__all__ = [
+    "CANDIDATE_METRICS",
+    "MEMBER_FIELDS",
+    "Z_MARGIN",
+    "CoefficientResult",
+    "MetricObjective",
+    "RebasedFamily",
+    "check_members",
+    "collect_result",
+    "evaluate_baseline",
+    "evaluation_schedule",
+    "open_result",
+    "rebase",
+    "search_coefficients",
+    "standard_error",
+    "validation_size",
+    "verdict",
+    "verdict_text",
+]

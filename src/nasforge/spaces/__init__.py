@@ -24,5 +24,17 @@ def space_for_json(data: Any) -> SearchSpace:
     return for_json(data) if callable(for_json) else factory()
 
 
-__all__ = ["Block", "Cell", "Decision", "LayerwiseSpace", "MBConvSpace", "MacroSpace", "NASNetArchitecture",
-           "NASNetSpace", "NB201Space", "SearchSpace", "SPACES", "space_for_json"]
+__all__ = [
+    "Block",
+    "Cell",
+    "Decision",
+    "LayerwiseSpace",
+    "MBConvSpace",
+    "MacroSpace",
+    "NASNetArchitecture",
+    "NASNetSpace",
+    "NB201Space",
+    "SearchSpace",
+    "SPACES",
+    "space_for_json",
+]

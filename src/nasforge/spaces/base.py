@@ -26,7 +26,7 @@ A = TypeVar("A")
 
 #: space name (the "space" field of an architecture's JSON) -> factory of the space; a space module
 #: registers its class with ``@SPACES.register("name")``.
-SPACES: Registry["SearchSpace[Any]"] = Registry("space")
+SPACES: Registry[SearchSpace[Any]] = Registry("space")
 
 
 @dataclass(frozen=True)
@@ -121,9 +121,7 @@ class SearchSpace(ABC, Generic[A]):
         """Validate a decision sequence's length and ranges; shared by every `decode`."""
         decisions = self.decisions
         if len(choices) != len(decisions):
-            raise ArchitectureError(
-                "choices", f"expected {len(decisions)} decisions, got {len(choices)}"
-            )
+            raise ArchitectureError("choices", f"expected {len(decisions)} decisions, got {len(choices)}")
         out = []
         for d, c in zip(decisions, choices):
             if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
@@ -160,4 +158,3 @@ def unwrap_json(data: Any, space: str, expected: str) -> Any:
     if "arch" not in data:
         raise ArchitectureError("arch", f"missing; expected {expected}")
     return data["arch"]
-

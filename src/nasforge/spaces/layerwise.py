@@ -58,7 +58,8 @@ class Layer:
     def __post_init__(self):
         inputs = self.inputs
         if isinstance(inputs, (list, tuple)) and all(
-                isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in inputs):
+            isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in inputs
+        ):
             object.__setattr__(self, "inputs", tuple(sorted(int(i) for i in inputs)))
 
 
@@ -98,8 +99,14 @@ class LayerwiseSpace(SearchSpace[LayerwiseArchitecture]):
 
     name = "layerwise"
 
-    def __init__(self, depth: int = 6, heights: Sequence[int] = KERNEL_SIZES, widths: Sequence[int] = KERNEL_SIZES,
-                 filters: Sequence[int] = FILTERS, strides: Sequence[int] = (1,)):
+    def __init__(
+        self,
+        depth: int = 6,
+        heights: Sequence[int] = KERNEL_SIZES,
+        widths: Sequence[int] = KERNEL_SIZES,
+        filters: Sequence[int] = FILTERS,
+        strides: Sequence[int] = (1,),
+    ):
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ConfigError("depth", f"must be a positive integer, got {depth!r}")
         self.depth = depth
@@ -110,17 +117,21 @@ class LayerwiseSpace(SearchSpace[LayerwiseArchitecture]):
         steps: list[Decision] = []
         for i in range(depth):
             p = f"layers[{i}]"
-            steps += [Decision(f"{p}.height", len(self.heights), tuple(map(str, self.heights))),
-                      Decision(f"{p}.width", len(self.widths), tuple(map(str, self.widths))),
-                      Decision(f"{p}.filters", len(self.filters), tuple(map(str, self.filters)))]
+            steps += [
+                Decision(f"{p}.height", len(self.heights), tuple(map(str, self.heights))),
+                Decision(f"{p}.width", len(self.widths), tuple(map(str, self.widths))),
+                Decision(f"{p}.filters", len(self.filters), tuple(map(str, self.filters))),
+            ]
             if len(self.strides) > 1:
                 steps.append(Decision(f"{p}.stride", len(self.strides), tuple(map(str, self.strides))))
             steps += [Decision(f"{p}.skip[{j}]", 2, SKIP_LABELS) for j in range(i)]
         self._decisions = tuple(steps)
 
     def __repr__(self) -> str:
-        return (f"LayerwiseSpace(depth={self.depth}, heights={list(self.heights)}, widths={list(self.widths)}, "
-                f"filters={list(self.filters)}, strides={list(self.strides)})")
+        return (
+            f"LayerwiseSpace(depth={self.depth}, heights={list(self.heights)}, widths={list(self.widths)}, "
+            f"filters={list(self.filters)}, strides={list(self.strides)})"
+        )
 
     @classmethod
     def for_json(cls, data: Any) -> LayerwiseSpace:
@@ -138,8 +149,7 @@ class LayerwiseSpace(SearchSpace[LayerwiseArchitecture]):
         self.validate(arch)
         out: list[int] = []
         for i, layer in enumerate(arch.layers):
-            out += [self.heights.index(layer.height), self.widths.index(layer.width),
-                    self.filters.index(layer.filters)]
+            out += [self.heights.index(layer.height), self.widths.index(layer.width), self.filters.index(layer.filters)]
             if len(self.strides) > 1:
                 out.append(self.strides.index(layer.stride))
             out += [int(j in layer.inputs) for j in range(i)]
@@ -160,14 +170,19 @@ class LayerwiseSpace(SearchSpace[LayerwiseArchitecture]):
             raise ArchitectureError("architecture", f"expected a LayerwiseArchitecture, got {type(arch).__name__}")
         if not isinstance(arch.layers, tuple) or len(arch.layers) != self.depth:
             n = len(arch.layers) if isinstance(arch.layers, (tuple, list)) else arch.layers
-            raise ArchitectureError("layers", f"expected {self.depth} layers, got {n} "
-                                              f"(a space of another depth: LayerwiseSpace(depth=...))")
+            raise ArchitectureError(
+                "layers", f"expected {self.depth} layers, got {n} (a space of another depth: LayerwiseSpace(depth=...))"
+            )
         for i, layer in enumerate(arch.layers):
             p = f"layers[{i}]"
             if not isinstance(layer, Layer):
                 raise ArchitectureError(p, f"expected a Layer, got {type(layer).__name__}")
-            for name, allowed in (("height", self.heights), ("width", self.widths), ("filters", self.filters),
-                                  ("stride", self.strides)):
+            for name, allowed in (
+                ("height", self.heights),
+                ("width", self.widths),
+                ("filters", self.filters),
+                ("stride", self.strides),
+            ):
                 value = getattr(layer, name)
                 if isinstance(value, bool) or value not in allowed:
                     raise ArchitectureError(f"{p}.{name}", f"invalid value {value!r}", allowed)
@@ -176,17 +191,30 @@ class LayerwiseSpace(SearchSpace[LayerwiseArchitecture]):
                 raise ArchitectureError(f"{p}.inputs", f"expected a list of earlier layer indices, got {inputs!r}")
             for j in inputs:
                 if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < i:
-                    raise ArchitectureError(f"{p}.inputs", f"invalid input {j!r}: a layer reads earlier layers only",
-                                            list(range(i)) or "none; layer 0 reads the image")
+                    raise ArchitectureError(
+                        f"{p}.inputs",
+                        f"invalid input {j!r}: a layer reads earlier layers only",
+                        list(range(i)) or "none; layer 0 reads the image",
+                    )
             if len(set(inputs)) != len(inputs):
                 raise ArchitectureError(f"{p}.inputs", f"repeated input in {list(inputs)}")
         return arch
 
     def to_json(self, arch: LayerwiseArchitecture) -> dict[str, Any]:
         self.validate(arch)
-        return {"space": self.name, "layers": [
-            {"height": l.height, "width": l.width, "filters": l.filters, "stride": l.stride,
-             "inputs": list(l.inputs)} for l in arch.layers]}
+        return {
+            "space": self.name,
+            "layers": [
+                {
+                    "height": layer.height,
+                    "width": layer.width,
+                    "filters": layer.filters,
+                    "stride": layer.stride,
+                    "inputs": list(layer.inputs),
+                }
+                for layer in arch.layers
+            ],
+        }
 
     def from_json(self, data: Any) -> LayerwiseArchitecture:
         if not isinstance(data, dict):
@@ -234,12 +262,22 @@ class LayerwiseSpace(SearchSpace[LayerwiseArchitecture]):
         return self.decode(choices)
 
     # -- networks ----------------------------------------------------------------------------
-    def build(self, arch: LayerwiseArchitecture, num_classes: int = 10, in_channels: int = 3,
-              dropout: float = 0.0, resolution: int | None = None, **unused: Any) -> LayerwiseNetwork:
+    def build(
+        self,
+        arch: LayerwiseArchitecture,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        dropout: float = 0.0,
+        resolution: int | None = None,
+        **unused: Any,
+    ) -> LayerwiseNetwork:
         """A `LayerwiseNetwork`; `resolution` is accepted and unused (the network pools globally)."""
         if unused:
-            raise ConfigError(f"network.{sorted(unused)[0]}", "unknown option for a layerwise network",
-                              ["num_classes", "in_channels", "dropout", "resolution"])
+            raise ConfigError(
+                f"network.{sorted(unused)[0]}",
+                "unknown option for a layerwise network",
+                ["num_classes", "in_channels", "dropout", "resolution"],
+            )
         return LayerwiseNetwork(self.validate(arch), num_classes, in_channels, dropout)
 
 
@@ -266,9 +304,17 @@ class _ConvUnit(nn.Module):
         super().__init__()
         self.srcs = list(layer.inputs) or [-1]  # never empty, so TorchScript can type it
         self.body = nn.Sequential(
-            nn.Conv2d(in_ch, layer.filters, (layer.height, layer.width), layer.stride,
-                      (layer.height // 2, layer.width // 2), bias=False),
-            nn.BatchNorm2d(layer.filters), nn.ReLU())
+            nn.Conv2d(
+                in_ch,
+                layer.filters,
+                (layer.height, layer.width),
+                layer.stride,
+                (layer.height // 2, layer.width // 2),
+                bias=False,
+            ),
+            nn.BatchNorm2d(layer.filters),
+            nn.ReLU(),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
@@ -277,8 +323,7 @@ class _ConvUnit(nn.Module):
 class LayerwiseNetwork(nn.Module):
     """The network of a layer-wise architecture (wiring in the module docstring)."""
 
-    def __init__(self, arch: LayerwiseArchitecture, num_classes: int = 10, in_channels: int = 3,
-                 dropout: float = 0.0):
+    def __init__(self, arch: LayerwiseArchitecture, num_classes: int = 10, in_channels: int = 3, dropout: float = 0.0):
         super().__init__()
         for field, value in (("num_classes", num_classes), ("in_channels", in_channels)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -289,7 +334,8 @@ class LayerwiseNetwork(nn.Module):
         self.outputs = list(arch.output_layers())  # never empty: the last layer is always one
         self.layers = nn.ModuleList(
             _ConvUnit(layer, sum(arch.layers[j].filters for j in layer.inputs) if layer.inputs else in_channels)
-            for layer in arch.layers)
+            for layer in arch.layers
+        )
         width = sum(arch.layers[j].filters for j in self.outputs)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()

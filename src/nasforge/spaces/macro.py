@@ -64,9 +64,12 @@ class MacroArchitecture:
 def parse_code(code: Any) -> list[str]:
     """Block names of an 8-digit code; errors name the layer and the allowed digits."""
     if isinstance(code, int) and not isinstance(code, bool):
-        raise ArchitectureError("arch", f"expected the code as a string of {NUM_LAYERS} digits, got the "
-                                        f"number {code}; a number loses leading zeros (read table columns "
-                                        f"as strings)")
+        raise ArchitectureError(
+            "arch",
+            f"expected the code as a string of {NUM_LAYERS} digits, got the "
+            f"number {code}; a number loses leading zeros (read table columns "
+            f"as strings)",
+        )
     if not isinstance(code, str):
         raise ArchitectureError("arch", f"expected a string of {NUM_LAYERS} digits, got {code!r}")
     code = code.strip()
@@ -76,8 +79,9 @@ def parse_code(code: Any) -> list[str]:
     ops = []
     for i, ch in enumerate(code):
         if ch not in "012":
-            raise ArchitectureError(f"layers[{i}]", f"invalid digit {ch!r} in {code!r}",
-                                    [f"{d}={op}" for d, op in enumerate(MACRO_OPS)])
+            raise ArchitectureError(
+                f"layers[{i}]", f"invalid digit {ch!r} in {code!r}", [f"{d}={op}" for d, op in enumerate(MACRO_OPS)]
+            )
         ops.append(MACRO_OPS[int(ch)])
     return ops
 
@@ -140,7 +144,7 @@ class MacroSpace(SearchSpace[MacroArchitecture]):
         code = self.validate(arch).code
         out, start = [], 0
         for n in STAGE_LAYERS:
-            stage = code[start:start + n]
+            stage = code[start : start + n]
             rest = stage[1:]
             out.append(stage[0] + rest.replace("0", "") + "0" * rest.count("0"))
             start += n
@@ -159,24 +163,46 @@ class MacroSpace(SearchSpace[MacroArchitecture]):
         return MacroArchitecture(tuple(layers))
 
     # -- networks ----------------------------------------------------------------------------
-    def build(self, arch: MacroArchitecture, num_classes: int = 10, in_channels: int = 3,
-              stem_channels: int = 32, stage_channels: Sequence[int] = (64, 128, 256),
-              head_channels: int = 1280, dropout: float = 0.0, resolution: int | None = None,
-              **unused: Any) -> MacroNetwork:
+    def build(
+        self,
+        arch: MacroArchitecture,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        stem_channels: int = 32,
+        stage_channels: Sequence[int] = (64, 128, 256),
+        head_channels: int = 1280,
+        dropout: float = 0.0,
+        resolution: int | None = None,
+        **unused: Any,
+    ) -> MacroNetwork:
         """The benchmark's network (see `MacroNetwork`); `resolution` is accepted and unused."""
         if unused:
-            raise ConfigError(f"network.{sorted(unused)[0]}", "unknown option for a macro network",
-                              ["num_classes", "in_channels", "stem_channels", "stage_channels",
-                               "head_channels", "dropout", "resolution"])
-        return MacroNetwork(self.validate(arch), num_classes, in_channels, stem_channels,
-                            tuple(stage_channels), head_channels, dropout)
+            raise ConfigError(
+                f"network.{sorted(unused)[0]}",
+                "unknown option for a macro network",
+                [
+                    "num_classes",
+                    "in_channels",
+                    "stem_channels",
+                    "stage_channels",
+                    "head_channels",
+                    "dropout",
+                    "resolution",
+                ],
+            )
+        return MacroNetwork(
+            self.validate(arch), num_classes, in_channels, stem_channels, tuple(stage_channels), head_channels, dropout
+        )
 
 
 # -- the network ---------------------------------------------------------------------------------
-def _conv_bn(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1,
-             relu: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
-                               nn.BatchNorm2d(out_ch)]
+def _conv_bn(
+    in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True
+) -> list[nn.Module]:
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(out_ch),
+    ]
     if relu:
         layers.append(nn.ReLU(inplace=False))
     return layers
@@ -190,8 +216,11 @@ class InvertedResidual(nn.Module):
         super().__init__()
         hidden = in_ch * expansion
         self.residual = stride == 1 and in_ch == out_ch
-        self.body = nn.Sequential(*_conv_bn(in_ch, hidden, 1), *_conv_bn(hidden, hidden, kernel, stride, hidden),
-                                  *_conv_bn(hidden, out_ch, 1, relu=False))
+        self.body = nn.Sequential(
+            *_conv_bn(in_ch, hidden, 1),
+            *_conv_bn(hidden, hidden, kernel, stride, hidden),
+            *_conv_bn(hidden, out_ch, 1, relu=False),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
@@ -211,18 +240,31 @@ class MacroNetwork(nn.Module):
     """Stem, the eight chosen layers in stages of 2, 3, 3 (each stage's first layer strided and
     widening), a 1x1 head conv, global average pooling, optional dropout, linear classifier."""
 
-    def __init__(self, arch: MacroArchitecture, num_classes: int = 10, in_channels: int = 3,
-                 stem_channels: int = 32, stage_channels: tuple[int, ...] = (64, 128, 256),
-                 head_channels: int = 1280, dropout: float = 0.0):
+    def __init__(
+        self,
+        arch: MacroArchitecture,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        stem_channels: int = 32,
+        stage_channels: tuple[int, ...] = (64, 128, 256),
+        head_channels: int = 1280,
+        dropout: float = 0.0,
+    ):
         super().__init__()
-        for field, value in (("num_classes", num_classes), ("in_channels", in_channels),
-                             ("stem_channels", stem_channels), ("head_channels", head_channels)):
+        for field, value in (
+            ("num_classes", num_classes),
+            ("in_channels", in_channels),
+            ("stem_channels", stem_channels),
+            ("head_channels", head_channels),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"network.{field}", f"must be a positive integer, got {value!r}")
         if len(stage_channels) != len(STAGE_LAYERS) or not all(
-                isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in stage_channels):
-            raise ConfigError("network.stage_channels",
-                              f"expected {len(STAGE_LAYERS)} positive integers, got {list(stage_channels)}")
+            isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in stage_channels
+        ):
+            raise ConfigError(
+                "network.stage_channels", f"expected {len(STAGE_LAYERS)} positive integers, got {list(stage_channels)}"
+            )
         if not 0.0 <= float(dropout) < 1.0:
             raise ConfigError("network.dropout", f"must be in [0, 1), got {dropout!r}")
         self.arch = arch
@@ -244,5 +286,14 @@ class MacroNetwork(nn.Module):
         return self.classifier(self.dropout(torch.flatten(self.pool(x), 1)))
 
 
-__all__ = ["BLOCKS", "InvertedResidual", "MACRO_OPS", "MacroArchitecture", "MacroNetwork", "MacroSpace",
-           "NUM_LAYERS", "STAGE_LAYERS", "parse_code"]
+__all__ = [
+    "BLOCKS",
+    "InvertedResidual",
+    "MACRO_OPS",
+    "MacroArchitecture",
+    "MacroNetwork",
+    "MacroSpace",
+    "NUM_LAYERS",
+    "STAGE_LAYERS",
+    "parse_code",
+]

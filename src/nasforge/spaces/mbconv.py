@@ -1,4 +1,5 @@
-"""The MnasNet-style MBConv search space (Tan et al., MnasNet, CVPR 2019, section 4.1), for searching a scalable baseline.
+"""The MnasNet-style MBConv search space (Tan et al., MnasNet, CVPR 2019, section 4.1), for
+searching a scalable baseline.
 
 The network keeps EfficientNet-B0's skeleton: seven stages with B0's strides. Each stage chooses
 its depthwise kernel, expansion ratio, SE ratio, repeats (B0's count -1, +0 or +1, at least 1) and
@@ -28,7 +29,14 @@ from nasforge.spaces.base import SPACES, Decision, SearchSpace
 
 #: B0's (stride, channels, repeats) per stage (Tan & Le 2019, Table 1); the skeleton the space varies.
 B0_SKELETON: tuple[tuple[int, int, int], ...] = (
-    (1, 16, 1), (2, 24, 2), (2, 40, 2), (2, 80, 3), (1, 112, 3), (2, 192, 4), (1, 320, 1))
+    (1, 16, 1),
+    (2, 24, 2),
+    (2, 40, 2),
+    (2, 80, 3),
+    (1, 112, 3),
+    (2, 192, 4),
+    (1, 320, 1),
+)
 KERNELS: tuple[int, ...] = (3, 5)
 EXPANSIONS: tuple[int, ...] = (1, 4, 6)
 SE_RATIOS: tuple[float, ...] = (0.0, 0.25)
@@ -55,15 +63,17 @@ class MBConvArchitecture:
 
 #: EfficientNet-B0 as a member of the default space (from the model's own stage table).
 # (Spelled out rather than derived from models.efficientnet.B0_STAGES: spaces do not import models.)
-B0_ARCH = MBConvArchitecture((
-    MBConvStage(3, 1, 0.25, 1, 16),
-    MBConvStage(3, 6, 0.25, 2, 24),
-    MBConvStage(5, 6, 0.25, 2, 40),
-    MBConvStage(3, 6, 0.25, 3, 80),
-    MBConvStage(5, 6, 0.25, 3, 112),
-    MBConvStage(5, 6, 0.25, 4, 192),
-    MBConvStage(3, 6, 0.25, 1, 320),
-))
+B0_ARCH = MBConvArchitecture(
+    (
+        MBConvStage(3, 1, 0.25, 1, 16),
+        MBConvStage(3, 6, 0.25, 2, 24),
+        MBConvStage(5, 6, 0.25, 2, 40),
+        MBConvStage(3, 6, 0.25, 3, 80),
+        MBConvStage(5, 6, 0.25, 3, 112),
+        MBConvStage(5, 6, 0.25, 4, 192),
+        MBConvStage(3, 6, 0.25, 1, 320),
+    )
+)
 
 
 def _is_int(v: Any) -> bool:
@@ -82,13 +92,24 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
     proxy_network = MappingProxyType({"width_mult": 0.25, "depth_mult": 0.25})
     scaling_family = "mbconv"
 
-    def __init__(self, kernels: Sequence[int] = KERNELS, expansions: Sequence[int] = EXPANSIONS,
-                 se_ratios: Sequence[float] = SE_RATIOS, repeat_changes: Sequence[int] = REPEAT_CHANGES,
-                 width_ratios: Sequence[float] = WIDTH_RATIOS,
-                 skeleton: Sequence[tuple[int, int, int]] = B0_SKELETON, divisor: int = 8):
-        for name, values in (("kernels", kernels), ("expansions", expansions), ("se_ratios", se_ratios),
-                             ("repeat_changes", repeat_changes), ("width_ratios", width_ratios),
-                             ("skeleton", skeleton)):
+    def __init__(
+        self,
+        kernels: Sequence[int] = KERNELS,
+        expansions: Sequence[int] = EXPANSIONS,
+        se_ratios: Sequence[float] = SE_RATIOS,
+        repeat_changes: Sequence[int] = REPEAT_CHANGES,
+        width_ratios: Sequence[float] = WIDTH_RATIOS,
+        skeleton: Sequence[tuple[int, int, int]] = B0_SKELETON,
+        divisor: int = 8,
+    ):
+        for name, values in (
+            ("kernels", kernels),
+            ("expansions", expansions),
+            ("se_ratios", se_ratios),
+            ("repeat_changes", repeat_changes),
+            ("width_ratios", width_ratios),
+            ("skeleton", skeleton),
+        ):
             if not values:
                 raise ConfigError(name, "needs at least one option")
         for k in kernels:
@@ -111,10 +132,10 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
         self.skeleton = tuple(tuple(int(v) for v in s) for s in skeleton)
         self.divisor = divisor
         # Per stage: the resolved repeats / channels each option gives (duplicates possible).
-        self._repeat_options = [tuple(max(1, reps + c) for c in self.repeat_changes)
-                                for _, _, reps in self.skeleton]
-        self._width_options = [tuple(round_filters(ch, r, divisor) for r in self.width_ratios)
-                               for _, ch, _ in self.skeleton]
+        self._repeat_options = [tuple(max(1, reps + c) for c in self.repeat_changes) for _, _, reps in self.skeleton]
+        self._width_options = [
+            tuple(round_filters(ch, r, divisor) for r in self.width_ratios) for _, ch, _ in self.skeleton
+        ]
         self._decisions = self._make_decisions()
 
     def __repr__(self) -> str:
@@ -158,19 +179,29 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
         rep_order = sorted(range(len(self.repeat_changes)), key=lambda i: abs(self.repeat_changes[i]))
         width_order = sorted(range(len(self.width_ratios)), key=lambda i: abs(self.width_ratios[i] - 1.0))
         for i, s in enumerate(arch.stages):
-            out += [self.kernels.index(s.kernel), self.expansions.index(s.expansion),
-                    self.se_ratios.index(s.se_ratio),
-                    self._neutral_index(self._repeat_options[i], s.repeats, rep_order),
-                    self._neutral_index(self._width_options[i], s.channels, width_order)]
+            out += [
+                self.kernels.index(s.kernel),
+                self.expansions.index(s.expansion),
+                self.se_ratios.index(s.se_ratio),
+                self._neutral_index(self._repeat_options[i], s.repeats, rep_order),
+                self._neutral_index(self._width_options[i], s.channels, width_order),
+            ]
         return tuple(out)
 
     def decode(self, choices: Sequence[int]) -> MBConvArchitecture:
         c = self.check_choices(choices)
         stages = []
         for i in range(self.num_stages):
-            k, e, se, r, w = c[5 * i: 5 * i + 5]
-            stages.append(MBConvStage(self.kernels[k], self.expansions[e], self.se_ratios[se],
-                                      self._repeat_options[i][r], self._width_options[i][w]))
+            k, e, se, r, w = c[5 * i : 5 * i + 5]
+            stages.append(
+                MBConvStage(
+                    self.kernels[k],
+                    self.expansions[e],
+                    self.se_ratios[se],
+                    self._repeat_options[i][r],
+                    self._width_options[i][w],
+                )
+            )
         return MBConvArchitecture(tuple(stages))
 
     # -- validation and JSON -----------------------------------------------------------------
@@ -184,10 +215,13 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
             where = f"stages[{i}]"
             if not isinstance(s, MBConvStage):
                 raise ArchitectureError(where, f"expected an MBConvStage, got {type(s).__name__}")
-            checks = (("kernel", s.kernel, self.kernels), ("expansion", s.expansion, self.expansions),
-                      ("se_ratio", s.se_ratio, self.se_ratios),
-                      ("repeats", s.repeats, sorted(set(self._repeat_options[i]))),
-                      ("channels", s.channels, sorted(set(self._width_options[i]))))
+            checks = (
+                ("kernel", s.kernel, self.kernels),
+                ("expansion", s.expansion, self.expansions),
+                ("se_ratio", s.se_ratio, self.se_ratios),
+                ("repeats", s.repeats, sorted(set(self._repeat_options[i]))),
+                ("channels", s.channels, sorted(set(self._width_options[i]))),
+            )
             for name, value, allowed in checks:
                 ok = _is_number(value) if name == "se_ratio" else _is_int(value)
                 if not ok or value not in allowed:
@@ -195,9 +229,19 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
         return arch
 
     def to_json(self, arch: MBConvArchitecture) -> dict[str, Any]:
-        return {"space": "mbconv", "stages": [
-            {"kernel": s.kernel, "expansion": s.expansion, "se_ratio": s.se_ratio, "repeats": s.repeats,
-             "channels": s.channels} for s in arch.stages]}
+        return {
+            "space": "mbconv",
+            "stages": [
+                {
+                    "kernel": s.kernel,
+                    "expansion": s.expansion,
+                    "se_ratio": s.se_ratio,
+                    "repeats": s.repeats,
+                    "channels": s.channels,
+                }
+                for s in arch.stages
+            ],
+        }
 
     def from_json(self, data: Any) -> MBConvArchitecture:
         if not isinstance(data, dict):
@@ -218,8 +262,11 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
             if extra:
                 raise ArchitectureError(f"stages[{i}].{extra[0]}", "unknown field", FIELDS)
             se = st["se_ratio"]
-            stages.append(MBConvStage(st["kernel"], st["expansion"], float(se) if _is_number(se) else se,
-                                      st["repeats"], st["channels"]))
+            stages.append(
+                MBConvStage(
+                    st["kernel"], st["expansion"], float(se) if _is_number(se) else se, st["repeats"], st["channels"]
+                )
+            )
         return self.validate(MBConvArchitecture(tuple(stages)))
 
     def key(self, arch: MBConvArchitecture) -> str:
@@ -255,27 +302,47 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
         from nasforge.models.efficientnet import StageSpec  # networks sit above spaces
 
         self.validate(arch)
-        return tuple(StageSpec(s.expansion, s.kernel, stride, s.channels, s.repeats, s.se_ratio)
-                     for s, stride in zip(arch.stages, self.strides()))
+        return tuple(
+            StageSpec(s.expansion, s.kernel, stride, s.channels, s.repeats, s.se_ratio)
+            for s, stride in zip(arch.stages, self.strides())
+        )
 
-    def build(self, arch: MBConvArchitecture, num_classes: int = 1000, width_mult: float = 1.0,
-              depth_mult: float = 1.0, resolution: int = 224, dropout: float = 0.2,
-              drop_connect_rate: float = 0.2, **network: Any):
+    def build(
+        self,
+        arch: MBConvArchitecture,
+        num_classes: int = 1000,
+        width_mult: float = 1.0,
+        depth_mult: float = 1.0,
+        resolution: int = 224,
+        dropout: float = 0.2,
+        drop_connect_rate: float = 0.2,
+        **network: Any,
+    ):
         """An EfficientNet network with this stage table (see `nasforge.models.efficientnet`)."""
         from nasforge.models.efficientnet import EfficientNet
 
-        return EfficientNet(self.stage_specs(arch), width_mult=width_mult, depth_mult=depth_mult,
-                            resolution=resolution, dropout=dropout, drop_connect_rate=drop_connect_rate,
-                            num_classes=num_classes, divisor=self.divisor, **_network_options(network))
+        return EfficientNet(
+            self.stage_specs(arch),
+            width_mult=width_mult,
+            depth_mult=depth_mult,
+            resolution=resolution,
+            dropout=dropout,
+            drop_connect_rate=drop_connect_rate,
+            num_classes=num_classes,
+            divisor=self.divisor,
+            **_network_options(network),
+        )
 
 
 def _network_options(network: dict[str, Any]) -> dict[str, Any]:
     allowed = ("in_channels", "stem_channels", "head_channels", "bn_momentum", "bn_eps")
     for key in network:
         if key not in allowed:
-            raise ConfigError(key, "not an option of MBConv networks",
-                              ("num_classes", "width_mult", "depth_mult", "resolution", "dropout",
-                               "drop_connect_rate") + allowed)
+            raise ConfigError(
+                key,
+                "not an option of MBConv networks",
+                ("num_classes", "width_mult", "depth_mult", "resolution", "dropout", "drop_connect_rate") + allowed,
+            )
     return network
 
 

@@ -81,8 +81,13 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
     proxy_network = MappingProxyType({"num_cells": 1, "num_filters": 8, "stem": "cifar"})
     scaling_family = "nasnet"
 
-    def __init__(self, num_blocks: int = 5, ops: Sequence[str] = OP_NAMES,
-                 combiners: Sequence[str] = COMBINERS, identity_prob: float = 0.05):
+    def __init__(
+        self,
+        num_blocks: int = 5,
+        ops: Sequence[str] = OP_NAMES,
+        combiners: Sequence[str] = COMBINERS,
+        identity_prob: float = 0.05,
+    ):
         if num_blocks < 1:
             raise ArchitectureError("num_blocks", f"must be >= 1, got {num_blocks}")
         for op in ops:
@@ -135,8 +140,13 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
         out: list[int] = []
         for _, cell in arch.cells():
             for b in cell.blocks:
-                out += [b.input_a, b.input_b, self.ops.index(b.op_a), self.ops.index(b.op_b),
-                        self.combiners.index(b.combine)]
+                out += [
+                    b.input_a,
+                    b.input_b,
+                    self.ops.index(b.op_a),
+                    self.ops.index(b.op_b),
+                    self.combiners.index(b.combine),
+                ]
         return tuple(out)
 
     def decode(self, choices: Sequence[int]) -> NASNetArchitecture:
@@ -146,7 +156,7 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
         for start in (0, per_cell):
             blocks = []
             for j in range(self.num_blocks):
-                ia, ib, oa, ob, cb = c[start + 5 * j: start + 5 * j + 5]
+                ia, ib, oa, ob, cb = c[start + 5 * j : start + 5 * j + 5]
                 blocks.append(Block(ia, self.ops[oa], ib, self.ops[ob], self.combiners[cb]))
             cells.append(Cell(tuple(blocks)))
         return NASNetArchitecture(cells[0], cells[1])
@@ -157,8 +167,9 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
             raise ArchitectureError("architecture", f"expected a NASNetArchitecture, got {type(arch).__name__}")
         for cell_name, cell in arch.cells():
             if len(cell.blocks) != self.num_blocks:
-                raise ArchitectureError(f"{cell_name}.blocks",
-                                        f"expected {self.num_blocks} blocks, got {len(cell.blocks)}")
+                raise ArchitectureError(
+                    f"{cell_name}.blocks", f"expected {self.num_blocks} blocks, got {len(cell.blocks)}"
+                )
             for j, b in enumerate(cell.blocks):
                 where = f"{cell_name}.blocks[{j}]"
                 allowed_inputs = list(range(NUM_INPUTS + j))
@@ -186,9 +197,12 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
     def to_json(self, arch: NASNetArchitecture) -> dict[str, Any]:
         out: dict[str, Any] = {"space": "nasnet"}
         for name, cell in arch.cells():
-            c: dict[str, Any] = {"blocks": [
-                {"inputs": [b.input_a, b.input_b], "ops": [b.op_a, b.op_b], "combine": b.combine}
-                for b in cell.blocks]}
+            c: dict[str, Any] = {
+                "blocks": [
+                    {"inputs": [b.input_a, b.input_b], "ops": [b.op_a, b.op_b], "combine": b.combine}
+                    for b in cell.blocks
+                ]
+            }
             if cell.concat is not None:
                 c["concat"] = list(cell.concat)
             out[name] = c
@@ -237,7 +251,7 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
             options = [o for o in self.ops if o != current]
             new = options[int(rng.integers(len(options)))]
             block = replace(block, **({"op_a": new} if half == 0 else {"op_b": new}))
-        blocks = cell.blocks[:j] + (block,) + cell.blocks[j + 1:]
+        blocks = cell.blocks[:j] + (block,) + cell.blocks[j + 1 :]
         return replace(arch, **{cell_name: Cell(blocks)})
 
     # -- networks ------------------------------------------------------------------------------------
@@ -263,8 +277,11 @@ def _cell_from_json(data: Any, name: str) -> Cell:
             inputs, ops = [raw[0], raw[2]], [raw[1], raw[3]]
             combine = raw[4] if len(raw) == 5 else "add"
         else:
-            raise ArchitectureError(where, "expected {'inputs': [a, b], 'ops': [op_a, op_b], 'combine': ...}"
-                                           " or [input_a, op_a, input_b, op_b, combine]")
+            raise ArchitectureError(
+                where,
+                "expected {'inputs': [a, b], 'ops': [op_a, op_b], 'combine': ...}"
+                " or [input_a, op_a, input_b, op_b, combine]",
+            )
         if not isinstance(inputs, list) or len(inputs) != 2:
             raise ArchitectureError(f"{where}.inputs", "expected a list of two state indices")
         if not isinstance(ops, list) or len(ops) != 2:

@@ -75,41 +75,91 @@ NASNET_A = NASNetArchitecture(
 
 AMOEBANET_A = NASNetArchitecture(
     normal=cell_from_pairs(
-        [("avg_pool_3x3", 0), ("max_pool_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_5x5", 2),
-         ("sep_conv_3x3", 0), ("avg_pool_3x3", 3), ("sep_conv_3x3", 1), ("skip_connect", 1),
-         ("skip_connect", 0), ("avg_pool_3x3", 1)],
+        [
+            ("avg_pool_3x3", 0),
+            ("max_pool_3x3", 1),
+            ("sep_conv_3x3", 0),
+            ("sep_conv_5x5", 2),
+            ("sep_conv_3x3", 0),
+            ("avg_pool_3x3", 3),
+            ("sep_conv_3x3", 1),
+            ("skip_connect", 1),
+            ("skip_connect", 0),
+            ("avg_pool_3x3", 1),
+        ],
         [4, 5, 6],
     ),
     reduction=cell_from_pairs(
-        [("avg_pool_3x3", 0), ("sep_conv_3x3", 1), ("max_pool_3x3", 0), ("sep_conv_7x7", 2),
-         ("sep_conv_7x7", 0), ("avg_pool_3x3", 1), ("max_pool_3x3", 0), ("max_pool_3x3", 1),
-         ("conv_7x1_1x7", 0), ("sep_conv_3x3", 5)],
+        [
+            ("avg_pool_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("max_pool_3x3", 0),
+            ("sep_conv_7x7", 2),
+            ("sep_conv_7x7", 0),
+            ("avg_pool_3x3", 1),
+            ("max_pool_3x3", 0),
+            ("max_pool_3x3", 1),
+            ("conv_7x1_1x7", 0),
+            ("sep_conv_3x3", 5),
+        ],
         [3, 4, 6],
     ),
 )
 
 DARTS_V1 = NASNetArchitecture(
     normal=cell_from_pairs(
-        [("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 0), ("sep_conv_3x3", 1),
-         ("skip_connect", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("skip_connect", 2)],
+        [
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 0),
+            ("skip_connect", 0),
+            ("sep_conv_3x3", 1),
+            ("skip_connect", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 0),
+            ("skip_connect", 2),
+        ],
         [2, 3, 4, 5],
     ),
     reduction=cell_from_pairs(
-        [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 0),
-         ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("avg_pool_3x3", 0)],
+        [
+            ("max_pool_3x3", 0),
+            ("max_pool_3x3", 1),
+            ("skip_connect", 2),
+            ("max_pool_3x3", 0),
+            ("max_pool_3x3", 0),
+            ("skip_connect", 2),
+            ("skip_connect", 2),
+            ("avg_pool_3x3", 0),
+        ],
         [2, 3, 4, 5],
     ),
 )
 
 DARTS_V2 = NASNetArchitecture(
     normal=cell_from_pairs(
-        [("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
-         ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
+        [
+            ("sep_conv_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 0),
+            ("sep_conv_3x3", 1),
+            ("sep_conv_3x3", 1),
+            ("skip_connect", 0),
+            ("skip_connect", 0),
+            ("dil_conv_3x3", 2),
+        ],
         [2, 3, 4, 5],
     ),
     reduction=cell_from_pairs(
-        [("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
-         ("max_pool_3x3", 0), ("skip_connect", 2), ("skip_connect", 2), ("max_pool_3x3", 1)],
+        [
+            ("max_pool_3x3", 0),
+            ("max_pool_3x3", 1),
+            ("skip_connect", 2),
+            ("max_pool_3x3", 1),
+            ("max_pool_3x3", 0),
+            ("skip_connect", 2),
+            ("skip_connect", 2),
+            ("max_pool_3x3", 1),
+        ],
         [2, 3, 4, 5],
     ),
 )

@@ -90,12 +90,12 @@ class NB201Cell:
 def parse_arch_str(text: Any) -> tuple[str, ...]:
     """The six ops of a benchmark string, in edge order; errors name the node and edge."""
     if not isinstance(text, str):
-        raise ArchitectureError("arch", f"expected the benchmark string "
-                                        f"'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|', got {text!r}")
+        raise ArchitectureError(
+            "arch", f"expected the benchmark string '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|', got {text!r}"
+        )
     nodes = text.strip().split("+")
     if len(nodes) != NUM_NODES - 1:
-        raise ArchitectureError("arch", f"expected 3 node groups separated by '+', got {len(nodes)} "
-                                        f"in {text!r}")
+        raise ArchitectureError("arch", f"expected 3 node groups separated by '+', got {len(nodes)} in {text!r}")
     ops: dict[tuple[int, int], str] = {}
     for j, group in enumerate(nodes, start=1):
         g = group.strip()
@@ -187,17 +187,35 @@ class NB201Space(SearchSpace[NB201Cell]):
         return replace(arch, **{EDGE_NAMES[k]: options[int(rng.integers(len(options)))]})
 
     # -- networks ----------------------------------------------------------------------------
-    def build(self, arch: NB201Cell, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5,
-              in_channels: int = 3, resolution: int | None = None, **unused: Any) -> NB201Network:
+    def build(
+        self,
+        arch: NB201Cell,
+        num_classes: int = 10,
+        channels: int = 16,
+        cells_per_stage: int = 5,
+        in_channels: int = 3,
+        resolution: int | None = None,
+        **unused: Any,
+    ) -> NB201Network:
         """The benchmark's network: see `NB201Network`. `resolution` is accepted and unused (the
         network pools globally)."""
         if unused:
-            raise ConfigError(f"network.{sorted(unused)[0]}", "unknown option for an nb201 network",
-                              ["num_classes", "channels", "cells_per_stage", "in_channels", "resolution"])
+            raise ConfigError(
+                f"network.{sorted(unused)[0]}",
+                "unknown option for an nb201 network",
+                ["num_classes", "channels", "cells_per_stage", "in_channels", "resolution"],
+            )
         return NB201Network(self.validate(arch), num_classes, channels, cells_per_stage, in_channels)
 
-    def costs(self, arch: NB201Cell, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5,
-              in_channels: int = 3, resolution: int = 32) -> dict[str, int]:
+    def costs(
+        self,
+        arch: NB201Cell,
+        num_classes: int = 10,
+        channels: int = 16,
+        cells_per_stage: int = 5,
+        in_channels: int = 3,
+        resolution: int = 32,
+    ) -> dict[str, int]:
         """Parameters and MACs of `build(arch, ...)` at `resolution`, without building it.
 
         Counted in closed form (the tests check it against `nasforge.profile` on built networks):
@@ -208,7 +226,7 @@ class NB201Space(SearchSpace[NB201Cell]):
         params, macs = base_params, base_macs
         size = resolution
         for stage in range(3):
-            c = channels * 2 ** stage
+            c = channels * 2**stage
             for op in arch.ops:
                 k = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}.get(op)
                 if k:
@@ -218,7 +236,7 @@ class NB201Space(SearchSpace[NB201Cell]):
         return {"params": params, "macs": macs}
 
 
-@functools.lru_cache(maxsize=None)  # at most 5^6 cells
+@functools.cache  # at most 5^6 cells
 def _canonical_form(ops: tuple[str, ...]) -> str:
     nodes: list[list[str]] = [["x"]]
     for j in range(1, NUM_NODES):
@@ -237,8 +255,9 @@ def _canonical_form(ops: tuple[str, ...]) -> str:
     return "+".join(nodes[-1]) or "0"
 
 
-def _base_costs(num_classes: int, channels: int, cells_per_stage: int, in_channels: int,
-                resolution: int) -> tuple[int, int]:
+def _base_costs(
+    num_classes: int, channels: int, cells_per_stage: int, in_channels: int, resolution: int
+) -> tuple[int, int]:
     """Parameters and MACs of everything but the cells' convolutions (convs and the linear layer
     count MACs; BN, pooling and additions do not, as in `nasforge.profile.count_macs`)."""
     c, size = channels, resolution
@@ -259,8 +278,9 @@ class ReLUConvBN(nn.Sequential):
     """ReLU -> kxk conv (no bias) -> BN, the benchmark's ``nor_conv`` unit."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
-        super().__init__(nn.ReLU(), nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False),
-                         nn.BatchNorm2d(out_ch))
+        super().__init__(
+            nn.ReLU(), nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(out_ch)
+        )
 
 
 def make_op(name: str, channels: int) -> nn.Module:
@@ -294,8 +314,7 @@ class NB201CellModule(nn.Module):
 
     def __init__(self, arch: NB201Cell, channels: int):
         super().__init__()
-        self.edges = nn.ModuleList(_Edge(make_op(op, channels), i, j) for (i, j), op in arch.edges()
-                                   if op != "none")
+        self.edges = nn.ModuleList(_Edge(make_op(op, channels), i, j) for (i, j), op in arch.edges() if op != "none")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes: list[torch.Tensor] = [x]
@@ -317,8 +336,9 @@ class ResidualReduction(nn.Module):
         self.conv_a = ReLUConvBN(in_ch, out_ch, 3, stride=2)
         self.conv_b = ReLUConvBN(out_ch, out_ch, 3)
         # ceil_mode keeps the shortcut the same size as conv_a's output for odd sizes too.
-        self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2, ceil_mode=True),
-                                      nn.Conv2d(in_ch, out_ch, 1, bias=False))
+        self.shortcut = nn.Sequential(
+            nn.AvgPool2d(2, stride=2, ceil_mode=True), nn.Conv2d(in_ch, out_ch, 1, bias=False)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
@@ -328,17 +348,21 @@ class NB201Network(nn.Module):
     """Stem (3x3 conv + BN), three stages of `cells_per_stage` cells at `channels`, 2x and 4x
     channels joined by residual reduction blocks, then BN-ReLU, global average pool, linear."""
 
-    def __init__(self, arch: NB201Cell, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5,
-                 in_channels: int = 3):
+    def __init__(
+        self, arch: NB201Cell, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5, in_channels: int = 3
+    ):
         super().__init__()
-        for field, value in (("num_classes", num_classes), ("channels", channels),
-                             ("cells_per_stage", cells_per_stage), ("in_channels", in_channels)):
+        for field, value in (
+            ("num_classes", num_classes),
+            ("channels", channels),
+            ("cells_per_stage", cells_per_stage),
+            ("in_channels", in_channels),
+        ):
             least = 0 if field == "cells_per_stage" else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ConfigError(f"network.{field}", f"must be an integer >= {least}, got {value!r}")
         self.arch = arch
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(channels))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         layers: list[nn.Module] = []
         c = channels
         for stage in range(3):
@@ -356,5 +380,14 @@ class NB201Network(nn.Module):
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 
-__all__ = ["EDGES", "EDGE_NAMES", "NB201Cell", "NB201CellModule", "NB201Network", "NB201Space", "OPS",
-           "ResidualReduction", "parse_arch_str"]
+__all__ = [
+    "EDGES",
+    "EDGE_NAMES",
+    "NB201Cell",
+    "NB201CellModule",
+    "NB201Network",
+    "NB201Space",
+    "OPS",
+    "ResidualReduction",
+    "parse_arch_str",
+]

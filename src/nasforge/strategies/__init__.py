@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from nasforge.spaces.base import SearchSpace
-from nasforge.strategies.base import (STRATEGIES, AskTellStrategy, Exhausted, NotAskedError, PendingAsks, Result, Strategy,
-                                      as_result)
+from nasforge.strategies.base import (
+    STRATEGIES,
+    AskTellStrategy,
+    Exhausted,
+    NotAskedError,
+    PendingAsks,
+    Result,
+    Strategy,
+    as_result,
+)
 from nasforge.strategies.controller import Controller
 from nasforge.strategies.evolution import RegularizedEvolution
 from nasforge.strategies.grid import GridSearch
@@ -26,7 +34,24 @@ def create_strategy(name: str, space: SearchSpace, seed: int = 0, **options: Any
     return STRATEGIES.create(name, space, seed, **options)
 
 
-__all__ = ["AskTellStrategy", "Controller", "Exhausted", "GridSearch", "LocalSearch", "NotAskedError", "PPOStrategy",
-           "PendingAsks", "PolicyGradientStrategy", "PredictorStrategy", "RandomSearch", "RegularizedEvolution",
-           "ReinforceStrategy", "Result", "STRATEGIES", "Strategy", "as_result", "create_strategy",
-           "strategy_options"]
+__all__ = [
+    "AskTellStrategy",
+    "Controller",
+    "Exhausted",
+    "GridSearch",
+    "LocalSearch",
+    "NotAskedError",
+    "PPOStrategy",
+    "PendingAsks",
+    "PolicyGradientStrategy",
+    "PredictorStrategy",
+    "RandomSearch",
+    "RegularizedEvolution",
+    "ReinforceStrategy",
+    "Result",
+    "STRATEGIES",
+    "Strategy",
+    "as_result",
+    "create_strategy",
+    "strategy_options",
+]

@@ -98,13 +98,13 @@ class Strategy(ABC):
 
 # -- shared helpers ----------------------------------------------------------------------------------
 
+
 class RepeatedProposals(Exception):
     """Raised by `ask_new` when the strategy proposed only already-asked architectures `limit` + 1
     times in a row: a converged or tiny search, stopped with a reason instead of looping."""
 
     def __init__(self, limit: int):
-        super().__init__(f"the strategy proposed only architectures already asked in this run "
-                         f"({limit + 1} in a row)")
+        super().__init__(f"the strategy proposed only architectures already asked in this run ({limit + 1} in a row)")
         self.limit = limit
 
 

@@ -36,8 +36,13 @@ class Controller(nn.Module):
             with 0 if None); the global RNG is never used.
     """
 
-    def __init__(self, num_options: Sequence[int], hidden_size: int = 100, init_range: float = 0.1,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        num_options: Sequence[int],
+        hidden_size: int = 100,
+        init_range: float = 0.1,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         num_options = [int(n) for n in num_options]
         if not num_options or any(n < 1 for n in num_options):
@@ -100,8 +105,9 @@ class Controller(nn.Module):
                 x = self.embedding[i, choice]
         return choices, log_prob, entropy
 
-    def sample_batch(self, n: int, generator: torch.Generator | None = None,
-                     temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_batch(
+        self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample `n` independent decision sequences in one pass (no graph is built).
 
         Returns `(choices, log_prob)`: `[n, steps]` option indices and `[n]` summed

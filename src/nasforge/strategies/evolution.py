@@ -34,15 +34,17 @@ class RegularizedEvolution(AskTellStrategy):
     within [10, 100] and S = ceil(P / 4), which gives the paper's P=100, S=25 (Real et al. 2019,
     CIFAR-10 experiments) from 1,000 queries on and NAS-Bench-201's P=10, S=3 (Dong & Yang 2020,
     their REA script) at 100, so evolution always has generations left to evolve; with no
-    budget known (a time budget), the 200-query setting P=20, S=5. Only a P given explicitly can make evolution random search.
+    budget known (a time budget), the 200-query setting P=20, S=5. Only a P given explicitly can
+    make evolution random search.
     The sizes in use are part of the checkpoint, so a resumed run keeps them whatever its budget.
     """
 
     name = "evolution"
     DUPLICATES_PER_STEP = 10
 
-    def __init__(self, space: SearchSpace, seed: int = 0, population_size: int | None = None,
-                 sample_size: int | None = None):
+    def __init__(
+        self, space: SearchSpace, seed: int = 0, population_size: int | None = None, sample_size: int | None = None
+    ):
         super().__init__(space, seed)
         for name, value in (("population_size", population_size), ("sample_size", sample_size)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -55,8 +57,9 @@ class RegularizedEvolution(AskTellStrategy):
         self._population_json: deque[Any] = deque()  # the members' JSON, for cheap checkpoints
 
     @staticmethod
-    def sizes_for(budget: int | None, population_size: int | None = None,
-                  sample_size: int | None = None) -> tuple[int, int]:
+    def sizes_for(
+        budget: int | None, population_size: int | None = None, sample_size: int | None = None
+    ) -> tuple[int, int]:
         """(P, S) for a budget of `budget` queries (None: unknown), keeping the sizes given."""
         if population_size is None:
             population_size = 20 if budget is None else min(100, max(10, int(budget) // 10))
@@ -98,9 +101,13 @@ class RegularizedEvolution(AskTellStrategy):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(population_size=self.population_size, sample_size=self.sample_size,
-                     num_successes=self.num_successes, duplicate_streak=self.duplicate_streak,
-                     population=[[j, r] for j, (_, r) in zip(self._population_json, self.population)])
+        state.update(
+            population_size=self.population_size,
+            sample_size=self.sample_size,
+            num_successes=self.num_successes,
+            duplicate_streak=self.duplicate_streak,
+            population=[[j, r] for j, (_, r) in zip(self._population_json, self.population)],
+        )
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -32,13 +32,21 @@ class GridSearch(AskTellStrategy):
 
     name = "grid"
 
-    def __init__(self, space: SearchSpace, seed: int = 0, architectures: Iterable[Any] | None = None,
-                 values: Mapping[str | int, Sequence[int]] | None = None, deduplicate: bool = True):
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        architectures: Iterable[Any] | None = None,
+        values: Mapping[str | int, Sequence[int]] | None = None,
+        deduplicate: bool = True,
+    ):
         super().__init__(space, seed)
         if architectures is not None and values is not None:
             raise ConfigError("grid", "give either 'architectures' or 'values', not both")
         self.deduplicate = bool(deduplicate)
-        self._architectures = None if architectures is None else [self._parse(a, i) for i, a in enumerate(architectures)]
+        self._architectures = (
+            None if architectures is None else [self._parse(a, i) for i, a in enumerate(architectures)]
+        )
         self._values = None if values is None else self._parse_values(values)
         self._restart(0)
 
@@ -67,8 +75,9 @@ class GridSearch(AskTellStrategy):
             opts = list(options)
             n = decisions[i].num_options
             if not opts or any(isinstance(o, bool) or not isinstance(o, int) or not 0 <= o < n for o in opts):
-                raise ConfigError(f"values[{names[i]}]", f"expected a non-empty list of option indices, got {opts!r}",
-                                  f"0..{n - 1}")
+                raise ConfigError(
+                    f"values[{names[i]}]", f"expected a non-empty list of option indices, got {opts!r}", f"0..{n - 1}"
+                )
             grid[i] = list(dict.fromkeys(opts))
         return grid
 
@@ -124,7 +133,9 @@ class GridSearch(AskTellStrategy):
         return self._peek() is _END
 
     def options(self) -> dict[str, Any]:
-        source = "architectures" if self._architectures is not None else "values" if self._values is not None else "space"
+        source = (
+            "architectures" if self._architectures is not None else "values" if self._values is not None else "space"
+        )
         return {"source": source, "total": self.total, "deduplicate": self.deduplicate}
 
     def _propose(self) -> tuple[Any, Any]:

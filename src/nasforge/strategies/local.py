@@ -81,7 +81,7 @@ class LocalSearch(AskTellStrategy):
             for option in range(decision.num_options):
                 if option == choices[i]:
                     continue
-                changed = choices[:i] + (option,) + choices[i + 1:]
+                changed = choices[:i] + (option,) + choices[i + 1 :]
                 try:
                     k = self.space.key(self.space.decode(changed))
                 except ArchitectureError:  # a space may forbid some combinations of options

@@ -48,18 +48,37 @@ PRESETS: dict[str, dict[str, Any]] = {
     # advantages in reward-independent units, an entropy bonus on that scale. lr, batch_size and
     # entropy_weight were chosen on NAS-Bench-201's 12-epoch validation reward only, on seeds the
     # reported benchmarks do not use (benchmarks/select_presets.py, docs/strategies.md).
-    "default": {"batch_size": 5, "lr": 0.005, "entropy_weight": 0.01, "baseline_decay": 0.95, "hidden_size": 100,
-                "init_range": 0.1, "normalize_advantages": True, "max_grad_norm": None,
-                "epochs": 4, "clip": 0.2},
+    "default": {
+        "batch_size": 5,
+        "lr": 0.005,
+        "entropy_weight": 0.01,
+        "baseline_decay": 0.95,
+        "hidden_size": 100,
+        "init_range": 0.1,
+        "normalize_advantages": True,
+        "max_grad_norm": None,
+        "epochs": 4,
+        "clip": 0.2,
+    },
     # NASNet App. A (Zoph et al. 2018): 20,000 children, PPO minibatches of 20.
-    "nasnet": {"batch_size": 20, "lr": 0.00035, "entropy_weight": 0.00001, "baseline_decay": 0.95,
-               "hidden_size": 100, "init_range": 0.1, "normalize_advantages": False, "max_grad_norm": None,
-               "epochs": 4, "clip": 0.2},
+    "nasnet": {
+        "batch_size": 20,
+        "lr": 0.00035,
+        "entropy_weight": 0.00001,
+        "baseline_decay": 0.95,
+        "hidden_size": 100,
+        "init_range": 0.1,
+        "normalize_advantages": False,
+        "max_grad_norm": None,
+        "epochs": 4,
+        "clip": 0.2,
+    },
 }
 
 
-def _check(name: str, value: Any, kind: type, low: float | None = None, high: float | None = None,
-           low_open: bool = False) -> Any:
+def _check(
+    name: str, value: Any, kind: type, low: float | None = None, high: float | None = None, low_open: bool = False
+) -> Any:
     ok = isinstance(value, (int, float) if kind is float else kind) and not isinstance(value, bool)
     if ok and kind is float:
         ok = math.isfinite(float(value))
@@ -94,10 +113,21 @@ class PolicyGradientStrategy(AskTellStrategy):
     RESAMPLE_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0, 64.0)
     DUPLICATES_PER_TEMPERATURE = 16
 
-    def __init__(self, space: SearchSpace, seed: int = 0, *, preset: str = "default", batch_size: int | None = None,
-                 lr: float | None = None, entropy_weight: float | None = None, baseline_decay: float | None = None,
-                 hidden_size: int | None = None, init_range: float | None = None,
-                 normalize_advantages: bool | None = None, max_grad_norm: float | None = None):
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        *,
+        preset: str = "default",
+        batch_size: int | None = None,
+        lr: float | None = None,
+        entropy_weight: float | None = None,
+        baseline_decay: float | None = None,
+        hidden_size: int | None = None,
+        init_range: float | None = None,
+        normalize_advantages: bool | None = None,
+        max_grad_norm: float | None = None,
+    ):
         super().__init__(space, seed)
         values = _preset(preset)
         self.preset = preset
@@ -116,11 +146,11 @@ class PolicyGradientStrategy(AskTellStrategy):
             raise ConfigError("normalize_advantages", f"must be true or false, got {normalize!r}")
         self.normalize_advantages = normalize
         grad_norm = pick("max_grad_norm", max_grad_norm)
-        self.max_grad_norm = None if grad_norm is None else _check("max_grad_norm", grad_norm, float, 0,
-                                                                   low_open=True)
+        self.max_grad_norm = None if grad_norm is None else _check("max_grad_norm", grad_norm, float, 0, low_open=True)
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.controller = Controller([d.num_options for d in space.decisions], self.hidden_size, self.init_range,
-                                     generator=self.generator)
+        self.controller = Controller(
+            [d.num_options for d in space.decisions], self.hidden_size, self.init_range, generator=self.generator
+        )
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
         self.baseline: float | None = None
         self.buffer: list[list[Any]] = []  # [choices, log-prob at sampling time, reward]
@@ -130,18 +160,25 @@ class PolicyGradientStrategy(AskTellStrategy):
         self.last_update: dict[str, float] = {}
 
     def options(self) -> dict[str, Any]:
-        return {"preset": self.preset, "batch_size": self.batch_size, "lr": self.lr,
-                "entropy_weight": self.entropy_weight, "baseline_decay": self.baseline_decay,
-                "hidden_size": self.hidden_size, "init_range": self.init_range,
-                "normalize_advantages": self.normalize_advantages, "max_grad_norm": self.max_grad_norm}
+        return {
+            "preset": self.preset,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "entropy_weight": self.entropy_weight,
+            "baseline_decay": self.baseline_decay,
+            "hidden_size": self.hidden_size,
+            "init_range": self.init_range,
+            "normalize_advantages": self.normalize_advantages,
+            "max_grad_norm": self.max_grad_norm,
+        }
 
     # -- ask / tell --------------------------------------------------------------------------------------
     def _propose(self) -> tuple[Any, Any]:
         if not self.draws:
-            level = min(self.duplicate_streak // self.DUPLICATES_PER_TEMPERATURE,
-                        len(self.RESAMPLE_TEMPERATURES) - 1)
-            batch, log_probs = self.controller.sample_batch(self.DUPLICATES_PER_TEMPERATURE, self.generator,
-                                                            self.RESAMPLE_TEMPERATURES[level])
+            level = min(self.duplicate_streak // self.DUPLICATES_PER_TEMPERATURE, len(self.RESAMPLE_TEMPERATURES) - 1)
+            batch, log_probs = self.controller.sample_batch(
+                self.DUPLICATES_PER_TEMPERATURE, self.generator, self.RESAMPLE_TEMPERATURES[level]
+            )
             self.draws = [[row, float(lp)] for row, lp in zip(batch.tolist(), log_probs.tolist())]
         row, log_prob = self.draws.pop(0)
         return self.space.decode(row), [row, log_prob]
@@ -237,23 +274,46 @@ class PPOStrategy(PolicyGradientStrategy):
 
     `preset="default"`: minibatch 5, lr 0.005, entropy weight 0.01, standardised advantages:
     made for budgets of a few hundred queries. `preset="nasnet"`: NASNet App. A: lr 0.00035,
-    entropy weight 0.00001, minibatch 20, raw advantages. Both: baseline decay 0.95, 100 LSTM units, init U(-0.1, 0.1) (NASNet),
+    entropy weight 0.00001, minibatch 20, raw advantages. Both: baseline decay 0.95, 100 LSTM units,
+    init U(-0.1, 0.1) (NASNet),
     clip 0.2 (PPO paper), epochs 4 (NASNet gives none; PPO's own Atari setting is 3, MuJoCo 10).
     """
 
     name = "ppo"
 
-    def __init__(self, space: SearchSpace, seed: int = 0, *, preset: str = "default", batch_size: int | None = None,
-                 epochs: int | None = None, clip: float | None = None, lr: float | None = None,
-                 entropy_weight: float | None = None, baseline_decay: float | None = None,
-                 hidden_size: int | None = None, init_range: float | None = None,
-                 normalize_advantages: bool | None = None, max_grad_norm: float | None = None):
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        *,
+        preset: str = "default",
+        batch_size: int | None = None,
+        epochs: int | None = None,
+        clip: float | None = None,
+        lr: float | None = None,
+        entropy_weight: float | None = None,
+        baseline_decay: float | None = None,
+        hidden_size: int | None = None,
+        init_range: float | None = None,
+        normalize_advantages: bool | None = None,
+        max_grad_norm: float | None = None,
+    ):
         values = _preset(preset)
         self.epochs = _check("epochs", values["epochs"] if epochs is None else epochs, int, 1)
         self.clip = _check("clip", values["clip"] if clip is None else clip, float, 0, low_open=True)
-        super().__init__(space, seed, preset=preset, batch_size=batch_size, lr=lr, entropy_weight=entropy_weight,
-                         baseline_decay=baseline_decay, hidden_size=hidden_size, init_range=init_range,
-                         normalize_advantages=normalize_advantages, max_grad_norm=max_grad_norm)
+        super().__init__(
+            space,
+            seed,
+            preset=preset,
+            batch_size=batch_size,
+            lr=lr,
+            entropy_weight=entropy_weight,
+            baseline_decay=baseline_decay,
+            hidden_size=hidden_size,
+            init_range=init_range,
+            normalize_advantages=normalize_advantages,
+            max_grad_norm=max_grad_norm,
+        )
 
     def options(self) -> dict[str, Any]:
         return {**super().options(), "epochs": self.epochs, "clip": self.clip}

@@ -30,8 +30,7 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _check_positive(name: str, value: Any) -> float:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or value <= 0):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ConfigError(name, f"must be a number > 0, got {value!r}")
     return float(value)
 
@@ -43,11 +42,17 @@ def _check_positive(name: str, value: Any) -> float:
 # and torch.optim's per-operation overhead costs more than the arithmetic (measured: about half of
 # a fit step on the 6x5 toy space), and a fit runs with every refit of a search.
 
+
 def init_ensemble(members: int, inputs: int, hidden: int, generator: torch.Generator) -> list[torch.Tensor]:
     """Weights `[W1, b1, W2, b2, W3, b3]`, uniform in +-1/sqrt(fan_in) as `torch.nn.Linear` draws them."""
-    shapes = [((members, inputs, hidden), inputs), ((members, 1, hidden), inputs),
-              ((members, hidden, hidden), hidden), ((members, 1, hidden), hidden),
-              ((members, hidden, 1), hidden), ((members, 1, 1), hidden)]
+    shapes = [
+        ((members, inputs, hidden), inputs),
+        ((members, 1, hidden), inputs),
+        ((members, hidden, hidden), hidden),
+        ((members, 1, hidden), hidden),
+        ((members, hidden, 1), hidden),
+        ((members, 1, 1), hidden),
+    ]
     return [(torch.rand(shape, generator=generator) * 2.0 - 1.0) / math.sqrt(fan_in) for shape, fan_in in shapes]
 
 
@@ -61,8 +66,9 @@ def ensemble_forward(weights: list[torch.Tensor], x: torch.Tensor) -> torch.Tens
     return torch.baddbmm(b3, h, w3).squeeze(-1)
 
 
-def ensemble_gradients(weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                       out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+def ensemble_gradients(
+    weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, out: list[torch.Tensor] | None = None
+) -> list[torch.Tensor]:
     """Gradients of each member's mean squared error on (x (E, n, D), y (E, n)), members summed.
 
     Written into `out` (tensors shaped like `weights`) when it is given.
@@ -88,13 +94,20 @@ def _flat(tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]
     buffer = torch.cat([t.reshape(-1) for t in tensors])
     views, start = [], 0
     for t in tensors:
-        views.append(buffer[start:start + t.numel()].view(t.shape))
+        views.append(buffer[start : start + t.numel()].view(t.shape))
         start += t.numel()
     return buffer, views
 
 
-def fit_ensemble(weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, steps: int, lr: float,
-                 generator: torch.Generator, batch: int) -> None:
+def fit_ensemble(
+    weights: list[torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    lr: float,
+    generator: torch.Generator,
+    batch: int,
+) -> None:
     """`steps` Adam steps (Kingma & Ba's defaults besides `lr`) on every member at once, in place.
 
     Up to `batch` results every step is full-batch; beyond, each member draws its own minibatch of
@@ -117,13 +130,14 @@ def fit_ensemble(weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, 
         ensemble_gradients(views, xs, ys, grad_views)
         m.lerp_(grad, 1.0 - beta1)
         v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-        torch.sqrt(v, out=denom).div_(math.sqrt(1.0 - beta2 ** t)).add_(eps)
-        params.addcdiv_(m, denom, value=-lr / (1.0 - beta1 ** t))
+        torch.sqrt(v, out=denom).div_(math.sqrt(1.0 - beta2**t)).add_(eps)
+        params.addcdiv_(m, denom, value=-lr / (1.0 - beta1**t))
     for w, view in zip(weights, views):
         w.copy_(view)
 
 
 # -- the strategy ------------------------------------------------------------------------------------------
+
 
 @STRATEGIES.register("predictor")
 class PredictorStrategy(AskTellStrategy):
@@ -165,9 +179,18 @@ class PredictorStrategy(AskTellStrategy):
     #: draws of `space.sample` tried for an architecture not asked before
     FRESH_TRIES = 100
 
-    def __init__(self, space: SearchSpace, seed: int = 0, num_init: int = 10, batch_size: int = 10,
-                 ensemble_size: int = 5, num_candidates: int = 100, num_parents: int = 10, epochs: int = 50,
-                 lr: float = 0.01):
+    def __init__(
+        self,
+        space: SearchSpace,
+        seed: int = 0,
+        num_init: int = 10,
+        batch_size: int = 10,
+        ensemble_size: int = 5,
+        num_candidates: int = 100,
+        num_parents: int = 10,
+        epochs: int = 50,
+        lr: float = 0.01,
+    ):
         super().__init__(space, seed)
         self.num_init = _check_int("num_init", num_init, 0)
         self.batch_size = _check_int("batch_size", batch_size, 1)
@@ -192,9 +215,15 @@ class PredictorStrategy(AskTellStrategy):
         self._encoded = torch.zeros(0, self._width)  # one-hot rows of data_choices (a cache)
 
     def options(self) -> dict[str, Any]:
-        return {"num_init": self.num_init, "batch_size": self.batch_size, "ensemble_size": self.ensemble_size,
-                "num_candidates": self.num_candidates, "num_parents": self.num_parents, "epochs": self.epochs,
-                "lr": self.lr}
+        return {
+            "num_init": self.num_init,
+            "batch_size": self.batch_size,
+            "ensemble_size": self.ensemble_size,
+            "num_candidates": self.num_candidates,
+            "num_parents": self.num_parents,
+            "epochs": self.epochs,
+            "lr": self.lr,
+        }
 
     # -- the predictor -----------------------------------------------------------------------------------
     def one_hot(self, choices: list[tuple[int, ...]] | list[list[int]]) -> torch.Tensor:
@@ -207,7 +236,7 @@ class PredictorStrategy(AskTellStrategy):
     def _fit(self) -> None:
         n = len(self.data_choices)
         if self._encoded.shape[0] < n:
-            self._encoded = torch.cat([self._encoded, self.one_hot(self.data_choices[self._encoded.shape[0]:])])
+            self._encoded = torch.cat([self._encoded, self.one_hot(self.data_choices[self._encoded.shape[0] :])])
         rewards = torch.tensor(self.data_rewards, dtype=torch.float32)
         mean = float(rewards.mean())
         std = float(rewards.std(unbiased=False)) if n > 1 else 0.0
@@ -215,8 +244,9 @@ class PredictorStrategy(AskTellStrategy):
         self.reward_scale = (mean, std)
         if self.weights is None:
             self.weights = init_ensemble(self.ensemble_size, self._width, self.HIDDEN, self.generator)
-        fit_ensemble(self.weights, self._encoded, (rewards - mean) / std, self.epochs, self.lr, self.generator,
-                     self.FIT_BATCH)
+        fit_ensemble(
+            self.weights, self._encoded, (rewards - mean) / std, self.epochs, self.lr, self.generator, self.FIT_BATCH
+        )
         self.new_since_fit = 0
         self.num_fits += 1
 
@@ -243,7 +273,7 @@ class PredictorStrategy(AskTellStrategy):
 
     def _candidates(self) -> list[tuple[int, ...]]:
         rewards = np.asarray(self.data_rewards)
-        top = np.argsort(-rewards, kind="stable")[:self.num_parents].tolist()
+        top = np.argsort(-rewards, kind="stable")[: self.num_parents].tolist()
         parents = [self.space.decode(self.data_choices[i]) for i in top]
         num_random = int(self.num_candidates * self.RANDOM_FRACTION)
         seen: set[str] = set()
@@ -271,7 +301,7 @@ class PredictorStrategy(AskTellStrategy):
             return []
         mean, std = self._predict(candidates)
         score = mean + std * self.rng.standard_normal(len(candidates))
-        return [candidates[i] for i in np.argsort(-score, kind="stable")[:self.batch_size].tolist()]
+        return [candidates[i] for i in np.argsort(-score, kind="stable")[: self.batch_size].tolist()]
 
     # -- ask / tell --------------------------------------------------------------------------------------
     def _propose(self) -> tuple[Any, Any]:
