@@ -43,7 +43,7 @@ def test_models_pattern(capsys):
 
 
 def test_the_export_help_names_every_format():
-    from nasforge.cli.train import EXPORT_FORMAT_NAMES
+    from nasforge.cli.export import EXPORT_FORMAT_NAMES
     from nasforge.export import EXPORT_FORMATS
 
     assert EXPORT_FORMAT_NAMES == EXPORT_FORMATS

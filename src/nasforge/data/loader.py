@@ -140,6 +140,14 @@ def default_augment(splits: DataSplits) -> Augment:
     return Augment(crop_padding=r // 8 if r >= 16 else 1, flip=splits.in_channels == 3)
 
 
+def augmentation(splits: DataSplits, augment: bool = True, cutout: int = 0) -> Augment | None:
+    """The training augmentation: `default_augment` (when `augment`) plus cutout of `cutout` px."""
+    if not augment and not cutout:
+        return None
+    base = default_augment(splits) if augment else Augment()
+    return Augment(base.crop_padding, base.flip, cutout)
+
+
 def batches(
     split: Split,
     batch_size: int,

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from nasforge.data.datasets import load_dataset
-from nasforge.data.loader import Augment, DataSplits, default_augment, make_splits
+from nasforge.data.loader import Augment, DataSplits, augmentation, make_splits
 from nasforge.errors import ConfigError
 from nasforge.evaluators.base import EVALUATORS, Evaluation, Evaluator, Fidelity, Metrics
 from nasforge.evaluators.training import TrainConfig, train_model
@@ -147,10 +147,7 @@ class ProxyTrainer(DataEvaluator):
         }
 
     def augmentation(self, splits: DataSplits) -> Augment | None:
-        if not self.augment and not self.cutout:
-            return None
-        base = default_augment(splits) if self.augment else Augment()
-        return Augment(base.crop_padding, base.flip, self.cutout)
+        return augmentation(splits, self.augment, self.cutout)
 
     supports_fidelity = True
 
