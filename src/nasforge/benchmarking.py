@@ -45,7 +45,7 @@ from nasforge.evaluators.table import (
 )
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies import Exhausted, Result, create_strategy
-from nasforge.strategies.base import RepeatedProposals, ask_new
+from nasforge.strategies.base import AskTellStrategy, RepeatedProposals, ask_new
 
 #: `--table` shortcuts: the shared tables, with their space and the columns the benchmark's own
 #: protocol uses (NB201: reward 12-epoch validation, report 200-epoch test). NAS-Bench-Macro has
@@ -206,6 +206,7 @@ class BenchTable:
         """What the strategy is told: the reward as a fraction for percent tables, or a failure."""
         if not hit.ok:
             return Result.failure(hit.error or "lookup failed")
+        assert hit.reward is not None  # an ok lookup has its reward
         return Result.ok(hit.reward / self.scale)
 
 
@@ -261,6 +262,8 @@ def run_seed_budgets(
         raise ConfigError("duplicates", f"unknown mode {duplicates!r}", list(DUPLICATE_MODES))
     space = table.space
     searcher = create_strategy(strategy, space, seed=seed, **dict(options or {}))
+    if not isinstance(searcher, AskTellStrategy):  # the seed's result counts the strategy's asks
+        raise ConfigError("strategy", f"{strategy!r} is not an ask/tell strategy: its asks cannot be counted")
     marks = sorted(set(int(b) for b in budgets))
     clock = time.perf_counter
     own = 0.0
@@ -308,8 +311,10 @@ def run_seed_budgets(
         keys.add(key)
         if not hit.ok:
             failures += 1
-        elif best is None or hit.reward > best[0]:
-            best = (hit.reward, arch, hit.report, q + 1)
+        else:
+            assert hit.reward is not None and hit.report is not None  # an ok lookup has both
+            if best is None or hit.reward > best[0]:
+                best = (hit.reward, arch, hit.report, q + 1)
         if asked in marks:
             out[asked] = snapshot()
     final = snapshot()

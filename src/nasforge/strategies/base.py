@@ -231,8 +231,11 @@ class AskTellStrategy(Strategy):
             self.num_duplicates += 1
         elif result.failed:
             self.num_failed += 1
-        elif self._best is None or result.reward > self._best[1]:
-            self._best = (arch, float(result.reward))
+        else:
+            reward = result.reward
+            assert reward is not None  # not failed
+            if self._best is None or reward > self._best[1]:
+                self._best = (arch, float(reward))
         self._learn(arch, payload, result)
 
     @property

@@ -17,6 +17,7 @@ and stay zero: the model is exactly "one head and one table per step".
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -35,6 +36,8 @@ class Controller(nn.Module):
         generator: the `torch.Generator` the initial weights are drawn from (a fresh one seeded
             with 0 if None); the global RNG is never used.
     """
+
+    mask: torch.Tensor  # a buffer: [steps, width], True where an option exists
 
     def __init__(
         self,
@@ -150,7 +153,12 @@ class Controller(nn.Module):
     def _cell(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """One step of `self.lstm` (the same weights), without nn.LSTM's per-call overhead."""
         lstm = self.lstm
-        return torch.lstm_cell(x, state, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+        # nn.LSTM's per-layer parameters are registered by name, so mypy sees only Module.__getattr__
+        weights = cast(
+            tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+            (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0),
+        )
+        return torch.lstm_cell(x, state, *weights)
 
     def log_prob(self, choices: torch.Tensor | Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Re-evaluate a batch of decision sequences (shape `[B, steps]`) under the current policy.

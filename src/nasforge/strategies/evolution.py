@@ -4,6 +4,7 @@ Architecture Search", Algorithm 1."""
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 from nasforge.errors import ConfigError
@@ -92,6 +93,7 @@ class RegularizedEvolution(AskTellStrategy):
         self.duplicate_streak = self.duplicate_streak + 1 if result.duplicate else 0
         if result.failed:
             return
+        assert result.reward is not None  # not failed
         self.population.append((arch, result.reward))
         self._population_json.append(self.space.to_json(arch))
         self.num_successes += 1
@@ -110,7 +112,7 @@ class RegularizedEvolution(AskTellStrategy):
         )
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.population_size = int(state.get("population_size", self.population_size))
         self.sample_size = int(state.get("sample_size", self.sample_size))

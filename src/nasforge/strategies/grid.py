@@ -142,6 +142,7 @@ class GridSearch(AskTellStrategy):
         arch = self._peek()
         if arch is _END:
             raise Exhausted(f"grid search: all {self.num_asked} architectures of the grid have been proposed")
+        assert self._peeked is not None  # set by _peek
         self._position = self._peeked[1]
         self._peeked = None
         if self.deduplicate:
@@ -156,6 +157,6 @@ class GridSearch(AskTellStrategy):
         state.update(position=self._position)
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self._restart(int(state["position"]))

@@ -8,6 +8,7 @@ a strategy that cannot beat it is not learning more than the landscape's smoothn
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from nasforge.errors import ArchitectureError, ConfigError
@@ -120,7 +121,9 @@ class LocalSearch(AskTellStrategy):
 
     def _start(self) -> None:
         """The first climb starts at the best result so far."""
-        arch, reward = self.best()
+        best = self.best()
+        assert best is not None  # called only once a result has succeeded
+        arch, reward = best
         self._climb_from(tuple(self.space.encode(arch)), self.space.key(arch), reward)
 
     # -- ask / tell ----------------------------------------------------------------------------------------
@@ -167,6 +170,7 @@ class LocalSearch(AskTellStrategy):
             if key not in self.memory:
                 self.dead[key] = None
             return
+        assert result.reward is not None  # not failed
         reward = float(result.reward)
         self.memory[key] = reward
         self.dead.pop(key, None)
@@ -194,7 +198,7 @@ class LocalSearch(AskTellStrategy):
         )
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.memory = {str(k): float(r) for k, r in state["memory"].items()}
         self.dead = dict.fromkeys(str(k) for k in state["dead"])

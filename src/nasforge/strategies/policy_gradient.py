@@ -33,6 +33,7 @@ docs/strategies.md for the measurements behind it), and "nasnet", the paper's se
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -193,6 +194,7 @@ class PolicyGradientStrategy(AskTellStrategy):
         self.draws = []
         if result.failed:
             return
+        assert result.reward is not None  # not failed
         choices, old_log_prob = payload
         self.buffer.append([list(choices), float(old_log_prob), float(result.reward)])
         if len(self.buffer) >= self.batch_size:
@@ -247,7 +249,7 @@ class PolicyGradientStrategy(AskTellStrategy):
         )
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.generator.set_state(state["torch_rng"].clone())
         self.controller.load_state_dict(state["controller"])

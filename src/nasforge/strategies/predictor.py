@@ -13,6 +13,7 @@ works for any space through its decision sequence.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -258,6 +259,7 @@ class PredictorStrategy(AskTellStrategy):
         return mean * self.reward_scale[1] + self.reward_scale[0], std * self.reward_scale[1]
 
     def _predict(self, choices: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray]:
+        assert self.weights is not None  # callers fit first
         out = ensemble_forward(self.weights, self.one_hot(choices)).double().numpy()  # (E, n)
         return out.mean(0), out.std(0)
 
@@ -317,12 +319,14 @@ class PredictorStrategy(AskTellStrategy):
                 key = self.space.key(arch)
         if arch is None:  # still initial, or nothing new left (a tiny space)
             arch, key = self._fresh()
+        assert key is not None  # set with arch
         self.asked[key] = None
         return arch, None
 
     def _learn(self, arch: Any, payload: Any, result: Result) -> None:
         if result.failed:
             return
+        assert result.reward is not None  # not failed
         self.data_choices.append(tuple(self.space.encode(arch)))
         self.data_rewards.append(float(result.reward))
         self.new_since_fit += 1
@@ -344,7 +348,7 @@ class PredictorStrategy(AskTellStrategy):
         )
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.generator.set_state(state["torch_rng"].clone())
         self.data_choices = [tuple(map(int, c)) for c in state["data_choices"]]
