@@ -117,7 +117,8 @@ def search_network(cfg: PipelineConfig) -> dict[str, Any]:
     it has them (NASNet's N and F)."""
     from nasforge.spaces import SPACES
 
-    network = dict(SPACES[cfg.space].proxy_network)
+    # a space may be registered as a factory function, which has no proxy_network (as in train.py)
+    network = dict(getattr(SPACES[cfg.space], "proxy_network", {}))
     if "num_cells" in network and "num_filters" in network:
         network.update(num_cells=cfg.setting("cells"), num_filters=cfg.setting("filters"))
     return network

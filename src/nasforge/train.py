@@ -63,12 +63,14 @@ def _from_run(path: Path) -> dict[str, Any]:
     if not best:
         raise ConfigError("run", f"{path} has no finished trial to train (its best architecture is taken)")
     trial = best[0]
-    space_cfg = config.get("space") if isinstance(config.get("space"), dict) else {}
+    raw_space = config.get("space")
+    space_cfg: dict[str, Any] = raw_space if isinstance(raw_space, dict) else {}
     space = None
     if space_cfg.get("name") in SPACES:
         options = space_cfg.get("options") if "class" not in space_cfg else None
         space = {"name": space_cfg["name"], "options": dict(options or {})}
-    evaluator = config.get("evaluator") if isinstance(config.get("evaluator"), dict) else {}
+    raw_evaluator = config.get("evaluator")
+    evaluator: dict[str, Any] = raw_evaluator if isinstance(raw_evaluator, dict) else {}
     opts: dict[str, Any] = {}
     if evaluator.get("name") == "proxy":
         opts = evaluator["options"] if isinstance(evaluator.get("options"), dict) else evaluator
@@ -194,9 +196,9 @@ def make_plan(
         network.pop(key, None)
     train = dict(src.get("train") or {})
     train["epochs"] = epochs if epochs is not None else DEFAULT_EPOCHS
-    for key, value in (("batch_size", batch_size), ("lr", lr), ("device", device)):
-        if value is not None:
-            train[key] = value
+    for key, setting in (("batch_size", batch_size), ("lr", lr), ("device", device)):
+        if setting is not None:
+            train[key] = setting
     train_config_from(train)  # validate now, before loading any data
     data = {**DATA_OPTIONS, **(src.get("data") or {})}
     if resolution is not None:

@@ -93,7 +93,10 @@ def make_splits(
         val_idx = val_idx[_stratified_take(y[val_idx], val_size, rng)]
     train = Split(dataset.x[train_idx], dataset.y[train_idx])
     val = Split(dataset.x[val_idx], dataset.y[val_idx])
-    test = Split(dataset.x_test, dataset.y_test) if dataset.x_test is not None else None
+    test = None
+    if dataset.x_test is not None:
+        assert dataset.y_test is not None  # test images come with their labels
+        test = Split(dataset.x_test, dataset.y_test)
     pixels = train.x.float().div_(255)
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
     std = tuple(pixels.std(dim=(0, 2, 3), correction=0).clamp_min(1e-3).tolist())
@@ -199,7 +202,10 @@ def with_test_set(
         data = load_dataset(spec)
     except DatasetError as exc:
         raise ConfigError(field, f"cannot load {spec!r}: {exc}") from None
-    x, y = (data.x_test, data.y_test) if data.x_test is not None else (data.x, data.y)
+    x, y = data.x, data.y
+    if data.x_test is not None:
+        assert data.y_test is not None  # test images come with their labels
+        x, y = data.x_test, data.y_test
     of = f" of the training data{f' ({train_spec})' if train_spec else ''}"
     if data.num_classes != splits.num_classes:
         raise ConfigError(field, f"{spec} has {data.num_classes} classes, not the {splits.num_classes}{of}")

@@ -24,7 +24,7 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from nasforge.errors import ConfigError
 from nasforge.registry import Registry
@@ -49,6 +49,10 @@ def _metric_name(field: str, value: Any) -> str:
     return value
 
 
+@overload
+def _number(field: str, value: Any, positive: bool = False, allow_none: Literal[False] = False) -> float: ...
+@overload
+def _number(field: str, value: Any, positive: bool = False, *, allow_none: bool) -> float | None: ...
 def _number(field: str, value: Any, positive: bool = False, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None

@@ -12,7 +12,7 @@ import io
 import time
 from dataclasses import fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, overload
 
 import torch
 
@@ -151,6 +151,14 @@ class ProxyTrainer(DataEvaluator):
 
     supports_fidelity = True
 
+    @overload
+    def evaluate(self, space: SearchSpace, arch: Any, seed: int, fidelity: None = None) -> Metrics: ...
+    @overload
+    def evaluate(self, space: SearchSpace, arch: Any, seed: int, fidelity: Fidelity) -> Evaluation: ...
+    @overload
+    def evaluate(
+        self, space: SearchSpace, arch: Any, seed: int, fidelity: Fidelity | None = None
+    ) -> Metrics | Evaluation: ...
     def evaluate(
         self, space: SearchSpace, arch: Any, seed: int, fidelity: Fidelity | None = None
     ) -> Metrics | Evaluation:

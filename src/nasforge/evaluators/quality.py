@@ -133,7 +133,8 @@ def check_evaluator(
     evaluator's reward metric)."""
     table = read_table(table_path)
     truth = table.numeric(table.require(truth_column, "truth_column"), "truth_column")
-    metric = metric or getattr(evaluator, "reward_metric", "val_accuracy")
+    reward_metric: str = getattr(evaluator, "reward_metric", "val_accuracy")
+    metric = metric or reward_metric
     rows = sample_rows(table, sample, seed)
     archs = row_architectures(space, table, rows, arch_column)
     config = evaluator.config() if hasattr(evaluator, "config") else {"name": type(evaluator).__name__}

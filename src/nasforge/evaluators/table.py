@@ -28,7 +28,7 @@ import threading
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -162,6 +162,12 @@ def arch_id(space: SearchSpace, arch: Any) -> str:
     if isinstance(data, dict) and isinstance(data.get("arch"), str):
         return data["arch"]
     return json.dumps(data, sort_keys=True)
+
+
+class _CostedSpace(Protocol):
+    """A space that counts an architecture's costs without building it (as `NB201Space.costs`)."""
+
+    def costs(self, arch: Any) -> Mapping[str, float]: ...
 
 
 def _space_name(space: Any) -> str:
@@ -376,10 +382,12 @@ class TableEvaluator(Evaluator):
 
     def _raw_index(self, table: Table) -> dict[str, int]:
         ids = self._ids
+        assert ids is not None  # `table` came from load()
         return table.index(("raw", ids.columns), lambda t: {ids.raw(t, k): k for k in range(len(t))})
 
     def _parsed_index(self, table: Table) -> dict[str, int]:
         ids, space = self._ids, self.space
+        assert ids is not None  # `table` came from load()
         return table.index(
             ("parsed", ids.columns, _space_name(space)),
             lambda t: {arch_id(space, ids.parse(t, k)): k for k in range(len(t))},
@@ -387,6 +395,7 @@ class TableEvaluator(Evaluator):
 
     def _key_index(self, table: Table) -> dict[str, int]:
         ids, space = self._ids, self.space
+        assert ids is not None  # `table` came from load()
 
         def build(t: Table) -> dict[str, int]:
             out: dict[str, int] = {}
@@ -407,6 +416,7 @@ class TableEvaluator(Evaluator):
         if k is None and self.match_key:
             k = self._key_index(table).get(space.key(arch))
         if k is None:
+            assert self._ids is not None  # set by load()
             raise ArchitectureNotInTable(
                 str(table.path),
                 f"architecture {ident} is not in the table ({len(table)} rows, column {'/'.join(self._ids.columns)})",
@@ -457,11 +467,15 @@ class TableEvaluator(Evaluator):
         column = column or self.reward_column
         values = self.load().numeric(column, "column")
         k = int(np.argmax(values))
-        return self._ids.parse(self.load(), k), float(values[k])
+        table = self.load()
+        assert self._ids is not None  # set by load()
+        return self._ids.parse(table, k), float(values[k])
 
     def architectures(self) -> list[Any]:
         table = self.load()
-        return [self._ids.parse(table, k) for k in range(len(table))]
+        ids = self._ids
+        assert ids is not None  # set by load()
+        return [ids.parse(table, k) for k in range(len(table))]
 
 
 def _resolve_space(space: SearchSpace | str | None, default: str | None = None) -> SearchSpace:
@@ -550,8 +564,9 @@ class NB201Table(TableEvaluator):
         return metrics
 
     def static_metrics(self, space: SearchSpace | None, arch: Any) -> dict[str, float]:
-        space = self._space_for(space)
-        return {k: float(v) for k, v in space.costs(arch).items()}
+        # the 'nb201' space (checked by name in __init__ and _space_for) counts costs without building
+        costed = cast(_CostedSpace, self._space_for(space))
+        return {k: float(v) for k, v in costed.costs(arch).items()}
 
 
 @EVALUATORS.register("macro")

@@ -47,7 +47,7 @@ _WEIGHTED = (nn.Conv2d, nn.Linear)
 _RECTIFIERS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.GELU, nn.LeakyReLU)
 
 
-def _weighted_layers(model: nn.Module) -> list[nn.Module]:
+def _weighted_layers(model: nn.Module) -> list[nn.Conv2d | nn.Linear]:
     return [m for m in model.modules() if isinstance(m, _WEIGHTED)]
 
 

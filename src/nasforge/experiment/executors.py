@@ -130,6 +130,7 @@ def _run_inline(handle: Handle, fn: Callable[..., Any], args: tuple, timeout: fl
                 raise _CallTimeout()
 
         old_handler = signal.signal(signal.SIGALRM, on_alarm)
+        assert timeout is not None  # use_alarm needs a timeout
         signal.setitimer(signal.ITIMER_REAL, float(timeout))
     try:
         value = fn(*args)
@@ -378,7 +379,8 @@ class ProcessExecutor(QueuedExecutor):
 
     def _launch(self, handle: Handle, fn: Callable[..., Any], args: tuple, timeout: float | None) -> None:
         recv_conn, send_conn = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(
+        # typeshed types get_context(str) as a BaseContext; every start method's context has Process
+        process = self._ctx.Process(  # type: ignore[attr-defined]
             target=_child_main, args=(send_conn, os.getpid(), fn, args), name=f"nasforge-worker-{handle.id}"
         )
         started = time.time()

@@ -63,7 +63,8 @@ from nasforge.experiment.executors import Executor, Handle, Outcome, create_exec
 from nasforge.experiment.prescreen import PreScreen
 from nasforge.experiment.scheduler import Decision, Job, Scheduler
 from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, RungResult, Store, TrialRecord
-from nasforge.strategies.base import Exhausted, RepeatedProposals, Result, ask_new
+from nasforge.spaces.base import SearchSpace
+from nasforge.strategies.base import Exhausted, RepeatedProposals, Result, Strategy, ask_new
 
 VAL_PREFIXES = ("val_", "val")
 
@@ -86,10 +87,14 @@ def trial_seed(run_seed: int, trial_id: int, failures: int = 0) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0]) & 0x7FFFFFFF
 
 
-def evaluate_architecture(evaluator: Any, space: Any, arch: Any, seed: int, fidelity: Fidelity | None = None) -> Any:
+def evaluate_architecture(
+    evaluator: Any, space: SearchSpace, arch: Any, seed: int, fidelity: Fidelity | None = None
+) -> Any:
     """What an executor runs for one trial (module level, so worker processes can unpickle it)."""
     evaluate = getattr(evaluator, "evaluate", None)
     if fidelity is not None:
+        if evaluate is None:
+            raise TypeError(f"{evaluator!r} has no evaluate method to take a fidelity")
         return evaluate(space, arch, seed, fidelity=fidelity)
     if evaluate is not None:
         return evaluate(space, arch, seed)
@@ -212,6 +217,7 @@ class _ProgressView:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+        total: float | None
         if self.budget.max_trials is not None:
             total = self.budget.max_trials
         elif self.budget.max_cost is not None:
@@ -300,8 +306,8 @@ class Experiment:
 
     def __init__(
         self,
-        space: Any,
-        strategy: Any,
+        space: SearchSpace,
+        strategy: Strategy,
         evaluator: Any,
         objective: Any = None,
         run_dir: str | os.PathLike | None = None,
@@ -525,7 +531,7 @@ class Experiment:
     def _cost_of(metrics: Mapping[str, Any] | None) -> float:
         if not metrics:
             return 0.0
-        value = metrics.get("cost_seconds")
+        value: Any = metrics.get("cost_seconds")  # float(None) raises TypeError too
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -744,6 +750,7 @@ class Experiment:
                 told.append((d.trial, True, None))
                 continue
             latest = row if row is not None and d.trial == row.trial_id else record
+            assert latest.reward is not None  # stopped, not failed: it has its reward
             self.strategy.tell(arch, Result.ok(latest.reward, latest.metrics or {}))
             finished.append((d.trial, "done", None))
             told.append((d.trial, False, latest.reward))
@@ -801,8 +808,8 @@ class Experiment:
             )
         for t in later:
             if t.reused_from is not None:
-                leader = next(a for a in self._active.values() if a.id == t.reused_from)
-                leader.followers.append((t.id, self.space.from_json(t.arch)))
+                leading = next(a for a in self._active.values() if a.id == t.reused_from)
+                leading.followers.append((t.id, self.space.from_json(t.arch)))
 
     def _recover_scheduled(self) -> None:
         """Re-run the jobs that were running, at the rung they were training to, in queue order;
@@ -859,6 +866,7 @@ class Experiment:
             self._exhausted = True
             self.stop_reason = "the strategy has nothing left to propose" if isinstance(exc, Exhausted) else str(exc)
             if job is not None:
+                assert self.scheduler is not None  # jobs come from the scheduler
                 self.scheduler.cancel(job)
             return
         extra = None
@@ -887,6 +895,7 @@ class Experiment:
                 self._unresolved += 1
                 return
         if self.limit_check is not None:
+            error: str | None
             try:
                 reason = self.limit_check(arch)
             except NasforgeError as exc:
@@ -897,7 +906,9 @@ class Experiment:
                 error = None
             if reason is not None or error is not None:
                 message = f"rejected: {reason}" if reason is not None else error
+                assert message is not None  # a reason or an error
                 if job is not None:
+                    assert self.scheduler is not None  # jobs come from the scheduler
                     self.scheduler.cancel(job)
                 self.strategy.tell(arch, Result.failure(message))
                 tid = self.store.add_trial(
@@ -912,6 +923,7 @@ class Experiment:
                 self._after_finish(tid, failed=True, metrics=None, reward=None, reused=False)
                 return
         if job is not None:  # trial ids are 1..n in asking order, so this one's is known now
+            assert self.scheduler is not None  # jobs come from the scheduler
             self.scheduler.started(self.total_trials, job)
         tid = self.store.add_trial(
             arch_json,
@@ -967,6 +979,7 @@ class Experiment:
         """Tell `arch` the stored result of `source`; record it (new trial or waiting follower)."""
         origin = source.reused_from if source.reused_from is not None else source.id
         if source.status == "done":
+            assert source.reward is not None  # a done trial has its reward
             self.strategy.tell(arch, Result.ok(source.reward, source.metrics or {}))
             fields: dict[str, Any] = {"metrics": source.metrics, "reward": source.reward}
             status = "done"
@@ -976,6 +989,7 @@ class Experiment:
             status = "failed"
         checkpoint = self._checkpoint("tell")
         if tid is None:
+            assert key is not None  # a new trial comes with its key
             tid = self.store.add_trial(
                 arch_json,
                 key,
@@ -1032,7 +1046,7 @@ class Experiment:
         error = outcome.error
         value, state = outcome.value, None
         if isinstance(value, Evaluation):
-            value, state = value.metrics, value.state
+            state, value = value.state, value.metrics
         if error is None:
             metrics, reward, error = self._score(value)
         if active.extra:
@@ -1060,6 +1074,7 @@ class Experiment:
                 checkpoint=self._checkpoint("tell"),
             )
         else:
+            assert reward is not None  # scored without error
             self.strategy.tell(active.arch, Result.ok(reward, metrics))
             self.store.finish_trial(
                 active.id,

@@ -766,6 +766,7 @@ class Store:
                     queued,
                 ),
             )
+            assert cur.lastrowid is not None  # set by the INSERT
             trial_id = int(cur.lastrowid)
             trial_seed = seed(trial_id) if callable(seed) else seed
             conn.execute("UPDATE trials SET seed = ? WHERE id = ?", (int(trial_seed), trial_id))
@@ -867,7 +868,8 @@ class Store:
         return list(self.iter_trials(status))
 
     def iter_trials(self, status: str | tuple[str, ...] | None = None) -> Iterator[TrialRecord]:
-        where, params = "", ()
+        where = ""
+        params: tuple[str, ...] = ()
         if status is not None:
             statuses = (status,) if isinstance(status, str) else tuple(status)
             where = f" WHERE status IN ({', '.join('?' * len(statuses))})"
@@ -1096,10 +1098,12 @@ class Store:
         names = self._read(lambda c: [n for (n,) in c.execute("SELECT name FROM checkpoints")])
         for name in names:
             try:
-                _, unused = self._load_checkpoint(name)
+                loaded = self._load_checkpoint(name)
             except StoreError as exc:
                 problems.append(str(exc).removeprefix(f"{self.path}: "))
                 continue
+            assert loaded is not None  # its name was listed just above
+            _, unused = loaded
             if unused:
                 problems.append(f"blobs: {len(unused)} row(s) of checkpoint {name!r} that it does not refer to")
         return problems
