@@ -52,7 +52,7 @@ import sys
 import time
 import types
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol, TypeGuard, cast
 
 import torch
 from torch import nn
@@ -113,7 +113,7 @@ def deploy_report(module: nn.Module) -> DeployReport | None:
 
 
 # -- folding ----------------------------------------------------------------------------------------
-def _foldable_bn(bn: nn.Module) -> bool:
+def _foldable_bn(bn: object) -> TypeGuard[nn.modules.batchnorm._BatchNorm]:
     """Eval-mode BN is affine only when it normalises with running statistics."""
     return (
         isinstance(bn, nn.modules.batchnorm._BatchNorm)
@@ -124,13 +124,15 @@ def _foldable_bn(bn: nn.Module) -> bool:
     )
 
 
-def _plain_conv(conv: nn.Module) -> bool:
+def _plain_conv(conv: object) -> TypeGuard[nn.Conv2d]:
     """A Conv2d whose forward is PyTorch's (a subclass with its own forward may not be linear)."""
     return isinstance(conv, nn.Conv2d) and type(conv).forward is nn.Conv2d.forward
 
 
 def _bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) with bn(x) = x * scale + shift per channel, in float64 for the folding."""
+    if bn.running_var is None or bn.running_mean is None:
+        raise ValueError("a BatchNorm without running statistics cannot be folded")
     var = bn.running_var.detach().double()
     mean = bn.running_mean.detach().double()
     scale = torch.rsqrt(var + bn.eps)
@@ -199,7 +201,7 @@ def _replace_training_only(root: nn.Module, report: DeployReport) -> None:
     """Dropout and drop path -> nn.Identity; auxiliary heads -> None."""
     for module in list(root.modules()):
         if callable(getattr(module, "forward_with_aux", None)) and isinstance(getattr(module, "aux", None), nn.Module):
-            module.aux = None
+            module.aux = None  # type: ignore[assignment]  # torch's stub: Module.__setattr__ takes any value
             report.aux_heads += 1
         for name, child in list(module._modules.items()):
             if child is not None and (isinstance(child, _DROPOUTS) or type(child) is DropPath):
@@ -263,6 +265,12 @@ def _prune_dead_branches(root: nn.Module, report: DeployReport) -> None:
                 module.edges = nn.ModuleList(kept)
 
 
+class _InplaceAct(Protocol):
+    """The activations of `_INPLACE_ACTS`: each has an ``inplace`` flag."""
+
+    inplace: bool
+
+
 def _inplace_activations(root: nn.Module, report: DeployReport) -> None:
     """An activation right after a conv/BN/linear in a Sequential owns its input: run it in place."""
     producers = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
@@ -277,7 +285,7 @@ def _inplace_activations(root: nn.Module, report: DeployReport) -> None:
                 and hasattr(cur, "inplace")
                 and not cur.inplace
             ):
-                cur.inplace = True
+                cast(_InplaceAct, cur).inplace = True
                 report.inplace_acts += 1
 
 
@@ -351,7 +359,7 @@ def _fuse_conv_act(root: nn.Module, report: DeployReport) -> None:
         if not _is_plain_sequential(module):
             continue
         children = list(module._modules.values())
-        fused: list[nn.Module] = []
+        fused: list[nn.Module | None] = []
         i = 0
         while i < len(children):
             conv, act = children[i], children[i + 1] if i + 1 < len(children) else None
@@ -477,7 +485,7 @@ def deploy(
     if channels_last is None:
         channels_last = on_cpu
     if channels_last:
-        net = net.to(memory_format=torch.channels_last)
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks memory_format
     report.channels_last = bool(channels_last)
     net.__dict__[_REPORT_ATTR] = report  # a plain attribute: not a parameter, buffer or module
 
@@ -485,7 +493,8 @@ def deploy(
         _check_same(model, net, example_input)
     if not compile:
         return net
-    compiled = torch.compile(net, backend="inductor", options={"freezing": True})
+    # torch.compile of a Module is an OptimizedModule (a Module); its stub says only "a callable"
+    compiled = cast(nn.Module, torch.compile(net, backend="inductor", options={"freezing": True}))
     start = time.perf_counter()
     with torch.no_grad():
         compiled(example_input)

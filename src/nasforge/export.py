@@ -177,6 +177,7 @@ class ModelConfig:
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in seq)
             ):
                 raise bad(f'"normalization.{label}" must be a list of {values["in_channels"]} numbers')
+        assert isinstance(mean, list) and isinstance(std, list)  # checked just above
         if any(v <= 0 for v in std):
             raise bad('"normalization.std" values must be positive')
         classes = data.get("classes")
@@ -337,6 +338,9 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelConfig]:
 # -- exports ------------------------------------------------------------------------------------------------
 class Normalized(nn.Module):
     """`model` behind the per-channel normalisation it was trained with: takes images in [0, 1]."""
+
+    mean: torch.Tensor  # buffers, [1, C, 1, 1]
+    std: torch.Tensor
 
     def __init__(self, model: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
@@ -566,6 +570,7 @@ def to_onnx(net: nn.Module, example: torch.Tensor, path: str | os.PathLike) -> b
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
     size = sum(p.numel() * p.element_size() for p in net.parameters())
+    assert onnx_program is not None  # the dynamo exporter returns its program
     onnx_program.save(str(path), external_data=size > _ONNX_INLINE_BYTES)
     return dynamic
 

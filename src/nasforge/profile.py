@@ -107,7 +107,7 @@ class _LiveTensorBytes(TorchDispatchMode):
     long as C++ holds the tensor, so this sees real lifetimes).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.refs: dict[int, list[int]] = {}
         self.current = 0

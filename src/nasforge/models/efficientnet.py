@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -216,7 +216,7 @@ class EfficientNet(nn.Module):
         _check_number("num_classes", num_classes, 1, integer=True)
         _check_number("in_channels", in_channels, 1, integer=True)
         _check_number("divisor", divisor, 1, integer=True)
-        bn = {"momentum": bn_momentum, "eps": bn_eps}
+        bn: dict[str, Any] = {"momentum": bn_momentum, "eps": bn_eps}
         self.stage_specs = stages
         self.width_mult, self.depth_mult = float(width_mult), float(depth_mult)
         self.resolution = resolution
@@ -279,7 +279,7 @@ class EfficientNet(nn.Module):
         """Reset stochastic depth: block i of n gets rate x i / n (blocks without a skip have none)."""
         _check_number("drop_connect_rate", rate, 0, 1)
         self.drop_connect_rate = float(rate)
-        blocks = [b for stage in self.stages for b in stage]
+        blocks = [b for stage in self.stages for b in cast(nn.Sequential, stage)]  # stages of blocks
         for i, b in enumerate(blocks):
             if isinstance(b.drop_path, DropPath):
                 b.drop_path.rate = rate * i / len(blocks)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -192,7 +193,7 @@ class NASNet(nn.Module):
     ):
         super().__init__()
         _check_config(num_classes, num_cells, num_filters, stem, drop_path_keep_prob, dropout, resolution)
-        bn = {"momentum": bn_momentum, "eps": bn_eps}
+        bn: dict[str, Any] = {"momentum": bn_momentum, "eps": bn_eps}
         self.arch = arch
         self.resolution = resolution
         # (tensor index of h_{i-1} or None, tensor index of h_i) for every cell, in order.
@@ -320,7 +321,7 @@ def _register() -> None:
     from nasforge.models.registry import register_model
     from nasforge.spaces.nasnet_cells import AMOEBANET_A, DARTS_V2, NASNET_A
 
-    tf_imagenet_bn = {"bn_momentum": 0.0003, "bn_eps": 1e-3}
+    tf_imagenet_bn: dict[str, Any] = {"bn_momentum": 0.0003, "bn_eps": 1e-3}
 
     def cells(arch: NASNetArchitecture):
         return functools.partial(NASNet, arch)  # `create` then sees the network options only

@@ -60,6 +60,7 @@ class Pool(nn.Module):
     def __init__(self, kind: str, in_ch: int, out_ch: int, kernel: int, stride: int, bn: dict | None = None):
         super().__init__()
         pad = kernel // 2
+        self.pool: nn.AvgPool2d | nn.MaxPool2d
         if kind == "avg":
             self.pool = nn.AvgPool2d(kernel, stride=stride, padding=pad, count_include_pad=False)
         else:

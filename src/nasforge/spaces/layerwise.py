@@ -343,11 +343,12 @@ class LayerwiseNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs: list[torch.Tensor] = []
+        # torch types ModuleList items as Module, not _ConvUnit, and TorchScript compiles no cast here
         for layer in self.layers:
-            if layer.srcs[0] < 0:
+            if layer.srcs[0] < 0:  # type: ignore[index]
                 inp = x
             else:
-                inp = _concat_padded([outs[j] for j in layer.srcs])
+                inp = _concat_padded([outs[j] for j in layer.srcs])  # type: ignore[union-attr]
             outs.append(layer(inp))
         y = _concat_padded([outs[j] for j in self.outputs])
         return self.classifier(self.dropout(torch.flatten(self.pool(y), 1)))

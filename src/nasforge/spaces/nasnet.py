@@ -176,9 +176,9 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
                 for part, value in (("input_a", b.input_a), ("input_b", b.input_b)):
                     if isinstance(value, bool) or not isinstance(value, int) or value not in allowed_inputs:
                         raise ArchitectureError(f"{where}.{part}", f"invalid input {value!r}", allowed_inputs)
-                for part, value in (("op_a", b.op_a), ("op_b", b.op_b)):
-                    if value not in self.ops:
-                        raise ArchitectureError(f"{where}.{part}", f"unknown op {value!r}", self.ops)
+                for part, op in (("op_a", b.op_a), ("op_b", b.op_b)):
+                    if op not in self.ops:
+                        raise ArchitectureError(f"{where}.{part}", f"unknown op {op!r}", self.ops)
                 if b.combine not in self.combiners:
                     raise ArchitectureError(f"{where}.combine", f"unknown combiner {b.combine!r}", self.combiners)
             if cell.concat is not None:
@@ -245,12 +245,12 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
             current = block.input_a if half == 0 else block.input_b
             options = [s for s in range(NUM_INPUTS + j) if s != current]
             new = options[int(rng.integers(len(options)))]
-            block = replace(block, **({"input_a": new} if half == 0 else {"input_b": new}))
+            block = replace(block, input_a=new) if half == 0 else replace(block, input_b=new)
         else:
-            current = block.op_a if half == 0 else block.op_b
-            options = [o for o in self.ops if o != current]
-            new = options[int(rng.integers(len(options)))]
-            block = replace(block, **({"op_a": new} if half == 0 else {"op_b": new}))
+            current_op = block.op_a if half == 0 else block.op_b
+            op_options = [o for o in self.ops if o != current_op]
+            new_op = op_options[int(rng.integers(len(op_options)))]
+            block = replace(block, op_a=new_op) if half == 0 else replace(block, op_b=new_op)
         blocks = cell.blocks[:j] + (block,) + cell.blocks[j + 1 :]
         return replace(arch, **{cell_name: Cell(blocks)})
 
