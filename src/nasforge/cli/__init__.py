@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, not usage + message
         self.exit(EXIT_USAGE, f"{one_line(f'{self.prog}: error: {message}')}\n")
 
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+    def parse_args(self, args=None, namespace=None):
         args, extra = self.parse_known_args(args, namespace)
         if extra:  # quoted as a shell would, so that '' or 'a b' shows
             self.error(f"unrecognized arguments: {shlex.join(extra)}")

@@ -262,18 +262,18 @@ def family_rows(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]:
         phis = [p for p in dict.fromkeys(args.phi) if float(p).is_integer() and int(p) in published.table]
         counted = {m.phi: m for m in published.family(family, phis, describe=False)} if phis else {}
         for row in rows:
-            m = counted.get(float(row["phi"]))
+            pm = counted.get(float(row["phi"]))
             row["published"] = (
                 None
-                if m is None
+                if pm is None
                 else {
-                    "model": f"efficientnet_b{int(m.phi)}",
-                    "width_mult": m.width_mult,
-                    "depth_mult": m.depth_mult,
-                    "resolution": m.resolution,
-                    "params": m.params,
-                    "macs": m.macs,
-                    "macs_ratio": m.macs_ratio,
+                    "model": f"efficientnet_b{int(pm.phi)}",
+                    "width_mult": pm.width_mult,
+                    "depth_mult": pm.depth_mult,
+                    "resolution": pm.resolution,
+                    "params": pm.params,
+                    "macs": pm.macs,
+                    "macs_ratio": pm.macs_ratio,
                 }
             )
     return rows, scaler

@@ -27,10 +27,13 @@ import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasforge.errors import ConfigError
 from nasforge.spaces.nasnet import NUM_INPUTS, Cell, NASNetArchitecture
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RENDERERS: tuple[str, ...] = ("auto", "dot", "matplotlib")
 IMAGE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
@@ -158,6 +161,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
             raise ConfigError("dot", f"cannot read DOT text at character {pos}: {text[pos : pos + 20]!r}")
         pos = m.end()
         kind = m.lastgroup
+        assert kind is not None  # every alternative of _TOKEN is a named group
         if kind == "ws":
             continue
         value = m.group()
@@ -297,8 +301,10 @@ class _DotParser:
         is_cluster = name is not None and name.startswith("cluster")
         inner = name if is_cluster else cluster
         if is_cluster and name not in self.graph.clusters:
+            assert name is not None  # is_cluster
             self.graph.clusters[name] = sub_attrs
         elif is_cluster:
+            assert name is not None  # is_cluster
             sub_attrs = self.graph.clusters[name]
         mentioned = self.stmt_list(inner, defaults, top=False, graph_attrs=sub_attrs)
         self.take("}")
@@ -530,7 +536,8 @@ def _toposort(nodes: list[str], succ: dict[str, list[str]]) -> list[str]:
     for n in nodes:
         for m in succ[n]:
             indeg[m] += 1
-    order, done = [], set()
+    order: list[str] = []
+    done: set[str] = set()
     ready = [n for n in nodes if indeg[n] == 0]
     while len(order) < len(nodes):
         if not ready:  # a cycle: take the first remaining node
@@ -711,8 +718,8 @@ def draw_graph(graph: DotGraph, path: str | Path) -> Path:
     fmt = _image_format(path)
     bottom_up = graph.attrs.get("rankdir", "TB").upper() == "BT"
     groups: dict[str | None, list[str]] = {}
-    for n in graph.nodes.values():
-        groups.setdefault(n.cluster if n.cluster in graph.clusters else None, []).append(n.id)
+    for node in graph.nodes.values():
+        groups.setdefault(node.cluster if node.cluster in graph.clusters else None, []).append(node.id)
     order = [c for c in graph.clusters if c in groups] + ([None] if None in groups else [])
     size = {n: _node_size(graph.node_attrs(n)) for n in graph.nodes}
     member = {n: c for c, ns in groups.items() for n in ns}
@@ -725,7 +732,7 @@ def draw_graph(graph: DotGraph, path: str | Path) -> Path:
 
     # place the clusters side by side, bottoms aligned
     pos: dict[str, tuple[float, float]] = {}
-    boxes: list[tuple[str | None, float, float, float, float]] = []
+    boxes: list[tuple[str, float, float, float, float]] = []  # the clusters
     routes: list[tuple[str, str, list[tuple[float, float]]]] = []
     title_h = 22.0
     max_h = max((lay.height for lay in layouts.values()), default=0.0)
@@ -791,20 +798,20 @@ def draw_graph(graph: DotGraph, path: str | Path) -> Path:
         )
 
     edge_color = _color(graph.edge_defaults.get("color"), "#444444")
-    bends = {}
+    bends: dict[tuple[str, str], list[list[tuple[float, float]]]] = {}
     for u, v, pts in routes:
         bends.setdefault((u, v), []).append(pts)
     for u, v, eattrs in visible:
         pu, pv = pos[u], pos[v]
-        pts = bends.get((u, v), [[]]).pop(0) if bends.get((u, v)) else None
-        if pts is None:
+        via = bends.get((u, v), [[]]).pop(0) if bends.get((u, v)) else None
+        if via is None:
             rev = bends.get((v, u))
-            pts = list(reversed(rev.pop(0))) if rev else []
+            via = list(reversed(rev.pop(0))) if rev else []
         going_up = pv[1] > pu[1]
         sgn = 1 if going_up else -1
         start = (pu[0], pu[1] + sgn * size[u][1] / 2) if pu[1] != pv[1] else pu
         end = (pv[0], pv[1] - sgn * size[v][1] / 2) if pu[1] != pv[1] else pv
-        verts, codes = _spline([start, *pts, end])
+        verts, codes = _spline([start, *via, end])
         color = _color(eattrs.get("color"), edge_color)
         ax.add_patch(
             FancyArrowPatch(
@@ -818,6 +825,7 @@ def draw_graph(graph: DotGraph, path: str | Path) -> Path:
         style = attrs.get("style", "")
         face = _color(attrs.get("fillcolor"), "white") if "filled" in style else "white"
         edge = _color(attrs.get("color"), "#333333")
+        patch: Ellipse | FancyBboxPatch
         if attrs.get("shape", "ellipse") in ("ellipse", "oval", "circle"):
             patch = Ellipse((cx, cy), w, h, facecolor=face, edgecolor=edge, linewidth=1.0, zorder=2)
         else:
@@ -850,7 +858,7 @@ def draw_graph(graph: DotGraph, path: str | Path) -> Path:
     return path
 
 
-def _spline(points: list[tuple[float, float]]) -> tuple[list[tuple[float, float]], list[int]]:
+def _spline(points: list[tuple[float, float]]) -> tuple[list[tuple[float, float]], list[np.uint8]]:
     """Cubic segments with vertical tangents at every point: smooth S-curves through the bends
     of a layered drawing, arriving straight into the head node as Graphviz's splines do."""
     from matplotlib.path import Path as MplPath
@@ -1134,7 +1142,14 @@ def mbconv_diagram(
         if show_res:
             line.insert(2, "" if r["resolution"] is None else f"{r['resolution']}x{r['resolution']}")
         cells.append(line)
-    table = tab_ax.table(cellText=cells, colLabels=header, loc="center", cellLoc="center", bbox=(0, 0, 1, 1))
+    # matplotlib's stub says a Bbox; Axes.table documents (and takes) [xmin, ymin, width, height] too
+    table = tab_ax.table(
+        cellText=cells,
+        colLabels=header,
+        loc="center",
+        cellLoc="center",
+        bbox=(0, 0, 1, 1),  # type: ignore[arg-type]
+    )
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     op_col = header.index("operator")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 from nasforge.errors import ConfigError
 
@@ -61,7 +61,7 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -172,25 +172,25 @@ def search_progress(
     )
     for k, (name, trials) in enumerate(data.items()):
         color = COLORS[k % len(COLORS)]
-        recs = []
+        recs: list[tuple[float, float | None, float | None, float]] = []  # (trial, reward, time, size)
         for pos, r in enumerate(trials):
             reward = r.get("reward")
-            ok = _finite(reward)
             elapsed = _first(r, ("elapsed", "elapsed_s", "wall_time"))
             epochs = r.get("epochs")
             size = 14.0 if not top_epochs or not _finite(epochs) else 6.0 + 60.0 * float(epochs) / top_epochs
             recs.append(
                 (
                     _first(r, ("trial", "index"), pos),
-                    float(reward) if ok else None,
+                    float(reward) if _finite(reward) else None,
                     float(elapsed) / t_div if _finite(elapsed) else None,
                     size,
                 )
             )
         all_rewards += [rec[1] for rec in recs if rec[1] is not None]
         for ax, xi in ((ax_n, 0), (ax_t, 2)):
-            pts = sorted((rec for rec in recs if rec[xi] is not None), key=lambda rec: rec[xi])
-            ok_pts = [(rec[xi], rec[1]) for rec in pts if rec[1] is not None]
+            # pts holds the records whose x (rec[xi]) is not None
+            pts = sorted((rec for rec in recs if rec[xi] is not None), key=lambda rec: cast(float, rec[xi]))
+            ok_pts = [(cast(float, rec[xi]), rec[1]) for rec in pts if rec[1] is not None]
             sizes = [rec[3] for rec in pts if rec[1] is not None]
             failed = [rec[xi] for rec in pts if rec[1] is None]
             if ok_pts:
@@ -201,7 +201,7 @@ def search_progress(
                     best = max(best, y)
                     bx.append(x)
                     by.append(best)
-                last_x = pts[-1][xi]
+                last_x = cast(float, pts[-1][xi])
                 if last_x > bx[-1]:
                     bx.append(last_x)
                     by.append(by[-1])

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from nasforge.errors import ConfigError, NasforgeError
 
@@ -109,7 +109,7 @@ def _e(value: Any) -> str:
     return value if isinstance(value, _Html) else html.escape(str(value), quote=True)
 
 
-def _finite(v: Any) -> bool:
+def _finite(v: Any) -> TypeGuard[float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -560,7 +560,8 @@ def _short(text: str, n: int) -> str:
 
 
 def _shown_arch_ids(run: RunData, archs: int) -> list[int]:
-    ids, keys = [], set()
+    ids: list[int] = []
+    keys: set[str] = set()
     for t in run.best:
         if len(ids) >= archs:
             break
@@ -768,7 +769,7 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
             f'<div class="card"><div class="v">{_e(_fmt(v))}</div><div class="k">{_e(k)}</div></div>'
             for k, v in (("α (depth)", a), ("β (width)", b), ("γ (resolution)", g))
         ]
-        if all(_finite(v) for v in (a, b, g)):
+        if _finite(a) and _finite(b) and _finite(g):
             cells.append(
                 f'<div class="card"><div class="v">{a * b * b * g * g:.3f}</div><div class="k">α·β²·γ²</div></div>'
             )
@@ -806,10 +807,10 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
             parts.append(_comparison_table(comparison))
         elif alts:
             parts.append("<h3>Single-dimension alternatives</h3>")
-            rows = []
+            alt_rows = []
             for name, recs in alts:
-                rows += [dict(r, method=name) for r in recs]
-            cols = [c for c in SCALE_COLUMNS if any(r.get(c) is not None for r in rows)]
+                alt_rows += [dict(r, method=name) for r in recs]
+            cols = [c for c in SCALE_COLUMNS if any(r.get(c) is not None for r in alt_rows)]
             parts.append(
                 '<p class="warn">This run was made by an older nasforge: its φ = 0 row was trained '
                 "with the family's schedule and the φ = 1 rows with the coefficient search's, so the "
@@ -818,7 +819,7 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
             parts.append(
                 _table(
                     ["method"] + ["φ" if c == "phi" else c for c in cols],
-                    [[r["method"]] + [_fmt(r.get(c), c) for c in cols] for r in rows],
+                    [[r["method"]] + [_fmt(r.get(c), c) for c in cols] for r in alt_rows],
                 )
             )
         if not members and not alts:
@@ -828,18 +829,20 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
         best = coefficients.get("best") if isinstance(coefficients.get("best"), Mapping) else None
         parts.append("<h3>Coefficient search at φ = 1</h3>")
         # The search's own reward metric (val_accuracy for proxy training, "score" for MACsScore).
-        metric = coefficients.get("metric") if isinstance(coefficients.get("metric"), str) else "val_accuracy"
+        raw_metric = coefficients.get("metric")
+        metric: str = raw_metric if isinstance(raw_metric, str) else "val_accuracy"
         metric = metric if any(_finite(c.get(metric)) for c in cands) else "reward"
         if cands:
             cands.sort(key=lambda c: -(c[metric] if _finite(c.get(metric)) else -math.inf))
-            baseline = coefficients.get("baseline") if isinstance(coefficients.get("baseline"), Mapping) else None
+            raw_baseline = coefficients.get("baseline")
+            baseline = raw_baseline if isinstance(raw_baseline, Mapping) else None
             if baseline is not None and _finite(baseline.get(metric)):
                 cands.append(dict(baseline, label="baseline (φ = 0)"))
             with_se = any(_finite(c.get("se")) for c in cands)
             rows, classes = [], []
             for c in cands:
                 a, b, g = (c.get(k) for k in ("alpha", "beta", "gamma"))
-                prod = a * b * b * g * g if all(_finite(v) for v in (a, b, g)) else None
+                prod = a * b * b * g * g if _finite(a) and _finite(b) and _finite(g) else None
                 rows.append(
                     [c.get("label", ""), _fmt(a), _fmt(b), _fmt(g), _fmt(prod), _fmt(c.get(metric))]
                     + ([_fmt(c.get("se"))] if with_se else [])
@@ -862,7 +865,8 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
                 )
                 + "</p>"
             )
-            verdict = coefficients.get("verdict") if isinstance(coefficients.get("verdict"), Mapping) else None
+            raw_verdict = coefficients.get("verdict")
+            verdict = raw_verdict if isinstance(raw_verdict, Mapping) else None
             if verdict is not None and isinstance(verdict.get("text"), str):
                 cls = "note" if verdict.get("clear") is not False else "warn"
                 parts.append(f'<p class="{cls}"><b>Verdict:</b> {_e(verdict["text"])}</p>')
@@ -890,7 +894,8 @@ def _schedule_text(schedule: Any) -> str:
 
 
 def _family_schedule_note(family: Mapping[str, Any], members: list[dict[str, Any]]) -> str:
-    schedule = family.get("schedule") if isinstance(family.get("schedule"), Mapping) else {}
+    raw_schedule = family.get("schedule")
+    schedule: Mapping[str, Any] = raw_schedule if isinstance(raw_schedule, Mapping) else {}
     name = schedule.get("name")
     if name not in FAMILY_SCHEDULES:
         return (
@@ -1034,7 +1039,11 @@ def _page(name: str, main: RunData, runs: list[RunData], sections: list[tuple[st
     c = main.counts
     best = main.best[0] if main.best else None
     wall = main.wall_seconds
-    cards = [("trials", c.get("total", 0)), ("done", c.get("done", 0)), ("failed", c.get("failed", 0))]
+    cards: list[tuple[str, object]] = [
+        ("trials", c.get("total", 0)),
+        ("done", c.get("done", 0)),
+        ("failed", c.get("failed", 0)),
+    ]
     unfinished = c.get("pending", 0) + c.get("running", 0)
     if unfinished:
         cards.append(("unfinished", unfinished))

@@ -276,7 +276,8 @@ class CoefficientSpace(SearchSpace[CoefficientTriple]):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ArchitectureError(name, f"must be a number, got {v!r}")
             values.append(float(v))
-        probe = CoefficientTriple(*values)
+        alpha, beta, gamma = values
+        probe = CoefficientTriple(alpha, beta, gamma)
         label = data.get("label")
         if label is None:  # the label is descriptive; take the grid's
             for c in self.candidates:
@@ -285,7 +286,7 @@ class CoefficientSpace(SearchSpace[CoefficientTriple]):
                     break
             else:
                 label = "compound"
-        return self.validate(CoefficientTriple(*values, label))
+        return self.validate(CoefficientTriple(alpha, beta, gamma, label))
 
     def key(self, arch: CoefficientTriple) -> str:
         self.validate(arch)
@@ -418,8 +419,9 @@ class ScaledMemberEvaluator(Evaluator):
         self.min_resolution = min_resolution
         self._baseline_macs: int | None = None
 
+    # read-only on purpose: the inner evaluator's metric (Evaluator declares a plain class attribute)
     @property
-    def reward_metric(self) -> str:
+    def reward_metric(self) -> str:  # type: ignore[override]
         return getattr(self.inner, "reward_metric", "val_accuracy")
 
     def config(self) -> dict[str, Any]:

@@ -90,7 +90,10 @@ class Family(ABC):
         num_classes = self.num_classes if num_classes is None else num_classes
         _check_positive("num_classes", num_classes, integer=True)
         model = self._build(float(width_mult), float(depth_mult), resolution, num_classes, **network)
-        model.scaling = ScalingInfo(self.name, float(width_mult), float(depth_mult), resolution, self.base_resolution)
+        # torch's stub types Module.__setattr__ values as Tensor | Module; any value is a plain attribute
+        model.scaling = ScalingInfo(  # type: ignore[assignment]
+            self.name, float(width_mult), float(depth_mult), resolution, self.base_resolution
+        )
         return model
 
     def describe(self, width_mult: float = 1.0, depth_mult: float = 1.0) -> dict[str, Any]:

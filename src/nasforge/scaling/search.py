@@ -36,7 +36,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from nasforge.errors import ConfigError
 from nasforge.evaluators.base import Evaluator
@@ -133,7 +133,7 @@ def _objective(objective: Any, evaluator: Any) -> tuple[Any, str]:
 
 
 # -- the result -----------------------------------------------------------------------------------------
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -576,7 +576,7 @@ def search_coefficients(
         result.baseline = base
         store.set_marker("coefficients", result.to_marker())
     if result.complete and result.best is None:
-        errors = {c.get("error") for c in result.candidates if c["label"] == "compound"} - {None}
+        errors = {c["error"] for c in result.candidates if c["label"] == "compound" and c.get("error") is not None}
         raise ConfigError(
             "coefficients",
             f"every admissible triple failed to evaluate "
