@@ -322,7 +322,7 @@ class NB201CellModule(nn.Module):
             acc = torch.zeros_like(x)
             for edge in self.edges:
                 if edge.dst == j:
-                    acc = acc + edge(nodes[edge.src])
+                    acc = acc + edge(nodes[edge.src])  # type: ignore[index]  # ModuleList items are typed Module
             nodes.append(acc)
         return nodes[-1]
 
