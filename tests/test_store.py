@@ -11,16 +11,8 @@ import pytest
 import torch
 
 from nasforge.errors import ConfigError, NasforgeError
-from nasforge.experiment import store as store_mod
-from nasforge.experiment.store import (
-    DB_NAME,
-    CheckpointUpdate,
-    Store,
-    StoreError,
-    fault_hook,
-    state_from_bytes,
-    state_to_bytes,
-)
+from nasforge.experiment.checkpoint import state_from_bytes, state_to_bytes
+from nasforge.experiment.store import DB_NAME, CheckpointUpdate, Store, StoreError
 
 CONFIG = {"space": "toy", "strategy": {"name": "random", "options": {}}, "seed": 3}
 
@@ -114,13 +106,13 @@ def test_trial_and_checkpoint_are_one_transaction(tmp_path, label):
             if where == label:
                 raise RuntimeError("crash")
 
-        with fault_hook(fail):
-            with pytest.raises(RuntimeError):
-                store.add_trial({"a": 2}, "k2", 0, status="running", checkpoint=_checkpoint(2))
-            with pytest.raises(RuntimeError):
-                store.finish_trial(tid, "done", metrics={"v": 1.0}, reward=1.0,
-                                   checkpoint=_checkpoint(3, "tell"))
-        assert store_mod.FAULT_HOOK is None
+        store.fault_hook = fail
+        with pytest.raises(RuntimeError):
+            store.add_trial({"a": 2}, "k2", 0, status="running", checkpoint=_checkpoint(2))
+        with pytest.raises(RuntimeError):
+            store.finish_trial(tid, "done", metrics={"v": 1.0}, reward=1.0,
+                               checkpoint=_checkpoint(3, "tell"))
+        store.fault_hook = None
         assert [t.status for t in store.trials()] == ["running"]
         assert store.load_checkpoint().state["step"] == 1
         assert store.integrity_check() == []

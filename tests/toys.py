@@ -24,7 +24,6 @@ import torch
 from nasforge.errors import ArchitectureError
 from nasforge.evaluators.base import Evaluation, Evaluator
 from nasforge.experiment import Experiment, SerialExecutor, Store
-from nasforge.experiment import store as store_mod
 from nasforge.spaces import NB201Space
 from nasforge.spaces.base import Decision, SearchSpace
 from nasforge.strategies.base import Result, Strategy
@@ -240,10 +239,9 @@ def killed_child(run_dir: str, point: str, n: int, trials: int = 30) -> None:
         if label == point and next(counter) == n:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    store_mod.FAULT_HOOK = hook
     space = ChoiceSpace()
     exp = make_experiment(run_dir, trials=trials, resume="auto", strategy=ToyStrategy(space, 0, hook=hook),
-                          evaluator=ToyEvaluator(fail=FAIL, flaky=True, hook=hook))
+                          evaluator=ToyEvaluator(fail=FAIL, flaky=True, hook=hook), fault_hook=hook)
     exp.run()
 
 

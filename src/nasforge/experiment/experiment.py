@@ -302,6 +302,7 @@ class Experiment:
         prescreen: a `PreScreen`: each trial evaluates the best-scored of several proposals.
         scheduler: a multi-fidelity `Scheduler` (successive halving, Hyperband, ASHA, median
             stopping); the evaluator must support fidelities (`supports_fidelity`).
+        fault_hook: passed to the run's `Store` (tests kill or fail the process inside a write).
     """
 
     def __init__(
@@ -328,6 +329,7 @@ class Experiment:
         console: Any = None,
         prescreen: PreScreen | None = None,
         scheduler: Scheduler | None = None,
+        fault_hook: Callable[[str], None] | None = None,
     ):
         if run_dir is None:
             raise ConfigError("run", "an experiment needs a run folder")
@@ -397,9 +399,9 @@ class Experiment:
 
         resuming = resume is True or (resume == "auto" and Store.exists(self.run_dir))
         if resuming:
-            self.store = self._open_existing()
+            self.store = self._open_existing(fault_hook)
         else:
-            self.store = Store.create(self.run_dir, self.config)
+            self.store = Store.create(self.run_dir, self.config, fault_hook=fault_hook)
         self.resumed = resuming
 
     @classmethod
@@ -470,10 +472,10 @@ class Experiment:
         }
 
     # -- opening a run ------------------------------------------------------------------------------
-    def _open_existing(self) -> Store:
+    def _open_existing(self, fault_hook: Callable[[str], None] | None) -> Store:
         if not Store.exists(self.run_dir):
             raise ConfigError("resume", f"there is no run to resume in {self.run_dir}")
-        store = Store.open(self.run_dir)
+        store = Store.open(self.run_dir, fault_hook=fault_hook)
         try:
             stored = store.config()
             differing = config_diff(stored, self.config)

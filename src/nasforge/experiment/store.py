@@ -33,7 +33,6 @@ anyone. Connections are per process (re-opened after a fork).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -49,6 +48,14 @@ from pathlib import Path
 from typing import Any
 
 from nasforge.errors import ConfigError, NasforgeError
+from nasforge.experiment.checkpoint import (
+    MissingBlob,
+    UsedBlobs,
+    dumps,
+    loads_or_none,
+    state_from_bytes,
+    state_to_bytes,
+)
 
 DB_NAME = "nasforge.db"
 SCHEMA_VERSION = 1
@@ -57,7 +64,6 @@ UNFINISHED = ("pending", "running")
 
 #: Test hook for fault injection: called with a label between the statements of a transaction.
 #: Production code never sets it.
-FAULT_HOOK: Callable[[str], None] | None = None
 
 _BUSY_DEADLINE_S = 300.0
 
@@ -136,199 +142,6 @@ class StoreError(NasforgeError, RuntimeError):
         super().__init__(f"{path}: {problem}")
 
 
-# -- JSON helpers -------------------------------------------------------------------------------------
-def _clean_json(value: Any) -> Any:
-    """JSON-safe copy: non-finite floats become None (strict JSON has no NaN/inf)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean_json(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        try:
-            return _clean_json(value.item())
-        except (TypeError, ValueError):
-            pass
-    return value
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(_clean_json(value), sort_keys=True, allow_nan=False)
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-# -- checkpoint blobs (torch.save / torch.load(weights_only=True)) ------------------------------------
-_NDARRAY_TAG = "__nasforge_ndarray__"
-_BLOB_TAG = "__nasforge_blob__"
-#: Tensors at least this large are stored once per content in the ``blobs`` table.
-BLOB_MIN_BYTES = 1 << 14
-
-
-def _digest(tensor: Any) -> str:
-    """Content hash of a dense tensor (dtype and shape included)."""
-    import torch
-
-    data = tensor.detach().cpu().contiguous()
-    h = hashlib.sha256(f"{data.dtype}{tuple(data.shape)}".encode())  # hardware-accelerated
-    h.update(data.reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()[:32]
-
-
-def _to_safe(value: Any, path: str, blobs: dict[str, Any] | None = None) -> Any:
-    """`value` as something `torch.load(weights_only=True)` gives back; large tensors go to
-    `blobs` (hash -> tensor) with a reference in their place when `blobs` is given."""
-    import numpy as np
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        if (
-            blobs is not None
-            and value.layout == torch.strided
-            and value.numel() * value.element_size() >= BLOB_MIN_BYTES
-        ):
-            key = _digest(value)
-            blobs[key] = value
-            return {_BLOB_TAG: key}
-        return value
-    if value is None or isinstance(value, (bool, int, float, str, bytes)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise TypeError(f"{path}: cannot checkpoint a numpy array of dtype {value.dtype}")
-        return {_NDARRAY_TAG: torch.from_numpy(value.copy()), "dtype": str(value.dtype)}
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, (str, int, float, bool, type(None))):
-                raise TypeError(f"{path}: cannot checkpoint a key of type {type(k).__name__}")
-            out[k] = _to_safe(v, f"{path}[{k!r}]", blobs)
-        return out
-    if isinstance(value, list):
-        return [_to_safe(v, f"{path}[{i}]", blobs) for i, v in enumerate(value)]
-    if isinstance(value, tuple):
-        return tuple(_to_safe(v, f"{path}[{i}]", blobs) for i, v in enumerate(value))
-    if isinstance(value, (set, frozenset)):
-        return type(value)(_to_safe(v, f"{path}{{}}") for v in value)
-    raise TypeError(
-        f"{path}: cannot checkpoint an object of type {type(value).__name__} "
-        "(state_dict() must hold plain values, tensors or numpy arrays)"
-    )
-
-
-class _MissingBlob(LookupError):
-    """A checkpoint refers to a tensor the blobs table does not hold."""
-
-
-class _UsedBlobs(dict):
-    """Blobs that remember which hashes were looked up, so unreferenced rows can be found."""
-
-    def __init__(self, blobs: Mapping[str, Any]):
-        super().__init__(blobs)
-        self.used: set[str] = set()
-
-    def __getitem__(self, key: str) -> Any:
-        self.used.add(key)
-        return super().__getitem__(key)
-
-
-def _from_safe(value: Any, blobs: Mapping[str, Any]) -> Any:
-    if isinstance(value, dict):
-        if _NDARRAY_TAG in value and set(value) == {_NDARRAY_TAG, "dtype"}:
-            return value[_NDARRAY_TAG].numpy().astype(value["dtype"], copy=True)
-        if set(value) == {_BLOB_TAG}:
-            if value[_BLOB_TAG] not in blobs:
-                raise _MissingBlob(value[_BLOB_TAG])
-            return blobs[value[_BLOB_TAG]]
-        return {k: _from_safe(v, blobs) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_safe(v, blobs) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_from_safe(v, blobs) for v in value)
-    return value
-
-
-#: Checkpoint formats. A strategy state is mostly plain values (random search, evolution, the
-#: pending-ask ledger with hundreds of asks outstanding) plus, for the RL controller, a few tensors.
-#: Plain values go to JSON, ~10x faster than pickling them one by one with `torch.save`; whatever
-#: JSON would not give back exactly (tensors, numpy arrays, tuples, int keys, NaN) goes to one
-#: `torch.save` beside it, loaded with `weights_only=True`.
-_JSON_MAGIC = b"nasforge-json\n"
-_MIXED_MAGIC = b"nasforge-mixed\n"
-_OPAQUE_TAG = "__nasforge_opaque__"
-
-
-def _exact_json(value: Any) -> bool:
-    """Whether JSON gives `value` back unchanged (no tuples, int keys, NaN, tensors...); the three
-    passes run in C, so whole subtrees of plain values are checked at once."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False)) == value
-    except (TypeError, ValueError):
-        return False
-
-
-def _split_plain(value: Any, opaque: list, path: str, blobs: dict[str, Any] | None) -> Any:
-    """`value` with every part JSON would not round-trip replaced by ``{_OPAQUE_TAG: index}``."""
-    if type(value) is dict and _OPAQUE_TAG not in value and all(isinstance(k, str) for k in value):
-        # a dict is split key by key, so one tensor in it does not send its plain siblings twice
-        # through the JSON check
-        return {k: _split_plain(v, opaque, f"{path}[{k!r}]", blobs) for k, v in value.items()}
-    if not isinstance(value, dict) and _exact_json(value):
-        return value
-    if type(value) is list:
-        return [_split_plain(v, opaque, f"{path}[{i}]", blobs) for i, v in enumerate(value)]
-    opaque.append(_to_safe(value, path, blobs))
-    return {_OPAQUE_TAG: len(opaque) - 1}
-
-
-def _join_plain(value: Any, opaque: list, blobs: Mapping[str, Any]) -> Any:
-    if isinstance(value, list):
-        return [_join_plain(v, opaque, blobs) for v in value]
-    if isinstance(value, dict):
-        if set(value) == {_OPAQUE_TAG}:
-            return _from_safe(opaque[value[_OPAQUE_TAG]], blobs)
-        return {k: _join_plain(v, opaque, blobs) for k, v in value.items()}
-    return value
-
-
-def state_to_bytes(state: Any, blobs: dict[str, Any] | None = None) -> bytes:
-    """Serialise a state dict: JSON, with a `torch.save` of the parts JSON cannot hold exactly.
-
-    With `blobs`, large tensors are left out and collected there by content hash; the bytes then
-    refer to them and `state_from_bytes` needs them back."""
-    import torch
-
-    opaque: list = []
-    plain = json.dumps(_split_plain(state, opaque, "state", blobs), separators=(",", ":")).encode()
-    if not opaque:
-        return _JSON_MAGIC + plain
-    buffer = io.BytesIO()
-    torch.save(opaque, buffer)
-    return _MIXED_MAGIC + len(plain).to_bytes(8, "big") + plain + buffer.getvalue()
-
-
-def state_from_bytes(blob: bytes, blobs: Mapping[str, Any] | None = None) -> Any:
-    """Inverse of `state_to_bytes`; never unpickles more than ``torch.load(weights_only=True)`` does.
-    `blobs` maps the hashes of tensors stored apart to those tensors."""
-    import torch
-
-    blobs = {} if blobs is None else blobs
-    if blob.startswith(_JSON_MAGIC):
-        return json.loads(blob[len(_JSON_MAGIC) :])
-    if blob.startswith(_MIXED_MAGIC):
-        start = len(_MIXED_MAGIC) + 8
-        end = start + int.from_bytes(blob[len(_MIXED_MAGIC) : start], "big")
-        opaque = torch.load(io.BytesIO(blob[end:]), weights_only=True, map_location="cpu")
-        return _join_plain(json.loads(blob[start:end]), opaque, blobs)
-    # checkpoints written before the mixed format: one torch.save of the whole state
-    return _from_safe(torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu"), blobs)
-
-
 # -- records ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrialRecord:
@@ -394,10 +207,10 @@ def _record(row: tuple) -> TrialRecord:
     ) = row
     return TrialRecord(
         id_,
-        _loads(arch),
+        loads_or_none(arch),
         key,
         status,
-        _loads(metrics),
+        loads_or_none(metrics),
         reward,
         error,
         created,
@@ -463,8 +276,17 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class Store:
     """A run's SQLite database. Create with `Store.create`, open an existing run with `Store.open`."""
 
-    def __init__(self, run_dir: str | os.PathLike, *, readonly: bool = False):
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        *,
+        readonly: bool = False,
+        fault_hook: Callable[[str], None] | None = None,
+    ):
         self.run_dir = Path(run_dir)
+        #: called with "before-commit" and "before-checkpoint" inside every write transaction, so
+        #: tests can kill or fail a process at exactly those moments
+        self.fault_hook = fault_hook
         self.path = self.run_dir / DB_NAME
         self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
@@ -477,7 +299,9 @@ class Store:
         return (Path(run_dir) / DB_NAME).exists()
 
     @classmethod
-    def create(cls, run_dir: str | os.PathLike, config: Mapping[str, Any]) -> Store:
+    def create(
+        cls, run_dir: str | os.PathLike, config: Mapping[str, Any], *, fault_hook: Callable[[str], None] | None = None
+    ) -> Store:
         """Create a new run; refuses (ConfigError) when the folder already holds a run."""
         run_dir = Path(run_dir)
         if run_dir.exists() and not run_dir.is_dir():
@@ -492,7 +316,7 @@ class Store:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError("run", f"cannot create run folder {run_dir}: {exc.strerror}") from None
-        store = cls(run_dir)
+        store = cls(run_dir, fault_hook=fault_hook)
         config_text = dumps(config)
 
         def body(conn: sqlite3.Connection) -> None:
@@ -518,14 +342,16 @@ class Store:
         return store
 
     @classmethod
-    def open(cls, run_dir: str | os.PathLike, *, readonly: bool = False) -> Store:
+    def open(
+        cls, run_dir: str | os.PathLike, *, readonly: bool = False, fault_hook: Callable[[str], None] | None = None
+    ) -> Store:
         """Open an existing run (StoreError when there is none or it is not a nasforge database).
 
         `readonly=True` opens the file read-only (a ``file:...?mode=ro`` URI and ``query_only``):
         any write is a StoreError, and nothing about the database is changed, not even its journal
         mode. WAL readers never block the run's writers; a read-only reader cannot checkpoint the
         WAL either. For readers beside a running search (reports, the live report server)."""
-        store = cls(run_dir, readonly=readonly)
+        store = cls(run_dir, readonly=readonly, fault_hook=fault_hook)
         if not store.path.is_file():
             raise StoreError(store.path, "no nasforge run database here")
         try:
@@ -628,8 +454,8 @@ class Store:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     result = body(conn)
-                    if FAULT_HOOK is not None:
-                        FAULT_HOOK("before-commit")
+                    if self.fault_hook is not None:
+                        self.fault_hook("before-commit")
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -673,14 +499,13 @@ class Store:
                     except sqlite3.Error:
                         conn.execute("ROLLBACK")
 
-    @staticmethod
-    def _put_checkpoint(conn: sqlite3.Connection, update: CheckpointUpdate | None, trial_id: int | None) -> None:
+    def _put_checkpoint(self, conn: sqlite3.Connection, update: CheckpointUpdate | None, trial_id: int | None) -> None:
         if update is None:
             return
         import torch
 
-        if FAULT_HOOK is not None:
-            FAULT_HOOK("before-checkpoint")
+        if self.fault_hook is not None:
+            self.fault_hook("before-checkpoint")
         blobs: dict[str, Any] = {}
         data = update.blob(blobs)
         conn.execute(_BLOBS_TABLE)  # runs created before the blobs table get it here
@@ -985,7 +810,9 @@ class Store:
                 params,
             ).fetchall()
 
-        return [RungResult(t, r, e, _loads(m), w, err, d, rec) for t, r, e, m, w, err, d, rec in self._read(body)]
+        return [
+            RungResult(t, r, e, loads_or_none(m), w, err, d, rec) for t, r, e, m, w, err, d, rec in self._read(body)
+        ]
 
     def max_queued(self) -> int:
         return self._read(lambda c: c.execute("SELECT COALESCE(MAX(queued), 0) FROM trials").fetchone()[0])
@@ -1017,9 +844,9 @@ class Store:
         if row is None:
             return None
         try:
-            blobs = _UsedBlobs(self._load_blobs(name))
+            blobs = UsedBlobs(self._load_blobs(name))
             state = state_from_bytes(bytes(row[0]), blobs)
-        except _MissingBlob as exc:
+        except MissingBlob as exc:
             raise StoreError(
                 self.path, f"checkpoint {name!r} refers to tensor {exc.args[0]} that the blobs table does not hold"
             ) from None
@@ -1107,14 +934,3 @@ class Store:
             if unused:
                 problems.append(f"blobs: {len(unused)} row(s) of checkpoint {name!r} that it does not refer to")
         return problems
-
-
-@contextmanager
-def fault_hook(hook: Callable[[str], None] | None) -> Iterator[None]:
-    """Install a fault-injection hook for the duration of a block (tests)."""
-    global FAULT_HOOK
-    old, FAULT_HOOK = FAULT_HOOK, hook
-    try:
-        yield
-    finally:
-        FAULT_HOOK = old
