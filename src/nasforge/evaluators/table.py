@@ -174,26 +174,6 @@ def _space_name(space: Any) -> str:
     return getattr(space, "name", type(space).__name__)
 
 
-def default_arch_columns(space: Any) -> tuple[str, ...]:
-    name = _space_name(space)
-    if name == "nb201":
-        return ("arch_str", "arch", "architecture")
-    return ("arch", "arch_str", "architecture")
-
-
-def _cell_to_arch(space: SearchSpace, cell: str) -> Any:
-    """Parse one table cell as an architecture of `space`."""
-    text = cell.strip()
-    if _space_name(space) == "macro" and text.isdigit() and len(text) < 8:
-        text = text.zfill(8)  # a spreadsheet or pandas dropped the leading zeros
-    if text[:1] in "{[":
-        try:
-            return space.from_json(json.loads(text))
-        except json.JSONDecodeError:
-            pass
-    return space.from_json(text)
-
-
 class _RowIds:
     """How a table's rows are turned into architecture ids (picklable settings only)."""
 
@@ -203,13 +183,12 @@ class _RowIds:
             table.require(arch_column, "arch_column")
             self.columns: tuple[str, ...] = (arch_column,)
         else:
-            found = [c for c in default_arch_columns(space) if c in table.text]
-            if found:
-                self.columns = (found[0],)
-            elif _space_name(space) == "nb201" and all(c in table.text for c in _nb201_op_columns()):
-                self.columns = _nb201_op_columns()
-            else:
+            candidates = getattr(space, "table_columns", SearchSpace.table_columns)
+            found = [(c,) if isinstance(c, str) else tuple(c) for c in candidates]
+            found = [cols for cols in found if all(c in table.text for c in cols)]
+            if not found:
                 raise ConfigError("arch_column", f"no architecture column in {table.path}; name one", table.header)
+            self.columns = found[0]
 
     def raw(self, table: Table, k: int) -> str:
         if len(self.columns) == 1:
@@ -219,7 +198,7 @@ class _RowIds:
     def parse(self, table: Table, k: int) -> Any:
         try:
             if len(self.columns) == 1:
-                return _cell_to_arch(self.space, table.text[self.columns[0]][k])
+                return self.space.from_table_cell(table.text[self.columns[0]][k])
             return self.space.from_json([table.text[c][k] for c in self.columns])
         except ArchitectureError as exc:
             raise DatasetError(str(table.path), f"row {k + 2}, column {'/'.join(self.columns)}: {exc}") from None
@@ -231,12 +210,6 @@ def row_architectures(
     """The architectures of `rows` of `table`, read as `space`'s (errors name the row)."""
     ids = _RowIds(space, table, arch_column)
     return [ids.parse(table, k) for k in rows]
-
-
-def _nb201_op_columns() -> tuple[str, ...]:
-    from nasforge.spaces.nb201 import EDGE_NAMES
-
-    return EDGE_NAMES
 
 
 def looks_like_percent(column: str, values: np.ndarray) -> bool:
@@ -526,9 +499,13 @@ class NB201Table(TableEvaluator):
             raise ConfigError(
                 "epochs", f"NAS-Bench-201 has validation accuracies after 12 and 200 epochs, not {epochs!r}", [12, 200]
             )
-        space = _resolve_space(space, "nb201")
-        if _space_name(space) != "nb201":
-            raise ConfigError("space", f"the NAS-Bench-201 table needs the 'nb201' space, not {_space_name(space)!r}")
+        from nasforge.spaces.nb201 import NB201Space
+
+        space = _resolve_space(space, NB201Space.name)
+        if _space_name(space) != NB201Space.name:
+            raise ConfigError(
+                "space", f"the NAS-Bench-201 table needs the {NB201Space.name!r} space, not {_space_name(space)!r}"
+            )
         self.epochs = epochs
         self.given_table = None if table is None else str(table)
         super().__init__(
@@ -599,9 +576,13 @@ class MacroTable(TableEvaluator):
         space: SearchSpace | str | None = None,
         match_key: bool = False,
     ):
-        space = _resolve_space(space, "macro")
-        if _space_name(space) != "macro":
-            raise ConfigError("space", f"the NAS-Bench-Macro table needs the 'macro' space, not {_space_name(space)!r}")
+        from nasforge.spaces.macro import MacroSpace
+
+        space = _resolve_space(space, MacroSpace.name)
+        if _space_name(space) != MacroSpace.name:
+            raise ConfigError(
+                "space", f"the NAS-Bench-Macro table needs the {MacroSpace.name!r} space, not {_space_name(space)!r}"
+            )
         if isinstance(macs_per_second, bool) or not isinstance(macs_per_second, (int, float)) or macs_per_second <= 0:
             raise ConfigError("macs_per_second", f"must be a positive number, got {macs_per_second!r}")
         self.sample_runs = bool(sample_runs)

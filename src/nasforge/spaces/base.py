@@ -58,6 +58,9 @@ class SearchSpace(ABC, Generic[A]):
     #: the `nasforge.scaling.FAMILIES` entry that scales this space's architectures into a model
     #: family (None: they have no scaling rule, so `nasforge run` and `nasforge scale` refuse them)
     scaling_family: str | None = None
+    #: where a CSV table of results keeps the architecture, in order of preference: a column name,
+    #: or a tuple of columns whose values together are the JSON list `from_json` reads
+    table_columns: tuple[str | tuple[str, ...], ...] = ("arch", "arch_str", "architecture")
 
     @property
     @abstractmethod
@@ -130,6 +133,17 @@ class SearchSpace(ABC, Generic[A]):
                 raise ArchitectureError(d.name, f"option {c} out of range", f"0..{d.num_options - 1}")
             out.append(int(c))
         return out
+
+    def from_table_cell(self, cell: str) -> A:
+        """An architecture from one cell of a results table: JSON where it looks like JSON, else
+        the text as it is (the compact forms `from_json` accepts)."""
+        text = cell.strip()
+        if text[:1] in "{[":
+            try:
+                return self.from_json(json.loads(text))
+            except json.JSONDecodeError:
+                pass
+        return self.from_json(text)
 
     def dumps(self, arch: A) -> str:
         return json.dumps(self.to_json(arch), sort_keys=True)

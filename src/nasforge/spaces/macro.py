@@ -131,6 +131,12 @@ class MacroSpace(SearchSpace[MacroArchitecture]):
     def to_json(self, arch: MacroArchitecture) -> dict[str, Any]:
         return {"space": self.name, "arch": self.validate(arch).code}
 
+    def from_table_cell(self, cell: str) -> MacroArchitecture:
+        text = cell.strip()
+        if text.isdigit() and len(text) < NUM_LAYERS:
+            text = text.zfill(NUM_LAYERS)  # a spreadsheet or pandas dropped the leading zeros
+        return super().from_table_cell(text)
+
     def from_json(self, data: Any) -> MacroArchitecture:
         """{"space": "macro", "arch": "01201122"}, the bare code, or a list of eight block names."""
         data = unwrap_json(data, self.name, f"a string of {NUM_LAYERS} digits 0-2")

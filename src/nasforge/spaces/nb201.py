@@ -118,6 +118,8 @@ class NB201Space(SearchSpace[NB201Cell]):
 
     name = "nb201"
     default_evaluator = "nb201"  # the NAS-Bench-201 table; a dataset given trains children instead
+    #: the benchmark's "arch_str" column, else one column per edge
+    table_columns = ("arch_str", "arch", "architecture", EDGE_NAMES)
 
     def __init__(self, ops: Sequence[str] = OPS):
         ops = tuple(ops)
