@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nasforge.errors import ConfigError
-from nasforge.spaces.nasnet import NUM_INPUTS, Cell, NASNetArchitecture
+from nasforge.spaces.nasnet import NUM_INPUTS, Cell, NASNetArchitecture, NASNetSpace
 
 if TYPE_CHECKING:
     import numpy as np
@@ -1175,7 +1175,7 @@ def draw_architecture(
     """Draw any architecture the report knows: NASNet cells via `render`, MBConv stage lists via
     `mbconv_diagram`. Returns the renderer used ("dot" or "matplotlib")."""
     if isinstance(arch, (NASNetArchitecture, Cell)) or (
-        isinstance(arch, Mapping) and arch.get("space", "nasnet") == "nasnet" and "normal" in arch
+        isinstance(arch, Mapping) and arch.get("space", NASNetSpace.name) == NASNetSpace.name and "normal" in arch
     ):
         return render(arch, path, renderer=renderer, title=title, **kwargs)
     mbconv_diagram(arch, path, title=title, **kwargs)

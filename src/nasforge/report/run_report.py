@@ -571,22 +571,17 @@ def _shown_arch_ids(run: RunData, archs: int) -> list[int]:
     return ids
 
 
-def _arch_kind(arch: Any) -> tuple[str, Any]:
-    """("nasnet" | "mbconv" | "json", the parsed architecture or the JSON)."""
+def _arch_kind(arch: Any) -> tuple[str, str | None, Any]:
+    """(its space's name or "json", the space's drawing, the parsed architecture or the JSON): the
+    space of an architecture says which picture the report draws of it (`SearchSpace.drawing`)."""
     if not isinstance(arch, Mapping):
-        return "json", arch
-    space = arch.get("space")
-    if space in (None, "nasnet") and "normal" in arch:
-        kind = "nasnet"
-    elif space == "mbconv" or (space is None and "stages" in arch):
-        kind = "mbconv"
-    else:
-        return "json", arch
+        return "json", None, arch
     from nasforge.spaces import space_for_json
 
-    data = dict(arch)
-    data.setdefault("space", kind)
-    return kind, space_for_json(data).from_json(data)
+    space = space_for_json(arch)
+    if space.drawing is None:
+        return "json", None, arch
+    return space.name, space.drawing, space.from_json(arch)
 
 
 def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, dict[int, dict[str, Any]]]:
@@ -608,15 +603,16 @@ def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, d
         w.add(json_path)
         entry: dict[str, Any] = {"json": w.rel(json_path)}
         body = []
+        drawing: str | None = None
         try:
-            kind, parsed = _arch_kind(t.arch)
+            kind, drawing, parsed = _arch_kind(t.arch)
         except NasforgeError as exc:
             kind, parsed = "json", t.arch
             w.notes.append(f"trial {tid}: architecture not readable: {exc}")
             body.append(f'<p class="warn">The architecture does not parse: {_e(exc)}</p>')
         entry["kind"] = kind
         try:
-            if kind == "nasnet":
+            if drawing == "cells":
                 png = Path(f"{stem}-cells.png")
                 used = render(parsed, png, renderer=w.renderer)
                 extra = [png.with_suffix(".dot")]
@@ -634,7 +630,7 @@ def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, d
                         [w.rel(p) for p in extra if p.is_file()],
                     )
                 )
-            elif kind == "mbconv":
+            elif drawing == "stages":
                 png = Path(f"{stem}-stages.png")
                 mbconv_diagram(parsed, png, svg=w.svg)
                 w.add(png, png.with_suffix(".svg"))

@@ -61,6 +61,9 @@ class SearchSpace(ABC, Generic[A]):
     #: where a CSV table of results keeps the architecture, in order of preference: a column name,
     #: or a tuple of columns whose values together are the JSON list `from_json` reads
     table_columns: tuple[str | tuple[str, ...], ...] = ("arch", "arch_str", "architecture")
+    #: the picture the run report draws of an architecture: "cells" (a NASNet cell pair),
+    #: "stages" (an MBConv stage list) or None (the report shows the JSON)
+    drawing: str | None = None
 
     @property
     @abstractmethod

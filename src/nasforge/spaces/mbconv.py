@@ -91,6 +91,7 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
     name = "mbconv"
     proxy_network = MappingProxyType({"width_mult": 0.25, "depth_mult": 0.25})
     scaling_family = "mbconv"
+    drawing = "stages"
 
     def __init__(
         self,

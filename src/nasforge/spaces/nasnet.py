@@ -80,6 +80,7 @@ class NASNetSpace(SearchSpace[NASNetArchitecture]):
     name = "nasnet"
     proxy_network = MappingProxyType({"num_cells": 1, "num_filters": 8, "stem": "cifar"})
     scaling_family = "nasnet"
+    drawing = "cells"
 
     def __init__(
         self,
