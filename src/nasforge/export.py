@@ -49,6 +49,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import NasforgeError
+from nasforge.spaces import space_name_of
 
 FORMAT = "nasforge-model"
 FORMAT_VERSION = 1
@@ -103,7 +104,7 @@ class ModelConfig:
         out: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "name": self.name}
         if self.architecture is not None:
             out["architecture"] = self.architecture
-            out["space"] = self.space or {"name": _space_name(self.architecture), "options": {}}
+            out["space"] = self.space or {"name": space_name_of(self.architecture), "options": {}}
         if self.model is not None:
             out["model"] = self.model
         out.update(
@@ -146,7 +147,7 @@ class ModelConfig:
         space = data.get("space")
         if arch is not None:
             if space is None:
-                space = {"name": _space_name(arch), "options": {}}
+                space = {"name": space_name_of(arch), "options": {}}
             if (
                 not isinstance(space, dict)
                 or not isinstance(space.get("name"), str)
@@ -207,10 +208,6 @@ class ModelConfig:
             return create(self.model, **fixed, **self.network)
         space = build_space_for(self.space, self.architecture)
         return space.build(space.from_json(self.architecture), **fixed, **self.network)
-
-
-def _space_name(arch: Any) -> str:
-    return arch.get("space", "nasnet") if isinstance(arch, dict) else "nasnet"
 
 
 def build_space_for(space: dict[str, Any] | None, architecture: Any):

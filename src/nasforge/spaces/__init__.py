@@ -11,6 +11,14 @@ from nasforge.spaces.mbconv import MBConvSpace
 from nasforge.spaces.nasnet import Block, Cell, NASNetArchitecture, NASNetSpace
 from nasforge.spaces.nb201 import NB201Space
 
+#: the space of an architecture JSON without a "space" field (NASNet cells came first)
+DEFAULT_SPACE = "nasnet"
+
+
+def space_name_of(data: Any) -> str:
+    """The space an architecture JSON names (`DEFAULT_SPACE` when it names none)."""
+    return data.get("space", DEFAULT_SPACE) if isinstance(data, dict) else DEFAULT_SPACE
+
 
 def space_for_json(data: Any) -> SearchSpace:
     """The space an architecture JSON belongs to, from its "space" field (NASNet if absent).
@@ -18,8 +26,7 @@ def space_for_json(data: Any) -> SearchSpace:
     Spaces whose size shows in the JSON (NASNet cells of 4 blocks, a layer-wise net of depth 8)
     provide a `for_json` class method that sizes the space from the data.
     """
-    name = data.get("space", "nasnet") if isinstance(data, dict) else None
-    factory = SPACES.entry(name).factory
+    factory = SPACES.entry(space_name_of(data) if isinstance(data, dict) else None).factory
     for_json = getattr(factory, "for_json", None)
     return for_json(data) if callable(for_json) else factory()
 
@@ -36,5 +43,7 @@ __all__ = [
     "NB201Space",
     "SearchSpace",
     "SPACES",
+    "DEFAULT_SPACE",
     "space_for_json",
+    "space_name_of",
 ]
