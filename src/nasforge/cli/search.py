@@ -131,9 +131,10 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     for flag, key in (("trials", "max_trials"), ("time", "max_seconds"), ("cost", "max_cost")):
         if getattr(args, flag, None) is not None:
             budget[key] = getattr(args, flag)
-    if not budget:
-        budget = {"max_trials": 48}
-    data["budget"] = budget
+    if budget:
+        data["budget"] = budget
+    else:
+        data.pop("budget", None)  # SearchConfig's default budget
     limits = dict(data.get("limits") or {})
     for flag in ("max_params", "max_macs", "max_latency_ms"):
         if getattr(args, flag, None) is not None:

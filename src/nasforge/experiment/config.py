@@ -182,6 +182,9 @@ class Budget:
 
 
 DUPLICATE_MODES = ("reask", "reuse", "evaluate")
+#: the trial budget of a search that sets none (`nasforge search` without --trials/--time/--cost):
+#: what docs/search.md measured the default search with
+DEFAULT_TRIALS = 48
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ class SearchConfig:
     evaluator: Component
     objective: Component = field(default_factory=lambda: Component("accuracy"))
     limits: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    budget: Budget = field(default_factory=lambda: Budget(max_trials=100))
+    budget: Budget = field(default_factory=lambda: Budget(max_trials=DEFAULT_TRIALS))
     seed: int = 0
     #: "reask" | "reuse" | "evaluate": see `nasforge.experiment.experiment`
     duplicates: str = "reask"
