@@ -122,7 +122,8 @@ def test_registry_registers_creates_and_checks_options():
 
     reg.register("base", Base, description="plain")
     assert sorted(reg) == ["base", "derived"] and "base" in reg and len(reg) == 2
-    assert reg.describe() == [("base", "plain"), ("derived", "A subclass that passes its options on to its base.")]
+    assert [(e.name, e.description) for e in reg.entries()] == [
+        ("base", "plain"), ("derived", "A subclass that passes its options on to its base.")]
     assert reg.options("derived") == ["width", "depth"]  # **options reach the base class's
     w = reg.create("derived", "S", 4, width=3, depth=5)
     assert (w.space, w.seed, w.width, w.depth) == ("S", 4, 3, 5)

@@ -71,10 +71,10 @@ class PipelineConfig:
             raise ConfigError("patience", f"only applies to family_schedule 'early-stop', not {self.family_schedule!r}")
         if self.budget not in BUDGETS:
             raise ConfigError("budget", f"unknown budget {self.budget!r}", list(BUDGETS))
-        from nasforge.spaces import SPACES
+        from nasforge.scaling.family import scalable_spaces
 
-        if getattr(SPACES.entry(self.space).factory, "scaling_family", None) is None:
-            scalable = [n for n in SPACES if getattr(SPACES[n], "scaling_family", None)]
+        scalable = scalable_spaces()
+        if self.space not in scalable:
             raise ConfigError("space", f"the pipeline cannot scale space {self.space!r}", scalable)
         if isinstance(self.phi_max, bool) or not isinstance(self.phi_max, int) or not 0 <= self.phi_max <= 8:
             raise ConfigError("phi_max", f"must be an integer from 0 to 8, got {self.phi_max!r}")

@@ -146,9 +146,10 @@ class Registry(Mapping[str, Callable[..., T]]):
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {sorted(self._entries)})"
 
-    def describe(self) -> list[tuple[str, str]]:
-        """(name, description) of every entry, sorted: what listings and ``--help`` show."""
-        return [(n, self.entry(n).description) for n in sorted(self)]
+    def entries(self) -> list[Entry[T]]:
+        """Every entry (plug-ins' included), sorted by name: what listings show."""
+        load_plugins()
+        return [self._entries[n] for n in sorted(self._entries)]
 
     # -- options ---------------------------------------------------------------------------------
     def parameters(self, name: str) -> dict[str, inspect.Parameter] | None:

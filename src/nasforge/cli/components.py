@@ -57,8 +57,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     kinds = [args.kind] if args.kind else sorted(REGISTRIES)
     listing = {
         kind: [
-            {"name": name, "description": entry.description, "origin": _origin(entry)}
-            for name, entry in ((n, _registry(kind).entry(n)) for n in sorted(_registry(kind)))
+            {"name": entry.name, "description": entry.description, "origin": _origin(entry)}
+            for entry in _registry(kind).entries()
         ]
         for kind in kinds
     }

@@ -332,15 +332,19 @@ def family_from_model(name: str, num_classes: int | None = None) -> Family:
     )
 
 
+def scalable_spaces() -> list[str]:
+    """The registered spaces whose architectures have a scaling rule (a `scaling_family`)."""
+    from nasforge.spaces import SPACES
+
+    return [n for n in SPACES if getattr(SPACES[n], "scaling_family", None)]
+
+
 def family_for(space: Any, arch: Any, **options: Any) -> Family:
     """The family that scales `arch`, of the kind its space names (`SearchSpace.scaling_family`);
     `options` are the family's (base resolution, classes) and its network's."""
     name = getattr(space, "scaling_family", None)
     if name is None:
-        from nasforge.spaces import SPACES
-
-        scalable = [n for n in SPACES if getattr(SPACES[n], "scaling_family", None)]
-        raise ConfigError("base", f"architectures of space {space.name!r} have no scaling rule", scalable)
+        raise ConfigError("base", f"architectures of space {space.name!r} have no scaling rule", scalable_spaces())
     factory = FAMILIES[name]
     if "space" in (factory_parameters(factory) or {}):
         options["space"] = space
