@@ -26,7 +26,7 @@ from nasforge.evaluators.base import Evaluator
 from nasforge.experiment import Experiment, Store
 from nasforge.experiment.store import StoreError
 from nasforge.report import write_report
-from nasforge.spaces import SPACES
+from nasforge.spaces import SPACES, MBConvSpace
 from nasforge.strategies import create_strategy
 
 HOSTILE = '<script>alert("x")</script>&amp;'
@@ -230,6 +230,8 @@ def test_page_content(runs, reports):
     assert first["files"]["kind"] == "mbconv" and first["files"]["diagram"].endswith("-stages.png")
     n_stages = len(first["arch"]["stages"])
     assert len(first["files"]["stages"]) == n_stages
+    # the stage strides are the space's (an MBConv architecture keeps none), not the report's guess
+    assert [r["stride"] for r in first["files"]["stages"]] == list(MBConvSpace().strides())
     assert "MBConv" in mb and f'src="{first["files"]["diagram"]}"' in mb
 
     nb = (reports["nb201"] / "index.html").read_text(encoding="utf-8")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeGuard, cast
 
 from nasforge.errors import ConfigError
+from nasforge.report.figure_files import save_figure
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -75,27 +76,9 @@ def _new_figure(width: float, height: float):
 
 
 def _save(fig: Any, path: str | Path, svg: bool) -> Path:
-    import matplotlib
-
+    """A path without a suffix is a PNG."""
     path = Path(path)
-    if not path.suffix:
-        path = path.with_suffix(".png")
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in ("png", "svg", "pdf"):
-        raise ConfigError("path", f"unsupported image type {path.suffix!r}", [".png", ".svg", ".pdf"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    targets = [(path, fmt)]
-    if svg and fmt != "svg":
-        targets.append((path.with_suffix(".svg"), "svg"))
-    with matplotlib.rc_context({"svg.hashsalt": "nasforge", "svg.fonttype": "path"}):
-        for target, f in targets:
-            metadata = {
-                "png": {"Software": None},
-                "svg": {"Date": None},
-                "pdf": {"CreationDate": None, "ModDate": None},
-            }[f]
-            fig.savefig(target, format=f, metadata=metadata)
-    return path
+    return save_figure(fig, path if path.suffix else path.with_suffix(".png"), svg=svg)
 
 
 def _human(value: float, _pos: Any = None) -> str:

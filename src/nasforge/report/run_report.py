@@ -571,21 +571,24 @@ def _shown_arch_ids(run: RunData, archs: int) -> list[int]:
     return ids
 
 
-def _arch_kind(arch: Any) -> tuple[str, str | None, Any]:
-    """(its space's name or "json", the space's drawing, the parsed architecture or the JSON): the
-    space of an architecture says which picture the report draws of it (`SearchSpace.drawing`)."""
+def _arch_kind(arch: Any) -> tuple[str, str | None, Any, Any]:
+    """(its space's name or "json", the space's drawing, the parsed architecture or the JSON, the
+    space or None): the space of an architecture says which picture the report draws of it
+    (`SearchSpace.drawing`), and knows what the architecture leaves to it (an MBConv stage list's
+    strides)."""
     if not isinstance(arch, Mapping):
-        return "json", None, arch
+        return "json", None, arch, None
     from nasforge.spaces import space_for_json
 
     space = space_for_json(arch)
     if space.drawing is None:
-        return "json", None, arch
-    return space.name, space.drawing, space.from_json(arch)
+        return "json", None, arch, None
+    return space.name, space.drawing, space.from_json(arch), space
 
 
 def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, dict[int, dict[str, Any]]]:
-    from nasforge.report.diagrams import mbconv_diagram, mbconv_table, render
+    from nasforge.report.graph_render import render
+    from nasforge.report.mbconv_pictures import mbconv_diagram, mbconv_table
 
     ids = _shown_arch_ids(run, archs)
     if not ids:
@@ -604,8 +607,9 @@ def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, d
         entry: dict[str, Any] = {"json": w.rel(json_path)}
         body = []
         drawing: str | None = None
+        space: Any = None
         try:
-            kind, drawing, parsed = _arch_kind(t.arch)
+            kind, drawing, parsed, space = _arch_kind(t.arch)
         except NasforgeError as exc:
             kind, parsed = "json", t.arch
             w.notes.append(f"trial {tid}: architecture not readable: {exc}")
@@ -632,10 +636,10 @@ def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, d
                 )
             elif drawing == "stages":
                 png = Path(f"{stem}-stages.png")
-                mbconv_diagram(parsed, png, svg=w.svg)
+                mbconv_diagram(parsed, png, svg=w.svg, space=space)
                 w.add(png, png.with_suffix(".svg"))
                 entry["diagram"] = w.rel(png)
-                rows = mbconv_table(parsed)
+                rows = mbconv_table(parsed, space=space)
                 entry["stages"] = rows
                 body.append(_stage_table(rows))
                 body.append(
