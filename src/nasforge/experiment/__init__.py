@@ -1,4 +1,4 @@
-"""Experiments: the search loop, the run's SQLite store, executors and the search config.
+"""Experiments: the search loop, its stores (the run's SQLite file, or memory), executors and the search config.
 
     from nasforge.experiment import Experiment, SearchConfig
 
@@ -37,6 +37,7 @@ from nasforge.experiment.experiment import (
     run_search,
     trial_seed,
 )
+from nasforge.experiment.memory_store import MemoryStore
 from nasforge.experiment.scheduler import (
     SCHEDULERS,
     Asynchronous,
@@ -44,7 +45,7 @@ from nasforge.experiment.scheduler import (
     Scheduler,
     create_scheduler,
 )
-from nasforge.experiment.store import DB_NAME, Checkpoint, RungResult, Store, StoreError, TrialRecord
+from nasforge.experiment.store import DB_NAME, Checkpoint, RungResult, Store, StoreError, TrialRecord, TrialStore
 
 __all__ = [
     "Asynchronous",
@@ -58,6 +59,7 @@ __all__ = [
     "Experiment",
     "Handle",
     "Hyperband",
+    "MemoryStore",
     "Outcome",
     "ProcessExecutor",
     "RunSummary",
@@ -70,6 +72,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TrialRecord",
+    "TrialStore",
     "build_components",
     "config_diff",
     "create_executor",

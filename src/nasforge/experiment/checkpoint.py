@@ -19,24 +19,24 @@ from typing import Any
 
 
 # -- JSON helpers -------------------------------------------------------------------------------------
-def _clean_json(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON-safe copy: non-finite floats become None (strict JSON has no NaN/inf)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _clean_json(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean_json(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         try:
-            return _clean_json(value.item())
+            return json_safe(value.item())
         except (TypeError, ValueError):
             pass
     return value
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(_clean_json(value), sort_keys=True, allow_nan=False)
+    return json.dumps(json_safe(value), sort_keys=True, allow_nan=False)
 
 
 def loads_or_none(text: str | None) -> Any:

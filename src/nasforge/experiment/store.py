@@ -1,5 +1,11 @@
 """The run's database: one SQLite file per run folder (`RUN/nasforge.db`).
 
+`Store` is one of two backends of `TrialStore`, the protocol that says what the search loop
+(`nasforge.experiment.Experiment`) needs from a store; the other is the in-memory
+`nasforge.experiment.memory_store.MemoryStore`, for searches that need no run folder (benchmarks
+against tables). The split follows Optuna's storages (an RDB storage and an in-memory one behind
+one interface): the loop is written once and the backend decides what outlives the process.
+
 Tables
 ------
 ``run``          the run's config (JSON), written once when the run is created.
@@ -45,7 +51,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from nasforge.errors import ConfigError, NasforgeError
 from nasforge.experiment.checkpoint import (
@@ -272,9 +278,99 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+# -- what the search loop needs from a store ----------------------------------------------------------
+class TrialStore(Protocol):
+    """The trial records of one run, as `Experiment` reads and writes them.
+
+    Trial ids are 1, 2, ... in the order trials are added. A trial is ``pending`` or ``running``
+    until it finishes as ``done`` or ``failed``; a method that changes a finished trial raises
+    `StoreError`. Each write that takes a `CheckpointUpdate` records it with the trial change, so
+    a durable store never holds a checkpoint that disagrees with its trials. Backends: `Store`
+    (SQLite, one file per run folder) and `MemoryStore` (Python containers).
+    """
+
+    @property
+    def durable(self) -> bool:
+        """Whether the records outlive the process: only then are strategy checkpoints (taken
+        after every ask and tell, for resuming) worth their cost."""
+        ...
+
+    def config(self) -> dict[str, Any]: ...
+
+    def add_trial(
+        self,
+        arch: Any,
+        key: str,
+        seed: int | Callable[[int], int],
+        *,
+        status: str = "pending",
+        metrics: Mapping[str, Any] | None = None,
+        reward: float | None = None,
+        error: str | None = None,
+        reused_from: int | None = None,
+        rejected: bool = False,
+        queued: int | None = None,
+        checkpoint: CheckpointUpdate | None = None,
+    ) -> int: ...
+
+    def mark_running(
+        self, trial_id: int, *, queued: int | None = None, reused_from: int | None | bool = False
+    ) -> None: ...
+
+    def requeue_trial(self, trial_id: int, error: str, *, queued: int | None = None) -> None: ...
+
+    def finish_trial(
+        self,
+        trial_id: int,
+        status: str,
+        *,
+        metrics: Mapping[str, Any] | None = None,
+        reward: float | None = None,
+        error: str | None = None,
+        started: float | None = None,
+        failures: int | None = None,
+        reused_from: int | None | bool = False,
+        checkpoint: CheckpointUpdate | None = None,
+    ) -> None: ...
+
+    def record_schedule(
+        self,
+        result: RungResult | None,
+        decisions: Mapping[int, str],
+        finished: list[tuple[int, str, str | None]],
+        *,
+        checkpoint: CheckpointUpdate | None = None,
+    ) -> None: ...
+
+    def trial(self, trial_id: int) -> TrialRecord: ...
+
+    def trials(self, status: str | tuple[str, ...] | None = None) -> list[TrialRecord]: ...
+
+    def iter_trials(self, status: str | tuple[str, ...] | None = None) -> Iterator[TrialRecord]: ...
+
+    def find_result(self, key: str) -> TrialRecord | None: ...
+
+    def count(self) -> int: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def best(self, n: int = 10) -> list[TrialRecord]: ...
+
+    def rungs(self, trial_id: int | None = None) -> list[RungResult]: ...
+
+    def max_queued(self) -> int: ...
+
+    def load_checkpoint(self, name: str = "strategy") -> Checkpoint | None: ...
+
+    def close(self) -> None: ...
+
+
 # -- the store ----------------------------------------------------------------------------------------
 class Store:
     """A run's SQLite database. Create with `Store.create`, open an existing run with `Store.open`."""
+
+    #: a `TrialStore` whose records outlive the process: runs in it can be resumed
+    durable = True
 
     def __init__(
         self,
