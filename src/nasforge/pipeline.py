@@ -195,11 +195,11 @@ class Pipeline:
         if Store.exists(self.run_dir) and not self.resume:
             raise ConfigError("run", f"{self.run_dir} already holds a run; pass --resume to continue it")
         if self.resume and Store.exists(self.run_dir):
-            store = Store.open(self.run_dir)
+            existing = Store.open(self.run_dir)
             try:
-                self._check_config(store, record=False)  # read only: the search's own check comes first
+                self._check_config(existing, record=False)  # read only: the search's own check comes first
             finally:
-                store.close()
+                existing.close()
         splits = self._check_test_dataset()
         self._stage("search")
         with Experiment.from_config(
@@ -209,6 +209,7 @@ class Pipeline:
             progress=self.progress,
         ) as experiment:
             store = experiment.store
+            assert isinstance(store, Store)  # a run folder's store, which keeps the stage markers
             self._check_config(store)
             if not store.get_marker("pipeline.stage.search"):
                 experiment.run()

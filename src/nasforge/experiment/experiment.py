@@ -1,7 +1,9 @@
 """The search loop: ask -> (duplicates, limits) -> evaluate through an executor -> record -> tell.
 
-One `Experiment` drives one run folder. Everything the strategy must agree with is written to
-the run's `Store` in one transaction with the strategy's checkpoint:
+One `Experiment` drives one run, recorded in a `TrialStore`: the SQLite `Store` of a run folder,
+or, for a search without one (benchmarks against tables), a `MemoryStore`. Everything the
+strategy must agree with is written to a durable store in one transaction with the strategy's
+checkpoint:
 
 * after an `ask`: the new trial (status ``running``, handed to the executor) and the checkpoint;
 * after a `tell`: the trial's result (``done``/``failed``) and the checkpoint.
@@ -9,6 +11,7 @@ the run's `Store` in one transaction with the strategy's checkpoint:
 A resumed run loads the checkpoint, re-runs the trials that were still unfinished (same
 architecture, same seed) in the order they had been queued, and goes on. With the serial
 executor the resumed run's trial sequence is the uninterrupted run's, however it was stopped.
+A store that dies with the process (`MemoryStore`) gets the same records and no checkpoints.
 
 Duplicates (``duplicates``): by default (``"reask"``) a proposal whose canonical key was already
 asked in the run never becomes a trial: the strategy is told it was a duplicate and asked again
@@ -38,6 +41,7 @@ the time left.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -60,9 +64,10 @@ from nasforge.experiment.config import (
     objective_function,
 )
 from nasforge.experiment.executors import Executor, Handle, Outcome, create_executor, describe_exception
+from nasforge.experiment.memory_store import MemoryStore
 from nasforge.experiment.prescreen import PreScreen
 from nasforge.experiment.scheduler import Decision, Job, Scheduler
-from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, RungResult, Store, TrialRecord
+from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, RungResult, Store, TrialRecord, TrialStore
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.base import Exhausted, RepeatedProposals, Result, Strategy, ask_new
 
@@ -80,9 +85,13 @@ class _Union:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1 << 15)
 def trial_seed(run_seed: int, trial_id: int, failures: int = 0) -> int:
     """The seed of a trial's evaluation: a function of the run seed, the trial index and, for a
-    retry, how many attempts already failed (31 bits, safe for every RNG)."""
+    retry, how many attempts already failed (31 bits, safe for every RNG).
+
+    Cached: a `SeedSequence` costs more than a table lookup, and benchmarks search with the same
+    run seeds and trial indices for every strategy and protocol (`nasforge.benchmarking`)."""
     entropy = [int(run_seed), int(trial_id)] + ([int(failures)] if failures else [])
     return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0]) & 0x7FFFFFFF
 
@@ -174,7 +183,7 @@ class _Active:
 
 @dataclass(frozen=True)
 class RunSummary:
-    run_dir: Path
+    run_dir: Path | None  # None for a run without a folder (an in-memory store)
     trials: int
     done: int
     failed: int
@@ -187,7 +196,7 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_dir": str(self.run_dir),
+            "run_dir": None if self.run_dir is None else str(self.run_dir),
             "trials": self.trials,
             "done": self.done,
             "failed": self.failed,
@@ -280,7 +289,8 @@ class Experiment:
             callable with that signature).
         objective: metrics -> reward (a callable, or an object with `reward(metrics)`); None
             for ``metrics["val_accuracy"]``.
-        run_dir: the run's folder; its database is ``run_dir/nasforge.db``.
+        run_dir: the run's folder; its database is ``run_dir/nasforge.db``. None (and no `store`):
+            the run is kept in memory (`MemoryStore`): nothing on disk, nothing to resume.
         budget: a `Budget` (or a dict of its fields, or an int number of trials).
         seed: the run seed; trial seeds derive from it and the trial index.
         duplicates: what a proposal already asked in the run becomes: "reask" (default: not a
@@ -303,6 +313,8 @@ class Experiment:
         scheduler: a multi-fidelity `Scheduler` (successive halving, Hyperband, ASHA, median
             stopping); the evaluator must support fidelities (`supports_fidelity`).
         fault_hook: passed to the run's `Store` (tests kill or fail the process inside a write).
+        store: a `TrialStore` to record into instead of the one `run_dir` names, e.g. an open
+            `Store` or a `MemoryStore`; `resume` then says whether to continue what it holds.
     """
 
     def __init__(
@@ -330,9 +342,8 @@ class Experiment:
         prescreen: PreScreen | None = None,
         scheduler: Scheduler | None = None,
         fault_hook: Callable[[str], None] | None = None,
+        store: TrialStore | None = None,
     ):
-        if run_dir is None:
-            raise ConfigError("run", "an experiment needs a run folder")
         if resume not in (True, False, "auto"):
             raise ConfigError("resume", f"must be true, false or 'auto', got {resume!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -343,7 +354,7 @@ class Experiment:
         self.strategy = strategy
         self.evaluator = evaluator
         self.objective = objective_function(objective)
-        self.run_dir = Path(run_dir)
+        self.run_dir = None if run_dir is None else Path(run_dir)
         self.budget = Budget.parse(budget)
         self.seed = int(seed)
         if duplicates not in DUPLICATE_MODES:
@@ -373,6 +384,8 @@ class Experiment:
                 )
             if duplicates != "reask":
                 raise ConfigError("duplicates", f"must be 'reask' under a scheduler, got {duplicates!r}")
+            if run_dir is None:
+                raise ConfigError("run", "a scheduler keeps its children's training states in a run folder: give one")
         self._progress = _ProgressView(progress, self.budget, console)
         self.config = dict(config) if config is not None else self._derive_config(objective)
 
@@ -397,11 +410,28 @@ class Experiment:
         self._scheduler_closed = False
         self._pace: list[float] = [0.0, 0.0]  # seconds and epochs of the jobs measured so far
 
-        resuming = resume is True or (resume == "auto" and Store.exists(self.run_dir))
-        if resuming:
-            self.store = self._open_existing(fault_hook)
+        self.store: TrialStore
+        self._own_store = store is None  # a store passed in is the caller's to close
+        if store is not None:
+            if fault_hook is not None:
+                raise ConfigError("fault_hook", "give it to the store itself when passing a store")
+            resuming = resume is True or (resume == "auto" and store.count() > 0)
+            if not resuming and store.count():
+                raise ConfigError("run", "the store already holds trials; resume them or pass an empty store")
+            self.store = store
+            if resuming:
+                self._restore(f"the run in {getattr(store, 'path', store)}")
+        elif self.run_dir is None:
+            if resume is True:
+                raise ConfigError("resume", "a run without a run folder is kept in memory: there is nothing to resume")
+            resuming = False
+            self.store = MemoryStore(self.config)
         else:
-            self.store = Store.create(self.run_dir, self.config, fault_hook=fault_hook)
+            resuming = resume is True or (resume == "auto" and Store.exists(self.run_dir))
+            if resuming:
+                self.store = self._open_existing(self.run_dir, fault_hook)
+            else:
+                self.store = Store.create(self.run_dir, self.config, fault_hook=fault_hook)
         self.resumed = resuming
 
     @classmethod
@@ -472,57 +502,62 @@ class Experiment:
         }
 
     # -- opening a run ------------------------------------------------------------------------------
-    def _open_existing(self, fault_hook: Callable[[str], None] | None) -> Store:
-        if not Store.exists(self.run_dir):
-            raise ConfigError("resume", f"there is no run to resume in {self.run_dir}")
-        store = Store.open(self.run_dir, fault_hook=fault_hook)
+    def _open_existing(self, run_dir: Path, fault_hook: Callable[[str], None] | None) -> Store:
+        if not Store.exists(run_dir):
+            raise ConfigError("resume", f"there is no run to resume in {run_dir}")
+        self.store = store = Store.open(run_dir, fault_hook=fault_hook)
         try:
-            stored = store.config()
-            differing = config_diff(stored, self.config)
-            if differing:
-                raise ConfigError(
-                    "resume",
-                    f"the run in {self.run_dir} was started with a different "
-                    f"config: {describe_diff(stored, self.config, differing)}",
-                )
-            checkpoint = store.load_checkpoint("strategy")
-            if checkpoint is not None:
-                if self.scheduler is not None:
-                    self.strategy.load_state_dict(checkpoint.state["strategy"])
-                    self.scheduler.load_state_dict(checkpoint.state["scheduler"])
-                else:
-                    self.strategy.load_state_dict(checkpoint.state)
-                self._elapsed_before = float(checkpoint.elapsed or 0.0)
-            elif store.count():
-                raise ConfigError(
-                    "resume",
-                    f"the run in {self.run_dir} has trials but no strategy checkpoint; it cannot be resumed exactly",
-                )
-            self._queued = store.max_queued()
-            for t in store.iter_trials():
-                self.total_trials += 1
-                self._asked_keys.add(t.key)
-                if t.status in UNFINISHED:
-                    self._waiting.append((t.id, t.arch, t.queued))
-                    continue
-                self.finished_trials += 1
-                if t.status == "failed":
-                    self.failed_trials += 1
-                elif t.reused_from is None:
-                    self.cost += self._cost_of(t.metrics)
-                if t.status == "done" and t.reward is not None:
-                    if self.best_reward is None or t.reward > self.best_reward:
-                        self.best_reward = t.reward
-            reached: dict[int, float] = {}
-            for r in store.rungs():
-                self._measure_pace(r.metrics, reached.get(r.trial_id, 0.0))
-                if r.epochs is not None:
-                    reached[r.trial_id] = r.epochs
+            self._restore(f"the run in {run_dir}")
         except BaseException:
             store.close()
             raise
-        self._unresolved = len(self._waiting)
         return store
+
+    def _restore(self, run: str) -> None:
+        """Take up the run in `self.store` (`run` names it in errors): the strategy's (and the
+        scheduler's) checkpoint, the counters, the duplicate filter's keys, the unfinished trials."""
+        store = self.store
+        stored = store.config()
+        differing = config_diff(stored, self.config)
+        if differing:
+            raise ConfigError(
+                "resume",
+                f"{run} was started with a different config: {describe_diff(stored, self.config, differing)}",
+            )
+        checkpoint = store.load_checkpoint("strategy")
+        if checkpoint is not None:
+            if self.scheduler is not None:
+                self.strategy.load_state_dict(checkpoint.state["strategy"])
+                self.scheduler.load_state_dict(checkpoint.state["scheduler"])
+            else:
+                self.strategy.load_state_dict(checkpoint.state)
+            self._elapsed_before = float(checkpoint.elapsed or 0.0)
+        elif store.count():
+            raise ConfigError(
+                "resume",
+                f"{run} has trials but no strategy checkpoint; it cannot be resumed exactly",
+            )
+        self._queued = store.max_queued()
+        for t in store.iter_trials():
+            self.total_trials += 1
+            self._asked_keys.add(t.key)
+            if t.status in UNFINISHED:
+                self._waiting.append((t.id, t.arch, t.queued))
+                continue
+            self.finished_trials += 1
+            if t.status == "failed":
+                self.failed_trials += 1
+            elif t.reused_from is None:
+                self.cost += self._cost_of(t.metrics)
+            if t.status == "done" and t.reward is not None:
+                if self.best_reward is None or t.reward > self.best_reward:
+                    self.best_reward = t.reward
+        reached: dict[int, float] = {}
+        for r in store.rungs():
+            self._measure_pace(r.metrics, reached.get(r.trial_id, 0.0))
+            if r.epochs is not None:
+                reached[r.trial_id] = r.epochs
+        self._unresolved = len(self._waiting)
 
     # -- state ---------------------------------------------------------------------------------------
     @property
@@ -540,7 +575,11 @@ class Experiment:
             return 0.0
         return value if math.isfinite(value) and value > 0 else 0.0
 
-    def _checkpoint(self, event: str) -> CheckpointUpdate:
+    def _checkpoint(self, event: str) -> CheckpointUpdate | None:
+        """The strategy's (and scheduler's) state to record with a trial change; None for a store
+        that dies with the process, where nothing could resume from it."""
+        if not self.store.durable:
+            return None
         state = self.strategy.state_dict()
         if self.scheduler is not None:
             state = {"strategy": state, "scheduler": self.scheduler.state_dict()}
@@ -604,7 +643,8 @@ class Experiment:
     def close(self) -> None:
         if self._own_executor:
             self.executor.shutdown()
-        self.store.close()
+        if self._own_store:
+            self.store.close()
 
     def __enter__(self) -> Experiment:
         return self
@@ -690,8 +730,13 @@ class Experiment:
             return None
         return time.time() + (self.budget.max_seconds - self.elapsed)
 
+    def _states(self) -> Path:
+        """Where a scheduler's children keep their training state between rungs."""
+        assert self.run_dir is not None  # a scheduler needs a run folder (checked when built)
+        return self.run_dir / "states"
+
     def _state_path(self, trial_id: int, rung: int) -> Path:
-        return self.run_dir / "states" / f"trial-{trial_id}-rung-{rung}.pt"
+        return self._states() / f"trial-{trial_id}-rung-{rung}.pt"
 
     def _fidelity(self, active: _Active) -> Fidelity | None:
         """What one job asks of the evaluator: the rung's epochs and the state it continues from
@@ -762,12 +807,12 @@ class Experiment:
             row, {d.trial: d.action for d in decisions}, finished, checkpoint=self._checkpoint("tell")
         )
         for trial_id, is_failure, reward in told:
-            for path in (self.run_dir / "states").glob(f"trial-{trial_id}-rung-*.pt"):
+            for path in self._states().glob(f"trial-{trial_id}-rung-*.pt"):
                 path.unlink(missing_ok=True)
             self._unresolved -= 1
             self._after_finish(trial_id, failed=is_failure, metrics=None, reward=reward, reused=False)
         if row is not None and row.error is None and row.trial_id not in {t for t, _, _ in told}:
-            for path in (self.run_dir / "states").glob(f"trial-{row.trial_id}-rung-*.pt"):
+            for path in self._states().glob(f"trial-{row.trial_id}-rung-*.pt"):
                 if path != self._state_path(row.trial_id, row.rung):
                     path.unlink(missing_ok=True)  # only the newest state continues it
 
@@ -853,20 +898,22 @@ class Experiment:
         self._active[active.handle] = active
         self._active_by_key.setdefault(active.key, active)
 
-    def _propose(self, also_seen: Container[str] = ()) -> Any:
-        """The strategy's next proposal, through the duplicate filter in "reask" mode."""
+    def _propose(self, also_seen: Container[str] = ()) -> tuple[Any, str | None]:
+        """The strategy's next proposal and, when the duplicate filter ("reask" mode) computed it,
+        its canonical key (None otherwise)."""
         if self.duplicates != "reask":
-            return self.strategy.ask()
+            return self.strategy.ask(), None
         seen = self._asked_keys if not also_seen else _Union(self._asked_keys, also_seen)
-        return ask_new(self.strategy, self.space, seen, self.reask_limit)[0]
+        arch, key, _ = ask_new(self.strategy, self.space, seen, self.reask_limit)
+        return arch, key
 
     def _ask_one(self, job: Job | None = None) -> None:
         """Ask the strategy for a new trial and start it (under a scheduler: as `job`)."""
         try:
-            arch = self._propose()
+            arch, key = self._propose()
         except (Exhausted, RepeatedProposals) as exc:
             self._exhausted = True
-            self.stop_reason = "the strategy has nothing left to propose" if isinstance(exc, Exhausted) else str(exc)
+            self.stop_reason = str(exc) or "the strategy has nothing left to propose"
             if job is not None:
                 assert self.scheduler is not None  # jobs come from the scheduler
                 self.scheduler.cancel(job)
@@ -874,7 +921,9 @@ class Experiment:
         extra = None
         if self.prescreen is not None:
             arch, extra = self._screen(arch)
-        key = self.space.key(arch)
+            key = None  # the screen may have chosen another proposal
+        if key is None:
+            key = self.space.key(arch)
         arch_json = self.space.to_json(arch)
         self.total_trials += 1
         self._asked_keys.add(key)
@@ -954,7 +1003,7 @@ class Experiment:
         batch = {self.space.key(first)}
         while len(archs) < self.prescreen.candidates:
             try:
-                archs.append(self._propose(batch))
+                archs.append(self._propose(batch)[0])
             except (Exhausted, RepeatedProposals):
                 break
             batch.add(self.space.key(archs[-1]))

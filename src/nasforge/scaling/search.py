@@ -510,6 +510,7 @@ def search_coefficients(
     member resolution under the evaluator's `min_resolution`, or every admissible triple failing.
     """
     from nasforge.experiment.experiment import Experiment
+    from nasforge.experiment.store import Store
     from nasforge.strategies.grid import GridSearch
 
     family, scaled = _as_scaled_evaluator(family, evaluator)
@@ -568,6 +569,7 @@ def search_coefficients(
     ) as experiment:
         experiment.run()
         store = experiment.store
+        assert isinstance(store, Store)  # a run folder's store, which keeps the markers
         result = collect_result(store, space, metric, Path(run_dir), settings, n_val)
         base = store.get_marker("coefficients.baseline")
         if base is None and baseline and result.complete:
