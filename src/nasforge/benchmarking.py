@@ -2,9 +2,11 @@
 
 `nasforge bench` and `benchmarks/strategies.py` are thin wrappers around `run_bench`. One seed is
 one independent search: a fresh strategy seeded with the seed's index asks `queries` times; each
-architecture is looked up in the table (a failed lookup is told as a failure) and told at once. No
-run folder, no database: the loop is ask -> look up -> tell, so random search and evolution do
-thousands of queries per second and the controller's own computation dominates the RL runs.
+architecture is looked up in the table (a failed lookup is told as a failure) and told at once.
+The search is the `Experiment` that `nasforge search` runs (its duplicate filter, its stop
+reasons), with the table as the evaluator, the serial in-process executor and a `MemoryStore`:
+no run folder, no database, no checkpoints, so random search and evolution do thousands of
+queries per second and the controller's own computation dominates the RL runs.
 
 What is reported, per the NAS-Bench-201 protocol (Dong & Yang, ICLR 2020, section 5): each seed's best architecture
 is picked **by reward** (the earliest on ties) and its **report column** is what the seed scores;
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from nasforge.errors import ConfigError
+from nasforge.errors import ConfigError, DatasetError
 from nasforge.evaluators.table import (
     MACRO_FILE,
     NB201_FILE,
@@ -43,9 +45,12 @@ from nasforge.evaluators.table import (
     _resolve_space,
     _space_name,
 )
+from nasforge.experiment.experiment import Experiment
+from nasforge.experiment.memory_store import MemoryStore
+from nasforge.experiment.store import TrialRecord
 from nasforge.spaces.base import SearchSpace
-from nasforge.strategies import Exhausted, Result, create_strategy
-from nasforge.strategies.base import AskTellStrategy, RepeatedProposals, ask_new
+from nasforge.strategies import Result, create_strategy
+from nasforge.strategies.base import AskTellStrategy, Strategy
 
 #: `--table` shortcuts: the shared tables, with their space and the columns the benchmark's own
 #: protocol uses (NB201: reward 12-epoch validation, report 200-epoch test). NAS-Bench-Macro has
@@ -81,6 +86,11 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
 
 
 # -- the table -----------------------------------------------------------------------------------------
+#: the metrics each bench trial records besides its reward: the table's numbers in its own units
+TABLE_REWARD = "table_reward"
+TABLE_REPORT = "table_report"
+
+
 @dataclass
 class Lookup:
     """One table lookup: reward and report in the table's units, or the error of a failed one."""
@@ -202,12 +212,15 @@ class BenchTable:
             return Lookup(None, None, f"row {k + 2}: {self.reward_column} is {reward}")
         return Lookup(reward, report)
 
-    def result(self, hit: Lookup) -> Result:
-        """What the strategy is told: the reward as a fraction for percent tables, or a failure."""
+    def evaluate(self, space: SearchSpace, arch: Any, seed: int = 0) -> dict[str, float]:
+        """The table as `Experiment`'s evaluator: "val_accuracy" is the reward the strategy is told
+        (a fraction for percent tables), `TABLE_REWARD`/`TABLE_REPORT` the reward and the report in
+        the table's units; a failed lookup raises. `space` is the table's own; `seed` is unused."""
+        hit = self.lookup(arch)
         if not hit.ok:
-            return Result.failure(hit.error or "lookup failed")
-        assert hit.reward is not None  # an ok lookup has its reward
-        return Result.ok(hit.reward / self.scale)
+            raise DatasetError(str(self.path), hit.error or "lookup failed")
+        assert hit.reward is not None and hit.report is not None  # an ok lookup has both
+        return {"val_accuracy": hit.reward / self.scale, TABLE_REWARD: hit.reward, TABLE_REPORT: hit.report}
 
 
 # -- one seed, many seeds ------------------------------------------------------------------------------------
@@ -227,6 +240,11 @@ class SeedResult:
 
 
 DUPLICATE_MODES = ("reask", "reuse")
+#: the search's duplicate mode for each of the bench's: "reuse" looks every ask up again, as the
+#: published benchmarks query their tables; a repeat of the same architecture finds the same row,
+#: but an isomorphic one (the same canonical key) its own row, which the search's "reuse" mode, by
+#: key, would not read. Looking up again is the search's "evaluate" mode.
+_SEARCH_DUPLICATES = {"reask": "reask", "reuse": "evaluate"}
 
 
 def run_seed(
@@ -260,67 +278,94 @@ def run_seed_budgets(
     """
     if duplicates not in DUPLICATE_MODES:
         raise ConfigError("duplicates", f"unknown mode {duplicates!r}", list(DUPLICATE_MODES))
-    space = table.space
-    searcher = create_strategy(strategy, space, seed=seed, **dict(options or {}))
+    options = dict(options or {})
+    searcher = create_strategy(strategy, table.space, seed=seed, **options)
     if not isinstance(searcher, AskTellStrategy):  # the seed's result counts the strategy's asks
         raise ConfigError("strategy", f"{strategy!r} is not an ask/tell strategy: its asks cannot be counted")
     marks = sorted(set(int(b) for b in budgets))
-    clock = time.perf_counter
-    own = 0.0
-    best: tuple[float, Any, float, int] | None = None
-    keys: set[str] = set()
-    failures = asked = 0
-    stop = ""
+    clocked = _Clocked(searcher, marks[-1] if plan is None else plan)
+    store = MemoryStore()
     out: dict[int, SeedResult] = {}
 
-    def snapshot() -> SeedResult:
+    def snapshot(stop: str) -> SeedResult:
+        counts = store.counts()
+        best = store.best(1)
+        top = best[0] if best else None
+        metrics = {} if top is None else top.metrics or {}
         return SeedResult(
             seed=seed,
-            queries=asked,
-            best_reward=None if best is None else best[0],
-            report=None if best is None else best[2],
-            best_arch=None if best is None else space.to_json(best[1]),
-            best_query=None if best is None else best[3],
-            distinct=len(keys),
-            failures=failures,
-            strategy_seconds=own,
+            queries=counts["total"],
+            best_reward=metrics.get(TABLE_REWARD),
+            report=metrics.get(TABLE_REPORT),
+            best_arch=None if top is None else top.arch,
+            best_query=None if top is None else top.id,  # trial ids are 1..n in asking order
+            distinct=len({t.key for t in store.iter_trials()}),
+            failures=counts["failed"],
+            strategy_seconds=clocked.seconds,
             asks=searcher.num_asked,
             stop=stop,
         )
 
-    searcher.plan(marks[-1] if plan is None else plan)
-    for q in range(marks[-1]):
-        t0 = clock()
-        try:
-            if duplicates == "reask":
-                arch, key, _ = ask_new(searcher, space, keys, reask_limit)
-            else:
-                arch = searcher.ask()
-                key = space.key(arch)
-        except (Exhausted, RepeatedProposals) as exc:
-            own += clock() - t0
-            stop = str(exc) or "the strategy has nothing left to propose"
-            break
-        t1 = clock()
-        hit = table.lookup(arch)
-        result = table.result(hit)
-        t2 = clock()
-        searcher.tell(arch, result)
-        own += (t1 - t0) + (clock() - t2)
-        asked += 1
-        keys.add(key)
-        if not hit.ok:
-            failures += 1
-        else:
-            assert hit.reward is not None and hit.report is not None  # an ok lookup has both
-            if best is None or hit.reward > best[0]:
-                best = (hit.reward, arch, hit.report, q + 1)
-        if asked in marks:
-            out[asked] = snapshot()
-    final = snapshot()
-    for b in marks:  # a grid that ran out early: every later budget sees its final state
-        out.setdefault(b, final)
+    def on_trial(record: TrialRecord) -> None:
+        # One serial trial at a time: trial n finishes before trial n + 1 is asked.
+        if record.id in marks:
+            out[record.id] = snapshot("")
+
+    experiment = Experiment(
+        table.space,
+        clocked,
+        table,
+        budget=marks[-1],
+        seed=seed,
+        duplicates=_SEARCH_DUPLICATES[duplicates],
+        reask_limit=reask_limit,
+        progress=False,
+        config={"bench": table.name, "strategy": strategy, "options": options, "seed": seed},
+        on_trial=on_trial,
+        store=store,
+    )
+    summary = experiment.run()
+    if len(out) < len(marks):  # the strategy stopped proposing: every later budget sees the end
+        final = snapshot(summary.stop_reason)
+        for b in marks:
+            out.setdefault(b, final)
     return out
+
+
+class _Clocked(Strategy):
+    """A strategy whose asks and tells are timed: a seed's `strategy_seconds` is the strategy's own
+    computation, not the search loop's or the lookups'. It plans for the bench's `plan`, which may
+    differ from the search's budget (a 900-query mark of a search planned for 1,000)."""
+
+    def __init__(self, strategy: AskTellStrategy, plan: int):
+        super().__init__(strategy.space, strategy.seed)
+        self.strategy = strategy
+        self.name = strategy.name
+        self.planned = plan
+        self.seconds = 0.0
+
+    def plan(self, budget: int | None) -> None:
+        self.strategy.plan(self.planned)
+
+    def ask(self) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.strategy.ask()
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def tell(self, arch: Any, result: Result) -> None:
+        start = time.perf_counter()
+        try:
+            self.strategy.tell(arch, result)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.strategy.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.strategy.load_state_dict(state)
 
 
 @dataclass
@@ -446,6 +491,8 @@ __all__ = [
     "Lookup",
     "SHARED_TABLES",
     "SeedResult",
+    "TABLE_REPORT",
+    "TABLE_REWARD",
     "mean_std",
     "run_bench",
     "run_bench_budgets",
