@@ -25,11 +25,11 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import print_table, write_json  # noqa: E402
 
+from nasforge.arch.nasnet_cells import NASNET_A  # noqa: E402
 from nasforge.data.datasets import load_dataset  # noqa: E402
 from nasforge.data.loader import batches, default_augment, make_splits  # noqa: E402
 from nasforge.evaluators.training import TrainConfig, train_model  # noqa: E402
 from nasforge.spaces import NASNetSpace  # noqa: E402
-from nasforge.spaces.nasnet_cells import NASNET_A  # noqa: E402
 
 
 def bare_loop(model, splits, batch_size, epochs, device) -> float:

@@ -27,10 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, print_table, write_json  # noqa: E402
 
+from nasforge.arch.nasnet_cells import NASNET_A  # noqa: E402
 from nasforge.evaluators.proxy import ProxyTrainer  # noqa: E402
 from nasforge.experiment import Store  # noqa: E402
 from nasforge.spaces import NASNetSpace  # noqa: E402
-from nasforge.spaces.nasnet_cells import NASNET_A  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -30,12 +30,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, print_table, write_json  # noqa: E402
 
+from nasforge.arch.nasnet_cells import NASNET_A  # noqa: E402
 from nasforge.data.datasets import load_dataset  # noqa: E402
 from nasforge.data.loader import DataSplits, Split, default_augment  # noqa: E402
 from nasforge.evaluators.training import TrainConfig, train_model  # noqa: E402
 from nasforge.experiment import Store  # noqa: E402
 from nasforge.spaces import NASNetSpace  # noqa: E402
-from nasforge.spaces.nasnet_cells import NASNET_A  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 

@@ -30,9 +30,9 @@ from scipy.stats import kendalltau
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, print_table, write_json  # noqa: E402
 
+from nasforge.arch.nasnet_cells import AMOEBANET_A, NASNET_A  # noqa: E402
 from nasforge.evaluators.proxy import ProxyTrainer  # noqa: E402
 from nasforge.spaces import NASNetSpace  # noqa: E402
-from nasforge.spaces.nasnet_cells import AMOEBANET_A, NASNET_A  # noqa: E402
 
 
 def previous_rows(args: argparse.Namespace) -> dict[str, tuple[float, float, float]]:

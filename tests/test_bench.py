@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from nasforge.arch.nb201 import EDGE_NAMES, OPS
 from nasforge.benchmarking import BenchTable, SeedResult, mean_std, run_bench, run_bench_budgets, summarize
 from nasforge.cli import main
 from nasforge.data.paths import data_path
 from nasforge.spaces import NB201Space
-from nasforge.spaces.nb201 import EDGE_NAMES, OPS
 
 NB201 = data_path("nasbench201", "nb201_cifar10.csv.gz")
 needs_nb201 = pytest.mark.skipif(NB201 is None, reason="the shared NAS-Bench-201 table is not here ($NASFORGE_DATA)")

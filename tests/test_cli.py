@@ -4,13 +4,12 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from torch import nn
 
+from nasforge.arch.nasnet_cells import DARTS_V2, NASNET_A
 from nasforge.cli import build_parser, main
 from nasforge.profile import count_macs, measure_peak_memory
 from nasforge.spaces import NASNetSpace
-from nasforge.spaces.nasnet_cells import DARTS_V2, NASNET_A
 
 
 def run_cli(*args):

@@ -16,13 +16,13 @@ import torch
 from torch import nn
 
 import nasforge
+from nasforge.arch.nasnet import Block, Cell, NASNetArchitecture
+from nasforge.arch.nb201 import NB201Cell
 from nasforge.deploy import deploy, deploy_report, fold_conv_bn
 from nasforge.models import create, get_model_spec, list_models
 from nasforge.models.efficientnet import EFFICIENTNET_PARAMS
 from nasforge.nn.layers import DropPath
 from nasforge.spaces import LayerwiseSpace, MacroSpace, MBConvSpace, NASNetSpace, NB201Space
-from nasforge.spaces.nasnet import Block, Cell, NASNetArchitecture
-from nasforge.spaces.nb201 import NB201Cell
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -83,7 +83,7 @@ def test_every_registered_model_deploys_to_the_same_outputs(name):
     report = deploy_report(deployed)
     assert report is not None and report.channels_last and report.kept_bn == 0
     if spec_has_aux(name):
-        assert getattr(deployed, "aux") is None and report.aux_heads == 1 and model.aux is not None
+        assert deployed.aux is None and report.aux_heads == 1 and model.aux is not None
     _assert_same(model, deployed, x)
     model.train()
     _assert_same(model, deployed, torch.randn(2, 3, r, r))  # _assert_same evaluates in eval mode

@@ -24,23 +24,23 @@ import shutil
 import string
 import struct
 import tempfile
-import tomllib
 import zlib
 from datetime import date, datetime, time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from nasforge.arch.nasnet_cells import NASNET_A
 from nasforge.cli import build_parser, main
 from nasforge.data.paths import data_path
 from nasforge.errors import NasforgeError
 from nasforge.nn.ops import OP_NAMES
 from nasforge.spaces import SPACES, NASNetSpace, space_for_json
-from nasforge.spaces.nasnet_cells import NASNET_A
 
 # Function-scoped fixtures (capsys, tmp_path, monkeypatch) are shared by the examples of a test on
 # purpose: each example makes its own temporary folder where it needs a fresh one.

@@ -6,9 +6,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nasforge.arch.layerwise import Layer, LayerwiseArchitecture
 from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.spaces import SPACES
-from nasforge.spaces.layerwise import Layer, LayerwiseArchitecture, LayerwiseSpace
+from nasforge.spaces.layerwise import LayerwiseSpace
 
 SPACE = LayerwiseSpace()
 STRIDED = LayerwiseSpace(depth=4, strides=(1, 2, 3))

@@ -8,11 +8,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nasforge.arch.mbconv import B0_ARCH, MBConvArchitecture, MBConvStage, with_stage
 from nasforge.cli import main
 from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.profile import count_params
 from nasforge.spaces import SPACES, space_for_json
-from nasforge.spaces.mbconv import B0_ARCH, MBConvArchitecture, MBConvSpace, MBConvStage, with_stage
+from nasforge.spaces.mbconv import MBConvSpace
 
 SPACE = MBConvSpace()
 choices_strategy = st.tuples(*[st.integers(0, d.num_options - 1) for d in SPACE.decisions])

@@ -2,16 +2,17 @@
 import numpy as np
 import pytest
 import torch
+from toys import deprecations_are_errors
 
+from nasforge.arch.nasnet import COMBINERS
+from nasforge.arch.nasnet_cells import NASNET_A
 from nasforge.errors import ConfigError, UnknownNameError
 from nasforge.export import to_exported_program, to_onnx
 from nasforge.models import create, get_model_spec, list_models
 from nasforge.nn.layers import DropPath
+from nasforge.nn.ops import OP_NAMES
 from nasforge.profile import count_macs, count_params
 from nasforge.spaces import SPACES, NASNetSpace
-from nasforge.spaces.nasnet import COMBINERS, OP_NAMES
-from nasforge.spaces.nasnet_cells import NASNET_A
-from toys import deprecations_are_errors
 
 NASNET_MODELS = [n for n in list_models() if get_model_spec(n).family == "nasnet"]
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from nasforge.arch.nasnet_cells import NASNET_A
+from nasforge.errors import ConfigError
 from nasforge.evaluators.base import EvaluationError
 from nasforge.evaluators.proxy import ProxyTrainer
 from nasforge.evaluators.training import TrainConfig
-from nasforge.errors import ConfigError
 from nasforge.spaces import NASNetSpace
-from nasforge.spaces.nasnet_cells import NASNET_A
 
 SPACE = NASNetSpace()
 TINY = dict(network={"num_cells": 1, "num_filters": 8}, train={"epochs": 1, "batch_size": 64},

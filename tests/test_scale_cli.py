@@ -76,7 +76,8 @@ def test_family_table(capsys):
 
 
 def test_family_of_an_architecture_file_with_a_smaller_baseline(in_tmp, capsys):
-    from nasforge.spaces.mbconv import B0_ARCH, MBConvSpace
+    from nasforge.arch.mbconv import B0_ARCH
+    from nasforge.spaces.mbconv import MBConvSpace
 
     (in_tmp / "arch.json").write_text(json.dumps(MBConvSpace().to_json(B0_ARCH)))
     rows = run_json(capsys, "scale", "family", "arch.json", "--phi", "0", "1", "2", "--width-mult", "0.5",

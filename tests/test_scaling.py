@@ -9,16 +9,35 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nasforge.arch.mbconv import B0_ARCH
 from nasforge.errors import ArchitectureError, ConfigError, UnknownNameError
 from nasforge.evaluators.base import Evaluator
 from nasforge.profile import count_params
-from nasforge.scaling import (FAMILIES, CoefficientSpace, CoefficientTriple, CompoundScaler, EfficientNetFamily,
-                              Family, MACsScore, MBConvFamily, NASNetFamily, PublishedScaler, ScaledMemberEvaluator,
-                              admissible_triples, balanced_returns_score, family_from, get_family,
-                              published_vs_formula, round_filters, round_repeats,
-                              single_dimension_alternatives)
+from nasforge.scaling import (
+    FAMILIES,
+    CoefficientSpace,
+    CoefficientTriple,
+    CompoundScaler,
+    EfficientNetFamily,
+    Family,
+    MACsScore,
+    MBConvFamily,
+    NASNetFamily,
+    PublishedScaler,
+    ScaledMemberEvaluator,
+    admissible_triples,
+    balanced_returns_score,
+    family_from,
+    get_family,
+    published_vs_formula,
+    round_filters,
+    round_repeats,
+    single_dimension_alternatives,
+)
 from nasforge.spaces import space_for_json
-from nasforge.spaces.mbconv import B0_ARCH, MBConvSpace
+
+# A small EfficientNet-like baseline that costs milliseconds to build and count.
+from nasforge.spaces.mbconv import MBConvSpace
 
 # A small EfficientNet-like baseline that costs milliseconds to build and count.
 TINY = [(1, 3, 1, 8, 1, 0.25), (4, 3, 2, 16, 1, 0.25), (4, 5, 2, 24, 2, 0.25)]

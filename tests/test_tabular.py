@@ -14,14 +14,16 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from nasforge.arch.macro import MACRO_OPS, MacroArchitecture
+from nasforge.arch.nb201 import EDGE_NAMES, OPS, NB201Cell
 from nasforge.data.paths import ENV_VAR, data_path
 from nasforge.errors import ArchitectureError, ConfigError, DatasetError
 from nasforge.evaluators import EVALUATORS, create_evaluator
-from nasforge.evaluators.table import (ArchitectureNotInTable, MacroTable, NB201Table, TableEvaluator, read_table)
+from nasforge.evaluators.table import ArchitectureNotInTable, MacroTable, NB201Table, TableEvaluator, read_table
 from nasforge.profile import count_macs, count_params
 from nasforge.spaces import SPACES, space_for_json
-from nasforge.spaces.macro import MACRO_OPS, MacroArchitecture, MacroSpace
-from nasforge.spaces.nb201 import EDGE_NAMES, OPS, NB201Cell, NB201Space
+from nasforge.spaces.macro import MacroSpace
+from nasforge.spaces.nb201 import NB201Space
 
 NB = NB201Space()
 MACRO = MacroSpace()

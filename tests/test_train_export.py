@@ -17,14 +17,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from toys import deprecations_are_errors
 
+from nasforge.arch.nasnet_cells import NASNET_A
 from nasforge.cli import main
 from nasforge.evaluators.proxy import cached_splits
 from nasforge.evaluators.training import TrainConfig, evaluate_accuracy
 from nasforge.export import ModelConfig, export_model, load_model, read_model_config, read_weights
 from nasforge.spaces import NASNetSpace
-from nasforge.spaces.nasnet_cells import NASNET_A
-from toys import deprecations_are_errors
 
 TINY = ["--epochs", "1", "--cells", "1", "--filters", "8", "--no-progress"]
 

@@ -12,13 +12,23 @@ import pytest
 import torch
 from torch import nn
 
+from nasforge.arch.nb201 import NB201Cell
 from nasforge.errors import ConfigError
 from nasforge.evaluators import create_evaluator
 from nasforge.evaluators.base import EvaluationError
 from nasforge.evaluators.quality import check_evaluator, rank_quality
-from nasforge.evaluators.zero_cost import (SCORES, ZeroCostEvaluator, compute_scores, fisher, grasp, jacob_cov,
-                                           naswot, snip, synflow)
-from nasforge.spaces.nb201 import NB201Cell, NB201Space
+from nasforge.evaluators.zero_cost import (
+    SCORES,
+    ZeroCostEvaluator,
+    compute_scores,
+    fisher,
+    grasp,
+    jacob_cov,
+    naswot,
+    snip,
+    synflow,
+)
+from nasforge.spaces.nb201 import NB201Space
 
 W1 = np.array([[0.5, -1.0], [1.5, 0.25], [-0.75, 0.5]])  # 2 -> 3
 W2 = np.array([[1.0, -0.5, 0.25], [-0.25, 0.75, 1.0]])  # 3 -> 2

@@ -244,7 +244,7 @@ def _simplify_sequentials(root: nn.Module, report: DeployReport) -> None:
 
 def _prune_dead_branches(root: nn.Module, report: DeployReport) -> None:
     from nasforge.models.nasnet import NASNetCell
-    from nasforge.spaces.nb201 import NB201CellModule
+    from nasforge.models.nb201 import NB201CellModule
 
     for module in list(root.modules()):
         if type(module) is NASNetCell:

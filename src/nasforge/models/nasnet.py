@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from nasforge.arch.nasnet import NUM_INPUTS, Cell, NASNetArchitecture
 from nasforge.errors import ConfigError
 from nasforge.nn.layers import DropPath, FactorizedReduce, conv_bn
 from nasforge.nn.ops import build_op
-from nasforge.spaces.nasnet import NUM_INPUTS, Cell, NASNetArchitecture
 
 STEMS = ("cifar", "imagenet")
 
@@ -318,8 +318,8 @@ def _check_config(num_classes, num_cells, num_filters, stem, keep, dropout, reso
 
 
 def _register() -> None:
+    from nasforge.arch.nasnet_cells import AMOEBANET_A, DARTS_V2, NASNET_A
     from nasforge.models.registry import register_model
-    from nasforge.spaces.nasnet_cells import AMOEBANET_A, DARTS_V2, NASNET_A
 
     tf_imagenet_bn: dict[str, Any] = {"bn_momentum": 0.0003, "bn_eps": 1e-3}
 

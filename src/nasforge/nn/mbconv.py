@@ -15,6 +15,7 @@ another.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -56,15 +57,22 @@ def round_repeats(repeats: int, depth_mult: float | None = 1.0) -> int:
     return int(math.ceil(depth_mult * repeats - 1e-9))
 
 
-def _conv_bn_act(
-    in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True, bn: dict | None = None
+def conv_bn_act(
+    in_ch: int,
+    out_ch: int,
+    kernel: int,
+    stride: int = 1,
+    groups: int = 1,
+    act: Callable[[], nn.Module] | None = nn.SiLU,
+    bn: dict | None = None,
 ) -> nn.Sequential:
+    """Conv ('same' padding, no bias) -> BN -> `act()`; `act=None` leaves the activation out."""
     layers: list[nn.Module] = [
         nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(out_ch, **(bn or {})),
     ]
-    if act:
-        layers.append(nn.SiLU())
+    if act is not None:
+        layers.append(act())
     return nn.Sequential(*layers)
 
 
@@ -95,6 +103,8 @@ class MBConv(nn.Module):
         se_ratio: SE bottleneck = max(1, int(in_ch x se_ratio)); 0 means no SE.
         drop_path_rate: stochastic depth rate of the residual branch (only with the skip).
         bn: BatchNorm keyword arguments (eps, momentum).
+        act: the activation after the expansion and depthwise convs (SiLU in EfficientNet, ReLU in
+            MobileNetV2 and NAS-Bench-Macro).
     """
 
     def __init__(
@@ -107,6 +117,7 @@ class MBConv(nn.Module):
         se_ratio: float = 0.25,
         drop_path_rate: float = 0.0,
         bn: dict | None = None,
+        act: Callable[[], nn.Module] = nn.SiLU,
     ):
         super().__init__()
         if kernel < 1 or kernel % 2 == 0:
@@ -121,10 +132,10 @@ class MBConv(nn.Module):
         self.expand_ratio, self.se_ratio = expand_ratio, se_ratio
         hidden = int(round(in_ch * expand_ratio))
         self.hidden = hidden
-        self.expand = _conv_bn_act(in_ch, hidden, 1, bn=bn) if expand_ratio != 1 else nn.Identity()
-        self.depthwise = _conv_bn_act(hidden, hidden, kernel, stride=stride, groups=hidden, bn=bn)
+        self.expand = conv_bn_act(in_ch, hidden, 1, act=act, bn=bn) if expand_ratio != 1 else nn.Identity()
+        self.depthwise = conv_bn_act(hidden, hidden, kernel, stride=stride, groups=hidden, act=act, bn=bn)
         self.se = SqueezeExcite(hidden, max(1, int(in_ch * se_ratio))) if se_ratio > 0 else nn.Identity()
-        self.project = _conv_bn_act(hidden, out_ch, 1, act=False, bn=bn)
+        self.project = conv_bn_act(hidden, out_ch, 1, act=None, bn=bn)
         self.use_skip = stride == 1 and in_ch == out_ch
         self.drop_path = DropPath(drop_path_rate) if self.use_skip else nn.Identity()
 

@@ -197,11 +197,12 @@ class NASNetFamily(Family):
         num_classes: int = 10,
         **network: Any,
     ):
-        from nasforge.spaces.nasnet import NASNetArchitecture, NASNetSpace
+        from nasforge.arch.nasnet import NASNetArchitecture
+        from nasforge.spaces.nasnet import NASNetSpace
 
         super().__init__(base_resolution, num_classes)
         if arch is None:
-            from nasforge.spaces.nasnet_cells import NASNET_A
+            from nasforge.arch.nasnet_cells import NASNET_A
 
             arch = NASNET_A
         if not isinstance(arch, NASNetArchitecture):
@@ -264,7 +265,8 @@ class MBConvFamily(Family):
         drop_connect_rate: float = 0.2,
         **network: Any,
     ):
-        from nasforge.spaces.mbconv import B0_ARCH, MBConvSpace
+        from nasforge.arch.mbconv import B0_ARCH
+        from nasforge.spaces.mbconv import MBConvSpace
 
         super().__init__(base_resolution, num_classes)
         self.space = space if space is not None else MBConvSpace()

@@ -8,7 +8,7 @@ from nasforge.spaces.base import SPACES, Decision, SearchSpace
 from nasforge.spaces.layerwise import LayerwiseSpace
 from nasforge.spaces.macro import MacroSpace
 from nasforge.spaces.mbconv import MBConvSpace
-from nasforge.spaces.nasnet import Block, Cell, NASNetArchitecture, NASNetSpace
+from nasforge.spaces.nasnet import NASNetSpace
 from nasforge.spaces.nb201 import NB201Space
 
 #: the space of an architecture JSON without a "space" field (NASNet cells came first)
@@ -32,13 +32,10 @@ def space_for_json(data: Any) -> SearchSpace:
 
 
 __all__ = [
-    "Block",
-    "Cell",
     "Decision",
     "LayerwiseSpace",
     "MBConvSpace",
     "MacroSpace",
-    "NASNetArchitecture",
     "NASNetSpace",
     "NB201Space",
     "SearchSpace",

@@ -17,63 +17,23 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
+from nasforge.arch.mbconv import B0_SKELETON, MBConvArchitecture, MBConvStage
 from nasforge.errors import ArchitectureError, ConfigError
+from nasforge.models.efficientnet import EfficientNet, StageSpec
 from nasforge.nn.mbconv import round_filters
 from nasforge.spaces.base import SPACES, Decision, SearchSpace
 
-#: B0's (stride, channels, repeats) per stage (Tan & Le 2019, Table 1); the skeleton the space varies.
-B0_SKELETON: tuple[tuple[int, int, int], ...] = (
-    (1, 16, 1),
-    (2, 24, 2),
-    (2, 40, 2),
-    (2, 80, 3),
-    (1, 112, 3),
-    (2, 192, 4),
-    (1, 320, 1),
-)
 KERNELS: tuple[int, ...] = (3, 5)
 EXPANSIONS: tuple[int, ...] = (1, 4, 6)
 SE_RATIOS: tuple[float, ...] = (0.0, 0.25)
 REPEAT_CHANGES: tuple[int, ...] = (-1, 0, 1)
 WIDTH_RATIOS: tuple[float, ...] = (0.75, 1.0, 1.25)
 FIELDS = ("kernel", "expansion", "se_ratio", "repeats", "channels")
-
-
-@dataclass(frozen=True)
-class MBConvStage:
-    """One stage: `repeats` MBConv blocks of this kernel, expansion, SE ratio and output width."""
-
-    kernel: int
-    expansion: int
-    se_ratio: float
-    repeats: int
-    channels: int
-
-
-@dataclass(frozen=True)
-class MBConvArchitecture:
-    stages: tuple[MBConvStage, ...]
-
-
-#: EfficientNet-B0 as a member of the default space (from the model's own stage table).
-# (Spelled out rather than derived from models.efficientnet.B0_STAGES: spaces do not import models.)
-B0_ARCH = MBConvArchitecture(
-    (
-        MBConvStage(3, 1, 0.25, 1, 16),
-        MBConvStage(3, 6, 0.25, 2, 24),
-        MBConvStage(5, 6, 0.25, 2, 40),
-        MBConvStage(3, 6, 0.25, 3, 80),
-        MBConvStage(5, 6, 0.25, 3, 112),
-        MBConvStage(5, 6, 0.25, 4, 192),
-        MBConvStage(3, 6, 0.25, 1, 320),
-    )
-)
 
 
 def _is_int(v: Any) -> bool:
@@ -298,10 +258,8 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
         return arch  # a space with one architecture
 
     # -- networks --------------------------------------------------------------------------------
-    def stage_specs(self, arch: MBConvArchitecture):
+    def stage_specs(self, arch: MBConvArchitecture) -> tuple[StageSpec, ...]:
         """The architecture as an EfficientNet stage table (`nasforge.models.efficientnet.StageSpec`)."""
-        from nasforge.models.efficientnet import StageSpec  # networks sit above spaces
-
         self.validate(arch)
         return tuple(
             StageSpec(s.expansion, s.kernel, stride, s.channels, s.repeats, s.se_ratio)
@@ -320,8 +278,6 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
         **network: Any,
     ):
         """An EfficientNet network with this stage table (see `nasforge.models.efficientnet`)."""
-        from nasforge.models.efficientnet import EfficientNet
-
         return EfficientNet(
             self.stage_specs(arch),
             width_mult=width_mult,
@@ -347,11 +303,4 @@ def _network_options(network: dict[str, Any]) -> dict[str, Any]:
     return network
 
 
-def with_stage(arch: MBConvArchitecture, index: int, **changes: Any) -> MBConvArchitecture:
-    """A copy of `arch` with stage `index` changed (validate it with the space afterwards)."""
-    stages = list(arch.stages)
-    stages[index] = replace(stages[index], **changes)
-    return MBConvArchitecture(tuple(stages))
-
-
-__all__ = ["B0_ARCH", "B0_SKELETON", "MBConvArchitecture", "MBConvSpace", "MBConvStage", "with_stage"]
+__all__ = ["MBConvSpace"]

@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 cell space (Dong & Yang, ICLR 2020) and the benchmark's network.
+"""The NAS-Bench-201 cell space (Dong & Yang, ICLR 2020).
 
 A cell is a DAG over 4 nodes: node 0 is the cell input, node 3 its output, and each of the six
 edges i -> j (i < j) carries one of five ops. Node j is the sum of its incoming edges. That gives
@@ -29,87 +29,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from nasforge.arch.nb201 import EDGE_NAMES, EDGES, NUM_NODES, OPS, NB201Cell
 from nasforge.errors import ArchitectureError, ConfigError
+from nasforge.models.nb201 import NB201Network, base_costs
 from nasforge.spaces.base import SPACES, Decision, SearchSpace, unwrap_json
-
-OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-#: the six edges (source, target) in string order.
-EDGES: tuple[tuple[int, int], ...] = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
-EDGE_NAMES: tuple[str, ...] = tuple(f"op_{i}to{j}" for i, j in EDGES)
-NUM_NODES = 4
-
-
-@dataclass(frozen=True)
-class NB201Cell:
-    """The six edge ops of a NAS-Bench-201 cell, named like the table's columns."""
-
-    op_0to1: str
-    op_0to2: str
-    op_1to2: str
-    op_0to3: str
-    op_1to3: str
-    op_2to3: str
-
-    @property
-    def ops(self) -> tuple[str, ...]:
-        return (self.op_0to1, self.op_0to2, self.op_1to2, self.op_0to3, self.op_1to3, self.op_2to3)
-
-    def edges(self) -> Iterator[tuple[tuple[int, int], str]]:
-        return zip(EDGES, self.ops)
-
-    def to_str(self) -> str:
-        """The benchmark's architecture string."""
-        ops = self.ops
-        parts = []
-        for j in range(1, NUM_NODES):
-            parts.append("|" + "|".join(f"{ops[k]}~{i}" for k, (i, t) in enumerate(EDGES) if t == j) + "|")
-        return "+".join(parts)
-
-    @classmethod
-    def from_str(cls, text: str) -> NB201Cell:
-        return cls(*parse_arch_str(text))
-
-    @classmethod
-    def from_ops(cls, ops: Sequence[str]) -> NB201Cell:
-        if len(ops) != len(EDGES):
-            raise ArchitectureError("arch", f"expected {len(EDGES)} ops (one per edge), got {len(ops)}")
-        return cls(*ops)
-
-    def __str__(self) -> str:
-        return self.to_str()
-
-
-def parse_arch_str(text: Any) -> tuple[str, ...]:
-    """The six ops of a benchmark string, in edge order; errors name the node and edge."""
-    if not isinstance(text, str):
-        raise ArchitectureError(
-            "arch", f"expected the benchmark string '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|', got {text!r}"
-        )
-    nodes = text.strip().split("+")
-    if len(nodes) != NUM_NODES - 1:
-        raise ArchitectureError("arch", f"expected 3 node groups separated by '+', got {len(nodes)} in {text!r}")
-    ops: dict[tuple[int, int], str] = {}
-    for j, group in enumerate(nodes, start=1):
-        g = group.strip()
-        if not (g.startswith("|") and g.endswith("|")) or len(g) < 2:
-            raise ArchitectureError(f"arch node {j}", f"expected '|op~src|...|', got {g!r}")
-        items = g[1:-1].split("|")
-        if len(items) != j:
-            raise ArchitectureError(f"arch node {j}", f"expected {j} incoming edge(s), got {len(items)} in {g!r}")
-        for i, item in enumerate(items):
-            op, sep, src = item.partition("~")
-            if not sep or src.strip() != str(i):
-                raise ArchitectureError(f"arch edge {i}->{j}", f"expected 'op~{i}', got {item!r}")
-            ops[(i, j)] = op.strip()
-    return tuple(ops[e] for e in EDGES)
 
 
 @SPACES.register("nb201")
@@ -224,7 +153,7 @@ class NB201Space(SearchSpace[NB201Cell]):
         MACs of convs and the linear layer, parameters including BN's scale and shift.
         """
         self.validate(arch)
-        base_params, base_macs = _base_costs(num_classes, channels, cells_per_stage, in_channels, resolution)
+        base_params, base_macs = base_costs(num_classes, channels, cells_per_stage, in_channels, resolution)
         params, macs = base_params, base_macs
         size = resolution
         for stage in range(3):
@@ -257,139 +186,4 @@ def _canonical_form(ops: tuple[str, ...]) -> str:
     return "+".join(nodes[-1]) or "0"
 
 
-def _base_costs(
-    num_classes: int, channels: int, cells_per_stage: int, in_channels: int, resolution: int
-) -> tuple[int, int]:
-    """Parameters and MACs of everything but the cells' convolutions (convs and the linear layer
-    count MACs; BN, pooling and additions do not, as in `nasforge.profile.count_macs`)."""
-    c, size = channels, resolution
-    params = in_channels * c * 9 + 2 * c  # stem conv + BN
-    macs = in_channels * c * 9 * size * size
-    for _ in range(2):  # the residual reduction blocks
-        out, size = 2 * c, (size + 1) // 2
-        params += 9 * c * out + 2 * out + 9 * out * out + 2 * out + c * out
-        macs += (9 * c * out + 9 * out * out + c * out) * size * size
-        c = out
-    params += 2 * c + c * num_classes + num_classes  # last BN + classifier
-    macs += c * num_classes
-    return params, macs
-
-
-# -- the network ---------------------------------------------------------------------------------
-class ReLUConvBN(nn.Sequential):
-    """ReLU -> kxk conv (no bias) -> BN, the benchmark's ``nor_conv`` unit."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
-        super().__init__(
-            nn.ReLU(), nn.Conv2d(in_ch, out_ch, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(out_ch)
-        )
-
-
-def make_op(name: str, channels: int) -> nn.Module:
-    if name == "skip_connect":
-        return nn.Identity()
-    if name == "nor_conv_1x1":
-        return ReLUConvBN(channels, channels, 1)
-    if name == "nor_conv_3x3":
-        return ReLUConvBN(channels, channels, 3)
-    if name == "avg_pool_3x3":
-        return nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
-    raise ArchitectureError("op", f"no module for op {name!r}", OPS[1:])
-
-
-class _Edge(nn.Module):
-    """One non-``none`` edge: its op and where it reads from and writes to."""
-
-    def __init__(self, op: nn.Module, src: int, dst: int):
-        super().__init__()
-        self.op = op
-        self.src = src
-        self.dst = dst
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x)
-
-
-class NB201CellModule(nn.Module):
-    """One cell: node j = sum of its incoming edges' ops (``none`` edges are left out; a node
-    without inputs is zero)."""
-
-    def __init__(self, arch: NB201Cell, channels: int):
-        super().__init__()
-        self.edges = nn.ModuleList(_Edge(make_op(op, channels), i, j) for (i, j), op in arch.edges() if op != "none")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        nodes: list[torch.Tensor] = [x]
-        for j in range(1, 4):  # a literal, for TorchScript
-            acc = torch.zeros_like(x)
-            for edge in self.edges:
-                if edge.dst == j:
-                    acc = acc + edge(nodes[edge.src])  # type: ignore[index]  # ModuleList items are typed Module
-            nodes.append(acc)
-        return nodes[-1]
-
-
-class ResidualReduction(nn.Module):
-    """The benchmark's stride-2 basic residual block between stages: two ReLU-Conv3x3-BN units
-    (the first strided) plus a shortcut of 2x2 average pooling and a 1x1 conv."""
-
-    def __init__(self, in_ch: int, out_ch: int):
-        super().__init__()
-        self.conv_a = ReLUConvBN(in_ch, out_ch, 3, stride=2)
-        self.conv_b = ReLUConvBN(out_ch, out_ch, 3)
-        # ceil_mode keeps the shortcut the same size as conv_a's output for odd sizes too.
-        self.shortcut = nn.Sequential(
-            nn.AvgPool2d(2, stride=2, ceil_mode=True), nn.Conv2d(in_ch, out_ch, 1, bias=False)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shortcut(x) + self.conv_b(self.conv_a(x))
-
-
-class NB201Network(nn.Module):
-    """Stem (3x3 conv + BN), three stages of `cells_per_stage` cells at `channels`, 2x and 4x
-    channels joined by residual reduction blocks, then BN-ReLU, global average pool, linear."""
-
-    def __init__(
-        self, arch: NB201Cell, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 5, in_channels: int = 3
-    ):
-        super().__init__()
-        for field, value in (
-            ("num_classes", num_classes),
-            ("channels", channels),
-            ("cells_per_stage", cells_per_stage),
-            ("in_channels", in_channels),
-        ):
-            least = 0 if field == "cells_per_stage" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ConfigError(f"network.{field}", f"must be an integer >= {least}, got {value!r}")
-        self.arch = arch
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        layers: list[nn.Module] = []
-        c = channels
-        for stage in range(3):
-            if stage:
-                layers.append(ResidualReduction(c, 2 * c))
-                c *= 2
-            layers += [NB201CellModule(arch, c) for _ in range(cells_per_stage)]
-        self.cells = nn.Sequential(*layers)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.lastact(self.cells(self.stem(x)))
-        return self.classifier(torch.flatten(self.pool(x), 1))
-
-
-__all__ = [
-    "EDGES",
-    "EDGE_NAMES",
-    "NB201Cell",
-    "NB201CellModule",
-    "NB201Network",
-    "NB201Space",
-    "OPS",
-    "ResidualReduction",
-    "parse_arch_str",
-]
+__all__ = ["NB201Space"]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nasforge.arch.nasnet import Block, Cell, NASNetArchitecture
 from nasforge.errors import ArchitectureError
-from nasforge.spaces.nasnet import Block, Cell, NASNetArchitecture, NASNetSpace
 
 #: DARTS genotype op names -> nasforge op names.
 DARTS_OP_NAMES = {
@@ -164,10 +164,10 @@ DARTS_V2 = NASNetArchitecture(
     ),
 )
 
-#: name -> (architecture, the space that holds it)
-PUBLISHED: dict[str, tuple[NASNetArchitecture, NASNetSpace]] = {
-    "nasnet_a": (NASNET_A, NASNetSpace()),
-    "amoebanet_a": (AMOEBANET_A, NASNetSpace()),
-    "darts_v1": (DARTS_V1, NASNetSpace(num_blocks=4)),
-    "darts_v2": (DARTS_V2, NASNetSpace(num_blocks=4)),
+#: name -> architecture (DARTS's cells have 4 blocks, the others 5: `NASNetSpace(num_blocks=...)`)
+PUBLISHED: dict[str, NASNetArchitecture] = {
+    "nasnet_a": NASNET_A,
+    "amoebanet_a": AMOEBANET_A,
+    "darts_v1": DARTS_V1,
+    "darts_v2": DARTS_V2,
 }
