@@ -285,6 +285,7 @@ def run_seed_budgets(
     marks = sorted(set(int(b) for b in budgets))
     clocked = _Clocked(searcher, marks[-1] if plan is None else plan)
     store = MemoryStore()
+    keys: set[str] = set()  # of the trials so far
     out: dict[int, SeedResult] = {}
 
     def snapshot(stop: str) -> SeedResult:
@@ -299,7 +300,7 @@ def run_seed_budgets(
             report=metrics.get(TABLE_REPORT),
             best_arch=None if top is None else top.arch,
             best_query=None if top is None else top.id,  # trial ids are 1..n in asking order
-            distinct=len({t.key for t in store.iter_trials()}),
+            distinct=len(keys),
             failures=counts["failed"],
             strategy_seconds=clocked.seconds,
             asks=searcher.num_asked,
@@ -308,6 +309,7 @@ def run_seed_budgets(
 
     def on_trial(record: TrialRecord) -> None:
         # One serial trial at a time: trial n finishes before trial n + 1 is asked.
+        keys.add(record.key)
         if record.id in marks:
             out[record.id] = snapshot("")
 
