@@ -48,8 +48,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nasforge.arch import space_name_of
 from nasforge.errors import NasforgeError
-from nasforge.spaces import space_name_of
 
 FORMAT = "nasforge-model"
 FORMAT_VERSION = 1

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from nasforge.arch import DEFAULT_SPACE
 from nasforge.errors import ConfigError
 
 #: budget name -> search trials, child epochs, coefficient grid step, family epochs, child size.
@@ -46,7 +47,7 @@ LEGACY_SETTINGS: dict[str, Any] = {"family_schedule": "fixed", "patience": None,
 @dataclass(frozen=True)
 class PipelineConfig:
     dataset: str = "digits"
-    space: str = "nasnet"
+    space: str = DEFAULT_SPACE
     strategy: str = "evolution"
     budget: str = "small"
     trials: int | None = None

@@ -7,13 +7,25 @@ validates and keys architectures; a model builds the network of one.
 
 from __future__ import annotations
 
+from typing import Any
+
 from nasforge.arch.layerwise import Layer, LayerwiseArchitecture
 from nasforge.arch.macro import MacroArchitecture
 from nasforge.arch.mbconv import MBConvArchitecture, MBConvStage
 from nasforge.arch.nasnet import Block, Cell, NASNetArchitecture
 from nasforge.arch.nb201 import NB201Cell
 
+#: the space of an architecture JSON without a "space" field (NASNet cells came first)
+DEFAULT_SPACE = "nasnet"
+
+
+def space_name_of(data: Any) -> str:
+    """The space an architecture JSON names (`DEFAULT_SPACE` when it names none)."""
+    return data.get("space", DEFAULT_SPACE) if isinstance(data, dict) else DEFAULT_SPACE
+
+
 __all__ = [
+    "DEFAULT_SPACE",
     "Block",
     "Cell",
     "Layer",
@@ -23,4 +35,5 @@ __all__ = [
     "MacroArchitecture",
     "NASNetArchitecture",
     "NB201Cell",
+    "space_name_of",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from nasforge.arch import DEFAULT_SPACE
+
 
 def _preset(name: str) -> str:
     """`name`'s value in each --budget preset, for the help (the presets are the defaults)."""
@@ -22,9 +24,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--space",
-        default="nasnet",
-        help="search space of the baseline, one whose architectures have a scaling rule: nasnet "
-        "(NASNet cells) or mbconv (an MBConv network) (default: %(default)s)",
+        default=DEFAULT_SPACE,
+        help="search space of the baseline, one whose architectures have a scaling rule (a space "
+        "with a scaling family in nasforge list) (default: %(default)s)",
     )
     p.add_argument(
         "--strategy",

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nasforge.arch import DEFAULT_SPACE
 from nasforge.cli.common import console, print_json, user_path
 from nasforge.errors import ConfigError
 
@@ -69,7 +70,7 @@ def _component(value: Any, where: str) -> dict[str, Any]:
 def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `SearchConfig` dict for parsed `search`/`run` arguments (attributes None = not given)."""
     data: dict[str, Any] = dict(file_data or {})
-    space = _component(args.space or data.get("space", "nasnet"), "space")
+    space = _component(args.space or data.get("space", DEFAULT_SPACE), "space")
     data["space"] = space
     if args.strategy is None and "strategy" not in data:
         data["strategy"] = {"name": "evolution"}  # its population is fitted to the budget
@@ -252,7 +253,7 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
         help="JSON or TOML search config file (docs/search.md); flags given here override "
         "its values, and a flag left out takes the file's value before its default",
     )
-    g.add_argument("--space", help="search space: nasnet, mbconv, nb201, macro, layerwise (default: nasnet)")
+    g.add_argument("--space", help=f"search space, a registered name (nasforge list spaces; default: {DEFAULT_SPACE})")
     g.add_argument("--strategy", help="random, evolution (default), local, predictor, grid, ppo, reinforce")
     g.add_argument(
         "--strategy-option",

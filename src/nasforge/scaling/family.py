@@ -27,6 +27,7 @@ from typing import Any
 from torch import nn
 
 from nasforge.errors import ArchitectureError, ConfigError
+from nasforge.models.registry import ModelSpec
 from nasforge.nn.mbconv import round_repeats
 from nasforge.registry import Registry, factory_parameters
 
@@ -100,6 +101,12 @@ class Family(ABC):
         """The concrete widths and depths a member gets (JSON-able; families may say more)."""
         return {}
 
+    @classmethod
+    def from_model(cls, spec: ModelSpec, num_classes: int) -> Family | None:
+        """The family grown from registered model `spec` (one of this family's), or None when
+        this family cannot start from a registered model."""
+        return None
+
     def config(self) -> dict[str, Any]:
         """JSON-able description (stored with a run so a resume can check it is unchanged)."""
         return {"family": self.name, "base_resolution": self.base_resolution, "num_classes": self.num_classes}
@@ -116,6 +123,18 @@ class EfficientNetFamily(Family):
     """
 
     name = "efficientnet"
+
+    @classmethod
+    def from_model(cls, spec: ModelSpec, num_classes: int) -> EfficientNetFamily:
+        d = dict(spec.defaults)
+        return cls(
+            d.pop("stages", None),
+            base_resolution=spec.resolution,
+            num_classes=num_classes,
+            base_width=d.pop("width_mult", 1.0),
+            base_depth=d.pop("depth_mult", 1.0),
+            **d,
+        )
 
     def __init__(
         self,
@@ -186,6 +205,11 @@ class NASNetFamily(Family):
     """A NASNet network of a cell pair: width scales F, depth scales N (cells per stack)."""
 
     name = "nasnet"
+
+    @classmethod
+    def from_model(cls, spec: ModelSpec, num_classes: int) -> NASNetFamily:
+        arch = getattr(spec.builder, "args", (None,))[0]  # the registered builder is partial(NASNet, arch)
+        return cls(arch, base_resolution=spec.resolution, num_classes=num_classes, **dict(spec.defaults))
 
     def __init__(
         self,
@@ -315,23 +339,26 @@ def family_from_model(name: str, num_classes: int | None = None) -> Family:
     from nasforge.models import get_model_spec
 
     spec = get_model_spec(name)
-    d = dict(spec.defaults)
     classes = spec.num_classes if num_classes is None else num_classes
-    if spec.family == "efficientnet":
-        return EfficientNetFamily(
-            d.pop("stages", None),
-            base_resolution=spec.resolution,
-            num_classes=classes,
-            base_width=d.pop("width_mult", 1.0),
-            base_depth=d.pop("depth_mult", 1.0),
-            **d,
+    factory = FAMILIES[spec.family] if spec.family in FAMILIES else None
+    family = factory.from_model(spec, classes) if isinstance(factory, type) and issubclass(factory, Family) else None
+    if family is None:
+        raise ConfigError(
+            "base", f"model {name!r} is of family {spec.family!r}, which has no scaling rule", scalable_models()
         )
-    if spec.family == "nasnet":
-        arch = getattr(spec.builder, "args", (None,))[0]
-        return NASNetFamily(arch, base_resolution=spec.resolution, num_classes=classes, **d)
-    raise ConfigError(
-        "base", f"model {name!r} is of family {spec.family!r}, which has no scaling rule", ["efficientnet", "nasnet"]
-    )
+    return family
+
+
+def scalable_models() -> list[str]:
+    """The registered models a family can be grown from."""
+    from nasforge.models import get_model_spec, list_models
+
+    return [m for m in list_models() if _grows_from_models(get_model_spec(m).family)]
+
+
+def _grows_from_models(family: str) -> bool:
+    factory = FAMILIES[family] if family in FAMILIES else None
+    return isinstance(factory, type) and issubclass(factory, Family) and factory.from_model is not Family.from_model
 
 
 def scalable_spaces() -> list[str]:
@@ -401,7 +428,7 @@ def family_from(
     raise ConfigError(
         "base",
         f"{text!r} is neither a registered model, a family nor an architecture file",
-        sorted(FAMILIES) + list_models("efficientnet_*") + list_models("nasnet_*"),
+        sorted(FAMILIES) + scalable_models(),
     )
 
 

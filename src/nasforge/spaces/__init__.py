@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from nasforge.arch import DEFAULT_SPACE, space_name_of
 from nasforge.spaces.base import SPACES, Decision, SearchSpace
 from nasforge.spaces.layerwise import LayerwiseSpace
 from nasforge.spaces.macro import MacroSpace
 from nasforge.spaces.mbconv import MBConvSpace
 from nasforge.spaces.nasnet import NASNetSpace
 from nasforge.spaces.nb201 import NB201Space
-
-#: the space of an architecture JSON without a "space" field (NASNet cells came first)
-DEFAULT_SPACE = "nasnet"
-
-
-def space_name_of(data: Any) -> str:
-    """The space an architecture JSON names (`DEFAULT_SPACE` when it names none)."""
-    return data.get("space", DEFAULT_SPACE) if isinstance(data, dict) else DEFAULT_SPACE
 
 
 def space_for_json(data: Any) -> SearchSpace:
