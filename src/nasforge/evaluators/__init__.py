@@ -18,7 +18,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasforge.evaluators.base import EVALUATORS, EvaluationError, Evaluator, Metrics
+from nasforge.evaluators.base import (
+    EVALUATORS,
+    ArchitectureEvaluator,
+    EvaluateFn,
+    EvaluationError,
+    Evaluator,
+    Metrics,
+)
 from nasforge.evaluators.objectives import (
     Accuracy,
     Limits,
@@ -32,6 +39,7 @@ from nasforge.evaluators.proxy import ProxyTrainer
 from nasforge.evaluators.table import MacroTable, NB201Table, TableEvaluator
 from nasforge.evaluators.zero_cost import ZeroCostEnsemble, ZeroCostEvaluator
 from nasforge.registry import factory_parameters
+from nasforge.spaces.base import SearchSpace
 
 #: what `--evaluator auto` means: the best ranker per second measured on NAS-Bench-201 with real
 #: CIFAR-10 images (docs/evaluators.md); a run records the real name.
@@ -47,7 +55,7 @@ def evaluator_options(name: str) -> list[str]:
     return EVALUATORS.options(name)
 
 
-def create_evaluator(name: str, space: Any = None, **options: Any) -> Evaluator:
+def create_evaluator(name: str, space: SearchSpace | str | None = None, **options: Any) -> Evaluator:
     """An evaluator by name; `space` is passed to those that take one. Unknown names, unknown
     options and missing required options raise a one-line `ConfigError`."""
     cls = EVALUATORS.entry(name).factory
@@ -59,6 +67,8 @@ def create_evaluator(name: str, space: Any = None, **options: Any) -> Evaluator:
 
 __all__ = [
     "Accuracy",
+    "ArchitectureEvaluator",
+    "EvaluateFn",
     "EVALUATORS",
     "EvaluationError",
     "Evaluator",

@@ -8,13 +8,25 @@ metrics, where an evaluator has them, are reported under "test_*" keys and never
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from nasforge.registry import Registry
 from nasforge.spaces.base import SearchSpace
 
 Metrics = dict[str, Any]  # floats, plus lists for curves (e.g. the training loss)
+
+
+class ArchitectureEvaluator(Protocol):
+    """What the search loop and the tools call: `Evaluator` subclasses, and any plug-in class with
+    this method, whether or not it derives from `Evaluator` (duck typing, as Optuna's objectives)."""
+
+    def evaluate(self, space: SearchSpace, arch: Any, seed: int) -> Metrics: ...
+
+
+#: a plain function evaluates too: ``evaluate(space, arch, seed) -> metrics``.
+EvaluateFn = Callable[[SearchSpace, Any, int], Metrics]
 
 #: evaluator name (configs and the CLI) -> class; an evaluator module registers its class with
 #: ``@EVALUATORS.register("name")``. `space` is passed by the experiment to those that take it.

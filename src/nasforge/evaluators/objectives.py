@@ -28,6 +28,7 @@ from typing import Any, Literal, overload
 
 from nasforge.errors import ConfigError
 from nasforge.registry import Registry
+from nasforge.spaces.base import SearchSpace
 
 Metrics = Mapping[str, Any]
 
@@ -221,7 +222,7 @@ class Limits:
 
     def static_metrics(
         self,
-        space: Any,
+        space: SearchSpace,
         arch: Any,
         network: Mapping[str, Any] | None = None,
         resolution: int = 32,
@@ -248,7 +249,7 @@ def _fmt(value: float) -> str:
 
 
 def model_costs(
-    space: Any,
+    space: SearchSpace,
     arch: Any,
     network: Mapping[str, Any] | None = None,
     resolution: int = 32,

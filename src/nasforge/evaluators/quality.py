@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from nasforge.errors import ConfigError
+from nasforge.evaluators.base import ArchitectureEvaluator
 from nasforge.evaluators.objectives import read_metric
 from nasforge.evaluators.table import Table, read_table, row_architectures
 from nasforge.spaces.base import SearchSpace
@@ -115,7 +116,7 @@ def sample_rows(table: Table, sample: int, seed: int) -> list[int]:
 
 def check_evaluator(
     space: SearchSpace,
-    evaluator: Any,
+    evaluator: ArchitectureEvaluator,
     table_path: str | Path,
     truth_column: str,
     *,
@@ -163,7 +164,7 @@ def check_evaluator(
     return CheckResult(quality, seconds, metric, truth_column, config, cells)
 
 
-def _score_cell(space: SearchSpace, evaluator: Any, arch: Any, seed: int) -> dict[str, Any]:
+def _score_cell(space: SearchSpace, evaluator: ArchitectureEvaluator, arch: Any, seed: int) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         metrics = evaluator.evaluate(space, arch, seed)
