@@ -336,8 +336,8 @@ def run_seed_budgets(
 
 class _Clocked(Strategy):
     """A strategy whose asks and tells are timed: a seed's `strategy_seconds` is the strategy's own
-    computation, not the search loop's or the lookups'. It plans for the bench's `plan`, which may
-    differ from the search's budget (a 900-query mark of a search planned for 1,000)."""
+    computation, not the search loop's or the lookups'. It plans for `run_seed_budgets`'s `plan`,
+    which may differ from the largest budget the search runs to."""
 
     def __init__(self, strategy: AskTellStrategy, plan: int):
         super().__init__(strategy.space, strategy.seed)
