@@ -287,6 +287,28 @@ def test_report_of_partial_and_bad_scaling_markers(tmp_path):
     assert "No candidates recorded yet" in text
 
 
+def test_the_stages_of_any_space_that_describes_them_are_drawn(tmp_path, request):
+    """A stage-list space that is not MBConv (tests/toys.py's towers, with a "roof" column and no
+    kernels) is drawn as its `stage_rows` say, with its own columns in the page's stage table."""
+    from toys import TowerSpace
+
+    SPACES.register(TowerSpace.name, TowerSpace)
+    request.addfinalizer(lambda: SPACES.unregister(TowerSpace.name))
+    run = make_run(tmp_path / "towers", space=TowerSpace.name, trials=5)
+    index = write_report(run, tmp_path / "out", archs=2, svg=False)
+    summary = json.loads((index.parent / "summary.json").read_text())
+    assert not [n for n in summary.get("notes", []) if "diagram" in n]
+    first = summary["best"][0]
+    assert first["files"]["kind"] == TowerSpace.name and first["files"]["diagram"].endswith("-stages.png")
+    assert (index.parent / first["files"]["diagram"]).is_file()
+    described = TowerSpace().stage_rows(TowerSpace().from_json(first["arch"]))
+    rows = first["files"]["stages"]
+    assert [{k: r[k] for k in described[0]} for r in rows] == described
+    page = index.read_text(encoding="utf-8")
+    section = page.split(f'id="trial-{first["trial"]}"')[1].split('<div class="arch"')[0]
+    assert "<th>roof</th>" in section and "<th>kernel</th>" not in section and "expansion" not in section
+
+
 # ------------------------------------------------------------------------------------------------
 # The page in headless Chromium, over the DevTools protocol on a pipe (tests/browser.py)
 # ------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Cell diagrams, MBConv stage pictures and the search/scaling plots of `nasforge.report`."""
+"""Cell diagrams, stage pictures (MBConv and other stage lists) and the search/scaling plots of `nasforge.report`."""
 
 from __future__ import annotations
 
@@ -32,9 +32,12 @@ from nasforge.report import (
     render,
     scaling_curve,
     search_progress,
+    stage_diagram,
+    stage_table,
 )
 from nasforge.report.graph_render import layout
-from nasforge.spaces import MBConvSpace, NASNetSpace
+from nasforge.report.mbconv_pictures import stage_columns
+from nasforge.spaces import SPACES, MBConvSpace, NASNetSpace
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HAS_DOT = shutil.which("dot") is not None
@@ -323,6 +326,59 @@ def test_mbconv_diagram_writes_png_and_svg(tmp_path):
     assert (tmp_path / "stages.svg").stat().st_size > 1000
     with pytest.raises(ConfigError, match="path"):
         mbconv_diagram(STAGES, tmp_path / "stages.gif")
+
+
+def test_mbconv_stage_columns_are_efficientnets_table():
+    rows = mbconv_table(B0_ARCH, space=MBConvSpace())
+    assert [label for _, label in stage_columns(rows)] == ["stage", "operator", "kernel", "expansion", "SE",
+                                                          "repeats", "channels", "stride"]
+    rows = mbconv_table(B0_ARCH, resolution=224, space=MBConvSpace())
+    assert [key for key, _ in stage_columns(rows)][:4] == ["stage", "operator", "resolution", "kernel"]
+
+
+@pytest.fixture
+def towers(request):
+    """The toy stage-list space, registered (for the JSON that names it) while the test runs."""
+    from toys import TowerSpace
+
+    SPACES.register(TowerSpace.name, TowerSpace)
+    request.addfinalizer(lambda: SPACES.unregister(TowerSpace.name))
+    return TowerSpace()
+
+
+def test_any_space_that_describes_its_stages_is_drawn_as_stages(tmp_path, towers):
+    arch = (0, 1, 1, 0, 2, 2)  # floors, width of each of three towers
+    rows = stage_table(arch, resolution=32, stem_stride=1, space=towers)
+    assert [r["stage"] for r in rows] == ["1", "2", "3"]
+    assert [r["operator"] for r in rows] == ["Tower 16", "Tower 8", "Tower 24"]
+    assert [r["repeats"] for r in rows] == [1, 2, 3] and [r["channels"] for r in rows] == [16, 8, 24]
+    assert [r["resolution"] for r in rows] == [32, 16, 8] and [r["kernel"] for r in rows] == [None] * 3
+    assert [r["roof"] for r in rows] == ["gable", "flat", "gable"]
+    # the space's own column, no kernel column (no stage has a kernel), nothing of MBConv's
+    assert [label for _, label in stage_columns(rows)] == ["stage", "operator", "resolution", "roof", "repeats",
+                                                          "channels", "stride"]
+    assert [r["stride"] for r in stage_table(arch, strides=[1, 2, 2], space=towers)] == [1, 2, 2]
+    with pytest.raises(ConfigError, match="strides"):
+        stage_table(arch, strides=[1], space=towers)
+    # the JSON names its space, which describes the stages
+    data = towers.to_json(arch)
+    assert stage_table(data) == stage_table(arch, space=towers)
+    assert draw_architecture(data, tmp_path / "json.png") == "matplotlib"
+    assert_png(tmp_path / "json.png")
+    # a value is drawn as the space given says, not guessed from the value
+    assert draw_architecture(arch, tmp_path / "value.png", title="towers", space=towers) == "matplotlib"
+    assert_png(tmp_path / "value.png")
+    out = stage_diagram(arch, tmp_path / "towers.png", svg=True, space=towers)
+    assert_png(out)
+    svg = (tmp_path / "towers.svg").read_text()
+    assert "roof" in svg and "Tower 24" in svg and "MBConv" not in svg
+
+
+def test_a_stage_row_without_what_the_picture_needs_is_named(towers, monkeypatch):
+    monkeypatch.setattr(type(towers), "stage_rows",
+                        lambda self, arch: [{"operator": "Tower", "repeats": 1, "stride": 1}])
+    with pytest.raises(ConfigError, match=r"stages\[0\]\.channels"):
+        stage_table((0, 0, 0, 0, 0, 0), space=towers)
 
 
 def test_draw_architecture_picks_the_picture_of_the_space(tmp_path):

@@ -114,6 +114,28 @@ class ChoiceSpace(SearchSpace):
         raise NotImplementedError
 
 
+class TowerSpace(ChoiceSpace):
+    """A stage-list space that is not MBConv: per stage (tower) a number of floors (1, 2 or 3) and a
+    width (8, 16 or 24); its stages have no kernel and a "roof" column of their own, which only
+    its `stage_rows` tells the report's stage picture. Registered by the tests that need it."""
+
+    name = "towers-test"
+    drawing = "stages"
+
+    def __init__(self, towers: int = 3):
+        super().__init__(steps=2 * towers, options=3)
+
+    def to_json(self, arch):
+        return {"space": self.name, "choices": list(arch)}
+
+    def key(self, arch) -> str:
+        return "towers-" + "".join(map(str, arch))
+
+    def stage_rows(self, arch):
+        return [{"operator": f"Tower {8 * (w + 1)}", "repeats": f + 1, "channels": 8 * (w + 1), "stride": 2,
+                 "roof": "flat" if f % 2 else "gable"} for f, w in zip(arch[::2], arch[1::2])]
+
+
 class ToyStrategy(Strategy):
     """Mutates its best architecture half of the time: what it asks depends on what it was told."""
 

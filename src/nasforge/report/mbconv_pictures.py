@@ -1,15 +1,20 @@
-"""MBConv / EfficientNet stage lists as pictures: a strip of stage blocks above the stage table.
+"""Stage lists as pictures: a strip of stage blocks above the stage table.
 
-An MBConv network is a list of stages, so it has no graph worth drawing; `mbconv_diagram` draws
-the stages left to right (operator, repeats, channels, SE, stride) above the stage table of the
-EfficientNet paper (Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural
-Networks", ICML 2019, Table 1), and `mbconv_table` returns that table as data for HTML.
+A network made of stages (EfficientNet's MBConv stages, a ResNet's residual stages) has no graph
+worth drawing; `stage_diagram` draws the stages left to right (operator, repeats, channels,
+stride) above the stage table, after the EfficientNet paper's (Tan & Le, "EfficientNet:
+Rethinking Model Scaling for Convolutional Neural Networks", ICML 2019, Table 1), and
+`stage_table` returns that table as data for HTML.
 
-Strides come from the stages themselves, from the `strides` argument, or from the architecture's
-space: an MBConv-space architecture keeps no strides, its space's skeleton has them. The report
-holds no knowledge of any space's skeleton.
+The rows come from the architecture's search space when it describes its stages
+(`SearchSpace.stage_rows`: operator, repeats, channels, stride, kernel and the space's own
+columns), else from the architecture's MBConv stage fields (kernel, expansion, SE ratio, repeats,
+channels), with the strides from the stages themselves, from the `strides` argument, or from the
+space (an MBConv-space architecture keeps no strides, its space's skeleton has them). The report
+holds no knowledge of any space's skeleton or fields. `mbconv_table` and `mbconv_diagram` are the
+same functions under their first names.
 
-matplotlib is imported only when `mbconv_diagram` draws.
+matplotlib is imported only when `stage_diagram` draws.
 """
 
 from __future__ import annotations
@@ -33,14 +38,9 @@ _STAGE_FIELDS: dict[str, tuple[str, ...]] = {
 _STAGE_DEFAULTS = {"se": 0.0}
 
 
-def _space_strides(arch: Any, space: Any) -> tuple[int, ...] | None:
-    """The strides that `space` (or the space an architecture JSON names) gives its stages, if it
-    keeps them: a space whose architectures carry no strides has a `strides()` method (the MBConv
-    space's skeleton)."""
-    if space is None and isinstance(arch, Mapping) and "space" in arch:
-        from nasforge.spaces import space_for_json
-
-        space = space_for_json(dict(arch))
+def _space_strides(space: Any) -> tuple[int, ...] | None:
+    """The strides that `space` gives its stages, if it keeps them: a space whose architectures
+    carry no strides has a `strides()` method (the MBConv space's skeleton)."""
     strides = getattr(space, "strides", None)
     return tuple(int(s) for s in strides()) if callable(strides) else None
 
@@ -71,7 +71,75 @@ def _stages_of(arch: Any) -> list[Any]:
     return stages
 
 
-def mbconv_table(
+#: the columns every stage table has; any other key of a row is a column between kernel and repeats
+_BASE_COLUMNS = ("stage", "operator", "resolution", "kernel", "repeats", "channels", "stride")
+_HEADERS = {"se": "SE"}
+
+
+def _space_of(arch: Any, space: Any) -> Any:
+    """`space`, else the space an architecture JSON names, else None."""
+    if space is None and isinstance(arch, Mapping) and "space" in arch:
+        from nasforge.spaces import space_for_json
+
+        space = space_for_json(dict(arch))
+    return space
+
+
+def _rows_from_space(arch: Any, space: Any) -> list[dict[str, Any]] | None:
+    """The space's own description of the stages (`SearchSpace.stage_rows`), or None."""
+    stage_rows = getattr(space, "stage_rows", None)
+    if not callable(stage_rows):
+        return None
+    value = space.from_json(dict(arch)) if isinstance(arch, Mapping) else arch
+    described = stage_rows(value)
+    if described is None:
+        return None
+    rows = []
+    for i, row in enumerate(described):
+        if not isinstance(row, Mapping):
+            raise ConfigError(f"stages[{i}]", f"a stage row must be a mapping, got {type(row).__name__}")
+        for key in ("operator", "repeats", "channels"):
+            if row.get(key) is None:
+                raise ConfigError(
+                    f"stages[{i}].{key}", "missing from the space's stage_rows", ["operator", "repeats", "channels"]
+                )
+        rows.append({"kernel": None, "stride": None, **row})
+    if not rows:
+        raise ConfigError("architecture.stages", "no stages to draw")
+    return rows
+
+
+def _rows_from_fields(arch: Any, strides: Sequence[int] | None, space: Any) -> list[dict[str, Any]]:
+    """Rows read from MBConv stage fields (kernel, expansion, se, repeats, channels, stride)."""
+    stages = _stages_of(arch)
+    if strides is not None and len(strides) != len(stages):
+        raise ConfigError("strides", f"expected {len(stages)} strides, got {len(strides)}")
+    fallback_strides = strides
+    if fallback_strides is None and any(_get(st, _STAGE_FIELDS["stride"]) is None for st in stages):
+        fallback_strides = _space_strides(space)
+        if fallback_strides is not None and len(fallback_strides) != len(stages):
+            fallback_strides = None
+    rows = []
+    for i, st in enumerate(stages):
+        row: dict[str, Any] = {}
+        for key, names in _STAGE_FIELDS.items():
+            value = _get(st, names)
+            if key == "stride" and (value is None or strides is not None):
+                value = None if fallback_strides is None else fallback_strides[i]
+            elif value is None:
+                if key not in _STAGE_DEFAULTS:
+                    raise ConfigError(f"stages[{i}].{key}", "missing", list(names))
+                value = _STAGE_DEFAULTS[key]
+            row[key] = value
+        e = row["expansion"]
+        e_text = f"{e:g}" if isinstance(e, (int, float)) else str(e)
+        k = row["kernel"]
+        row["operator"] = f"MBConv{e_text} {k}x{k}" + (" SE" if row["se"] else "")
+        rows.append(row)
+    return rows
+
+
+def stage_table(
     arch: Any,
     resolution: int | None = None,
     strides: Sequence[int] | None = None,
@@ -79,18 +147,19 @@ def mbconv_table(
     *,
     space: Any = None,
 ) -> list[dict[str, Any]]:
-    """One row per stage: stage, operator, kernel, expansion, se, repeats, channels, stride, and
-    the input resolution of the stage when the image `resolution` (or `arch.resolution`) is known;
-    the stem (stride `stem_stride`, 2 in EfficientNet) comes before stage 1 whether or not it has
-    a row.
+    """One row per stage: stage, operator, kernel, repeats, channels, stride, the columns the
+    stages add (an MBConv stage's expansion and se), and the input resolution of the stage when the
+    image `resolution` (or `arch.resolution`) is known; the stem (stride `stem_stride`, 2 in
+    EfficientNet) comes before stage 1 whether or not it has a row.
 
-    `arch` is an MBConv architecture, an `EfficientNetPlan`, a mapping with "stages", or a plain
-    sequence of stages; a stage is an object or mapping with kernel, expansion (or expand_ratio),
-    se (or se_ratio), repeats, channels and stride. The stem and head appear as their own rows
-    when `arch` has `stem`/`stem_channels` and `head`/`head_channels` widths. `strides`, when
-    given, are the stages' strides. Stages without a stride (an `MBConvArchitecture` keeps them in
-    its space) take them from `space` (the architecture's search space, or the space its JSON
-    names) when its `strides()` has one per stage, else show None.
+    A space that describes its stages (`SearchSpace.stage_rows` of `space`, or of the space the
+    architecture JSON names) gives the rows. Otherwise `arch` is an MBConv architecture, an
+    `EfficientNetPlan`, a mapping with "stages", or a plain sequence of stages; a stage is an
+    object or mapping with kernel, expansion (or expand_ratio), se (or se_ratio), repeats,
+    channels and stride. The stem and head appear as their own rows when `arch` has
+    `stem`/`stem_channels` and `head`/`head_channels` widths. `strides`, when given, are the
+    stages' strides. Stages without a stride (an `MBConvArchitecture` keeps them in its space)
+    take them from the space when its `strides()` has one per stage, else show None.
     """
     if resolution is None:
         res = _get(arch, ("resolution",)) if not isinstance(arch, (list, tuple)) else None
@@ -113,33 +182,19 @@ def mbconv_table(
             }
         )
     res = None if res is None else math.ceil(res / stem_stride)
-    stages = _stages_of(arch)
-    if strides is not None and len(strides) != len(stages):
-        raise ConfigError("strides", f"expected {len(stages)} strides, got {len(strides)}")
-    fallback_strides = strides
-    if fallback_strides is None and any(_get(st, _STAGE_FIELDS["stride"]) is None for st in stages):
-        fallback_strides = _space_strides(arch, space)
-        if fallback_strides is not None and len(fallback_strides) != len(stages):
-            fallback_strides = None
-    for i, st in enumerate(stages):
-        row: dict[str, Any] = {"stage": str(i + 1)}
-        for key, names in _STAGE_FIELDS.items():
-            value = _get(st, names)
-            if key == "stride" and (value is None or strides is not None):
-                value = None if fallback_strides is None else fallback_strides[i]
-            elif value is None:
-                if key not in _STAGE_DEFAULTS:
-                    raise ConfigError(f"stages[{i}].{key}", "missing", list(names))
-                value = _STAGE_DEFAULTS[key]
-            row[key] = value
-        e = row["expansion"]
-        e_text = f"{e:g}" if isinstance(e, (int, float)) else str(e)
-        k = row["kernel"]
-        row["operator"] = f"MBConv{e_text} {k}x{k}" + (" SE" if row["se"] else "")
-        row["resolution"] = res
+    space = _space_of(arch, space)
+    stage_rows = _rows_from_space(arch, space)
+    if stage_rows is None:
+        stage_rows = _rows_from_fields(arch, strides, space)
+    elif strides is not None:
+        if len(strides) != len(stage_rows):
+            raise ConfigError("strides", f"expected {len(stage_rows)} strides, got {len(strides)}")
+        for row, stride in zip(stage_rows, strides):
+            row["stride"] = stride
+    for i, row in enumerate(stage_rows):
+        rows.append({"stage": str(i + 1), **row, "resolution": res})
         if res is not None:
             res = math.ceil(res / int(row["stride"] or 1))
-        rows.append(row)
     head = None if isinstance(arch, (list, tuple)) else _get(arch, ("head", "head_channels"))
     if isinstance(head, int):
         rows.append(
@@ -158,7 +213,31 @@ def mbconv_table(
     return rows
 
 
-def mbconv_diagram(
+def stage_columns(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(key, header) of each column of the stage table of `rows`, in order: stage, operator,
+    resolution (when a row knows it), kernel (when a row has one), the columns the rows add (in
+    the order they first appear; MBConv's expansion and SE), repeats, channels, stride."""
+    extras: list[str] = []
+    for row in rows:
+        extras += [k for k in row if k not in _BASE_COLUMNS and k not in extras]
+    keys = ["stage", "operator"]
+    keys += [k for k in ("resolution", "kernel") if any(row.get(k) is not None for row in rows)]
+    keys += [*extras, "repeats", "channels", "stride"]
+    return [(k, _HEADERS.get(k, k.replace("_", " "))) for k in keys]
+
+
+def stage_cell(key: str, value: Any) -> str:
+    """The text of one cell of the stage table."""
+    if value is None:
+        return "?" if key == "stride" else ""
+    if key in ("kernel", "resolution") and isinstance(value, int):
+        return f"{value}x{value}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def stage_diagram(
     arch: Any,
     path: str | Path,
     *,
@@ -168,21 +247,21 @@ def mbconv_diagram(
     strides: Sequence[int] | None = None,
     space: Any = None,
 ) -> Path:
-    """Draw an MBConv stage list: a strip of stage blocks above the stage table.
+    """Draw a stage list: a strip of stage blocks above the stage table.
 
     In the strip each stage is one block, wide in proportion to its repeats and tall in
-    proportion to log(channels), coloured by kernel size; SE ratio and stride are written under
-    it. The table below lists every stage as `mbconv_table` returns it (EfficientNet's Table 1
-    plus kernel, expansion, SE and stride columns; `strides` and `space` as there). Writes `path`
-    (.png, .svg or .pdf) and, with `svg=True`, an .svg beside it. Returns `path`.
+    proportion to log(channels), coloured by kernel size (by operator where the stages have no
+    kernel); an SE ratio and the stride are written under it. The table below lists every stage
+    as `stage_table` returns it, with the columns of `stage_columns` (for MBConv stages
+    EfficientNet's Table 1 plus kernel, expansion, SE and stride; `strides` and `space` as there).
+    Writes `path` (.png, .svg or .pdf) and, with `svg=True`, an .svg beside it. Returns `path`.
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
     path = Path(path)
     image_format(path)
-    rows = mbconv_table(arch, resolution, strides, space=space)
-    show_res = any(r["resolution"] is not None for r in rows)
+    rows = stage_table(arch, resolution, strides, space=space)
     special = ("stem", "head")
 
     # the strip, in inches: block width grows with repeats, height with log(channels)
@@ -201,9 +280,12 @@ def mbconv_diagram(
     ax.set_xlim(0, fig_w)
     ax.set_ylim(-strip_h / 2 - 0.1, strip_h / 2 - 0.1)
 
-    kernels = sorted({r["kernel"] for r in rows if r["stage"] not in special})
+    def colour_key(r: Mapping[str, Any]) -> Any:
+        return r["kernel"] if r.get("kernel") is not None else str(r["operator"])
+
+    keys = sorted({colour_key(r) for r in rows if r["stage"] not in special}, key=lambda k: (isinstance(k, str), k))
     palette = ["#fff2cc", "#d9ead3", "#cfe2f3", "#fce5cd", "#ead1dc", "#d0e0e3"]
-    kcolor = {k: palette[i % len(palette)] for i, k in enumerate(kernels)}
+    kcolor = {k: palette[i % len(palette)] for i, k in enumerate(keys)}
     channels = [int(r["channels"]) for r in rows]
     lo, hi = min(channels), max(channels)
     cursor = left
@@ -211,7 +293,7 @@ def mbconv_diagram(
         frac = math.log(r["channels"] / lo) / math.log(hi / lo) if hi > lo else 1.0
         h = 0.55 + 0.6 * frac
         is_special = r["stage"] in special
-        color = "#eeeeee" if is_special else kcolor[r["kernel"]]
+        color = "#eeeeee" if is_special else kcolor[colour_key(r)]
         ax.add_patch(
             FancyBboxPatch(
                 (cursor, -h / 2),
@@ -226,13 +308,13 @@ def mbconv_diagram(
         if r["stage"] == "head":
             lines = ["Conv 1x1", "pool, FC"]
         else:
-            lines = [r["operator"].replace(" SE", "")]
+            lines = [str(r["operator"]).replace(" SE", "")]
         if not is_special:
             lines.append(f"x{r['repeats']}")
         lines.append(f"{r['channels']} ch")
         ax.text(cursor + w / 2, 0, "\n".join(lines), ha="center", va="center", fontsize=8)
         below = []
-        if r["se"]:
+        if r.get("se"):
             below.append(f"SE {r['se']:g}")
         if r["stride"] is not None and int(r["stride"]) > 1:
             below.append(f"stride {r['stride']}")
@@ -249,35 +331,22 @@ def mbconv_diagram(
                 )
             )
         cursor += w + gap
-    for i, k in enumerate(kernels):  # colour key
+    for i, k in enumerate(keys):  # colour key
         x0 = left + i * 1.1
         ax.add_patch(
             FancyBboxPatch(
                 (x0, 0.6), 0.16, 0.11, boxstyle="square,pad=0", facecolor=kcolor[k], edgecolor="#333333", linewidth=0.6
             )
         )
-        ax.text(x0 + 0.22, 0.655, f"{k}x{k} kernel", fontsize=7, va="center", color="#333333")
+        ax.text(
+            x0 + 0.22, 0.655, f"{k}x{k} kernel" if isinstance(k, int) else k, fontsize=7, va="center", color="#333333"
+        )
 
     tab_ax = fig.add_axes((margin / fig_w, 0.15 / fig_h, 1 - 2 * margin / fig_w, table_h / fig_h))
     tab_ax.set_axis_off()
-    header = ["stage", "operator", "kernel", "expansion", "SE", "repeats", "channels", "stride"]
-    if show_res:
-        header.insert(2, "resolution")
-    cells = []
-    for r in rows:
-        line = [
-            r["stage"],
-            r["operator"],
-            f"{r['kernel']}x{r['kernel']}",
-            "" if r["expansion"] is None else f"{r['expansion']:g}",
-            "" if r["se"] is None else f"{r['se']:g}",
-            str(r["repeats"]),
-            str(r["channels"]),
-            "?" if r["stride"] is None else str(r["stride"]),
-        ]
-        if show_res:
-            line.insert(2, "" if r["resolution"] is None else f"{r['resolution']}x{r['resolution']}")
-        cells.append(line)
+    columns = stage_columns(rows)
+    header = [label for _, label in columns]
+    cells = [[stage_cell(key, r.get(key)) for key, _ in columns] for r in rows]
     # matplotlib's stub says a Bbox; Axes.table documents (and takes) [xmin, ymin, width, height] too
     table = tab_ax.table(
         cellText=cells,
@@ -301,4 +370,8 @@ def mbconv_diagram(
     return save_figure(fig, path, svg=svg)
 
 
-__all__ = ["mbconv_diagram", "mbconv_table"]
+#: the first names of `stage_table` and `stage_diagram`, from when they drew MBConv stages only
+mbconv_table = stage_table
+mbconv_diagram = stage_diagram
+
+__all__ = ["mbconv_diagram", "mbconv_table", "stage_cell", "stage_columns", "stage_diagram", "stage_table"]

@@ -574,8 +574,8 @@ def _shown_arch_ids(run: RunData, archs: int) -> list[int]:
 def _arch_kind(arch: Any) -> tuple[str, str | None, Any, Any]:
     """(its space's name or "json", the space's drawing, the parsed architecture or the JSON, the
     space or None): the space of an architecture says which picture the report draws of it
-    (`SearchSpace.drawing`), and knows what the architecture leaves to it (an MBConv stage list's
-    strides)."""
+    (`SearchSpace.drawing`), and knows what the architecture leaves to it (the rows of a stage
+    list, `SearchSpace.stage_rows`, or an MBConv stage list's strides)."""
     if not isinstance(arch, Mapping):
         return "json", None, arch, None
     from nasforge.spaces import space_for_json
@@ -588,7 +588,7 @@ def _arch_kind(arch: Any) -> tuple[str, str | None, Any, Any]:
 
 def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, dict[int, dict[str, Any]]]:
     from nasforge.report.graph_render import render
-    from nasforge.report.mbconv_pictures import mbconv_diagram, mbconv_table
+    from nasforge.report.mbconv_pictures import stage_diagram, stage_table
 
     ids = _shown_arch_ids(run, archs)
     if not ids:
@@ -636,10 +636,10 @@ def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, d
                 )
             elif drawing == "stages":
                 png = Path(f"{stem}-stages.png")
-                mbconv_diagram(parsed, png, svg=w.svg, space=space)
+                stage_diagram(parsed, png, svg=w.svg, space=space)
                 w.add(png, png.with_suffix(".svg"))
                 entry["diagram"] = w.rel(png)
-                rows = mbconv_table(parsed, space=space)
+                rows = stage_table(parsed, space=space)
                 entry["stages"] = rows
                 body.append(_stage_table(rows))
                 body.append(
@@ -675,28 +675,20 @@ def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, d
 
 
 def _stage_table(rows: list[dict[str, Any]]) -> str:
-    show_res = any(r.get("resolution") is not None for r in rows)
-    head = (
-        ["stage", "operator"]
-        + (["resolution"] if show_res else [])
-        + ["kernel", "expansion", "SE", "repeats", "channels", "stride"]
-    )
+    from nasforge.report.mbconv_pictures import stage_cell, stage_columns
+
+    columns = stage_columns(rows)
     body = []
     for r in rows:
-        k = r.get("kernel")
-        line = [r.get("stage"), r.get("operator")]
-        if show_res:
-            line.append("–" if r.get("resolution") is None else f"{r['resolution']}x{r['resolution']}")
-        line += [
-            f"{k}x{k}",
-            _fmt(r.get("expansion")),
-            _fmt(r.get("se")),
-            _fmt(r.get("repeats")),
-            _fmt(r.get("channels")),
-            _fmt(r.get("stride")),
-        ]
+        line = []
+        for key, _ in columns:
+            value = r.get(key)
+            if key in ("kernel", "resolution"):
+                line.append("–" if value is None else stage_cell(key, value))
+            else:
+                line.append(_fmt(value))
         body.append(line)
-    return _table(head, body, left=(0, 1))
+    return _table([label for _, label in columns], body, left=(0, 1))
 
 
 # -- scaling --------------------------------------------------------------------------------------

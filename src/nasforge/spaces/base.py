@@ -62,7 +62,7 @@ class SearchSpace(ABC, Generic[A]):
     #: or a tuple of columns whose values together are the JSON list `from_json` reads
     table_columns: tuple[str | tuple[str, ...], ...] = ("arch", "arch_str", "architecture")
     #: the picture the run report draws of an architecture: "cells" (a NASNet cell pair),
-    #: "stages" (an MBConv stage list) or None (the report shows the JSON)
+    #: "stages" (a list of stages: the rows of `stage_rows`) or None (the report shows the JSON)
     drawing: str | None = None
 
     @property
@@ -101,6 +101,18 @@ class SearchSpace(ABC, Generic[A]):
     @abstractmethod
     def build(self, arch: A, **network_config: Any):
         """Build a trainable `torch.nn.Module` for `arch`."""
+
+    def stage_rows(self, arch: A) -> list[dict[str, Any]] | None:
+        """The stages of `arch` as the "stages" picture draws them: one dict per stage, first to last,
+        with "operator" (the text in its block), "repeats" (blocks), "channels" (output width),
+        "stride" and "kernel" (None where they do not apply); any further keys are more columns of
+        the stage table, in the order the first row lists them.
+
+        None (the default): the picture reads the architecture's own `stages`, each with kernel,
+        expansion, se_ratio, repeats and channels (an MBConv stage list), and the strides from this
+        space's `strides()` where the stages keep none.
+        """
+        return None
 
     def sample(self, rng: np.random.Generator) -> A:
         """Uniform over each decision; spaces whose uniform distribution differs override it."""
