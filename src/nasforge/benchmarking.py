@@ -38,12 +38,11 @@ import numpy as np
 
 from nasforge.errors import ConfigError, DatasetError
 from nasforge.evaluators.table import (
-    MACRO_FILE,
-    NB201_FILE,
     ArchitectureNotInTable,
     TableEvaluator,
     _resolve_space,
     _space_name,
+    shared_tables,
 )
 from nasforge.experiment.experiment import Experiment
 from nasforge.experiment.memory_store import MemoryStore
@@ -51,30 +50,6 @@ from nasforge.experiment.store import TrialRecord
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies import Result, create_strategy
 from nasforge.strategies.base import AskTellStrategy, Strategy
-
-#: `--table` shortcuts: the shared tables, with their space and the columns the benchmark's own
-#: protocol uses (NB201: reward 12-epoch validation, report 200-epoch test). NAS-Bench-Macro has
-#: no validation split, only three training runs each scored on the test set: the search's reward
-#: is the first run and what is reported is the mean of the other two, so the reported number is
-#: never the one that was searched on.
-SHARED_TABLES: dict[str, dict[str, Any]] = {
-    "nb201": {
-        "file": NB201_FILE,
-        "space": "nb201",
-        "reward_column": "c10_valid_acc_12ep",
-        "report_column": "c10_test_acc_200ep",
-        "arch_column": "arch_str",
-        "percent": True,
-    },
-    "macro": {
-        "file": MACRO_FILE,
-        "space": "macro",
-        "reward_column": "test_acc_run1",
-        "report_column": ("test_acc_run2", "test_acc_run3"),
-        "arch_column": "arch",
-        "percent": True,
-    },
-}
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
@@ -108,7 +83,7 @@ class BenchTable:
     """A table opened for benchmarking: its space, reward and report columns, and a memo of lookups.
 
     Args:
-        table: a CSV path, or a shortcut from `SHARED_TABLES` ("nb201", "macro").
+        table: a CSV path, or the name of a shared table's evaluator (`shared_tables()`).
         space: the space the table's architectures belong to (a name or object); optional with a
             shortcut, which implies it.
         reward_column: the column searched on (a shortcut gives its protocol's default).
@@ -130,30 +105,29 @@ class BenchTable:
         arch_column: str | None = None,
         percent: bool | None = None,
     ):
-        shortcut = SHARED_TABLES.get(str(table)) if isinstance(table, str) else None
+        shortcut = shared_tables().get(str(table)) if isinstance(table, str) else None
         if shortcut is not None:
             from nasforge.data.paths import require_data
 
-            if space is not None and _space_name(_resolve_space(space)) != shortcut["space"]:
+            if space is not None and _space_name(_resolve_space(space)) != shortcut.space:
                 raise ConfigError(
                     "space",
-                    f"the {table!r} table lists {shortcut['space']!r} architectures, "
+                    f"the {table!r} table lists {shortcut.space!r} architectures, "
                     f"not {_space_name(_resolve_space(space))!r}",
                 )
-            space = space if space is not None else shortcut["space"]
-            reward_column = reward_column or shortcut["reward_column"]
+            space = space if space is not None else shortcut.space
+            reward_column = reward_column or shortcut.reward_column
             report_column = report_column or (
-                shortcut["report_column"] if reward_column == shortcut["reward_column"] else None
+                shortcut.report_column if reward_column == shortcut.reward_column else None
             )
-            arch_column = arch_column or shortcut["arch_column"]
-            percent = shortcut["percent"] if percent is None else percent
-            path: Path = require_data(*shortcut["file"])
+            arch_column = arch_column or shortcut.arch_column
+            percent = shortcut.percent if percent is None else percent
+            path: Path = require_data(*shortcut.file)
             self.name = str(table)
         else:
             if space is None:
-                raise ConfigError(
-                    "space", "a table file needs the space its architectures belong to", sorted(SHARED_TABLES) + ["..."]
-                )
+                problem = "a table file needs the space its architectures belong to"
+                raise ConfigError("space", problem, sorted(shared_tables()) + ["..."])
             if not reward_column:
                 raise ConfigError("reward_column", f"name the column of {table} to search on")
             path = Path(table).expanduser()
@@ -491,7 +465,6 @@ __all__ = [
     "BenchResult",
     "BenchTable",
     "Lookup",
-    "SHARED_TABLES",
     "SeedResult",
     "TABLE_REPORT",
     "TABLE_REWARD",

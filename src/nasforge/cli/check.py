@@ -20,9 +20,13 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--space",
-        help="space of the table's architectures (default: implied by --table nb201 / macro; required with a file)",
+        help="space of the table's architectures (default: implied by a shared table; required with a file)",
     )
-    p.add_argument("--table", required=True, help="CSV table (gzip or plain), or nb201 / macro for the shared tables")
+    p.add_argument(
+        "--table",
+        required=True,
+        help="CSV table (gzip or plain), or a shared table by its evaluator's name (nasforge list evaluators)",
+    )
     p.add_argument(
         "--truth-column",
         required=True,
@@ -72,26 +76,27 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from nasforge.benchmarking import SHARED_TABLES
     from nasforge.cli.common import print_json
     from nasforge.cli.search import _parse_options
     from nasforge.data.paths import require_data
     from nasforge.errors import ConfigError
     from nasforge.evaluators import create_evaluator, evaluator_options, resolve_evaluator
     from nasforge.evaluators.quality import check_evaluator
+    from nasforge.evaluators.table import shared_tables
     from nasforge.experiment.config import Component, build_space
 
-    shortcut = SHARED_TABLES.get(args.table)
-    table = require_data(*shortcut["file"]) if shortcut else args.table
-    space_name = args.space or (shortcut["space"] if shortcut else None)
+    shortcut = shared_tables().get(args.table)
+    table = require_data(*shortcut.file) if shortcut else args.table
+    space_name = args.space or (shortcut.space if shortcut else None)
     if space_name is None:
-        raise ConfigError("--space", "is required with a table file (or use --table nb201 / macro)")
-    if shortcut and space_name != shortcut["space"]:
+        shared = ", ".join(sorted(shared_tables()))
+        raise ConfigError("--space", f"is required with a table file (or use a shared table: {shared})")
+    if shortcut and space_name != shortcut.space:
         raise ConfigError(
-            "--space", f"the {args.table!r} table lists {shortcut['space']!r} architectures, not {space_name!r}"
+            "--space", f"the {args.table!r} table lists {shortcut.space!r} architectures, not {space_name!r}"
         )
     space = build_space(Component(space_name))
-    arch_column = args.arch_column or (shortcut["arch_column"] if shortcut else None)
+    arch_column = args.arch_column or (shortcut.arch_column if shortcut else None)
     name = resolve_evaluator(args.evaluator)
     options = _parse_options(args.evaluator_option or [], "--evaluator-option")
     allowed = evaluator_options(name)

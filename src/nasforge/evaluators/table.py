@@ -27,6 +27,7 @@ import json
 import threading
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -37,9 +38,25 @@ from nasforge.errors import ArchitectureError, ConfigError, DatasetError
 from nasforge.evaluators.base import EVALUATORS, Evaluator, Metrics
 from nasforge.evaluators.objectives import is_test_metric, model_costs
 from nasforge.spaces.base import SearchSpace
+from nasforge.spaces.macro import MacroSpace
+from nasforge.spaces.nb201 import NB201Space
 
 NB201_FILE = ("nasbench201", "nb201_cifar10.csv.gz")
 MACRO_FILE = ("nasbench_macro", "nb_macro_cifar10.csv.gz")
+
+
+@dataclass(frozen=True)
+class SharedTable:
+    """A shared table and the protocol a strategy benchmark follows on it: where the shared data
+    keeps it, its space, the column searched on, the column(s) reported for the best-by-reward
+    architecture (several: their mean), its architecture column, and whether accuracies are in %."""
+
+    file: tuple[str, ...]
+    space: str
+    reward_column: str
+    report_column: str | tuple[str, ...]
+    arch_column: str
+    percent: bool = True
 
 
 class ArchitectureNotInTable(DatasetError, KeyError):
@@ -486,6 +503,8 @@ class NB201Table(TableEvaluator):
     """
 
     name = "nb201"
+    #: NAS-Bench-201's own search protocol: reward 12-epoch validation, report 200-epoch test
+    shared = SharedTable(NB201_FILE, NB201Space.name, "c10_valid_acc_12ep", "c10_test_acc_200ep", "arch_str")
 
     def __init__(
         self,
@@ -499,8 +518,6 @@ class NB201Table(TableEvaluator):
             raise ConfigError(
                 "epochs", f"NAS-Bench-201 has validation accuracies after 12 and 200 epochs, not {epochs!r}", [12, 200]
             )
-        from nasforge.spaces.nb201 import NB201Space
-
         space = _resolve_space(space, NB201Space.name)
         if _space_name(space) != NB201Space.name:
             raise ConfigError(
@@ -566,6 +583,9 @@ class MacroTable(TableEvaluator):
     """
 
     name = "macro"
+    #: No validation split, three training runs each scored on test: a search is rewarded by the
+    #: first run and reports the mean of the other two, so the reported number is never searched on.
+    shared = SharedTable(MACRO_FILE, MacroSpace.name, "test_acc_run1", ("test_acc_run2", "test_acc_run3"), "arch")
 
     def __init__(
         self,
@@ -576,8 +596,6 @@ class MacroTable(TableEvaluator):
         space: SearchSpace | str | None = None,
         match_key: bool = False,
     ):
-        from nasforge.spaces.macro import MacroSpace
-
         space = _resolve_space(space, MacroSpace.name)
         if _space_name(space) != MacroSpace.name:
             raise ConfigError(
@@ -622,9 +640,21 @@ class MacroTable(TableEvaluator):
         return metrics
 
 
+def shared_tables() -> dict[str, SharedTable]:
+    """The shared tables by the name of their evaluator (plug-in tables included)."""
+    out = {}
+    for name in EVALUATORS:
+        shared = getattr(EVALUATORS[name], "shared", None)
+        if isinstance(shared, SharedTable):
+            out[name] = shared
+    return out
+
+
 __all__ = [
     "ArchitectureNotInTable",
     "MACRO_FILE",
+    "SharedTable",
+    "shared_tables",
     "MacroTable",
     "NB201Table",
     "NB201_FILE",
