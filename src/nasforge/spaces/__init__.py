@@ -24,6 +24,7 @@ def space_for_json(data: Any) -> SearchSpace:
     return for_json(data) if callable(for_json) else factory()
 
 
+SPACES.register("resnet", "nasforge.spaces.resnet:ResNetSpace", description="ResNet-style stages (He et al. 2016)")
 __all__ = [
     "Decision",
     "LayerwiseSpace",
