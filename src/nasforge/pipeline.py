@@ -25,10 +25,18 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasforge.arch import DEFAULT_SPACE
 from nasforge.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used, so `nasforge run --help` stays light
+    from rich.console import Console
+
+    from nasforge.experiment.store import Store
+    from nasforge.scaling.coefficients import ScaledMemberEvaluator
+    from nasforge.scaling.family import Family
+    from nasforge.spaces.base import SearchSpace
 
 #: budget name -> search trials, child epochs, coefficient grid step, family epochs, child size.
 #: Sized on the built-in digits with 2 CPU cores: small ~4 min (docs/pipeline.md), medium ~40 min, large hours.
@@ -146,7 +154,7 @@ class Pipeline:
         run_dir: str | os.PathLike,
         resume: bool = False,
         progress: bool = True,
-        console: Any = None,
+        console: Console | None = None,
     ):
         self.config = config
         self.run_dir = Path(run_dir)
@@ -159,7 +167,7 @@ class Pipeline:
         self.console = console
 
     # -- bookkeeping --------------------------------------------------------------------------------
-    def _check_config(self, store: Any, record: bool = True) -> None:
+    def _check_config(self, store: Store, record: bool = True) -> None:
         """Refuse other pipeline settings than the run's; `record` stores them in a run without any."""
         from nasforge.experiment.config import config_diff, describe_diff
 
@@ -252,7 +260,7 @@ class Pipeline:
         cfg = self.config
         return splits_for(cfg.dataset, 0.1, cfg.seed, cfg.train_size, cfg.val_size, cfg.test_dataset)
 
-    def _family(self, space: Any, arch: Any) -> Any:
+    def _family(self, space: SearchSpace, arch: Any) -> Family:
         from nasforge.evaluators.proxy import cached_splits
         from nasforge.scaling.family import family_for
 
@@ -262,7 +270,7 @@ class Pipeline:
             space, arch, base_resolution=splits.resolution, num_classes=splits.num_classes, **search_network(cfg)
         )
 
-    def _scaled_evaluator(self, family: Any, phi: float) -> Any:
+    def _scaled_evaluator(self, family: Family, phi: float) -> ScaledMemberEvaluator:
         """The coefficient search's evaluator: the phi member, `epochs` of proxy training."""
         from nasforge.evaluators.proxy import ProxyTrainer
         from nasforge.scaling.coefficients import ScaledMemberEvaluator
@@ -270,7 +278,7 @@ class Pipeline:
         inner = ProxyTrainer(**_proxy_options(self.config, self.config.setting("epochs"), None))
         return ScaledMemberEvaluator(family, inner, phi=phi, resolution_divisor=_divisor(family))
 
-    def _member_evaluator(self, family: Any, phi: float, epochs: int) -> Any:
+    def _member_evaluator(self, family: Family, phi: float, epochs: int) -> ScaledMemberEvaluator:
         """A family member's evaluator: its own epochs (or cap), early stopping, the test set."""
         from nasforge.scaling.coefficients import ScaledMemberEvaluator
         from nasforge.scaling.schedule import DEFAULT_PATIENCE, MemberTrainer
@@ -286,7 +294,7 @@ class Pipeline:
         )
         return ScaledMemberEvaluator(family, inner, phi=phi, resolution_divisor=_divisor(family))
 
-    def _coefficients(self, store: Any, family: Any) -> dict[str, Any]:
+    def _coefficients(self, store: Store, family: Family) -> dict[str, Any]:
         from nasforge.scaling.search import search_coefficients
 
         done = store.get_marker("coefficients")
@@ -307,7 +315,7 @@ class Pipeline:
         store.set_marker("pipeline.stage.coefficients", True)
         return data
 
-    def _family_members(self, store: Any, family: Any, coefficients: dict[str, Any]) -> list[dict[str, Any]]:
+    def _family_members(self, store: Store, family: Family, coefficients: dict[str, Any]) -> list[dict[str, Any]]:
         from nasforge.experiment import trial_seed
         from nasforge.scaling.coefficients import CoefficientSpace, CoefficientTriple
         from nasforge.scaling.compound import CompoundScaler, build_counted
@@ -401,7 +409,7 @@ class Pipeline:
         return members
 
 
-def _divisor(family: Any) -> int:
+def _divisor(family: Family) -> int:
     """Small images (digits are 8 px) scale their resolution in steps of 1 px, not 8."""
     return 8 if family.base_resolution >= 64 else 1
 

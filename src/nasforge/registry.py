@@ -267,4 +267,41 @@ def load_plugins() -> None:
                 ) from exc
 
 
-__all__ = ["Entry", "PLUGIN_GROUP", "PluginError", "Registry", "factory_parameters", "load_plugins"]
+def describe_component(obj: Any) -> Any:
+    """A JSON-able description of a component: its own `config()` where it has one, else its name and
+    class (and `options()`), so runs built from objects, plug-ins' duck-typed ones included, store
+    what they ran with."""
+    if obj is None:
+        return None
+    config = getattr(obj, "config", None)
+    if callable(config):
+        try:
+            value = config()
+            if isinstance(value, Mapping):
+                return dict(value)
+        except Exception:  # noqa: BLE001 - describing must never fail a run
+            pass
+    options = getattr(obj, "options", None)
+    description: dict[str, Any] = {
+        "name": getattr(obj, "name", None) or type(obj).__name__,
+        "class": f"{type(obj).__module__}.{type(obj).__qualname__}",
+    }
+    if callable(options):
+        try:
+            description["options"] = dict(options())
+        except Exception:  # noqa: BLE001
+            pass
+    if callable(obj) and hasattr(obj, "__qualname__"):  # a plain function
+        description = {"name": obj.__qualname__, "class": f"{obj.__module__}.{obj.__qualname__}"}
+    return description
+
+
+__all__ = [
+    "Entry",
+    "PLUGIN_GROUP",
+    "PluginError",
+    "Registry",
+    "describe_component",
+    "factory_parameters",
+    "load_plugins",
+]

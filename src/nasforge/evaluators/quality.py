@@ -35,6 +35,7 @@ from nasforge.errors import ConfigError
 from nasforge.evaluators.base import ArchitectureEvaluator
 from nasforge.evaluators.objectives import read_metric
 from nasforge.evaluators.table import Table, read_table, row_architectures
+from nasforge.registry import describe_component
 from nasforge.spaces.base import SearchSpace
 
 
@@ -138,7 +139,7 @@ def check_evaluator(
     metric = metric or reward_metric
     rows = sample_rows(table, sample, seed)
     archs = row_architectures(space, table, rows, arch_column)
-    config = evaluator.config() if hasattr(evaluator, "config") else {"name": type(evaluator).__name__}
+    config = describe_component(evaluator)
     done = _read_cache(cache, {"evaluator": config, "eval_seed": eval_seed}) if cache else {}
     prepare = getattr(evaluator, "prepare", None)
     if callable(prepare) and len(done) < len(rows):

@@ -19,9 +19,17 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasforge.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used: a config is read before any of them is needed
+    from nasforge.evaluators.base import ArchitectureEvaluator, EvaluateFn, Evaluator
+    from nasforge.evaluators.objectives import Limits
+    from nasforge.experiment.prescreen import PreScreen
+    from nasforge.experiment.scheduler import Scheduler
+    from nasforge.spaces.base import SearchSpace
+    from nasforge.strategies.base import Strategy
 
 #: Top-level config keys that may change between a run and its resume.
 RUNTIME_KEYS = frozenset({"budget", "workers", "executor", "max_outstanding", "timeout", "progress"})
@@ -361,13 +369,13 @@ class Components:
     """The objects a `SearchConfig` describes, ready for an `Experiment`."""
 
     config: SearchConfig
-    space: Any
-    strategy: Any
-    evaluator: Any
+    space: SearchSpace
+    strategy: Strategy
+    evaluator: ArchitectureEvaluator | EvaluateFn
     objective: Callable[[Mapping[str, Any]], float]
     limit_check: Callable[[Any], str | None] | None
-    prescreen: Any = None
-    scheduler: Any = None
+    prescreen: PreScreen | None = None
+    scheduler: Scheduler | None = None
 
 
 class LimitCheck:
@@ -380,9 +388,9 @@ class LimitCheck:
 
     def __init__(
         self,
-        limits: Any,
-        space: Any,
-        evaluator: Any,
+        limits: Limits,
+        space: SearchSpace,
+        evaluator: ArchitectureEvaluator | EvaluateFn,
         network: Mapping[str, Any] | None = None,
         resolution: int | None = None,
     ):
@@ -402,7 +410,7 @@ class LimitCheck:
         return self.limits.check(self.static_metrics(arch))
 
 
-def build_space(component: Component) -> Any:
+def build_space(component: Component) -> SearchSpace:
     from nasforge.spaces import SPACES
 
     try:
@@ -411,7 +419,7 @@ def build_space(component: Component) -> Any:
         raise ConfigError("space.options", str(exc)) from None
 
 
-def build_strategy(component: Component, space: Any, seed: int) -> Any:
+def build_strategy(component: Component, space: SearchSpace, seed: int) -> Strategy:
     from nasforge.strategies import create_strategy
 
     try:
@@ -420,7 +428,7 @@ def build_strategy(component: Component, space: Any, seed: int) -> Any:
         raise ConfigError("strategy.options", str(exc)) from None
 
 
-def build_evaluator(component: Component, space: Any) -> Any:
+def build_evaluator(component: Component, space: SearchSpace) -> Evaluator:
     from nasforge.evaluators import create_evaluator
 
     try:
@@ -429,7 +437,7 @@ def build_evaluator(component: Component, space: Any) -> Any:
         raise ConfigError("evaluator.options", str(exc)) from None
 
 
-def build_objective(component: Component, evaluator: Any = None) -> Callable[[Mapping[str, Any]], float]:
+def build_objective(component: Component, evaluator: object = None) -> Callable[[Mapping[str, Any]], float]:
     """The objective; "accuracy" without a metric rewards the evaluator's own reward metric
     (a zero-cost evaluator's "score", a training one's "val_accuracy")."""
     from nasforge.evaluators.objectives import create_objective

@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from nasforge.errors import ConfigError, NasforgeError
-from nasforge.evaluators.base import Evaluation, Fidelity
+from nasforge.evaluators.base import ArchitectureEvaluator, EvaluateFn, Evaluation, Fidelity
 from nasforge.experiment.config import (
     DUPLICATE_MODES,
     Budget,
@@ -68,6 +68,7 @@ from nasforge.experiment.memory_store import MemoryStore
 from nasforge.experiment.prescreen import PreScreen
 from nasforge.experiment.scheduler import Decision, Job, Scheduler
 from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, RungResult, Store, TrialRecord, TrialStore
+from nasforge.registry import describe_component
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.base import Exhausted, RepeatedProposals, Result, Strategy, ask_new
 
@@ -97,7 +98,11 @@ def trial_seed(run_seed: int, trial_id: int, failures: int = 0) -> int:
 
 
 def evaluate_architecture(
-    evaluator: Any, space: SearchSpace, arch: Any, seed: int, fidelity: Fidelity | None = None
+    evaluator: ArchitectureEvaluator | EvaluateFn,
+    space: SearchSpace,
+    arch: Any,
+    seed: int,
+    fidelity: Fidelity | None = None,
 ) -> Any:
     """What an executor runs for one trial (module level, so worker processes can unpickle it)."""
     evaluate = getattr(evaluator, "evaluate", None)
@@ -107,6 +112,7 @@ def evaluate_architecture(
         return evaluate(space, arch, seed, fidelity=fidelity)
     if evaluate is not None:
         return evaluate(space, arch, seed)
+    assert callable(evaluator)  # no evaluate method: the plain-function form
     return evaluator(space, arch, seed)
 
 
@@ -137,33 +143,6 @@ def resolve_run_dir(name: str | os.PathLike, runs_root: str | os.PathLike = "run
     if target == root or root not in target.parents:
         raise ConfigError("run", f"{text!r} does not name a folder inside the runs folder {root}")
     return target
-
-
-def _describe(obj: Any) -> Any:
-    """A JSON-able description of a component, for the stored config of object-built runs."""
-    if obj is None:
-        return None
-    config = getattr(obj, "config", None)
-    if callable(config):
-        try:
-            value = config()
-            if isinstance(value, Mapping):
-                return dict(value)
-        except Exception:  # noqa: BLE001 - describing must never fail a run
-            pass
-    options = getattr(obj, "options", None)
-    description: dict[str, Any] = {
-        "name": getattr(obj, "name", None) or type(obj).__name__,
-        "class": f"{type(obj).__module__}.{type(obj).__qualname__}",
-    }
-    if callable(options):
-        try:
-            description["options"] = dict(options())
-        except Exception:  # noqa: BLE001
-            pass
-    if callable(obj) and hasattr(obj, "__qualname__"):  # a plain function
-        description = {"name": obj.__qualname__, "class": f"{obj.__module__}.{obj.__qualname__}"}
-    return description
 
 
 @dataclass
@@ -321,7 +300,7 @@ class Experiment:
         self,
         space: SearchSpace,
         strategy: Strategy,
-        evaluator: Any,
+        evaluator: ArchitectureEvaluator | EvaluateFn,
         objective: Any = None,
         run_dir: str | os.PathLike | None = None,
         *,
@@ -483,11 +462,11 @@ class Experiment:
 
     def _derive_config(self, objective: Any) -> dict[str, Any]:
         return {
-            "space": _describe(self.space),
-            "strategy": _describe(self.strategy),
-            "evaluator": _describe(self.evaluator),
-            "objective": _describe(objective),
-            "limits": _describe(self.limit_check),
+            "space": describe_component(self.space),
+            "strategy": describe_component(self.strategy),
+            "evaluator": describe_component(self.evaluator),
+            "objective": describe_component(objective),
+            "limits": describe_component(self.limit_check),
             "seed": self.seed,
             "duplicates": self.duplicates,
             "reask_limit": self.reask_limit,

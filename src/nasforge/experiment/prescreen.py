@@ -24,12 +24,15 @@ import zlib
 from typing import Any
 
 from nasforge.errors import ConfigError, NasforgeError
+from nasforge.evaluators.base import ArchitectureEvaluator
+from nasforge.registry import describe_component
+from nasforge.spaces.base import SearchSpace
 
 
 class PreScreen:
     """Score proposals with `evaluator` and keep the best of `candidates`."""
 
-    def __init__(self, evaluator: Any, candidates: int = 10, seed: int = 0):
+    def __init__(self, evaluator: ArchitectureEvaluator, candidates: int = 10, seed: int = 0):
         if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
             raise ConfigError("prescreen.candidates", f"must be a positive integer, got {candidates!r}")
         self.evaluator = evaluator
@@ -47,7 +50,7 @@ class PreScreen:
         if callable(prepare):
             prepare()
 
-    def score(self, space: Any, arch: Any, key: str) -> float | None:
+    def score(self, space: SearchSpace, arch: Any, key: str) -> float | None:
         """The cheap score of `arch` (None where it cannot be scored: such a cell is picked last)."""
         if key not in self._scores:
             seed = (self.seed * 1_000_003 + zlib.crc32(key.encode())) % 2**31
@@ -60,15 +63,14 @@ class PreScreen:
             self._scores[key] = value if math.isfinite(value) else None
         return self._scores[key]
 
-    def choose(self, space: Any, archs: list[Any]) -> tuple[int, list[float | None]]:
+    def choose(self, space: SearchSpace, archs: list[Any]) -> tuple[int, list[float | None]]:
         """Index of the best-scored of `archs` (the first among equals) and every score."""
         scores = [self.score(space, a, space.key(a)) for a in archs]
         best = max(range(len(archs)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
         return best, scores
 
     def config(self) -> dict[str, Any]:
-        describe = getattr(self.evaluator, "config", None)
-        return {"evaluator": describe() if callable(describe) else {"name": self.name}, "candidates": self.candidates}
+        return {"evaluator": describe_component(self.evaluator), "candidates": self.candidates}
 
 
 __all__ = ["PreScreen"]

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from nasforge.errors import ArchitectureError, ConfigError
-from nasforge.evaluators.base import Evaluator, Metrics
+from nasforge.evaluators.base import ArchitectureEvaluator, Evaluator, Metrics
 from nasforge.profile import count_macs, count_params
+from nasforge.registry import describe_component
 from nasforge.scaling.compound import CompoundScaler, build_counted
 from nasforge.scaling.family import EfficientNetFamily, Family, ScalingInfo
 from nasforge.spaces.base import Decision, SearchSpace
@@ -407,7 +408,7 @@ class ScaledMemberEvaluator(Evaluator):
     def __init__(
         self,
         family: Family | None = None,
-        inner: Evaluator | None = None,
+        inner: ArchitectureEvaluator | None = None,
         phi: float = 1.0,
         resolution_divisor: int = 8,
         min_resolution: int = 1,
@@ -428,7 +429,7 @@ class ScaledMemberEvaluator(Evaluator):
         return {
             "name": self.name,
             "family": self.family.config(),
-            "inner": self.inner.config(),
+            "inner": describe_component(self.inner),
             "phi": self.phi,
             "resolution_divisor": self.resolution_divisor,
             "min_resolution": self.min_resolution,

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -30,6 +30,10 @@ from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.models.registry import ModelSpec
 from nasforge.nn.mbconv import round_repeats
 from nasforge.registry import Registry, factory_parameters
+from nasforge.spaces.base import SearchSpace
+
+if TYPE_CHECKING:
+    from nasforge.spaces.mbconv import MBConvSpace
 
 
 @dataclass(frozen=True)
@@ -282,7 +286,7 @@ class MBConvFamily(Family):
     def __init__(
         self,
         arch: Any = None,
-        space: Any = None,
+        space: MBConvSpace | None = None,
         base_resolution: int = 224,
         num_classes: int = 1000,
         dropout: float = 0.2,
@@ -368,7 +372,7 @@ def scalable_spaces() -> list[str]:
     return [n for n in SPACES if getattr(SPACES[n], "scaling_family", None)]
 
 
-def family_for(space: Any, arch: Any, **options: Any) -> Family:
+def family_for(space: SearchSpace, arch: Any, **options: Any) -> Family:
     """The family that scales `arch`, of the kind its space names (`SearchSpace.scaling_family`);
     `options` are the family's (base resolution, classes) and its network's."""
     name = getattr(space, "scaling_family", None)
@@ -381,7 +385,7 @@ def family_for(space: Any, arch: Any, **options: Any) -> Family:
 
 
 def family_from_architecture(
-    space: Any, arch: Any, num_classes: int | None = None, base_resolution: int | None = None
+    space: SearchSpace, arch: Any, num_classes: int | None = None, base_resolution: int | None = None
 ) -> Family:
     """A family from an architecture of a space that has a scaling rule."""
     kw: dict[str, Any] = {}

@@ -34,6 +34,7 @@ import torch
 
 from nasforge.errors import ConfigError
 from nasforge.evaluators.proxy import ProxyTrainer, cached_splits
+from nasforge.spaces.base import SearchSpace
 
 SCHEDULES = ("fixed", "grow", "early-stop")
 #: early-stop's epochs without a better validation accuracy before it stops (the default).
@@ -125,7 +126,7 @@ class MemberTrainer(ProxyTrainer):
             self.dataset, self.val_fraction, self.split_seed, self.train_size, self.val_size, self.test_dataset
         )
 
-    def evaluate(self, space: Any, arch: Any, seed: int, fidelity: Any = None) -> Any:
+    def evaluate(self, space: SearchSpace, arch: Any, seed: int, fidelity: Any = None) -> Any:
         if fidelity is not None:
             raise ConfigError("fidelity", "family members are trained to their own schedule, not a fidelity")
         epochs = self.train.epochs
@@ -142,7 +143,7 @@ class MemberTrainer(ProxyTrainer):
             return metrics
         return self._early_stopped(space, arch, seed)
 
-    def _early_stopped(self, space: Any, arch: Any, seed: int) -> dict[str, Any]:
+    def _early_stopped(self, space: SearchSpace, arch: Any, seed: int) -> dict[str, Any]:
         from nasforge.evaluators.training import evaluate_accuracy, train_model
         from nasforge.profile import count_macs, count_params, measure_latency
 

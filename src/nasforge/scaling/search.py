@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from nasforge.errors import ConfigError
-from nasforge.evaluators.base import Evaluator
+from nasforge.evaluators.base import ArchitectureEvaluator, Evaluator
 from nasforge.scaling.coefficients import (
     CoefficientSpace,
     CoefficientTriple,
@@ -119,7 +119,7 @@ class MetricObjective:
         return {"name": "metric", "metric": self.metric}
 
 
-def _objective(objective: Any, evaluator: Any) -> tuple[Any, str]:
+def _objective(objective: Any, evaluator: object) -> tuple[Any, str]:
     if objective is None:
         metric = getattr(evaluator, "reward_metric", None) or "val_accuracy"
         return MetricObjective(metric), metric
@@ -428,7 +428,9 @@ def collect_result(
 
 
 # -- the search -------------------------------------------------------------------------------------------
-def _as_scaled_evaluator(family: Family | str | None, evaluator: Any) -> tuple[Family, ScaledMemberEvaluator]:
+def _as_scaled_evaluator(
+    family: Family | str | None, evaluator: ArchitectureEvaluator | None
+) -> tuple[Family, ScaledMemberEvaluator]:
     if isinstance(evaluator, ScaledMemberEvaluator):
         if family is None:
             return evaluator.family, evaluator
@@ -464,7 +466,7 @@ def check_members(space: CoefficientSpace, family: Family, evaluator: ScaledMemb
 
 def search_coefficients(
     family: Family | str | None,
-    evaluator: Any,
+    evaluator: ArchitectureEvaluator | None,
     run_dir: str | os.PathLike,
     *,
     step: float = 0.05,
@@ -588,7 +590,7 @@ def search_coefficients(
     return result
 
 
-def validation_size(evaluator: Any) -> int | None:
+def validation_size(evaluator: object) -> int | None:
     """How many validation images an evaluator's accuracy is measured on (None: not known)."""
     inner = getattr(evaluator, "inner", evaluator)
     splits = getattr(inner, "splits", None)
@@ -600,7 +602,7 @@ def validation_size(evaluator: Any) -> int | None:
         return None
 
 
-def evaluation_schedule(evaluator: Any, n_val: int | None = None) -> dict[str, Any]:
+def evaluation_schedule(evaluator: object, n_val: int | None = None) -> dict[str, Any]:
     """What every candidate (and the baseline) was evaluated with: the evaluator, epochs, images."""
     inner = getattr(evaluator, "inner", evaluator)
     train = getattr(inner, "train", None)
