@@ -187,3 +187,21 @@ def unwrap_json(data: Any, space: str, expected: str) -> Any:
     if "arch" not in data:
         raise ArchitectureError("arch", f"missing; expected {expected}")
     return data["arch"]
+
+
+def stage_objects(data: Any, fields: Sequence[str], num_stages: int) -> list[dict[str, Any]]:
+    """The ``"stages"`` list of a stage-list architecture's JSON, each stage an object with exactly
+    `fields`; errors name the stage and the field (values are the space's to check)."""
+    raw = data.get("stages")
+    if not isinstance(raw, list):
+        raise ArchitectureError("stages", f"expected a list of {num_stages} stage objects")
+    for i, st in enumerate(raw):
+        if not isinstance(st, dict):
+            raise ArchitectureError(f"stages[{i}]", "expected an object with fields " + ", ".join(fields))
+        missing = [f for f in fields if f not in st]
+        if missing:
+            raise ArchitectureError(f"stages[{i}].{missing[0]}", "missing", list(fields))
+        extra = [f for f in st if f not in fields]
+        if extra:
+            raise ArchitectureError(f"stages[{i}].{extra[0]}", "unknown field", list(fields))
+    return raw

@@ -26,7 +26,7 @@ from nasforge.arch.mbconv import B0_SKELETON, MBConvArchitecture, MBConvStage
 from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.models.efficientnet import EfficientNet, StageSpec
 from nasforge.nn.mbconv import round_filters
-from nasforge.spaces.base import SPACES, Decision, SearchSpace
+from nasforge.spaces.base import SPACES, Decision, SearchSpace, stage_objects
 
 KERNELS: tuple[int, ...] = (3, 5)
 EXPANSIONS: tuple[int, ...] = (1, 4, 6)
@@ -209,19 +209,8 @@ class MBConvSpace(SearchSpace[MBConvArchitecture]):
             raise ArchitectureError("architecture", "expected a JSON object with a 'stages' list")
         if data.get("space", "mbconv") != "mbconv":
             raise ArchitectureError("space", f"expected 'mbconv', got {data.get('space')!r}", ["mbconv"])
-        raw = data.get("stages")
-        if not isinstance(raw, list):
-            raise ArchitectureError("stages", f"expected a list of {self.num_stages} stage objects")
         stages = []
-        for i, st in enumerate(raw):
-            if not isinstance(st, dict):
-                raise ArchitectureError(f"stages[{i}]", "expected an object with fields " + ", ".join(FIELDS))
-            missing = [f for f in FIELDS if f not in st]
-            if missing:
-                raise ArchitectureError(f"stages[{i}].{missing[0]}", "missing", FIELDS)
-            extra = [f for f in st if f not in FIELDS]
-            if extra:
-                raise ArchitectureError(f"stages[{i}].{extra[0]}", "unknown field", FIELDS)
+        for st in stage_objects(data, FIELDS, self.num_stages):
             se = st["se_ratio"]
             stages.append(
                 MBConvStage(

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from nasforge.errors import ArchitectureError, ConfigError
-from nasforge.spaces.base import Decision, SearchSpace
+from nasforge.spaces.base import Decision, SearchSpace, stage_objects
 
 BLOCKS: tuple[str, ...] = ("basic", "bottleneck")
 DEPTHS: tuple[int, ...] = (1, 2, 3)
@@ -337,19 +337,8 @@ class ResNetSpace(SearchSpace[ResNetArchitecture]):
         extra = sorted(set(data) - {"space", "stages"})
         if extra:
             raise ArchitectureError(extra[0], "unknown field", ["space", "stages"])
-        raw = data.get("stages")
-        if not isinstance(raw, list):
-            raise ArchitectureError("stages", f"expected a list of {self.num_stages} stage objects")
         stages = []
-        for i, st in enumerate(raw):
-            if not isinstance(st, dict):
-                raise ArchitectureError(f"stages[{i}]", "expected an object with fields " + ", ".join(FIELDS))
-            missing = [f for f in FIELDS if f not in st]
-            if missing:
-                raise ArchitectureError(f"stages[{i}].{missing[0]}", "missing", FIELDS)
-            extra = [f for f in st if f not in FIELDS]
-            if extra:
-                raise ArchitectureError(f"stages[{i}].{extra[0]}", "unknown field", FIELDS)
+        for st in stage_objects(data, FIELDS, self.num_stages):
             stages.append(ResNetStage(st["block"], st["depth"], st["width"], st["kernel"]))
         return self.validate(ResNetArchitecture(tuple(stages)))
 
