@@ -34,7 +34,8 @@ class MBConvArchitecture:
     stages: tuple[MBConvStage, ...]
 
 
-#: EfficientNet-B0 as a member of the default space (from the model's own stage table).
+#: EfficientNet-B0 as a member of the default space (Tan & Le 2019, Table 1; with B0_SKELETON's strides it
+#: is `nasforge.models.efficientnet.B0_STAGES`).
 B0_ARCH = MBConvArchitecture(
     (
         MBConvStage(3, 1, 0.25, 1, 16),

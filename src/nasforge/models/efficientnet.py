@@ -22,6 +22,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from nasforge.arch.mbconv import B0_ARCH, B0_SKELETON
 from nasforge.errors import ConfigError
 from nasforge.nn.layers import DropPath
 from nasforge.nn.mbconv import MBConv, round_filters, round_repeats
@@ -42,16 +43,11 @@ class StageSpec:
         return asdict(self)
 
 
-#: EfficientNet-B0 (Tan & Le 2019, Table 1; efficientnet_builder.py's block strings):
-#: expansion, kernel, stride, output channels, repeats, SE ratio.
-B0_STAGES: tuple[StageSpec, ...] = (
-    StageSpec(1, 3, 1, 16, 1),
-    StageSpec(6, 3, 2, 24, 2),
-    StageSpec(6, 5, 2, 40, 2),
-    StageSpec(6, 3, 2, 80, 3),
-    StageSpec(6, 5, 1, 112, 3),
-    StageSpec(6, 5, 2, 192, 4),
-    StageSpec(6, 3, 1, 320, 1),
+#: EfficientNet-B0 (Tan & Le 2019, Table 1; efficientnet_builder.py's block strings): expansion,
+#: kernel, stride, output channels, repeats, SE ratio; the B0 member of the MBConv space's values.
+B0_STAGES: tuple[StageSpec, ...] = tuple(
+    StageSpec(s.expansion, s.kernel, stride, s.channels, s.repeats, s.se_ratio)
+    for s, (stride, _, _) in zip(B0_ARCH.stages, B0_SKELETON)
 )
 
 #: Published (width, depth, resolution, dropout) per model
