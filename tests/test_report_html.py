@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 import pytest
 from browser import chromium_or_skip
 
-from nasforge.errors import ConfigError
+from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.evaluators.base import Evaluator
 from nasforge.experiment import Experiment, Store
 from nasforge.experiment.store import StoreError
@@ -307,6 +307,26 @@ def test_the_stages_of_any_space_that_describes_them_are_drawn(tmp_path, request
     page = index.read_text(encoding="utf-8")
     section = page.split(f'id="trial-{first["trial"]}"')[1].split('<div class="arch"')[0]
     assert "<th>roof</th>" in section and "<th>kernel</th>" not in section and "expansion" not in section
+
+
+def test_architectures_of_a_space_searched_with_options_are_read_by_that_space(tmp_path):
+    """A run whose space had options (only 7x7 kernels, which the default MBConv space does not
+    allow) has its architectures read and drawn by the run's own space, not the default one."""
+    space = MBConvSpace(kernels=(7,))
+    config = {"space": {"name": "mbconv", "options": {"kernels": [7]}}, "strategy": {"name": "random"},
+              "evaluator": {"name": "tiny"}, "seed": 0, "budget": {"max_trials": 4}}
+    run = tmp_path / "k7"
+    with Experiment(space, create_strategy("random", space, 0), TinyEvaluator(), None, run,
+                    budget={"max_trials": 4}, seed=0, progress=False, config=config) as exp:
+        exp.run()
+    with pytest.raises(ArchitectureError):  # what the report would have met with the default space
+        MBConvSpace().from_json(Store.open(run, readonly=True).trials()[0].arch)
+    index = write_report(run, tmp_path / "out", archs=2, svg=False)
+    summary = json.loads((index.parent / "summary.json").read_text())
+    assert not [n for n in summary.get("notes", []) if "not readable" in n or "diagram" in n]
+    first = summary["best"][0]
+    assert first["files"]["kind"] == "mbconv" and (index.parent / first["files"]["diagram"]).is_file()
+    assert {row["kernel"] for row in first["files"]["stages"]} == {7}
 
 
 # ------------------------------------------------------------------------------------------------

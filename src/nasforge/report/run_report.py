@@ -571,16 +571,37 @@ def _shown_arch_ids(run: RunData, archs: int) -> list[int]:
     return ids
 
 
-def _arch_kind(arch: Any) -> tuple[str, str | None, Any, Any]:
+def _run_space(config: Mapping[str, Any]) -> Any:
+    """The space the run searched, with the options it was searched with (a config file may give a
+    space options), or None where the stored config does not say (a run built from objects)."""
+    spec = config.get("space")
+    if (
+        not isinstance(spec, Mapping)
+        or not isinstance(spec.get("name"), str)
+        or not isinstance(spec.get("options"), Mapping)
+    ):
+        return None
+    from nasforge.experiment.config import Component, build_space
+
+    try:
+        return build_space(Component(spec["name"], spec["options"]))
+    except NasforgeError:  # e.g. a plug-in space that is not installed here: read the JSON alone
+        return None
+
+
+def _arch_kind(arch: Any, run_space: Any = None) -> tuple[str, str | None, Any, Any]:
     """(its space's name or "json", the space's drawing, the parsed architecture or the JSON, the
     space or None): the space of an architecture says which picture the report draws of it
     (`SearchSpace.drawing`), and knows what the architecture leaves to it (the rows of a stage
-    list, `SearchSpace.stage_rows`, or an MBConv stage list's strides)."""
+    list, `SearchSpace.stage_rows`, or an MBConv stage list's strides). The run's own space
+    (`run_space`, with its options) reads the architectures it searched; others are read by the
+    space their JSON names, with its default options."""
     if not isinstance(arch, Mapping):
         return "json", None, arch, None
+    from nasforge.arch import space_name_of
     from nasforge.spaces import space_for_json
 
-    space = space_for_json(arch)
+    space = run_space if run_space is not None and run_space.name == space_name_of(arch) else space_for_json(arch)
     if space.drawing is None:
         return "json", None, arch, None
     return space.name, space.drawing, space.from_json(arch), space
@@ -597,6 +618,7 @@ def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, d
     parts, info = [], {}
     folder = w.out / ARCHS_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    run_space = _run_space(run.config)
     for rank, tid in enumerate(ids, 1):
         t = by_id[tid]
         stem = folder / f"trial-{tid}"
@@ -609,7 +631,7 @@ def _architectures_section(w: _Writer, run: RunData, archs: int) -> tuple[str, d
         drawing: str | None = None
         space: Any = None
         try:
-            kind, drawing, parsed, space = _arch_kind(t.arch)
+            kind, drawing, parsed, space = _arch_kind(t.arch, run_space)
         except NasforgeError as exc:
             kind, parsed = "json", t.arch
             w.notes.append(f"trial {tid}: architecture not readable: {exc}")
