@@ -11,7 +11,7 @@ import pytest
 from nasforge.errors import ConfigError
 from nasforge.experiment import Experiment, MemoryStore, SimulatedExecutor, Store, StoreError, TrialStore
 from nasforge.experiment.scheduler import create_scheduler
-from nasforge.experiment.store import CheckpointUpdate
+from nasforge.experiment.records import CheckpointUpdate
 from nasforge.spaces import SPACES
 from nasforge.strategies import create_strategy
 from toys import FAIL, ChoiceSpace, Curves, ToyEvaluator, ToyStrategy, make_experiment

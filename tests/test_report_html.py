@@ -24,7 +24,7 @@ from browser import chromium_or_skip
 from nasforge.errors import ArchitectureError, ConfigError
 from nasforge.evaluators.base import Evaluator
 from nasforge.experiment import Experiment, Store
-from nasforge.experiment.store import StoreError
+from nasforge.experiment.records import StoreError
 from nasforge.report import write_report
 from nasforge.spaces import SPACES, MBConvSpace
 from nasforge.strategies import create_strategy

@@ -31,7 +31,7 @@ from browser import chromium_or_skip
 
 from nasforge.cli import main
 from nasforge.experiment import Store
-from nasforge.experiment.store import StoreError
+from nasforge.experiment.records import StoreError
 from nasforge.report.serve import (DEFAULT_HOST, DEFAULT_PORT, Refused, inside, parse_request_path,
                                    read_report_files)
 

@@ -12,7 +12,8 @@ import torch
 
 from nasforge.errors import ConfigError, NasforgeError
 from nasforge.experiment.checkpoint import state_from_bytes, state_to_bytes
-from nasforge.experiment.store import DB_NAME, CheckpointUpdate, Store, StoreError
+from nasforge.experiment.records import CheckpointUpdate, StoreError
+from nasforge.experiment.store import DB_NAME, Store
 
 CONFIG = {"space": "toy", "strategy": {"name": "random", "options": {}}, "seed": 3}
 

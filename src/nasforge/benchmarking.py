@@ -46,7 +46,7 @@ from nasforge.evaluators.table import (
 )
 from nasforge.experiment.experiment import Experiment
 from nasforge.experiment.memory_store import MemoryStore
-from nasforge.experiment.store import TrialRecord
+from nasforge.experiment.records import TrialRecord
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies import Result, create_strategy
 from nasforge.strategies.base import AskTellStrategy, Strategy

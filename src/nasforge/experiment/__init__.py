@@ -38,6 +38,7 @@ from nasforge.experiment.experiment import (
     trial_seed,
 )
 from nasforge.experiment.memory_store import MemoryStore
+from nasforge.experiment.records import Checkpoint, RungResult, StoreError, TrialRecord, TrialStore
 from nasforge.experiment.scheduler import (
     SCHEDULERS,
     Asynchronous,
@@ -45,7 +46,7 @@ from nasforge.experiment.scheduler import (
     Scheduler,
     create_scheduler,
 )
-from nasforge.experiment.store import DB_NAME, Checkpoint, RungResult, Store, StoreError, TrialRecord, TrialStore
+from nasforge.experiment.store import DB_NAME, Store
 
 __all__ = [
     "Asynchronous",

@@ -66,8 +66,9 @@ from nasforge.experiment.config import (
 from nasforge.experiment.executors import Executor, Handle, Outcome, create_executor, describe_exception
 from nasforge.experiment.memory_store import MemoryStore
 from nasforge.experiment.prescreen import PreScreen
+from nasforge.experiment.records import UNFINISHED, CheckpointUpdate, RungResult, TrialRecord, TrialStore
 from nasforge.experiment.scheduler import Decision, Job, Scheduler
-from nasforge.experiment.store import UNFINISHED, CheckpointUpdate, RungResult, Store, TrialRecord, TrialStore
+from nasforge.experiment.store import Store
 from nasforge.registry import describe_component
 from nasforge.spaces.base import SearchSpace
 from nasforge.strategies.base import Exhausted, RepeatedProposals, Result, Strategy, ask_new

@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from nasforge.experiment.checkpoint import json_safe
-from nasforge.experiment.store import (
+from nasforge.experiment.records import (
     STATUSES,
     UNFINISHED,
     Checkpoint,
