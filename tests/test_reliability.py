@@ -25,6 +25,7 @@ import time
 
 import pytest
 
+from nasforge.cli import main
 from nasforge.evaluators.table import TableEvaluator
 from nasforge.experiment import Experiment, ProcessExecutor, SerialExecutor, SimulatedExecutor, Store
 from nasforge.spaces import NB201Space
@@ -101,32 +102,45 @@ def _outcome(run_dir) -> dict:
             "family": [(m["phi"], m["val_accuracy"], m["test_accuracy"]) for m in family]}
 
 
+def _pipeline_child(folder: str, argv: list[str]) -> None:
+    """`nasforge ARGV` in `folder`, run by a forked child until the test kills it."""
+    os.chdir(folder)
+    main(argv)
+
+
 @pytest.mark.slow
-def test_pipeline_killed_in_every_stage_resumes_to_the_same_result(tmp_path):
+def test_pipeline_killed_in_every_stage_resumes_to_the_same_result(tmp_path, monkeypatch, capfd):
+    """The killed runs are forks of this process running `main()`, which has imported torch, nasforge
+    and the report's libraries for the reference run: a fresh interpreter spent ~8 s of each run on
+    that before its first trial. The final resume is the real command in a fresh interpreter."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cli = [sys.executable, "-m", "nasforge.cli", *PIPELINE]
-    subprocess.run([*cli, "--run", "runs/ref"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    monkeypatch.chdir(tmp_path)
+    assert main([*PIPELINE, "--run", "runs/ref"]) == 0  # the uninterrupted reference, in this process
     run = tmp_path / "runs" / "p"
+    ctx = multiprocessing.get_context("fork")
     for stage in ("search", "coefficients", "family"):
         resume = ["--resume"] if Store.exists(run) else []
-        proc = subprocess.Popen([*cli, "--run", "runs/p", *resume], cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = ctx.Process(target=_pipeline_child, args=(str(tmp_path), [*PIPELINE, "--run", "runs/p", *resume]))
+        proc.start()
         deadline = time.monotonic() + 300
         while _pipeline_state(run)[stage] < 1:
-            assert proc.poll() is None, f"finished before the kill in {stage}: {proc.stderr.read().decode()}"
+            assert proc.is_alive(), f"finished before the kill in {stage}: {capfd.readouterr().err}"
             assert time.monotonic() < deadline, f"stage {stage} never started"
             time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert proc.returncode == -signal.SIGKILL
+        proc.kill()
+        proc.join()
+        assert proc.exitcode == -signal.SIGKILL
     def contents():  # the bytes may change when SQLite folds its WAL back in; the contents may not
         with Store.open(run) as store:
             return [t.to_dict() for t in store.trials()], store.markers()
 
     before = contents()
     for extra, message in (([], "already holds a run; pass --resume"), (["--phi-max", "2", "--resume"], "phi_max (1 -> 2)")):
-        proc = subprocess.run([*cli, "--run", "runs/p", *extra], cwd=tmp_path, env=env, capture_output=True, text=True)
-        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        capfd.readouterr()
+        assert main([*PIPELINE, "--run", "runs/p", *extra]) == 2
+        err = capfd.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
     assert contents() == before  # refused without touching the run
     subprocess.run([*cli, "--run", "runs/p", "--resume"], cwd=tmp_path, env=env, check=True, capture_output=True)
     outcome = _outcome(run)
