@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from toys import run_main
 
 from nasforge.cli import main
 from nasforge.data.paths import data_path
@@ -23,6 +24,8 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 def cli(*args):
+    """The real console entry point, in a subprocess (test_bad_config_file); the other tests run
+    `main()` in this process (`run_main`), which saves seconds of imports per call."""
     proc = subprocess.run([sys.executable, "-m", "nasforge.cli", *args], capture_output=True, text=True,
                           cwd=os.getcwd())
     return proc.returncode, proc.stdout, proc.stderr
@@ -77,19 +80,21 @@ def test_toml_config_holds_the_same_settings_as_flags(in_tmp, capsys):
          "--reward-column: needs the table it names a column of: add --table FILE"),
     ],
 )
-def test_bad_search_input(in_tmp, args, message):
-    code, _, err = cli("search", *args)
+def test_bad_search_input(in_tmp, capfd, args, message):
+    code, _, err = run_main(capfd, "search", *args)
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_search_any_table_by_its_column_names(in_tmp, capsys):
+def test_search_any_table_by_its_column_names(in_tmp, capfd):
     from toys import write_synthetic_nb201_table
 
     write_synthetic_nb201_table(in_tmp / "t.csv")  # columns arch_str, valid, test
     table = ["search", "--space", "nb201", "--table", "t.csv", "--strategy", "ppo", "--trials", "6"]
-    assert main([*table, "--reward-column", "valid", "--report-column", "test", "--run", "runs/t", "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    code, out, _ = run_main(capfd, *table, "--reward-column", "valid", "--report-column", "test", "--run", "runs/t",
+                            "--json")
+    assert code == 0
+    out = json.loads(out)
     assert out["trials"] == 6 and all(50 <= t["reward"] <= 90 for t in out["top"])  # the column's own units
     rows = {r.split(",")[0]: r.split(",")[1:] for r in (in_tmp / "t.csv").read_text().splitlines()[1:]}
     from nasforge.experiment import Store
@@ -103,18 +108,21 @@ def test_search_any_table_by_its_column_names(in_tmp, capsys):
         (["--reward-column", "valid", "--report-column", "tst"], "report_column: no column 'tst'"),
         (["--reward-column", "valid", "--evaluator", "nb201"], "--table: only applies to the table evaluator"),
     ):
-        code, _, err = cli(*table, *args, "--run", "runs/bad")
+        code, _, err = run_main(capfd, *table, *args, "--run", "runs/bad")
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
         assert not (in_tmp / "runs" / "bad").exists()
 
 
 def test_bad_config_file(in_tmp):
+    """In a fresh interpreter: one line on stderr, nothing printed on import."""
     (in_tmp / "bad.toml").write_text("space = [\n")
-    code, _, err = cli("search", "--config", "bad.toml")
-    assert code == 2 and "is not valid TOML" in err
+    code, out, err = cli("search", "--config", "bad.toml")
+    assert code == 2 and "is not valid TOML" in err and out == ""
+    assert err.startswith("nasforge: error: ") and err.count("\n") == 1, err
     (in_tmp / "keys.json").write_text('{"space": "nb201", "colour": "red"}')
-    code, _, err = cli("search", "--config", "keys.json")
-    assert code == 2 and "colour: unknown config key" in err
+    code, out, err = cli("search", "--config", "keys.json")
+    assert code == 2 and "colour: unknown config key" in err and out == ""
+    assert err.startswith("nasforge: error: ") and err.count("\n") == 1, err
 
 
 def _trials(run_dir: Path) -> list[tuple[int, str, str]]:
@@ -175,13 +183,13 @@ def test_the_pipeline_run_folder_is_the_users_path(tmp_path, monkeypatch, capsys
     ("ABSOLUTE", "not an absolute path"),
     (3, "run: must be a run name (a string), got 3"),
 ])
-def test_a_config_files_run_name_stays_inside_the_current_directory(in_tmp, name, message):
+def test_a_config_files_run_name_stays_inside_the_current_directory(in_tmp, capfd, name, message):
     """A config file may come from someone else: its run name is refused if it leaves the current
     directory (--run, typed by the user, goes anywhere)."""
     if name == "ABSOLUTE":
         name = str(in_tmp.parent / "elsewhere")
     (in_tmp / "search.json").write_text(json.dumps({"space": "nb201", "run": name}))
-    code, out, err = cli("search", "--config", "search.json")
+    code, out, err = run_main(capfd, "search", "--config", "search.json")
     assert code == 2 and message in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and out == ""
     assert sorted(p.name for p in in_tmp.iterdir()) == ["search.json"]
@@ -206,23 +214,23 @@ def test_a_config_files_run_name_and_the_flag_over_it(in_tmp, capsys):
 
 
 @needs_nb201
-def test_existing_and_corrupt_runs_are_never_overwritten(in_tmp):
+def test_existing_and_corrupt_runs_are_never_overwritten(in_tmp, capfd):
     base = ["search", "--space", "nb201", "--strategy", "random", "--trials", "3", "--no-progress"]
-    assert cli(*base, "--run", "runs/one")[0] == 0
+    assert run_main(capfd, *base, "--run", "runs/one")[0] == 0
     db = in_tmp / "runs" / "one" / "nasforge.db"
     before = db.read_bytes()
-    code, _, err = cli(*base, "--run", "runs/one")  # no --resume: refuse, keep the run
+    code, _, err = run_main(capfd, *base, "--run", "runs/one")  # no --resume: refuse, keep the run
     assert code == 2 and len(err.strip().splitlines()) == 1
-    code, _, err = cli(*base[:-3], "--strategy", "ppo", "--trials", "5", "--run", "runs/one", "--resume")
+    code, _, err = run_main(capfd, *base[:-3], "--strategy", "ppo", "--trials", "5", "--run", "runs/one", "--resume")
     assert code == 2 and "strategy" in err  # another config: refuse, name the key
     assert db.read_bytes() == before
     corrupt = in_tmp / "runs" / "bad"
     corrupt.mkdir(parents=True)
     (corrupt / "nasforge.db").write_bytes(b"this is not a database" * 100)
-    code, _, err = cli(*base, "--run", "runs/bad", "--resume")
+    code, _, err = run_main(capfd, *base, "--run", "runs/bad", "--resume")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert (corrupt / "nasforge.db").read_bytes() == b"this is not a database" * 100
-    code, _, err = cli("show", "runs/nothing")
+    code, _, err = run_main(capfd, "show", "runs/nothing")
     assert code == 2 and "no nasforge run" in err
 
 

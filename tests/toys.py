@@ -461,3 +461,26 @@ def deprecations_are_errors():
         warnings.simplefilter("error", DeprecationWarning)
         warnings.simplefilter("error", FutureWarning)
         yield
+
+
+# -- the command line in this process (test_cli, test_search_cli, test_zero_cost) ----------------------
+def run_main(capfd, *args) -> tuple[int, str, str]:
+    """`nasforge ARGS` in this process, as the console script runs it (`main()`; argparse's own
+    errors leave by SystemExit): the exit code, stdout and stderr, captured at the file descriptors
+    so that output from C code counts too. The environment is restored after (`--ray-address` sets
+    RAY_ADDRESS). A fresh interpreter costs seconds of imports (torch above all) per call; what only
+    it shows (`python -m nasforge.cli` itself, nothing printed on import) is checked by the few
+    tests that still run the real command."""
+    from nasforge.cli import main
+
+    capfd.readouterr()
+    saved = dict(os.environ)
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:
+        code = 0 if exc.code is None else exc.code
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    out, err = capfd.readouterr()
+    return code, out, err
