@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from toys import run_main
 
 from nasforge.arch.nb201 import NB201Cell
 from nasforge.errors import ConfigError
@@ -330,6 +331,8 @@ def test_check_evaluator_bad_input(tmp_path):
 
 # -- the command line -----------------------------------------------------------------------------------
 def _cli(*args, cwd=None):
+    """The real console entry point, in a subprocess (the figures and one bad input); the other
+    tests run `main()` in this process (`toys.run_main`), which saves seconds of imports per call."""
     import subprocess
     import sys
 
@@ -361,7 +364,7 @@ def test_check_evaluator_command_prints_the_figures(tmp_path):
     (["--evaluator", "naswot", "--dataset", "npz:missing.npz"], "missing.npz"),
     (["--evaluator", "table", "--dataset", "digits"], "--dataset: evaluator 'table' does not read a dataset"),
 ])
-def test_check_evaluator_bad_input_is_one_line(tmp_path, args, message):
+def test_check_evaluator_bad_input_is_one_line(tmp_path, monkeypatch, capfd, args, message):
     table = _synthetic_table(tmp_path, n=30)
     base = ["check-evaluator", "--space", "nb201", "--table", str(table), "--truth-column", "truth_acc",
             "--sample", "5"]
@@ -369,28 +372,42 @@ def test_check_evaluator_bad_input_is_one_line(tmp_path, args, message):
         base += ["--dataset", "digits"]
     if "--truth-column" in args:
         base = [a for a in base if a not in ("--truth-column", "truth_acc")]
-    code, _, err = _cli(*base, *args, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(capfd, *base, *args)
     assert code == 2, err
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
-def test_search_with_a_zero_cost_evaluator_rewards_its_score(tmp_path):
-    code, out, err = _cli("search", "--space", "nb201", "--evaluator", "synflow", *TINY, "--strategy", "random",
-                          "--trials", "3", "--run", "runs/zc", "--json", cwd=tmp_path)
+def test_check_evaluator_bad_input_from_the_real_command(tmp_path):
+    """One of the bad inputs above (the deepest: the evaluator is built and the data loaded) in a
+    fresh interpreter: still one line on stderr, nothing printed on import."""
+    table = _synthetic_table(tmp_path, n=30)
+    code, out, err = _cli("check-evaluator", "--space", "nb201", "--table", str(table), "--truth-column", "truth_acc",
+                          "--sample", "5", "--dataset", "digits", "--evaluator", "naswot", "--evaluator-option",
+                          "batch_size=5000", cwd=tmp_path)
+    assert code == 2 and out == ""
+    assert err.startswith("nasforge: error: ") and "5000 is more than the" in err and err.count("\n") == 1, err
+
+
+def test_search_with_a_zero_cost_evaluator_rewards_its_score(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(capfd, "search", "--space", "nb201", "--evaluator", "synflow", *TINY, "--strategy",
+                              "random", "--trials", "3", "--run", "runs/zc", "--json")
     assert code == 0, err
     top = json.loads(out)["top"]
     assert len(top) == 3 and all(t["reward"] == t["metrics"]["zc_synflow"] for t in top)
     # a bad dataset is refused before any run folder is made
-    code, _, err = _cli("search", "--space", "nb201", "--evaluator", "naswot", "--dataset", "npz:nope.npz",
-                        "--run", "runs/bad", cwd=tmp_path)
+    code, _, err = run_main(capfd, "search", "--space", "nb201", "--evaluator", "naswot", "--dataset", "npz:nope.npz",
+                            "--run", "runs/bad")
     assert code == 2 and "nope.npz" in err and not (tmp_path / "runs" / "bad").exists()
 
 
-def test_auto_is_recorded_under_the_recommended_name(tmp_path):
+def test_auto_is_recorded_under_the_recommended_name(tmp_path, monkeypatch, capfd):
     from nasforge.evaluators import RECOMMENDED
 
-    code, out, err = _cli("search", "--space", "nb201", "--evaluator", "auto", *TINY, "--strategy", "random",
-                          "--trials", "2", "--run", "runs/auto", "--json", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(capfd, "search", "--space", "nb201", "--evaluator", "auto", *TINY, "--strategy",
+                              "random", "--trials", "2", "--run", "runs/auto", "--json")
     assert code == 0, err
     from nasforge.experiment import Store
 
