@@ -31,8 +31,10 @@ def test_proxy_metrics_are_deterministic_under_a_seed():
 
 
 def test_training_learns_and_reports_test_only_when_asked():
+    # 800 of the 1,617 training images: half the time, and still far above chance (0.84 when
+    # written; all of them gave 0.95, 500 gave 0.60, too near the bound)
     ev = ProxyTrainer("digits", network={"num_cells": 1, "num_filters": 8}, train={"epochs": 4, "lr": 0.1},
-                      latency=False, report_test=True)
+                      train_size=800, latency=False, report_test=True)
     m = ev.evaluate(SPACE, SPACE.sample(np.random.default_rng(0)), seed=0)
     assert m["train_loss"][-1] < m["train_loss"][0]
     assert m["val_accuracy"] > 0.5  # ten classes: chance is 0.1
