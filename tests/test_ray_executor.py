@@ -28,13 +28,44 @@ class _Count(Evaluator):
         return {"val_accuracy": s.count("conv") / 6}
 
 
+#: Logical CPUs of the tests' Ray instance (the executors still run 2 trials at once). Ray keeps up
+#: to this many idle workers alive (its soft limit is the CPU count), and `_warm_workers` leaves 4
+#: that have imported torch and nasforge: a trial after a killed worker (a timeout, a crash) then
+#: runs on one of them. With 2, every kill made the next trial wait for a new worker process to
+#: import torch, longer than a 5 s timeout on a loaded 2-core machine, so that trial timed out and
+#: was killed in turn: most of the faulty search's trials failed by timeout, for 60-100 s.
+RAY_CPUS = 4
+
+
+def _warm(evaluator):
+    import nasforge.experiment  # noqa: F401 - what a trial's task imports first
+
+    time.sleep(0.2)  # held, so that the RAY_CPUS tasks run at once, each in a worker of its own
+
+
+def _warm_workers():
+    """RAY_CPUS idle workers that have unpickled a toy evaluator (so imported torch and nasforge);
+    a worker killed since is replaced by a new one, warmed here."""
+    import toys
+
+    ray.cloudpickle.register_pickle_by_value(toys)
+    warm = ray.remote(num_cpus=1)(_warm)
+    ray.get([warm.remote(toys.ToyEvaluator()) for _ in range(RAY_CPUS)])
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     # Ray workers cannot import this test module; ship its functions by value instead.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    _warm_workers()  # else each of the 4 would import torch at its first trial, one after another
     yield
     ray.shutdown()
+
+
+@pytest.fixture()
+def warm_workers(local_ray):
+    _warm_workers()
 
 
 def _sleepy(x):
@@ -76,11 +107,10 @@ def test_search_on_ray_records_every_trial(local_ray, tmp_path):
     store.close()
 
 
-def test_failing_children_on_ray(local_ray, tmp_path):
+def test_failing_children_on_ray(warm_workers, tmp_path):
     """Raise, NaN, timeout and a killed worker process, with retries, on Ray tasks."""
     import toys
 
-    ray.cloudpickle.register_pickle_by_value(toys)
     summary, strategy, evaluator = toys.run_faulty_search(
         tmp_path / "r", create_executor("ray", workers=2), retries=1, timeout=5.0)  # Ray restarts workers slowly
     figures = toys.check_faulty_run(tmp_path / "r", summary, strategy, evaluator, 27, 1,
