@@ -3,11 +3,13 @@
 Everything trains NASNet-A at N=1, F=8 for one epoch on 135 images. Training takes seconds; the
 exports take most of the module's time (torch.export and the ONNX exporter trace the network
 through PyTorch's Python layers, several seconds each), and each format is loaded once in a fresh
-process where nasforge cannot be imported.
+process where nasforge cannot be imported (one process for the module, started before the model
+trains, so that its import of torch is not waited for three times).
 """
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -30,8 +32,9 @@ TINY = ["--epochs", "1", "--cells", "1", "--filters", "8", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    """A folder (made the cwd) with a tiny digits npz dataset, NASNet-A's JSON and one trained model."""
+def work(tmp_path_factory, without_nasforge):
+    """A folder (made the cwd) with a tiny digits npz dataset, NASNet-A's JSON and one trained model.
+    (`without_nasforge` is requested first so that its interpreter starts before the training.)"""
     from sklearn.datasets import load_digits
 
     root = tmp_path_factory.mktemp("train_export")
@@ -130,7 +133,7 @@ def test_retrain_from_arch_json_and_from_a_registered_model(work, capsys):
     assert reg["params"] == first["params"]  # NASNet-A at N=1, F=8 either way
 
 
-#: Run first in every fresh process below: nasforge (installed in editable mode here) cannot be imported there.
+#: Run first in the fresh process below: nasforge (installed in editable mode here) cannot be imported there.
 NO_NASFORGE = """
 import sys
 sys.modules["nasforge"] = None  # any import of nasforge, or of a module of it, now fails
@@ -143,21 +146,67 @@ else:
 """
 
 
-def _run_without_nasforge(folder, script):
-    """Run `script` in a fresh isolated interpreter (-I: no PYTHONPATH, no cwd on sys.path) where
-    nasforge cannot be imported; return the float it prints last."""
+#: The fresh interpreter's loop: each line it reads is a script and the folder to run it in; it runs
+#: the script in a namespace of its own (its warning filters restored after) and answers with one
+#: line: what the script printed, its traceback if it raised, and whether nasforge imports after it.
+CHECKER = NO_NASFORGE + """
+import contextlib, io, json, os, sys, traceback, warnings
+import torch  # what the pt2 and torchscript checks load with: imported while the test trains the model
+for line in sys.stdin:
+    request = json.loads(line)
+    os.chdir(request["folder"])
+    printed, error = io.StringIO(), None
+    with warnings.catch_warnings(), contextlib.redirect_stdout(printed):
+        try:
+            exec(compile(request["script"], "<check>", "exec"), {"__name__": "__main__"})
+        except BaseException:
+            error = traceback.format_exc()
+    try:
+        import nasforge.export
+    except ImportError:
+        importable = False
+    else:
+        importable = True
+    print(json.dumps({"printed": printed.getvalue(), "error": error, "nasforge": importable}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def without_nasforge(tmp_path_factory):
+    """`run(folder, script)`: run `script` in a fresh isolated interpreter (-I: no PYTHONPATH, no cwd
+    on sys.path) where nasforge cannot be imported, and return the float it prints last. One such
+    interpreter serves the module's three formats."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["OMP_NUM_THREADS"] = "1"
-    check = "\ntry:\n    import nasforge.export\nexcept ImportError:\n    print('nasforge not importable')\n"
-    proc = subprocess.run([sys.executable, "-I", "-c", NO_NASFORGE + textwrap.dedent(script) + check],
-                          cwd=folder, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.split()
-    assert lines[-3:] == ["nasforge", "not", "importable"], proc.stdout
-    return float(lines[-4])
+    log = tmp_path_factory.mktemp("checker") / "stderr.txt"
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-I", "-c", CHECKER], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+
+    def run(folder, script) -> float:
+        proc.stdin.write(json.dumps({"folder": str(folder), "script": textwrap.dedent(script)}) + "\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([proc.stdout], [], [], 300)
+        assert ready, f"no answer in 300 s; stderr: {log.read_text()[-3000:]}"
+        line = proc.stdout.readline()
+        assert line, f"exited with {proc.wait()}: {log.read_text()[-3000:]}"
+        answer = json.loads(line)
+        assert answer["error"] is None, answer["error"][-3000:]
+        assert answer["nasforge"] is False  # still not importable after the script
+        return float(answer["printed"].split()[-1])
+
+    try:
+        yield run
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-def test_pt2_is_the_default_export_and_runs_without_nasforge(work, capsys):
+def test_pt2_is_the_default_export_and_runs_without_nasforge(work, without_nasforge, capsys):
     model, _ = load_model(work / "runs" / "trained")
     x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))  # the export's example has 2
     with torch.no_grad():
@@ -168,7 +217,7 @@ def test_pt2_is_the_default_export_and_runs_without_nasforge(work, capsys):
     assert ("wrote out/model.pt2 (pt2 via torch.export; dynamic batch; checked against the original"
             in capsys.readouterr().out)
     torch.save({"x": x, "expected": expected}, work / "out" / "check_pt2.pt")
-    diff = _run_without_nasforge(work / "out", """
+    diff = without_nasforge(work / "out", """
         import torch
         data = torch.load("check_pt2.pt", weights_only=True)
         model = torch.export.load("model.pt2").module()
@@ -178,7 +227,7 @@ def test_pt2_is_the_default_export_and_runs_without_nasforge(work, capsys):
     assert diff < 1e-5
 
 
-def test_onnx_export_runs_with_onnxruntime_without_nasforge(work, capsys):
+def test_onnx_export_runs_with_onnxruntime_without_nasforge(work, without_nasforge, capsys):
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install -e '.[test]')")
     pytest.importorskip("onnxscript", reason="onnxscript not installed (torch.onnx's exporter needs it)")
     onnx = pytest.importorskip("onnx")
@@ -200,7 +249,7 @@ def test_onnx_export_runs_with_onnxruntime_without_nasforge(work, capsys):
     with torch.no_grad():
         expected = model((images - mean) / std)
     np.savez(work / "out" / "check_onnx.npz", images=images.numpy(), expected=expected.numpy())
-    diff = _run_without_nasforge(work / "out", """
+    diff = without_nasforge(work / "out", """
         import numpy as np
         import onnxruntime as ort
         data = np.load("check_onnx.npz")
@@ -211,7 +260,7 @@ def test_onnx_export_runs_with_onnxruntime_without_nasforge(work, capsys):
     assert diff < 1e-4
 
 
-def test_torchscript_is_a_legacy_export_that_still_runs_without_nasforge(work, capsys):
+def test_torchscript_is_a_legacy_export_that_still_runs_without_nasforge(work, without_nasforge, capsys):
     model, _ = load_model(work / "runs" / "trained")
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -226,7 +275,7 @@ def test_torchscript_is_a_legacy_export_that_still_runs_without_nasforge(work, c
     assert "wrote out/model.ts (torchscript via script; checked against the original" in out
     assert "note: PyTorch deprecates torchscript; the default --format pt2" in out
     torch.save({"x": x, "expected": expected}, work / "out" / "check_ts.pt")
-    diff = _run_without_nasforge(work / "out", """
+    diff = without_nasforge(work / "out", """
         import warnings
         import torch
         warnings.simplefilter("ignore")  # torch.jit.load is deprecated: what this legacy format costs
