@@ -113,14 +113,15 @@ def test_search_any_table_by_its_column_names(in_tmp, capfd):
         assert not (in_tmp / "runs" / "bad").exists()
 
 
-def test_bad_config_file(in_tmp):
-    """In a fresh interpreter: one line on stderr, nothing printed on import."""
+def test_bad_config_file(in_tmp, capfd):
+    """The TOML case in a fresh interpreter (the module's one real command: one line on stderr,
+    nothing printed on import), the JSON case in this process."""
     (in_tmp / "bad.toml").write_text("space = [\n")
     code, out, err = cli("search", "--config", "bad.toml")
     assert code == 2 and "is not valid TOML" in err and out == ""
     assert err.startswith("nasforge: error: ") and err.count("\n") == 1, err
     (in_tmp / "keys.json").write_text('{"space": "nb201", "colour": "red"}')
-    code, out, err = cli("search", "--config", "keys.json")
+    code, out, err = run_main(capfd, "search", "--config", "keys.json")
     assert code == 2 and "colour: unknown config key" in err and out == ""
     assert err.startswith("nasforge: error: ") and err.count("\n") == 1, err
 
