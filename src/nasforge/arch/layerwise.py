@@ -4,8 +4,7 @@ stride and the earlier layers it reads."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from numbers import Integral
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,8 @@ class Layer:
     def __post_init__(self):
         inputs = self.inputs
         if isinstance(inputs, (list, tuple)) and all(
-            isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in inputs
+            isinstance(i, Integral) and not isinstance(i, bool)
+            for i in inputs  # numpy ints too
         ):
             object.__setattr__(self, "inputs", tuple(sorted(int(i) for i in inputs)))
 
