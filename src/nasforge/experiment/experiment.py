@@ -400,7 +400,7 @@ class Experiment:
                 raise ConfigError("run", "the store already holds trials; resume them or pass an empty store")
             self.store = store
             if resuming:
-                self._restore(f"the run in {getattr(store, 'path', store)}")
+                self._restore(store, f"the run in {getattr(store, 'path', store)}")
         elif self.run_dir is None:
             if resume is True:
                 raise ConfigError("resume", "a run without a run folder is kept in memory: there is nothing to resume")
@@ -485,18 +485,17 @@ class Experiment:
     def _open_existing(self, run_dir: Path, fault_hook: Callable[[str], None] | None) -> Store:
         if not Store.exists(run_dir):
             raise ConfigError("resume", f"there is no run to resume in {run_dir}")
-        self.store = store = Store.open(run_dir, fault_hook=fault_hook)
+        store = Store.open(run_dir, fault_hook=fault_hook)
         try:
-            self._restore(f"the run in {run_dir}")
+            self._restore(store, f"the run in {run_dir}")
         except BaseException:
             store.close()
             raise
         return store
 
-    def _restore(self, run: str) -> None:
-        """Take up the run in `self.store` (`run` names it in errors): the strategy's (and the
+    def _restore(self, store: TrialStore, run: str) -> None:
+        """Take up the run in `store` (`run` names it in errors): the strategy's (and the
         scheduler's) checkpoint, the counters, the duplicate filter's keys, the unfinished trials."""
-        store = self.store
         stored = store.config()
         differing = config_diff(stored, self.config)
         if differing:
