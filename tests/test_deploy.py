@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import nasforge
 from nasforge.arch.nasnet import Block, Cell, NASNetArchitecture
@@ -147,6 +148,43 @@ def test_unused_nasnet_cell_input_loses_its_preprocessing():
     assert deploy_report(deployed).pruned >= 4
     assert all(isinstance(c.preprocess0, nn.Identity) for c in deployed.cells)
     _assert_same(model, deployed, x)
+
+
+class _CountRelus(TorchDispatchMode):
+    """Counts the ReLU passes a forward runs (functional, module or in place)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in (torch.ops.aten.relu, torch.ops.aten.relu_):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_nasnet_computes_each_shared_relu_once():
+    """Every separable conv and every cell's preprocessing starts with a ReLU of a state that other
+    ops read too; deployed, each state's ReLU runs once, and a stacked separable conv's middle ReLU
+    runs as its pointwise conv's post-op (when oneDNN is there)."""
+    torch.manual_seed(0)
+    model = _randomize_bn(create("nasnet_a_mobile", num_classes=5, num_cells=2, num_filters=8, resolution=32))
+    x = torch.randn(2, 3, 32, 32)
+    deployed = deploy(model, x)
+    report = deploy_report(deployed)
+    counts = []
+    with torch.no_grad():
+        for net in (model.eval(), deployed):
+            with _CountRelus() as counter:
+                net(x)
+            counts.append(counter.count)
+    assert report.shared_relus > 0 and report.fused_conv_act >= 0
+    assert counts[1] == counts[0] - report.shared_relus - report.fused_conv_act
+    assert counts[1] < counts[0] * 0.6
+    _assert_same(model, deployed, x)
+    scripted = torch.jit.script(deployed)  # the shared-ReLU cells still script
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), deployed(x), rtol=1e-5, atol=1e-5)
 
 
 def test_fold_conv_bn_handles_grouped_convs_with_a_bias_and_keeps_unfoldable_bn():

@@ -52,13 +52,15 @@ import sys
 import time
 import types
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol, TypeGuard, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, cast
 
 import torch
 from torch import nn
 
+from nasforge.models.nasnet import NASNet, NASNetCell, _Block, _Half
 from nasforge.nn.layers import DropPath, FactorizedReduce
 from nasforge.nn.mbconv import MBConv, SqueezeExcite
+from nasforge.nn.ops import SepConv
 
 __all__ = ["ConvAct", "DeployReport", "deploy", "deploy_report", "fold_conv_bn"]
 
@@ -98,6 +100,7 @@ class DeployReport:
     inplace_acts: int = 0  # activations switched to in place
     fused_conv_act: int = 0  # conv + activation pairs run as one oneDNN primitive on CPU
     inplace_blocks: int = 0  # MBConv blocks whose SE product and residual sum run in place
+    shared_relus: int = 0  # ReLU passes saved by computing a shared input's ReLU once
     channels_last: bool = False
     compiled: bool = False
     compile_seconds: float | None = None
@@ -209,13 +212,17 @@ def _replace_training_only(root: nn.Module, report: DeployReport) -> None:
 
 
 def _unwrap_known(root: nn.Module, report: DeployReport) -> None:
-    """Replace wrappers whose forward is their only child's once the rest is an identity."""
-    from nasforge.models.nasnet import _Half
+    """Replace wrappers whose forward is their only child's once the rest is an identity.
 
+    Unwrapped, a stacked separable conv becomes one flat Sequential, so its middle ReLU meets
+    the pointwise conv before it and can run as that conv's post-op."""
     for module in list(root.modules()):
         for name, child in list(module._modules.items()):
             if type(child) is _Half and isinstance(child.drop, nn.Identity):
                 module._modules[name] = child.op  # _Half(x) = drop(op(x)) = op(x)
+                report.removed += 1
+            elif type(child) is SepConv:
+                module._modules[name] = child.op  # SepConv(x) = op(x)
                 report.removed += 1
 
 
@@ -243,7 +250,6 @@ def _simplify_sequentials(root: nn.Module, report: DeployReport) -> None:
 
 
 def _prune_dead_branches(root: nn.Module, report: DeployReport) -> None:
-    from nasforge.models.nasnet import NASNetCell
     from nasforge.models.nb201 import NB201CellModule
 
     for module in list(root.modules()):
@@ -425,6 +431,124 @@ def _inplace_blocks(root: nn.Module, report: DeployReport) -> None:
         report.inplace_blocks += 1
 
 
+def _strip_leading_relu(owner: nn.Module, attr: str) -> bool:
+    """Remove the ReLU an op applies to its input first (a plain Sequential's first child, or
+    FactorizedReduce's own); True if there was one, so the caller must feed it ReLU(x)."""
+    op = getattr(owner, attr)
+    if _is_plain_sequential(op) and len(op) > 1 and type(op[0]) is nn.ReLU:
+        children = list(op._modules.values())[1:]
+        op._modules.clear()
+        for i, child in enumerate(children):
+            op._modules[str(i)] = child
+        return True
+    if type(op) is FactorizedReduce and type(op.relu) is nn.ReLU:
+        op.relu = nn.Identity()
+        return True
+    return False
+
+
+class SharedReluBlock(nn.Module):
+    """A NASNet block whose ops take ReLU(state) from the cell's shared list where they start with one."""
+
+    def __init__(self, block: _Block, relu_a: bool, relu_b: bool):
+        super().__init__()
+        self.input_a, self.input_b, self.concat = block.input_a, block.input_b, block.concat
+        self.half_a, self.half_b = block.half_a, block.half_b
+        self.relu_a, self.relu_b = relu_a, relu_b
+
+    def forward(self, states: list[torch.Tensor], relued: list[torch.Tensor]) -> torch.Tensor:
+        a = self.half_a(relued[self.input_a] if self.relu_a else states[self.input_a])
+        b = self.half_b(relued[self.input_b] if self.relu_b else states[self.input_b])
+        if self.concat:
+            return torch.cat([a, b], dim=1)
+        return a + b
+
+
+class SharedReluCell(NASNetCell):
+    """A NASNet cell computing ReLU(state) once for every op that starts with it.
+
+    In NASNet-A every separable conv begins with a ReLU, and a cell applies several of them to
+    the same state (the normal cell reads h_{i-1} with three, TF slim's `nasnet_utils.py`), so the
+    eager network computes the same ReLU up to three times; here each state's is computed once."""
+
+    if TYPE_CHECKING:  # set by `_share_relus`; a class annotation would hide the type from TorchScript
+        relu_needed: list[bool]
+        blocks: nn.ModuleList
+
+    def forward(self, prev_prev: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(prev_prev), self.preprocess1(prev)]
+        relued = [torch.relu(s) if self.relu_needed[i] else s for i, s in enumerate(states)]
+        for block in self.blocks:
+            out = block(states, relued)
+            relued.append(torch.relu(out) if self.relu_needed[len(states)] else out)
+            states.append(out)
+        return torch.cat([tap(states) for tap in self.taps], dim=1)
+
+
+class SharedReluNASNet(NASNet):
+    """A NASNet whose cell outputs are ReLU'd once for all their readers.
+
+    Every reader of a cell's output -- the preprocessing of the next two cells and the head --
+    starts with a ReLU (TF slim's `nasnet_utils.py`: ``_reduce_prev_layer`` and the cell base), so
+    the eager network computes each ReLU twice on the widest tensors it has."""
+
+    if TYPE_CHECKING:  # set by `_share_relus`
+        relu_inputs: list[tuple[bool, bool]]
+        relu_outputs: list[bool]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [self.stem(x)]
+        relued = [torch.relu(outputs[0]) if self.relu_outputs[0] else outputs[0]]
+        for k, cell in enumerate(self.cells):
+            pp, p = self._inputs[k]
+            relu_pp, relu_p = self.relu_inputs[k]
+            out = cell(relued[pp] if relu_pp else outputs[pp], relued[p] if relu_p else outputs[p])
+            relued.append(torch.relu(out) if self.relu_outputs[k + 1] else out)
+            outputs.append(out)
+        return self.classifier(self.head_dropout(relued[-1].mean((2, 3))))
+
+    def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.forward(x), None  # deployed: no auxiliary head
+
+
+def _share_relus(root: nn.Module, report: DeployReport) -> None:
+    """NASNet: each state's ReLU computed once for all the ops that begin with it.
+
+    `report.shared_relus` counts the ReLU passes saved: ops stripped of their ReLU minus the
+    ReLUs now computed once per state."""
+    for module in list(root.modules()):
+        if type(module) is not NASNetCell or not all(type(b) is _Block for b in module.blocks):
+            continue
+        needed = [False] * (2 + len(module.blocks))
+        shared, stripped = [], 0
+        for block in cast(list[_Block], list(module.blocks)):
+            relu_a, relu_b = _strip_leading_relu(block, "half_a"), _strip_leading_relu(block, "half_b")
+            for state, relu in ((block.input_a, relu_a), (block.input_b, relu_b)):
+                needed[state] |= relu
+                stripped += relu
+            shared.append(SharedReluBlock(block, relu_a, relu_b))
+        module.blocks = nn.ModuleList(shared)
+        module.__class__ = SharedReluCell
+        cast(SharedReluCell, module).relu_needed = needed
+        report.shared_relus += stripped - sum(needed)
+    for module in list(root.modules()):
+        if type(module) is not NASNet or module.aux is not None:
+            continue
+        readers = [0] * (1 + len(module.cells))  # per network output: readers that start with a ReLU
+        relu_inputs: list[tuple[bool, bool]] = []
+        for cell, (pp, p) in zip(module.cells, module._inputs):
+            relu_pp, relu_p = _strip_leading_relu(cell, "preprocess0"), _strip_leading_relu(cell, "preprocess1")
+            relu_inputs.append((relu_pp, relu_p))
+            readers[pp] += relu_pp
+            readers[p] += relu_p
+        readers[-1] += 1  # the head's ReLU
+        module.__class__ = SharedReluNASNet
+        net = cast(SharedReluNASNet, module)
+        net.relu_inputs = relu_inputs
+        net.relu_outputs = [n > 0 for n in readers]
+        report.shared_relus += sum(readers) - sum(net.relu_outputs)
+
+
 def _count_bn(root: nn.Module) -> int:
     return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in root.modules())
 
@@ -478,6 +602,7 @@ def deploy(
     on_cpu = example_input.device.type == "cpu"
     if on_cpu and _pointwise_conv_available():
         _fuse_conv_act(net, report)
+    _share_relus(net, report)
     net.eval()  # the identities put in above were created in training mode
     report.kept_bn = _count_bn(net)
     assert report.kept_bn + report.folded_bn <= before
