@@ -25,7 +25,7 @@ from torch import nn
 from nasforge.arch.mbconv import B0_ARCH, B0_SKELETON
 from nasforge.errors import ConfigError
 from nasforge.nn.layers import DropPath
-from nasforge.nn.mbconv import MBConv, round_filters, round_repeats
+from nasforge.nn.mbconv import MBConv, conv_bn_act, round_filters, round_repeats
 
 
 @dataclass(frozen=True)
@@ -219,11 +219,7 @@ class EfficientNet(nn.Module):
         self.plan = efficientnet_plan(stages, width_mult, depth_mult, stem_channels, head_channels, divisor)
         plan = self.plan
 
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, plan.stem, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(plan.stem, **bn),
-            nn.SiLU(),
-        )
+        self.stem = conv_bn_act(in_channels, plan.stem, 3, stride=2, bn=bn)
         total = plan.num_blocks
         index = 0
         stage_modules = []
@@ -245,9 +241,7 @@ class EfficientNet(nn.Module):
                 index += 1
             stage_modules.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stage_modules)
-        self.head = nn.Sequential(
-            nn.Conv2d(plan.stages[-1].channels, plan.head, 1, bias=False), nn.BatchNorm2d(plan.head, **bn), nn.SiLU()
-        )
+        self.head = conv_bn_act(plan.stages[-1].channels, plan.head, 1, bn=bn)
         self.num_features = plan.head
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(plan.head, num_classes)

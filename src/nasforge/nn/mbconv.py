@@ -66,14 +66,26 @@ def conv_bn_act(
     act: Callable[[], nn.Module] | None = nn.SiLU,
     bn: dict | None = None,
 ) -> nn.Sequential:
-    """Conv ('same' padding, no bias) -> BN -> `act()`; `act=None` leaves the activation out."""
+    """Conv ('same' padding, no bias) -> BN -> `act()`; `act=None` leaves the activation out.
+
+    The activation runs in place where it can: it owns the BN's fresh output, and on a CPU a new
+    activation map costs fresh pages as well as the pass over it (timm builds its EfficientNet
+    activations in place too). BN's backward needs its input, not its output, so training is
+    unchanged."""
     layers: list[nn.Module] = [
         nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(out_ch, **(bn or {})),
     ]
     if act is not None:
-        layers.append(act())
+        layers.append(inplace(act()))
     return nn.Sequential(*layers)
+
+
+def inplace(act: nn.Module) -> nn.Module:
+    """`act` switched to run in place, for activations that have the option (ReLU, SiLU, ...)."""
+    if isinstance(getattr(act, "inplace", None), bool):
+        act.inplace = True  # type: ignore[assignment]  # Module.__setattr__'s stub takes tensors and modules
+    return act
 
 
 class SqueezeExcite(nn.Module):
