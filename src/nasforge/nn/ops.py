@@ -31,13 +31,25 @@ OP_NAMES: tuple[str, ...] = (
 
 
 class SepConv(nn.Module):
-    """ReLU -> depthwise kxk -> pointwise -> BN; `dilation` gives the dilated variant."""
+    """ReLU -> depthwise kxk -> pointwise -> BN; `dilation` gives the dilated variant.
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, dilation: int = 1, bn: dict | None = None):
+    `inplace` lets the ReLU overwrite its input: only for an input nothing else reads (the second
+    of a stacked pair, whose input is the first's fresh BN output)."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int,
+        stride: int,
+        dilation: int = 1,
+        bn: dict | None = None,
+        inplace: bool = False,
+    ):
         super().__init__()
         pad = dilation * (kernel - 1) // 2
         self.op = nn.Sequential(
-            nn.ReLU(),
+            nn.ReLU(inplace=inplace),
             nn.Conv2d(in_ch, in_ch, kernel, stride=stride, padding=pad, dilation=dilation, groups=in_ch, bias=False),
             nn.Conv2d(in_ch, out_ch, 1, bias=False),
             nn.BatchNorm2d(out_ch, **(bn or {})),
@@ -51,7 +63,9 @@ class StackedSepConv(nn.Sequential):
     """The reference's `separable_kxk_2`: two SepConvs, only the first strided."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, bn: dict | None = None):
-        super().__init__(SepConv(in_ch, out_ch, kernel, stride, bn=bn), SepConv(out_ch, out_ch, kernel, 1, bn=bn))
+        super().__init__(
+            SepConv(in_ch, out_ch, kernel, stride, bn=bn), SepConv(out_ch, out_ch, kernel, 1, bn=bn, inplace=True)
+        )
 
 
 class Pool(nn.Module):
