@@ -150,39 +150,44 @@ def test_unused_nasnet_cell_input_loses_its_preprocessing():
     _assert_same(model, deployed, x)
 
 
-class _CountRelus(TorchDispatchMode):
-    """Counts the ReLU passes a forward runs (functional, module or in place)."""
+class _CountOps(TorchDispatchMode):
+    """Counts the ReLU passes (functional, module or in place) and the tensor sums a forward runs."""
 
     def __init__(self):
         super().__init__()
-        self.count = 0
+        self.relus = self.adds = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket in (torch.ops.aten.relu, torch.ops.aten.relu_):
-            self.count += 1
+            self.relus += 1
+        elif func is torch.ops.aten.add.Tensor:
+            self.adds += 1
         return func(*args, **(kwargs or {}))
 
 
-def test_nasnet_computes_each_shared_relu_once():
+def test_nasnet_computes_each_shared_relu_once_and_fuses_its_sums():
     """Every separable conv and every cell's preprocessing starts with a ReLU of a state that other
-    ops read too; deployed, each state's ReLU runs once, and a stacked separable conv's middle ReLU
-    runs as its pointwise conv's post-op (when oneDNN is there)."""
+    ops read too; deployed, each state's ReLU runs once, a stacked separable conv's middle ReLU
+    runs as its pointwise conv's post-op, and a block's sum as its last conv's (oneDNN on CPU)."""
     torch.manual_seed(0)
     model = _randomize_bn(create("nasnet_a_mobile", num_classes=5, num_cells=2, num_filters=8, resolution=32))
     x = torch.randn(2, 3, 32, 32)
     deployed = deploy(model, x)
     report = deploy_report(deployed)
-    counts = []
+    counters = []
     with torch.no_grad():
         for net in (model.eval(), deployed):
-            with _CountRelus() as counter:
+            with _CountOps() as counter:
                 net(x)
-            counts.append(counter.count)
-    assert report.shared_relus > 0 and report.fused_conv_act >= 0
-    assert counts[1] == counts[0] - report.shared_relus - report.fused_conv_act
-    assert counts[1] < counts[0] * 0.6
+            counters.append(counter)
+    eager, fast = counters
+    onednn = torch.backends.mkldnn.is_available()  # the fusions need it; sharing the ReLUs does not
+    assert report.shared_relus > 0 and (report.fused_conv_act > 0) == (report.fused_conv_add > 0) == onednn
+    assert fast.relus == eager.relus - report.shared_relus - report.fused_conv_act
+    assert fast.relus < eager.relus * 0.6
+    assert fast.adds == eager.adds - report.fused_conv_add
     _assert_same(model, deployed, x)
-    scripted = torch.jit.script(deployed)  # the shared-ReLU cells still script
+    scripted = torch.jit.script(deployed)  # the shared-ReLU cells still script (plain ops there)
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), deployed(x), rtol=1e-5, atol=1e-5)
 

@@ -32,11 +32,18 @@ What the transformation does, in order:
    (the primitive PyTorch's inductor emits for the same pattern), saving a pass over the
    activation map; the module falls back to the plain conv and activation whenever it is
    scripted, traced, exported or compiled, or sees a tensor that is not a plain CPU float32 one,
-   so exports hold standard operators only.
-7. **Memory format**: with ``channels_last`` (the default on CPU) the 4-D weights are stored NHWC,
+   so exports hold standard operators only. A NASNet block's sum runs the same way, as the
+   binary post-op of the conv that ends one of its two ops.
+7. **NASNet's shared ReLUs are computed once.** Every separable conv and every cell's
+   preprocessing starts with a ReLU of its input, and several of them read the same state (in
+   NASNet-A's normal cell three ops read h_{i-1}; every cell output is read by the next two
+   cells and the head, all through a ReLU): the deployed cells compute each state's ReLU once
+   and hand it to every op that starts with one (TF slim's `nasnet_utils.py` applies the ReLUs
+   per op, as the eager network does).
+8. **Memory format**: with ``channels_last`` (the default on CPU) the 4-D weights are stored NHWC,
    which oneDNN's CPU convolutions prefer; a contiguous input is converted by the first conv
    itself, so callers pass the same tensors as before.
-8. Optionally ``torch.compile`` (inductor, with weight freezing): the compiled module is warmed up
+9. Optionally ``torch.compile`` (inductor, with weight freezing): the compiled module is warmed up
    on `example_input`, so the first real call does not pay the compile time; that time is kept in
    the report (`deploy_report(module).compile_seconds`).
 
@@ -62,7 +69,7 @@ from nasforge.nn.layers import DropPath, FactorizedReduce
 from nasforge.nn.mbconv import MBConv, SqueezeExcite
 from nasforge.nn.ops import SepConv
 
-__all__ = ["ConvAct", "DeployReport", "deploy", "deploy_report", "fold_conv_bn"]
+__all__ = ["ConvAct", "ConvAdd", "DeployReport", "deploy", "deploy_report", "fold_conv_bn"]
 
 #: Dropout modules: identities in eval mode.
 _DROPOUTS: tuple[type[nn.Module], ...] = (
@@ -101,6 +108,7 @@ class DeployReport:
     fused_conv_act: int = 0  # conv + activation pairs run as one oneDNN primitive on CPU
     inplace_blocks: int = 0  # MBConv blocks whose SE product and residual sum run in place
     shared_relus: int = 0  # ReLU passes saved by computing a shared input's ReLU once
+    fused_conv_add: int = 0  # NASNet sums run as their last conv's oneDNN post-op on CPU
     channels_last: bool = False
     compiled: bool = False
     compile_seconds: float | None = None
@@ -196,7 +204,7 @@ def _fold_factorized_reduce(module: nn.Module, report: DeployReport) -> None:
 
 
 # -- simplifying ---------------------------------------------------------------------------------------
-def _is_plain_sequential(m: nn.Module) -> bool:
+def _is_plain_sequential(m: object) -> TypeGuard[nn.Sequential]:
     return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
 
 
@@ -364,8 +372,8 @@ def _fuse_conv_act(root: nn.Module, report: DeployReport) -> None:
     for module in list(root.modules()):
         if not _is_plain_sequential(module):
             continue
-        children = list(module._modules.values())
-        fused: list[nn.Module | None] = []
+        children = list(module)
+        fused: list[nn.Module] = []
         i = 0
         while i < len(children):
             conv, act = children[i], children[i + 1] if i + 1 < len(children) else None
@@ -447,21 +455,78 @@ def _strip_leading_relu(owner: nn.Module, attr: str) -> bool:
     return False
 
 
-class SharedReluBlock(nn.Module):
-    """A NASNet block whose ops take ReLU(state) from the cell's shared list where they start with one."""
+class ConvAdd(nn.Module):
+    """``conv(x) + other``; on CPU one oneDNN convolution with the sum as a binary post-op, which
+    saves a pass over the block's output (the fallback is the plain conv and add)."""
 
-    def __init__(self, block: _Block, relu_a: bool, relu_b: bool):
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if _plain_eager_call(x) and _plain_eager_call(other):
+                c = self.conv
+                return torch.ops.mkldnn._convolution_pointwise.binary(
+                    x,
+                    other,
+                    c.weight,
+                    c.bias,
+                    list(c.padding),
+                    list(c.stride),
+                    list(c.dilation),
+                    c.groups,
+                    "add",
+                    None,
+                    None,
+                    [],
+                    None,
+                )
+        return self.conv(x) + other
+
+
+class _Add(nn.Module):
+    def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        return x + other
+
+
+def _split_tail_conv(op: nn.Module) -> tuple[nn.Module, nn.Conv2d] | None:
+    """(the op without its last module, that module) when the op is a plain Sequential ending in a
+    plain zero-padded conv."""
+    if not _is_plain_sequential(op) or len(op) == 0:
+        return None
+    tail = op[-1]
+    if not _plain_conv(tail) or tail.padding_mode != "zeros" or isinstance(tail.padding, str):
+        return None
+    return nn.Sequential(*list(op)[:-1]), tail
+
+
+class SharedReluBlock(nn.Module):
+    """A NASNet block whose ops take ReLU(state) from the cell's shared list where they start with
+    one; a sum's last conv adds the other half's output as it writes its own (`ConvAdd`)."""
+
+    def __init__(self, block: _Block, relu_a: bool, relu_b: bool, fuse_add: bool):
         super().__init__()
         self.input_a, self.input_b, self.concat = block.input_a, block.input_b, block.concat
-        self.half_a, self.half_b = block.half_a, block.half_b
+        self.half_a: nn.Module = block.half_a
+        self.half_b: nn.Module = block.half_b
         self.relu_a, self.relu_b = relu_a, relu_b
+        self.add: nn.Module = _Add()
+        if fuse_add and not self.concat:
+            if _split_tail_conv(self.half_b) is None and _split_tail_conv(self.half_a) is not None:
+                # a + b == b + a exactly in floating point: put the half ending in a conv second
+                self.input_a, self.input_b, self.relu_a, self.relu_b = self.input_b, self.input_a, relu_b, relu_a
+                self.half_a, self.half_b = self.half_b, self.half_a
+            split = _split_tail_conv(self.half_b)
+            if split is not None:
+                self.half_b, self.add = split[0], ConvAdd(split[1])
 
     def forward(self, states: list[torch.Tensor], relued: list[torch.Tensor]) -> torch.Tensor:
         a = self.half_a(relued[self.input_a] if self.relu_a else states[self.input_a])
         b = self.half_b(relued[self.input_b] if self.relu_b else states[self.input_b])
         if self.concat:
             return torch.cat([a, b], dim=1)
-        return a + b
+        return self.add(b, a)
 
 
 class SharedReluCell(NASNetCell):
@@ -511,7 +576,7 @@ class SharedReluNASNet(NASNet):
         return self.forward(x), None  # deployed: no auxiliary head
 
 
-def _share_relus(root: nn.Module, report: DeployReport) -> None:
+def _share_relus(root: nn.Module, report: DeployReport, fuse_add: bool) -> None:
     """NASNet: each state's ReLU computed once for all the ops that begin with it.
 
     `report.shared_relus` counts the ReLU passes saved: ops stripped of their ReLU minus the
@@ -526,7 +591,8 @@ def _share_relus(root: nn.Module, report: DeployReport) -> None:
             for state, relu in ((block.input_a, relu_a), (block.input_b, relu_b)):
                 needed[state] |= relu
                 stripped += relu
-            shared.append(SharedReluBlock(block, relu_a, relu_b))
+            shared.append(SharedReluBlock(block, relu_a, relu_b, fuse_add))
+            report.fused_conv_add += type(shared[-1].add) is ConvAdd
         module.blocks = nn.ModuleList(shared)
         module.__class__ = SharedReluCell
         cast(SharedReluCell, module).relu_needed = needed
@@ -602,7 +668,7 @@ def deploy(
     on_cpu = example_input.device.type == "cpu"
     if on_cpu and _pointwise_conv_available():
         _fuse_conv_act(net, report)
-    _share_relus(net, report)
+    _share_relus(net, report, fuse_add=on_cpu and _pointwise_conv_available())
     net.eval()  # the identities put in above were created in training mode
     report.kept_bn = _count_bn(net)
     assert report.kept_bn + report.folded_bn <= before
