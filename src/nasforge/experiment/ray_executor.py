@@ -3,11 +3,15 @@
 Ray is an optional extra (`pip install nasforge[ray]`); it is imported only when a run asks for
 `executor="ray"`. The cluster is the one `address` (or Ray's own RAY_ADDRESS variable) names, or a
 local instance started for the run. Each trial is one task with its CPU/GPU request, so Ray's
-scheduler places trials where the resources are; a task whose worker dies fails only its trial.
+scheduler places trials where the resources are; a task whose worker dies fails only its trial,
+and so does a task whose node dies (Ray's NodeDiedError): the experiment's retries run it again on
+a live node. Ray's own task retries stay off, so that every attempt is the experiment's to count
+and record.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -32,6 +36,25 @@ class _Task:
     timeout: float | None
 
 
+def _resources_from_env() -> dict[str, float]:
+    text = os.environ.get("NASFORGE_RAY_RESOURCES", "")
+    try:
+        resources = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        resources = None
+    # CPUs and GPUs have their own settings (NASFORGE_RAY_CPUS/GPUS); Ray refuses them here
+    if (
+        not isinstance(resources, dict)
+        or {"CPU", "GPU"} & resources.keys()
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in resources.values())
+    ):
+        raise ConfigError(
+            "NASFORGE_RAY_RESOURCES",
+            f'must be a JSON object of custom resource amounts, e.g. {{"gpu_a100": 1}}, got {text!r}',
+        )
+    return resources
+
+
 class RayExecutor(QueuedExecutor):
     """At most `workers` trials in flight as Ray tasks.
 
@@ -41,6 +64,9 @@ class RayExecutor(QueuedExecutor):
             unless RAY_ADDRESS is set.
         cpus_per_trial, gpus_per_trial: each task's resource request (fractions allowed);
             defaults from NASFORGE_RAY_CPUS / NASFORGE_RAY_GPUS, else 1 CPU and no GPU.
+        resources: custom Ray resources each task requests, e.g. {"nasforge_worker": 1} to run
+            trials only on the nodes started with that resource (not on the head, whose memory
+            and CPUs the cluster needs); default from NASFORGE_RAY_RESOURCES (a JSON object).
     """
 
     name = "ray"
@@ -51,6 +77,7 @@ class RayExecutor(QueuedExecutor):
         address: str | None = None,
         cpus_per_trial: float | None = None,
         gpus_per_trial: float | None = None,
+        resources: dict[str, float] | None = None,
     ):
         super().__init__(int(workers))
         try:
@@ -68,7 +95,9 @@ class RayExecutor(QueuedExecutor):
                 ) from None
         cpus = float(os.environ.get("NASFORGE_RAY_CPUS", 1) if cpus_per_trial is None else cpus_per_trial)
         gpus = float(os.environ.get("NASFORGE_RAY_GPUS", 0) if gpus_per_trial is None else gpus_per_trial)
-        self._remote = ray.remote(_call).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
+        if resources is None:
+            resources = _resources_from_env()
+        self._remote = ray.remote(_call).options(num_cpus=cpus, num_gpus=gpus, resources=resources, max_retries=0)
 
     def _launch(self, handle: Handle, fn: Callable[..., Any], args: tuple, timeout: float | None) -> None:
         ref = self._remote.remote(fn, args)
