@@ -8,6 +8,8 @@
   the strategy told a failure (never a reward).
 - 500 asynchronous (simulated) workers against a table evaluator: every trial recorded, the
   checkpoint's size bounded by the outstanding asks, memory flat.
+- A disk that fills up stops the search with one line, and the run resumes losslessly once moved
+  to a disk with room; a run on a read-only filesystem can be shown and reported, not resumed.
 
 The figures (kills survived, trials/s, peak RSS) are printed by benchmarks/reliability.py.
 """
@@ -16,9 +18,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import contextlib
+import hashlib
+import json
 import random
 import resource
+import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -37,6 +44,7 @@ from toys import (
     killed_child,
     make_experiment,
     run_faulty_search,
+    run_main,
     sequence,
     write_synthetic_nb201_table,
 )
@@ -199,6 +207,88 @@ def test_five_hundred_async_workers(tmp_path, strategy):
     # 500 asks outstanding at every checkpoint while the budget lasts: the state is bounded by them
     assert sizes[500] <= 500 and sizes[trials] <= 500
     assert rss[trials] - rss[500] < 64, rss  # MiB: nothing accumulates per trial
+
+
+# -- disks and filesystems -----------------------------------------------------------------------------
+@contextlib.contextmanager
+def _tmpfs(folder, size: str):
+    """A tmpfs of `size` mounted at `folder` (True) where this runs as root and may mount; else
+    the folder stays a plain one (False) and the test injects the error the full disk would give."""
+    folder.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode == 0
+    try:
+        yield mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def _table_search(tmp_path, trials: int) -> list:
+    table = tmp_path / "nb201.csv"
+    if not table.exists():
+        write_synthetic_nb201_table(table)
+    return ["search", "--space", "nb201", "--evaluator", "table", "--table", table, "--reward-column", "valid",
+            "--report-column", "test", "--strategy", "evolution", "--trials", str(trials), "--seed", "3",
+            "--no-progress"]
+
+
+def _one_line_error(code: int, err: str, text: str) -> None:
+    assert code == 2 and text in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (code, err)
+
+
+def test_a_full_disk_stops_in_one_line_and_the_moved_run_resumes(tmp_path, capfd, monkeypatch):
+    search = _table_search(tmp_path, 60)
+    with _tmpfs(tmp_path / "disk", "160k") as mounted:
+        if not mounted:  # what SQLite raises when a write finds no room, from the 6th write on
+            from nasforge.experiment.store import Store as SQLiteStore
+
+            real_write, writes = SQLiteStore._write, iter(range(10**6))
+
+            def full_disk(self, body):
+                def body_on_a_full_disk(conn):
+                    if next(writes) >= 5:
+                        raise sqlite3.OperationalError("database or disk is full")
+                    return body(conn)
+                return real_write(self, body_on_a_full_disk)
+
+            monkeypatch.setattr(SQLiteStore, "_write", full_disk)
+        code, _, err = run_main(capfd, *search, "--run", tmp_path / "disk" / "run")
+        monkeypatch.undo()
+        _one_line_error(code, err, "database or disk is full")
+        with Store.open(tmp_path / "disk" / "run") as store:
+            assert store.integrity_check() == [] and 0 < store.count() < 60
+        shutil.copytree(tmp_path / "disk" / "run", tmp_path / "moved")  # the database, its WAL and -shm
+    code, _, err = run_main(capfd, *search, "--run", tmp_path / "moved", "--resume")
+    assert code == 0, err
+    assert run_main(capfd, *search, "--run", tmp_path / "ref")[0] == 0
+    assert sequence(tmp_path / "moved") == sequence(tmp_path / "ref")  # nothing lost or repeated
+
+
+def test_a_run_on_a_read_only_filesystem_is_shown_and_reported_not_resumed(tmp_path, capfd):
+    search = _table_search(tmp_path, 20)
+    run = tmp_path / "disk" / "run"
+    with _tmpfs(tmp_path / "disk", "4m") as mounted:
+        assert run_main(capfd, *search, "--run", run)[0] == 0
+        digest = hashlib.sha256((run / "nasforge.db").read_bytes()).hexdigest()
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,ro", str(tmp_path / "disk")], check=True)
+        else:  # a folder this user cannot write: the same to SQLite
+            run.chmod(0o555)
+        try:
+            code, out, err = run_main(capfd, "show", run, "--json")
+            assert code == 0 and json.loads(out)["counts"]["done"] == 20 and not err, err
+            code, out, err = run_main(capfd, "report", run, "--out", tmp_path / "report")
+            assert code == 0 and (tmp_path / "report" / "index.html").is_file(), err
+            _one_line_error(*run_main(capfd, "report", run)[::2], "cannot create report folder")
+            more = _table_search(tmp_path, 30)  # a larger budget: the run has work left to write
+            _one_line_error(*run_main(capfd, *more, "--run", run, "--resume")[::2],
+                            "the run folder cannot be written (a read-only filesystem?)")
+            assert hashlib.sha256((run / "nasforge.db").read_bytes()).hexdigest() == digest
+            assert sorted(p.name for p in run.iterdir()) == ["nasforge.db"]
+        finally:
+            if not mounted:
+                run.chmod(0o755)
 
 
 # -- safety ------------------------------------------------------------------------------------------

@@ -193,6 +193,17 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def _readonly_query(path: Path, unwritable: bool) -> str:
+    """The URI query of a read-only connection. SQLite opens a WAL database read-only only where it
+    can find or create the -shm file beside it (https://sqlite.org/wal.html#readonly); in a folder
+    that cannot be written and holds no -wal file (a run closed cleanly, then put on a read-only
+    filesystem) nothing can write the database either, so it is opened `immutable`, which needs
+    neither file nor locks (https://sqlite.org/uri.html#uriimmutable)."""
+    if unwritable and not path.with_name(path.name + "-wal").exists():
+        return "mode=ro&immutable=1"
+    return "mode=ro"
+
+
 class Store:
     """A run's SQLite database. Create with `Store.create`, open an existing run with `Store.open`."""
 
@@ -212,6 +223,9 @@ class Store:
         self.fault_hook = fault_hook
         self.path = self.run_dir / DB_NAME
         self.readonly = readonly
+        #: opened for writing, but its folder cannot be written (a read-only filesystem): every
+        #: write is refused with a StoreError that says so
+        self.unwritable = False
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._lock = threading.RLock()
@@ -301,10 +315,15 @@ class Store:
             if self._conn is not None and self._pid == os.getpid():
                 return self._conn
             self._conn = None  # a connection inherited over fork is never used
+            unwritable = not create and not os.access(self.run_dir, os.W_OK)
+            if unwritable and not self.readonly:
+                # a read-only filesystem (or folder): the run can be shown and reported, but a
+                # search that resumed here would fail at its first write; refuse it now
+                self.readonly, self.unwritable = True, True
             try:
                 if self.readonly:
                     conn = sqlite3.connect(
-                        f"{self.path.resolve().as_uri()}?mode=ro",
+                        f"{self.path.resolve().as_uri()}?{_readonly_query(self.path, unwritable)}",
                         uri=True,
                         timeout=60.0,
                         isolation_level=None,
@@ -372,6 +391,12 @@ class Store:
         """Run `body` in one write transaction (BEGIN IMMEDIATE), retrying when the file is busy."""
         with self._lock:
             conn = self._connect()
+            if self.unwritable:
+                raise StoreError(
+                    self.path,
+                    "the run folder cannot be written (a read-only filesystem?): it can be shown and "
+                    "reported; copy the folder to a writable disk to resume it",
+                )
 
             def attempt() -> Any:
                 conn.execute("BEGIN IMMEDIATE")
