@@ -214,14 +214,23 @@ def _status_kib(field: str) -> int:
 
 
 def memory_child(spec: str, threads: int, batch_size: int) -> None:
-    """Print the peak RSS growth over two training steps (one `lib:name:layout` configuration).
+    """Print the peak RSS growth over two training steps (one `lib:name:layout` configuration),
+    and the tensors the forward pass saves for backward (a figure the allocator cannot blur).
 
-    The process's high-water mark is reset first (Linux: writing 5 to /proc/self/clear_refs resets
-    VmHWM to the current RSS), so that importing and building never count; where that is not
-    possible, ``ru_maxrss`` before and after is used and the import peak may hide part of a small
-    step's memory."""
+    Every child imports timm and torchvision and builds its model the same way, so the processes
+    differ only in the model measured. The process's high-water mark is reset first (Linux:
+    writing 5 to /proc/self/clear_refs resets VmHWM to the current RSS), so that importing and
+    building never count; where that is not possible, ``ru_maxrss`` before and after is used and
+    the import peak may hide part of a small step's memory."""
     lib, name, layout = spec.split(":")
     torch.set_num_threads(threads)
+    # every child imports the same libraries, whichever one it measures: heap that imports leave
+    # free would otherwise absorb part of one library's step and not the other's
+    import timm  # noqa: F401
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001, S110 - a torchvision built for another torch: measured without it
+        pass
     resolution = MODELS[name][2]
     model = build(lib, name).train()
     x = torch.randn(batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
@@ -241,7 +250,16 @@ def memory_child(spec: str, threads: int, batch_size: int) -> None:
         step()
         step()
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_delta_mib": (after - before) / 1024, "peak_mib": after / 1024, "method": method}))
+    saved: dict[int, int] = {}  # storage address -> bytes, each storage once
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.setdefault(t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)  # after the measured steps, so that it never counts in their peak
+    print(json.dumps({"peak_delta_mib": (after - before) / 1024, "peak_mib": after / 1024, "method": method,
+                      "saved_for_backward_mib": sum(saved.values()) / 2**20}))
 
 
 def measure_memory(libs: list[str], name: str, threads: int, batch_size: int, repeats: int) -> dict[str, Any]:
@@ -254,10 +272,12 @@ def measure_memory(libs: list[str], name: str, threads: int, batch_size: int, re
                 spec = f"{lib}:{name}:{layout}"
                 proc = subprocess.run([sys.executable, __file__, "--memory-child", spec, "--threads", str(threads),
                                        "--batch", str(batch_size)], capture_output=True, text=True, check=True)
-                value = json.loads(proc.stdout.strip().splitlines()[-1])["peak_delta_mib"]
-                out.setdefault(f"{lib} train {layout}", []).append(value)
+                figures = json.loads(proc.stdout.strip().splitlines()[-1])
+                out.setdefault(f"{lib} train {layout}", []).append(figures)
         print(f"  memory {name}: round {r + 1}/{repeats} done", flush=True)
-    return {k: {"peak_delta_mib": statistics.median(v), "runs_mib": v} for k, v in out.items()}
+    return {k: {"peak_delta_mib": statistics.median(f["peak_delta_mib"] for f in runs),
+                "runs_mib": [f["peak_delta_mib"] for f in runs],
+                "saved_for_backward_mib": runs[0]["saved_for_backward_mib"]} for k, runs in out.items()}
 
 
 # -- the report ------------------------------------------------------------------------------------------------
@@ -375,6 +395,7 @@ def main() -> int:
             rows.append([name, "(compile time of deploy+compile)", notes["compile_seconds"] * 1e3, "-", "-", "-"])
         for key, r in results[name].get("memory", {}).items():
             rows.append([name, f"{key}: peak RSS delta (MiB)", r["peak_delta_mib"], "-", "-", "-"])
+            rows.append([name, f"{key}: saved for backward (MiB)", r["saved_for_backward_mib"], "-", "-", "-"])
     print_table(f"nasforge vs timm{' and torchvision' if 'torchvision' in libs else ''} (CPU, batch {args.batch}, "
                 f"{args.threads} threads, median of {args.repeats})",
                 ["model", "variant", "ms / batch", "images / s", "speed vs timm", "compared with"], rows, width=150)
