@@ -334,6 +334,18 @@ def _plain_eager_call(x: torch.Tensor) -> bool:
     )
 
 
+def _onednn_conv(
+    conv: nn.Conv2d, x: torch.Tensor, post_op: str = "none", other: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`conv(x)` as one oneDNN primitive, then `post_op` (an activation) or ``+ other``."""
+    geometry = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+    if other is None:
+        return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, *geometry, post_op, [], "")
+    return torch.ops.mkldnn._convolution_pointwise.binary(
+        x, other, conv.weight, conv.bias, *geometry, "add", None, None, [], None
+    )
+
+
 class ConvAct(nn.Module):
     """``act(conv(x))``; on CPU one oneDNN convolution with `act` as its post-op.
 
@@ -351,19 +363,7 @@ class ConvAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
             if _plain_eager_call(x):
-                c = self.conv
-                return torch.ops.mkldnn._convolution_pointwise(
-                    x,
-                    c.weight,
-                    c.bias,
-                    list(c.padding),
-                    list(c.stride),
-                    list(c.dilation),
-                    c.groups,
-                    self.post_op,
-                    [],
-                    "",
-                )
+                return _onednn_conv(self.conv, x, post_op=self.post_op)
         return self.act(self.conv(x))
 
 
@@ -466,22 +466,7 @@ class ConvAdd(nn.Module):
     def forward(self, x: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
             if _plain_eager_call(x) and _plain_eager_call(other):
-                c = self.conv
-                return torch.ops.mkldnn._convolution_pointwise.binary(
-                    x,
-                    other,
-                    c.weight,
-                    c.bias,
-                    list(c.padding),
-                    list(c.stride),
-                    list(c.dilation),
-                    c.groups,
-                    "add",
-                    None,
-                    None,
-                    [],
-                    None,
-                )
+                return _onednn_conv(self.conv, x, other=other)
         return self.conv(x) + other
 
 
