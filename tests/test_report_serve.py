@@ -298,3 +298,99 @@ def test_ctrl_c_stops_the_server(live):
     out, err = live.server.communicate(timeout=WAIT)
     assert live.server.returncode == 0, err[-2000:]
     assert "stopped" in out and "Traceback" not in err
+
+
+# -- under load ------------------------------------------------------------------------------------
+WRITERS, READERS, PER_WRITER = 16, 16, 20
+
+
+def _writer(run: str, worker: int, go, errors) -> None:
+    """Record PER_WRITER NB201 trials as the search does: added running, then finished done with
+    metrics and reward in one transaction. Any exception ("database is locked") is reported."""
+    from nasforge.spaces import NB201Space
+
+    try:
+        space, rng = NB201Space(), np.random.default_rng(worker)
+        go.wait(WAIT)
+        with Store.open(run) as store:
+            for i in range(PER_WRITER):
+                arch = space.sample(rng)
+                tid = store.add_trial(space.to_json(arch), space.key(arch), 1000 * worker + i, status="running")
+                value = float(rng.uniform(0.5, 0.9))
+                store.finish_trial(tid, "done", metrics={"val_accuracy": value, "test_accuracy": value - 0.01},
+                                   reward=value)
+    except BaseException as exc:  # noqa: BLE001 - whatever it is, the test shows it
+        errors.put(f"writer {worker}: {exc!r}")
+
+
+def test_sixteen_readers_while_sixteen_writers_record(tmp_path, monkeypatch):
+    """The live report served while 16 processes record trials into its run and 16 readers poll
+    its page, state and summary: no writer sees an error ("database is locked"), every page
+    answers, every trial a summary shows is complete, the counts only grow, and at the end the
+    server shows every trial."""
+    import multiprocessing
+    import threading
+
+    from nasforge.report.serve import ReportServer
+    from toys import write_synthetic_nb201_table
+
+    write_synthetic_nb201_table(tmp_path / "nb201.csv")
+    monkeypatch.chdir(tmp_path)
+    first = 3
+    assert main(["search", "--space", "nb201", "--evaluator", "table", "--table", "nb201.csv", "--reward-column",
+                 "valid", "--report-column", "test", "--trials", str(first), "--no-progress", "--run", "run"]) == 0
+    ctx = multiprocessing.get_context("fork")  # forked before the server starts a thread
+    go, errors = ctx.Event(), ctx.Queue()
+    writers = [ctx.Process(target=_writer, args=(str(tmp_path / "run"), w, go, errors)) for w in range(WRITERS)]
+    for p in writers:
+        p.start()
+    total = first + WRITERS * PER_WRITER
+    problems: list[str] = []
+    seen_totals: list[int] = []
+    done = threading.Event()
+
+    def reader(n: int) -> None:
+        last = 0
+        while not done.is_set():
+            for path in ("/", "/api/state", "/summary.json"):
+                status, body = request(server.url, path)
+                if status != 200:
+                    problems.append(f"reader {n}: {path} -> {status}")
+                    continue
+                if path == "/api/state":
+                    counts = json.loads(body)["counts"]
+                    if counts["total"] < last:
+                        problems.append(f"reader {n}: total went from {last} to {counts['total']}")
+                    last = counts["total"]
+                    seen_totals.append(last)
+                elif path == "/summary.json":
+                    for t in json.loads(body)["best"]:
+                        if t["reward"] is None or set(t["metrics"]) < {"val_accuracy", "test_accuracy"}:
+                            problems.append(f"reader {n}: half-written trial {t}")
+
+    with ReportServer(tmp_path / "run", port=0, interval=0.2) as server:
+        server.start()
+        readers = [threading.Thread(target=reader, args=(n,)) for n in range(READERS)]
+        for t in readers:
+            t.start()
+        go.set()
+        for p in writers:
+            p.join(WAIT)
+        deadline = time.monotonic() + WAIT
+        while True:  # the page is redrawn at most as often as drawing it takes CPU time
+            state = json.loads(request(server.url, "/api/state")[1])
+            if state["counts"]["total"] == total and not state["pending"]:
+                break
+            assert time.monotonic() < deadline, f"the server never showed every trial: {state}"
+            time.sleep(0.1)
+        done.set()
+        for t in readers:
+            t.join(WAIT)
+        summary = json.loads(request(server.url, "/summary.json")[1])
+    assert [p.exitcode for p in writers] == [0] * WRITERS
+    assert errors.empty(), errors.get()
+    assert not problems, problems[:5]
+    assert len(seen_totals) > READERS and max(seen_totals) == total and min(seen_totals) < total  # polled during the writes
+    assert summary["counts"]["done"] == total
+    with Store.open(tmp_path / "run") as store:
+        assert store.count() == total and store.integrity_check() == []
