@@ -16,11 +16,11 @@ The figures (kills survived, trials/s, peak RSS) are printed by benchmarks/relia
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import contextlib
 import hashlib
 import json
+import multiprocessing
+import os
 import random
 import resource
 import shutil
