@@ -148,6 +148,34 @@ def test_mbconv_skip_and_drop_path():
     assert torch.allclose(b(x), x + b.project(b.se(b.depthwise(b.expand(x)))), atol=1e-6)
 
 
+def test_mbconv_writes_se_product_and_skip_sum_in_place_only_without_gradients():
+    """Inference reuses the block's own tensors; with autograd recording, nothing is overwritten."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class InPlaceOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in (torch.ops.aten.mul_.Tensor, torch.ops.aten.add_.Tensor):
+                self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    b = MBConv(8, 8, drop_path_rate=0.2).eval()
+    x = torch.randn(2, 8, 6, 6)
+    x_before = x.clone()
+    with InPlaceOps() as recording:
+        expected = b(x)
+    assert recording.names == [] and expected.requires_grad
+    with torch.no_grad(), InPlaceOps() as inference:
+        got = b(x)
+    assert inference.names == ["mul_", "add_"]
+    torch.testing.assert_close(got, expected.detach(), rtol=0, atol=0)
+    assert torch.equal(x, x_before)  # the block's input itself is never written
+
+
 def test_stochastic_depth_grows_linearly():
     m = EfficientNet(drop_connect_rate=0.2)
     blocks = [b for stage in m.stages for b in stage]

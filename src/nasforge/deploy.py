@@ -24,10 +24,10 @@ What the transformation does, in order:
    before it (NB201's final BN after a sum of cells) is kept as it is.
 4. **Dead branches are pruned**: a NASNet cell input that no block and no output reads keeps no
    preprocessing conv; an NB201 edge whose target node never reaches the cell output is removed.
-5. **Activations right after a conv run in place** (the conv's output has no other reader), and
-   in MBConv blocks the squeeze-and-excitation product and the residual sum are written into the
-   block's own intermediate tensors: on CPUs every new large tensor costs fresh pages from the
-   kernel, often as much as the elementwise pass itself.
+5. **Activations right after a conv run in place** (the conv's output has no other reader): on
+   CPUs every new large tensor costs fresh pages from the kernel, often as much as the
+   elementwise pass itself. (MBConv blocks themselves already write their squeeze-and-excitation
+   product and residual sum in place whenever no gradient is recorded.)
 6. **On CPU, conv + activation run as one oneDNN convolution** with the activation as a post-op
    (the primitive PyTorch's inductor emits for the same pattern), saving a pass over the
    activation map; the module falls back to the plain conv and activation whenever it is
@@ -66,7 +66,6 @@ from torch import nn
 
 from nasforge.models.nasnet import NASNet, NASNetCell, _Block, _Half
 from nasforge.nn.layers import DropPath, FactorizedReduce
-from nasforge.nn.mbconv import MBConv, SqueezeExcite
 from nasforge.nn.ops import SepConv
 
 __all__ = ["ConvAct", "ConvAdd", "DeployReport", "deploy", "deploy_report", "fold_conv_bn"]
@@ -106,7 +105,6 @@ class DeployReport:
     aux_heads: int = 0  # auxiliary classifiers dropped
     inplace_acts: int = 0  # activations switched to in place
     fused_conv_act: int = 0  # conv + activation pairs run as one oneDNN primitive on CPU
-    inplace_blocks: int = 0  # MBConv blocks whose SE product and residual sum run in place
     shared_relus: int = 0  # ReLU passes saved by computing a shared input's ReLU once
     fused_conv_add: int = 0  # NASNet sums run as their last conv's oneDNN post-op on CPU
     channels_last: bool = False
@@ -396,49 +394,6 @@ def _fuse_conv_act(root: nn.Module, report: DeployReport) -> None:
                 module._modules[str(j)] = child
 
 
-class InplaceSqueezeExcite(SqueezeExcite):
-    """SqueezeExcite writing ``x * gate`` into `x`: only ever given a tensor nothing else reads."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        s = self.gate(self.expand(self.act(self.reduce(s))))
-        return x * s if x.requires_grad else x.mul_(s)
-
-
-class InplaceMBConv(MBConv):
-    """MBConv adding the skip into the projection's output (a fresh tensor) in place."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.project(self.se(self.depthwise(self.expand(x))))
-        if self.use_skip:
-            out = self.drop_path(out)
-            out = out + x if out.requires_grad else out.add_(x)
-        return out
-
-
-def _inplace_blocks(root: nn.Module, report: DeployReport) -> None:
-    """MBConv blocks own their intermediate tensors: SE product and residual sum in place.
-
-    Done by switching the classes of the deployed copy's blocks to subclasses with the in-place
-    forward (same attributes, same maths), only where the block's depthwise and projection
-    outputs are fresh tensors (they always are in an MBConv: both end in a conv or its activation).
-    """
-    for module in list(root.modules()):
-        if type(module) is not MBConv:
-            continue
-        if not (
-            _is_plain_sequential(module.depthwise)
-            and len(module.depthwise) > 0
-            and _is_plain_sequential(module.project)
-            and len(module.project) > 0
-        ):
-            continue
-        if type(module.se) is SqueezeExcite:
-            module.se.__class__ = InplaceSqueezeExcite
-        module.__class__ = InplaceMBConv
-        report.inplace_blocks += 1
-
-
 def _strip_leading_relu(owner: nn.Module, attr: str) -> bool:
     """Remove the ReLU an op applies to its input first (a plain Sequential's first child, or
     FactorizedReduce's own); True if there was one, so the caller must feed it ReLU(x)."""
@@ -649,7 +604,6 @@ def deploy(
     _unwrap_known(net, report)
     _simplify_sequentials(net, report)
     _inplace_activations(net, report)
-    _inplace_blocks(net, report)
     on_cpu = example_input.device.type == "cpu"
     if on_cpu and _pointwise_conv_available():
         _fuse_conv_act(net, report)

@@ -89,18 +89,25 @@ def inplace(act: nn.Module) -> nn.Module:
 
 
 class SqueezeExcite(nn.Module):
-    """Global average pool -> 1x1 conv (reduce) -> SiLU -> 1x1 conv (expand) -> sigmoid gate."""
+    """Global average pool -> 1x1 conv (reduce) -> SiLU -> 1x1 conv (expand) -> sigmoid gate.
 
-    def __init__(self, channels: int, reduced: int):
+    `inplace=True` writes the gated map into the input when no gradient is recorded: for an
+    input nothing else reads (MBConv's depthwise output), it saves a new activation map.
+    """
+
+    def __init__(self, channels: int, reduced: int, inplace: bool = False):
         super().__init__()
         self.reduce = nn.Conv2d(channels, reduced, 1, bias=True)
         self.act = nn.SiLU()
         self.expand = nn.Conv2d(reduced, channels, 1, bias=True)
         self.gate = nn.Sigmoid()
+        self.inplace = inplace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=True)
         s = self.gate(self.expand(self.act(self.reduce(s))))
+        if self.inplace and not (x.requires_grad or s.requires_grad):
+            return x.mul_(s)
         return x * s
 
 
@@ -146,15 +153,20 @@ class MBConv(nn.Module):
         self.hidden = hidden
         self.expand = conv_bn_act(in_ch, hidden, 1, act=act, bn=bn) if expand_ratio != 1 else nn.Identity()
         self.depthwise = conv_bn_act(hidden, hidden, kernel, stride=stride, groups=hidden, act=act, bn=bn)
-        self.se = SqueezeExcite(hidden, max(1, int(in_ch * se_ratio))) if se_ratio > 0 else nn.Identity()
+        reduced = max(1, int(in_ch * se_ratio))
+        self.se = SqueezeExcite(hidden, reduced, inplace=True) if se_ratio > 0 else nn.Identity()
         self.project = conv_bn_act(hidden, out_ch, 1, act=None, bn=bn)
         self.use_skip = stride == 1 and in_ch == out_ch
         self.drop_path = DropPath(drop_path_rate) if self.use_skip else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the SE product and the skip sum go into the block's own fresh tensors when no gradient
+        # is recorded (inference): on a CPU a new activation map costs fresh pages as well as the
+        # pass over it
         out = self.project(self.se(self.depthwise(self.expand(x))))
         if self.use_skip:
-            out = self.drop_path(out) + x
+            out = self.drop_path(out)
+            out = out + x if out.requires_grad or x.requires_grad else out.add_(x)
         return out
 
     def extra_repr(self) -> str:
