@@ -170,7 +170,7 @@ def test_nasnet_computes_each_shared_relu_once_and_fuses_its_sums():
     ops read too; deployed, each state's ReLU runs once, a stacked separable conv's middle ReLU
     runs as its pointwise conv's post-op, and a block's sum as its last conv's (oneDNN on CPU)."""
     torch.manual_seed(0)
-    model = _randomize_bn(create("nasnet_a_mobile", num_classes=5, num_cells=2, num_filters=8, resolution=32))
+    model = _randomize_bn(create("nasnet_a_mobile", num_classes=5, num_cells=1, num_filters=8, resolution=32))
     x = torch.randn(2, 3, 32, 32)
     deployed = deploy(model, x)
     report = deploy_report(deployed)
@@ -186,10 +186,7 @@ def test_nasnet_computes_each_shared_relu_once_and_fuses_its_sums():
     assert fast.relus == eager.relus - report.shared_relus - report.fused_conv_act
     assert fast.relus < eager.relus * 0.6
     assert fast.adds == eager.adds - report.fused_conv_add
-    _assert_same(model, deployed, x)
-    scripted = torch.jit.script(deployed)  # the shared-ReLU cells still script (plain ops there)
-    with torch.no_grad():
-        torch.testing.assert_close(scripted(x), deployed(x), rtol=1e-5, atol=1e-5)
+    _assert_same(model, deployed, x)  # (test_train_export scripts and exports a deployed NASNet-A)
 
 
 def test_fold_conv_bn_handles_grouped_convs_with_a_bias_and_keeps_unfoldable_bn():
