@@ -72,3 +72,27 @@ def test_run_refuses_a_test_dataset_that_does_not_fit_before_training(tmp_path, 
     assert not run.exists()
     splits = Pipeline(PipelineConfig(test_dataset=f"npz:{tmp_path}/grey.npz"), run)._check_test_dataset()
     assert len(splits.test) == 20 and splits.num_classes == 10
+
+
+def test_the_search_stage_runs_under_the_scheduler_the_run_names(tmp_path, capsys):
+    from nasforge.cli import main
+    from nasforge.experiment import Experiment, SearchConfig
+    from nasforge.pipeline import search_config
+
+    config = PipelineConfig(trials=3, epochs=2, scheduler="sh", eta=2, train_size=120, val_size=40)
+    data = search_config(config)
+    assert data["scheduler"] == {"name": "sh", "options": {"eta": 2, "max_epochs": 2}}  # top rung: --epochs
+    with Experiment.from_config(SearchConfig.from_dict(data), tmp_path / "run", progress=False) as experiment:
+        experiment.run()
+        store = experiment.store
+        epochs = sorted(t.metrics["epochs"] for t in store.trials("done"))
+        promoted = [r for r in store.rungs() if r.decision == "promote"]
+    # every child trained 1 epoch first; only the promoted went on to the top rung (--epochs)
+    assert epochs[0] == 1 and set(epochs) == {1, 2} and epochs.count(2) == len(promoted)
+    assert "scheduler" not in search_config(PipelineConfig())
+    for argv, message in ((["--eta", "3"], "eta: only applies with a scheduler"),
+                          (["--scheduler", "sh", "--min-epochs", "3", "--epochs", "2"],
+                           "scheduler.min_epochs: must be at most max_epochs (2), got 3")):
+        assert main(["run", *argv, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err

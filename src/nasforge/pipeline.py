@@ -49,7 +49,17 @@ BUDGETS: dict[str, dict[str, Any]] = {
 }
 STAGES = ("search", "coefficients", "family", "report")
 #: What a run stored before a setting existed did, i.e. the value an old stored config stands for.
-LEGACY_SETTINGS: dict[str, Any] = {"family_schedule": "fixed", "patience": None, "test_dataset": None}
+LEGACY_SETTINGS: dict[str, Any] = {
+    "family_schedule": "fixed",
+    "patience": None,
+    "test_dataset": None,
+    "scheduler": None,
+    "min_epochs": None,
+    "max_epochs": None,
+    "eta": None,
+}
+#: The multi-fidelity settings of the search stage, passed to its scheduler when one is named.
+SCHEDULER_SETTINGS = ("min_epochs", "max_epochs", "eta")
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,10 @@ class PipelineConfig:
     family_schedule: str = "grow"
     patience: int | None = None
     test_dataset: str | None = None
+    scheduler: str | None = None
+    min_epochs: int | None = None
+    max_epochs: int | None = None
+    eta: int | None = None
 
     def __post_init__(self) -> None:
         from nasforge.scaling.schedule import check_schedule
@@ -87,12 +101,38 @@ class PipelineConfig:
             raise ConfigError("space", f"the pipeline cannot scale space {self.space!r}", scalable)
         if isinstance(self.phi_max, bool) or not isinstance(self.phi_max, int) or not 0 <= self.phi_max <= 8:
             raise ConfigError("phi_max", f"must be an integer from 0 to 8, got {self.phi_max!r}")
-        for name in ("trials", "epochs", "family_epochs", "cells", "filters", "train_size", "val_size"):
+        for name in (
+            "trials",
+            "epochs",
+            "family_epochs",
+            "cells",
+            "filters",
+            "train_size",
+            "val_size",
+            *SCHEDULER_SETTINGS,
+        ):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(name, f"must be a positive integer, got {value!r}")
         if self.step is not None and not 0.0 < self.step <= 1.0:
             raise ConfigError("step", f"must be in (0, 1], got {self.step!r}")
+        self.scheduler_component()  # refuses an unknown scheduler or bad rungs now, not after stage 1
+
+    def scheduler_component(self) -> dict[str, Any] | None:
+        """The search stage's scheduler as a `SearchConfig` component; its top rung defaults to the
+        children's epochs, so the scheduler never trains a child longer than a plain search."""
+        given = [name for name in SCHEDULER_SETTINGS if getattr(self, name) is not None]
+        if self.scheduler is None:
+            if given:
+                raise ConfigError(given[0], "only applies with a scheduler (sh, hyperband, asha or median)")
+            return None
+        from nasforge.experiment.scheduler import SCHEDULERS, create_scheduler
+
+        SCHEDULERS.entry(self.scheduler)
+        options: dict[str, Any] = {name: getattr(self, name) for name in given}
+        options.setdefault("max_epochs", self.setting("epochs"))
+        create_scheduler(self.scheduler, **options)  # its own checks: min_epochs <= max_epochs, eta >= 2
+        return {"name": self.scheduler, "options": options}
 
     def setting(self, name: str) -> Any:
         """An explicit value, else the budget's."""
@@ -142,6 +182,7 @@ def search_config(cfg: PipelineConfig) -> dict[str, Any]:
         "evaluator": {"name": "proxy", "options": _proxy_options(cfg, cfg.setting("epochs"), network)},
         "budget": {"max_trials": cfg.setting("trials")},
         "seed": cfg.seed,
+        **({"scheduler": scheduler} if (scheduler := cfg.scheduler_component()) is not None else {}),
     }
 
 

@@ -68,3 +68,30 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def add_scheduler_arguments(group: Any, max_epochs_default: str) -> None:
+    """--scheduler, --min-epochs, --max-epochs and --eta, the same on `search` and `run`."""
+    group.add_argument(
+        "--scheduler",
+        choices=["none", "sh", "hyperband", "asha", "median"],
+        help="multi-fidelity training: sh (successive halving), hyperband, asha (asynchronous), "
+        "median (median stopping); children start at --min-epochs and the best 1/--eta go on, "
+        "continuing from their saved state, up to --max-epochs (default: none, every child "
+        "gets --epochs)",
+    )
+    group.add_argument(
+        "--min-epochs", type=positive_int, help="with --scheduler: epochs of the first rung (default: 1)"
+    )
+    group.add_argument(
+        "--max-epochs",
+        type=positive_int,
+        help=f"with --scheduler: epochs of the top rung, the span of the learning-rate schedule "
+        f"(default: {max_epochs_default})",
+    )
+    group.add_argument(
+        "--eta",
+        type=positive_int,
+        help="with --scheduler: reduction factor, 1/eta of a rung goes on, each rung eta times "
+        "longer (default: 3; at least 2)",
+    )

@@ -16,7 +16,7 @@ def _preset(name: str) -> str:
 
 
 def add_parser(sub: Any) -> None:
-    from nasforge.cli.common import positive_float, positive_int
+    from nasforge.cli.common import add_scheduler_arguments, positive_float, positive_int
 
     p = sub.add_parser("run", help="the whole pipeline: search a baseline, scale it, train the family, report")
     p.add_argument(
@@ -86,6 +86,7 @@ def add_parser(sub: Any) -> None:
         "size; scored once per family member at the end, reported only, never used to choose "
         "(default: the dataset's own test split, if it has one)",
     )
+    add_scheduler_arguments(p, "--epochs")
     p.add_argument(
         "--phi-max",
         type=int,
@@ -131,6 +132,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         family_schedule=args.family_schedule,
         patience=args.patience,
         test_dataset=args.test_dataset,
+        scheduler=None if args.scheduler in (None, "none") else args.scheduler,
+        min_epochs=args.min_epochs,
+        max_epochs=args.max_epochs,
+        eta=args.eta,
     )
     name = args.run
     if name is None:

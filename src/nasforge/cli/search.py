@@ -245,7 +245,7 @@ def default_run_name(config: dict[str, Any]) -> str:
 def add_search_flags(p: argparse.ArgumentParser) -> None:
     """The flags of `search` (None means "not given", so a config file can fill in; the defaults named
     in the help are what applies when neither says)."""
-    from nasforge.cli.common import positive_float, positive_int
+    from nasforge.cli.common import add_scheduler_arguments, positive_float, positive_int
 
     g = p.add_argument_group("what to search")
     g.add_argument(
@@ -284,26 +284,7 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="proposals scored per evaluated trial with --prescreen (default: 10)",
     )
-    g.add_argument(
-        "--scheduler",
-        choices=["none", "sh", "hyperband", "asha", "median"],
-        help="multi-fidelity training: sh (successive halving), hyperband, asha (asynchronous), "
-        "median (median stopping); children start at --min-epochs and the best 1/--eta go on, "
-        "continuing from their saved state, up to --max-epochs (default: none, every child "
-        "gets --epochs)",
-    )
-    g.add_argument("--min-epochs", type=positive_int, help="with --scheduler: epochs of the first rung (default: 1)")
-    g.add_argument(
-        "--max-epochs",
-        type=positive_int,
-        help="with --scheduler: epochs of the top rung, the span of the learning-rate schedule (default: --epochs)",
-    )
-    g.add_argument(
-        "--eta",
-        type=positive_int,
-        help="with --scheduler: reduction factor, 1/eta of a rung goes on, each rung eta times "
-        "longer (default: 3; at least 2)",
-    )
+    add_scheduler_arguments(g, "--epochs")
     g.add_argument(
         "--objective",
         help="the reward: accuracy (validation accuracy; the default) or mnasnet (accuracy traded against MACs)",
