@@ -510,6 +510,9 @@ class SharedReluNASNet(NASNet):
             out = cell(relued[pp] if relu_pp else outputs[pp], relued[p] if relu_p else outputs[p])
             relued.append(torch.relu(out) if self.relu_outputs[k + 1] else out)
             outputs.append(out)
+            for i, last in enumerate(self._last_read):
+                if last == k:
+                    outputs[i] = relued[i] = out.new_empty(0)
         return self.classifier(self.head_dropout(relued[-1].mean((2, 3))))
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -244,6 +244,10 @@ class NASNet(nn.Module):
             if k == aux_after:
                 self.aux_after = k
         self.cells = nn.ModuleList(cells)
+        # tensor indices no cell reads after cell k: forward drops them, so a deep network does not
+        # hold every cell's output (gigabytes for NASNet-A Large at batch 16) until it returns
+        last_read = {i: k for k, pair in enumerate(self._inputs) for i in pair}
+        self._last_read = [last_read.get(i, len(cells)) for i in range(len(cells) + 1)]  # output -> last reader
         self.total_cells = len(cells)
         self.num_features = shapes[-1].channels
         self.head_dropout = nn.Dropout(dropout)
@@ -280,6 +284,9 @@ class NASNet(nn.Module):
         for k, cell in enumerate(self.cells):
             pp, p = self._inputs[k]
             outputs.append(cell(outputs[pp], outputs[p]))
+            for i, last in enumerate(self._last_read):
+                if last == k:
+                    outputs[i] = outputs[i].new_empty(0)
             if self.aux is not None and k == self.aux_after and self.training:
                 aux = self.aux(outputs[-1])
         x = torch.relu(outputs[-1]).mean((2, 3))
