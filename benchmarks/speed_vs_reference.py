@@ -59,7 +59,7 @@ from torch import nn
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import print_table, write_json  # noqa: E402
+from _common import RESULTS, print_table, write_json  # noqa: E402
 
 #: nasforge name -> (timm name, torchvision name or None, input resolution)
 MODELS: dict[str, tuple[str, str | None, int]] = {
@@ -410,6 +410,13 @@ def main() -> int:
 
 def _write(args: argparse.Namespace, found: tuple[Any, Any], results: dict[str, Any], started: float,
            final: bool) -> Path:
+    """The results file, keeping the figures of models this run did not measure (``--models``
+    reruns some); each model's entry says when it was measured."""
+    for entry in results.values():
+        entry.setdefault("measured", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+    path = RESULTS / "speed_vs_reference.json"
+    kept = json.loads(path.read_text()).get("results", {}) if path.exists() else {}
+    results = {**{k: v for k, v in kept.items() if k not in results}, **results}
     return write_json("speed_vs_reference", {
         "config": {"repeats": args.repeats, "batch": args.batch, "threads": args.threads,
                    "timm": found[0].__version__,
