@@ -45,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +84,29 @@ def kill(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # run folders must lie under the current directory, so the searches run inside `work`
     subprocess.run([*cmd, "--run", "runs/kill-ref"], check=True, capture_output=True, env=env, cwd=work)
     run, rng = work / "runs" / "kill-run", random.Random(11)
+    # kill once the run has moved by a trial, at a random moment within 0.5 s
+    survived, integrity_failures, progress = _sigkill_repeatedly(
+        lambda: subprocess.Popen([*cmd, "--run", "runs/kill-run", *(["--resume"] if Store.exists(run) else [])],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=work),
+        run, kills, rng, lambda: 1)
+    subprocess.run([*cmd, "--run", "runs/kill-run", "--resume"], check=True, capture_output=True, env=env, cwd=work)
+    rows, ref = _trial_rows(run), _trial_rows(work / "runs" / "kill-ref")
+    ids = [r[0] for r in rows]
+    return {"kills": survived, "trials": len(rows), "trials at each kill": progress,
+            "lost": trials - len(set(ids)), "duplicated": len(ids) - len(set(ids)),
+            "integrity failures": integrity_failures, "same sequence as uninterrupted": rows == ref}
+
+
+def _sigkill_repeatedly(launch: Callable[[], subprocess.Popen], run: Path, kills: int, rng: random.Random,
+                        more_trials: Callable[[], int]) -> tuple[int, int, list[int]]:
+    """(kills survived, integrity-check failures, trials stored at each kill): start the search with
+    `launch()`, wait until it has stored `more_trials()` more trials, SIGKILL it at a random moment
+    within 0.5 s, check the database; `kills` times, or fewer if the search finishes first."""
     survived, integrity_failures, progress = 0, 0, []
     while survived < kills:
-        proc = subprocess.Popen([*cmd, "--run", "runs/kill-run", *(["--resume"] if Store.exists(run) else [])],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=work)
-        # wait until the run exists and has moved, then kill at a random moment within 0.5 s
-        start = len(_trial_rows(run)) if Store.exists(run) else 0
-        while proc.poll() is None and not (Store.exists(run) and _count(run) > start):
+        proc = launch()
+        target = _count(run) + more_trials()
+        while proc.poll() is None and _count(run) < target:
             time.sleep(0.02)
         time.sleep(rng.uniform(0.0, 0.5))
         if proc.poll() is not None:
@@ -100,12 +117,7 @@ def kill(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         with Store.open(run) as store:
             integrity_failures += bool(store.integrity_check())
             progress.append(store.count())
-    subprocess.run([*cmd, "--run", "runs/kill-run", "--resume"], check=True, capture_output=True, env=env, cwd=work)
-    rows, ref = _trial_rows(run), _trial_rows(work / "runs" / "kill-ref")
-    ids = [r[0] for r in rows]
-    return {"kills": survived, "trials": len(rows), "trials at each kill": progress,
-            "lost": trials - len(set(ids)), "duplicated": len(ids) - len(set(ids)),
-            "integrity failures": integrity_failures, "same sequence as uninterrupted": rows == ref}
+    return survived, integrity_failures, progress
 
 
 def _count(run: Path) -> int:
@@ -336,24 +348,12 @@ def driver(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     on_ray = ["--executor", "ray", "--ray-address", cluster.address]
     subprocess.run([*cmd, "--run", str(work / "driver-ref")], check=True, capture_output=True, env=env)
     run, rng = work / "driver-run", random.Random(5)
-    survived, integrity_failures, progress = 0, 0, []
-    while survived < kills:
-        proc = subprocess.Popen([*cmd, *on_ray, "--run", str(run), *(["--resume"] if Store.exists(run) else [])],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        # a new driver's first trial waits for new Ray workers (they import torch): kill after
-        # 1-30 more trials, at a random moment within 0.5 s
-        target = _count(run) + rng.randint(1, 30)
-        while proc.poll() is None and _count(run) < target:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.5))
-        if proc.poll() is not None:
-            break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        survived += 1
-        with Store.open(run) as store:
-            integrity_failures += bool(store.integrity_check())
-            progress.append(store.count())
+    # a new driver's first trial waits for new Ray workers (they import torch): kill after 1-30
+    # more trials, at a random moment within 0.5 s
+    survived, integrity_failures, progress = _sigkill_repeatedly(
+        lambda: subprocess.Popen([*cmd, *on_ray, "--run", str(run), *(["--resume"] if Store.exists(run) else [])],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env),
+        run, kills, rng, lambda: rng.randint(1, 30))
     start = time.perf_counter()
     subprocess.run([*cmd, *on_ray, "--run", str(run), "--resume"], check=True, capture_output=True, env=env)
     rows, ref = _trial_rows(run), _trial_rows(work / "driver-ref")
