@@ -206,6 +206,13 @@ def _is_plain_sequential(m: object) -> TypeGuard[nn.Sequential]:
     return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
 
 
+def _set_children(seq: nn.Sequential, children: list[nn.Module]) -> None:
+    """Make `children` the Sequential's modules, keyed 0, 1, ... as Sequential itself keys them."""
+    seq._modules.clear()
+    for i, child in enumerate(children):
+        seq._modules[str(i)] = child
+
+
 def _replace_training_only(root: nn.Module, report: DeployReport) -> None:
     """Dropout and drop path -> nn.Identity; auxiliary heads -> None."""
     for module in list(root.modules()):
@@ -250,9 +257,7 @@ def _simplify_sequentials(root: nn.Module, report: DeployReport) -> None:
                 report.removed += 1
             else:
                 flat.append(child)
-        module._modules.clear()
-        for i, child in enumerate(flat):
-            module._modules[str(i)] = child
+        _set_children(module, flat)
 
 
 def _prune_dead_branches(root: nn.Module, report: DeployReport) -> None:
@@ -389,9 +394,7 @@ def _fuse_conv_act(root: nn.Module, report: DeployReport) -> None:
                 fused.append(conv)
                 i += 1
         if len(fused) != len(children):
-            module._modules.clear()
-            for j, child in enumerate(fused):
-                module._modules[str(j)] = child
+            _set_children(module, fused)
 
 
 def _strip_leading_relu(owner: nn.Module, attr: str) -> bool:
@@ -399,10 +402,7 @@ def _strip_leading_relu(owner: nn.Module, attr: str) -> bool:
     FactorizedReduce's own); True if there was one, so the caller must feed it ReLU(x)."""
     op = getattr(owner, attr)
     if _is_plain_sequential(op) and len(op) > 1 and type(op[0]) is nn.ReLU:
-        children = list(op._modules.values())[1:]
-        op._modules.clear()
-        for i, child in enumerate(children):
-            op._modules[str(i)] = child
+        _set_children(op, list(op)[1:])
         return True
     if type(op) is FactorizedReduce and type(op.relu) is nn.ReLU:
         op.relu = nn.Identity()
