@@ -252,3 +252,35 @@ def test_search_under_a_scheduler_trains_children_live_and_show_gives_their_rung
     with Store.open(in_tmp / "runs/sh") as store:
         stored = store.config()
     assert stored["scheduler"] == {"name": "sh", "options": {"eta": 2, "n": 4, "min_epochs": 1, "max_epochs": 2}}
+
+
+def _config_for(*flags):
+    from nasforge.cli import build_parser
+    from nasforge.cli.search import search_config_dict
+
+    return search_config_dict(build_parser().parse_args(["search", *flags]))
+
+
+@pytest.mark.parametrize(
+    ("flags", "evaluator", "budget"),
+    [
+        # a dataset alone: the recommended zero-cost search with its own trial budget
+        (["--dataset", "npz:my.npz"], "zc_ensemble", {"max_trials": 300}),
+        (["--dataset", "npz:my.npz", "--time", "1800"], "zc_ensemble", {"max_seconds": 1800.0}),
+        # any setting of training says the children are to be trained
+        (["--dataset", "npz:my.npz", "--epochs", "5"], "proxy", None),
+        (["--dataset", "npz:my.npz", "--scheduler", "sh"], "proxy", None),
+        (["--dataset", "npz:my.npz", "--prescreen", "naswot"], "proxy", None),
+        (["--dataset", "npz:my.npz", "--evaluator", "proxy"], "proxy", None),
+        (["--dataset", "npz:my.npz", "--evaluator", "auto"], "zc_ensemble", None),
+        # no dataset: the space's own default (the built-in digits for NASNet, the table for NB201)
+        ([], "proxy", None),
+        (["--space", "nb201"], "nb201", None),
+    ],
+)
+def test_a_dataset_given_means_the_recommended_live_search(flags, evaluator, budget):
+    config = _config_for(*flags)
+    assert config["evaluator"]["name"] == evaluator
+    assert config.get("budget") == budget
+    if evaluator != "nb201":
+        assert config["evaluator"]["options"]["dataset"] == ("npz:my.npz" if flags else "digits")

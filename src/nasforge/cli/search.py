@@ -79,9 +79,13 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         data["strategy"]["options"].update(_parse_options(args.strategy_option, "--strategy-option"))
     table_given = {k: getattr(args, k) for k in TABLE_FLAGS if getattr(args, k, None) is not None}
     default_eval = "table" if "table" in table_given else _space_default(space["name"], "default_evaluator", "proxy")
-    if args.dataset is not None and "table" not in table_given:
-        default_eval = "proxy"  # a dataset given means children are trained on it
+    live_default = args.dataset is not None and "table" not in table_given and "evaluator" not in data
+    if live_default:
+        # a dataset given means a live search on it: the recommended evaluator, unless a training
+        # flag says the children are to be trained
+        default_eval = "proxy" if _asks_for_training(args, data) else "auto"
     evaluator = _component(args.evaluator or data.get("evaluator", default_eval), "evaluator")
+    live_default = live_default and args.evaluator is None and evaluator["name"] == "auto"
     evaluator["name"] = _resolve_evaluator(evaluator["name"])
     if table_given:
         flag = "--" + next(iter(table_given)).replace("_", "-")
@@ -132,6 +136,10 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     for flag, key in (("trials", "max_trials"), ("time", "max_seconds"), ("cost", "max_cost")):
         if getattr(args, flag, None) is not None:
             budget[key] = getattr(args, flag)
+    if not budget and live_default:
+        from nasforge.evaluators import RECOMMENDED_TRIALS
+
+        budget = {"max_trials": RECOMMENDED_TRIALS}  # the recommended search's own budget
     if budget:
         data["budget"] = budget
     else:
@@ -173,6 +181,15 @@ def _scheduler_options(args: Any, data: dict[str, Any]) -> None:
             "--min-epochs", f"must be at most --max-epochs ({options['max_epochs']}), got {options['min_epochs']}"
         )
     data["scheduler"] = scheduler
+
+
+#: settings that only mean something when children are trained: given with a dataset and no
+#: evaluator, they choose the training evaluator over the recommended zero-cost search
+TRAINING_FLAGS = ("epochs", "batch_size", "lr", "scheduler", "min_epochs", "max_epochs", "eta", "prescreen")
+
+
+def _asks_for_training(args: Any, data: dict[str, Any]) -> bool:
+    return any(getattr(args, flag, None) is not None or flag in data for flag in TRAINING_FLAGS)
 
 
 def _resolve_evaluator(name: str) -> str:

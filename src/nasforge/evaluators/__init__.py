@@ -44,6 +44,10 @@ from nasforge.spaces.base import SearchSpace
 #: what `--evaluator auto` means: the best ranker per second measured on NAS-Bench-201 with real
 #: CIFAR-10 images (docs/evaluators.md); a run records the real name.
 RECOMMENDED = "zc_ensemble"
+#: the trial budget of the recommended search (regularized evolution over RECOMMENDED scores), which
+#: `nasforge search --dataset ...` runs when given no evaluator and no budget: on NAS-Bench-201 with
+#: real CIFAR-10 it took 7-8 minutes on 2 CPU cores (docs/evaluators.md)
+RECOMMENDED_TRIALS = 300
 
 
 def resolve_evaluator(name: str) -> str:
