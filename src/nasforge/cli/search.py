@@ -285,7 +285,8 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
         "(naswot, synflow, snip, grasp, fisher, jacob_cov, params, flops), "
         "zc_ensemble, or auto (the recommended one, recorded under its name); "
         "default: the space's own (proxy; nb201 and macro look results up), "
-        "table with --table",
+        "table with --table; with --dataset and no training flag, the recommended "
+        "search (zc_ensemble, 300 trials unless a budget is given)",
     )
     g.add_argument(
         "--prescreen",
@@ -308,7 +309,8 @@ def add_search_flags(p: argparse.ArgumentParser) -> None:
     )
     g = p.add_argument_group("proxy training")
     g.add_argument(
-        "--dataset", help="images the children train on: digits (built in), npz:PATH, folder:PATH (default: digits)"
+        "--dataset",
+        help="images the children are scored or trained on: digits (built in), npz:PATH, folder:PATH (default: digits)",
     )
     g.add_argument("--epochs", type=positive_int, help="training epochs per child (default: 3)")
     g.add_argument("--batch-size", type=positive_int, help="images per training batch (default: 64)")
