@@ -145,11 +145,12 @@ def report(name: str) -> None:
     test = table.numeric("c10_test_acc_200ep")
     anchors = _anchors(test.tolist())
     limited = {}  # arm -> the table's distribution among the cells its size limit allows
+    params: list[int] = []  # every row's parameter count, counted once when an arm has a limit
     for arm in results:
         if "--max-params" in ARMS[arm]:
             limit = int(ARMS[arm][ARMS[arm].index("--max-params") + 1])
-            archs = row_architectures(space, table, range(len(table)))
-            allowed = [float(t) for a, t in zip(archs, test) if space.costs(a)["params"] <= limit]
+            params = params or [space.costs(a)["params"] for a in row_architectures(space, table, range(len(table)))]
+            allowed = [float(t) for p, t in zip(params, test) if p <= limit]
             limited[arm] = {"max_params": limit, "cells": len(allowed), **_anchors(allowed)}
     lines, summary_rows = [], []
     for arm, rows in results.items():

@@ -79,13 +79,14 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
         data["strategy"]["options"].update(_parse_options(args.strategy_option, "--strategy-option"))
     table_given = {k: getattr(args, k) for k in TABLE_FLAGS if getattr(args, k, None) is not None}
     default_eval = "table" if "table" in table_given else _space_default(space["name"], "default_evaluator", "proxy")
-    live_default = args.dataset is not None and "table" not in table_given and "evaluator" not in data
-    if live_default:
+    recommended_search = False  # the evaluator and budget left to nasforge's recommendation
+    if args.dataset is not None and "table" not in table_given and "evaluator" not in data:
         # a dataset given means a live search on it: the recommended evaluator, unless a training
         # flag says the children are to be trained
-        default_eval = "proxy" if _asks_for_training(args, data) else "auto"
+        training = _asks_for_training(args, data)
+        default_eval = "proxy" if training else "auto"
+        recommended_search = args.evaluator is None and not training
     evaluator = _component(args.evaluator or data.get("evaluator", default_eval), "evaluator")
-    live_default = live_default and args.evaluator is None and evaluator["name"] == "auto"
     evaluator["name"] = _resolve_evaluator(evaluator["name"])
     if table_given:
         flag = "--" + next(iter(table_given)).replace("_", "-")
@@ -136,7 +137,7 @@ def search_config_dict(args: Any, file_data: dict[str, Any] | None = None) -> di
     for flag, key in (("trials", "max_trials"), ("time", "max_seconds"), ("cost", "max_cost")):
         if getattr(args, flag, None) is not None:
             budget[key] = getattr(args, flag)
-    if not budget and live_default:
+    if not budget and recommended_search:
         from nasforge.evaluators import RECOMMENDED_TRIALS
 
         budget = {"max_trials": RECOMMENDED_TRIALS}  # the recommended search's own budget
