@@ -46,7 +46,7 @@ from nasforge.spaces.base import SearchSpace
 RECOMMENDED = "zc_ensemble"
 #: the trial budget of the recommended search (regularized evolution over RECOMMENDED scores), which
 #: `nasforge search --dataset ...` runs when given no evaluator and no budget: on NAS-Bench-201 with
-#: real CIFAR-10 it took about ten minutes on 2 CPU cores (docs/multi_fidelity.md)
+#: real CIFAR-10 it took 7 to 8 minutes on 2 otherwise idle CPU cores (docs/multi_fidelity.md)
 RECOMMENDED_TRIALS = 300
 
 
