@@ -56,3 +56,32 @@ def print_table(title: str, columns: list[str], rows: list[list], width: int | N
     for r in rows:
         table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
     Console(width=width).print(table)
+
+
+def run_search(folder: Path, flags: list[str], threads: int, cwd: Path) -> dict:
+    """Run (or resume) one `nasforge search` into run folder FOLDER in a child process.
+
+    Returns the search's JSON summary with what the whole process of this sitting took
+    (`process_s`: loading the data and a zero-cost reference sample come before the search's own
+    clock starts), the 1-minute load averages before and after (near the search's own threads means
+    the machine was otherwise idle) and the command, so a result says how it was produced.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from nasforge.experiment import Store
+
+    cmd = [sys.executable, "-m", "nasforge.cli", "search", *flags, "--run", str(folder), "--no-progress", "--json"]
+    if Store.exists(folder):
+        cmd.append("--resume")
+    print(f"  {' '.join(cmd[3:])}", flush=True)
+    start, load_before = time.time(), os.getloadavg()
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{folder} failed:\n{proc.stderr[-2000:]}")
+    return {**json.loads(proc.stdout), "process_s": time.time() - start,
+            "load_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            "command": " ".join(["nasforge", *cmd[3:]])}

@@ -35,15 +35,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, nb201_on_cifar10, print_table, write_json  # noqa: E402
+from _common import RESULTS, nb201_on_cifar10, print_table, run_search, write_json  # noqa: E402
 
 from nasforge.evaluators.table import NB201Table, row_architectures  # noqa: E402
 from nasforge.experiment import Store  # noqa: E402
@@ -85,27 +82,14 @@ def search(name: str, arm: str, seed: int, budget: float, dataset: str, threads:
     if result_file(name, arm, seed).exists():
         print(f"{arm} seed {seed}: finished earlier", flush=True)
         return
-    folder = run_dir(name, arm, seed)
-    cmd = [sys.executable, "-m", "nasforge.cli", "search", "--space", "nb201", "--dataset", dataset,
-           "--seed", str(seed), "--run", str(folder), "--no-progress", "--json", *ARMS[arm]]
+    flags = ["--space", "nb201", "--dataset", dataset, "--seed", str(seed), *ARMS[arm]]
     if arm not in UNTIMED:
-        cmd += ["--time", str(budget)]
-    if Store.exists(folder):
-        cmd.append("--resume")
-    print(f"{arm} seed {seed}: {' '.join(cmd[3:])}", flush=True)
-    start, load_before = time.time(), os.getloadavg()
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{arm} seed {seed} failed:\n{proc.stderr[-2000:]}")
-    record = score(folder, json.loads(proc.stdout), seed)
-    # the whole process of the last sitting: loading the data and the zero-cost reference sample
-    # come before the search's own clock starts
-    record["process_s"] = time.time() - start
-    # 1-minute load averages before and after: near the search's own 2 threads means the machine was
-    # otherwise idle; more means something else shared the cores (the budget is wall-clock)
-    record["load_1min_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
-    record["command"] = " ".join(["nasforge", *cmd[3:]])
+        flags += ["--time", str(budget)]
+    print(f"{arm} seed {seed}:", flush=True)
+    folder = run_dir(name, arm, seed)
+    summary = run_search(folder, flags, threads, ROOT)
+    record = score(folder, summary, seed)
+    record.update({k: summary[k] for k in ("process_s", "load_1min_before_after", "command")})
     result_file(name, arm, seed).parent.mkdir(parents=True, exist_ok=True)
     result_file(name, arm, seed).write_text(json.dumps(record, indent=2, sort_keys=True))
     print(f"{arm} seed {seed}: returned {record['arch']}, 200-epoch test {record['test_acc_200ep']:.2f}",

@@ -1,8 +1,17 @@
-"""Retrain searched NASNet cells and NASNet-A with one fixed, real schedule over several seeds.
+"""Search NASNet cells on real CIFAR-10, then retrain them and NASNet-A with one fixed, real schedule.
 
-    .venv/bin/python benchmarks/nasnet_retrain.py --cell searched=runs/live_nasnet/multi-fidelity-s0 \
-        --cell random=runs/live_nasnet/random-s0 --seeds 0 1 2          # ~15 min per retrain here
+    .venv/bin/python benchmarks/nasnet_retrain.py --search zero-cost-evolution --search zero-cost-random \
+        --seeds 0 1 2                                     # searches: ~1 h each here; retrains ~15 min each
+    .venv/bin/python benchmarks/nasnet_retrain.py --cell mine=runs/NAME --seeds 0 1 2
     .venv/bin/python benchmarks/nasnet_retrain.py --report
+
+Searches (SEARCHES) run `nasforge search --space nasnet` on ../shared/data/cifar10/train.npz in run
+folders runs/live_nasnet/ARM-sSEED (resumed when interrupted); a finished one writes the cell it
+returned to benchmarks/results/live_nasnet/ARM-sSEED.json, which is committed, so the retrains can
+go on in a later sitting on a fresh checkout. "zero-cost-evolution" is what `nasforge search
+--dataset ...` runs when given nothing else (regularized evolution rewarded by the zc_ensemble
+score, 300 trials); "zero-cost-random" scores 300 random cells with the same score and keeps the
+best (the same budget and rules, random proposals).
 
 A search's proxy ranks cells after minutes of training; whether its winner is really better is
 only told by training the cells properly and scoring them on images no search step has seen. Each
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -28,7 +38,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, print_table, write_json  # noqa: E402
+from _common import RESULTS, print_table, run_search, write_json  # noqa: E402
 
 from nasforge.arch.nasnet_cells import NASNET_A  # noqa: E402
 from nasforge.data.datasets import load_dataset  # noqa: E402
@@ -37,13 +47,43 @@ from nasforge.evaluators.training import TrainConfig, train_model  # noqa: E402
 from nasforge.experiment import Store  # noqa: E402
 from nasforge.spaces import NASNetSpace  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data" / "cifar10"
+
+
+#: nasforge search flags of each search arm (the dataset, seed and run folder are added)
+SEARCHES: dict[str, list[str]] = {
+    "zero-cost-evolution": [],
+    "zero-cost-random": ["--strategy", "random", "--evaluator", "zc_ensemble", "--trials", "300"],
+}
+
+
+def searched(arm: str, seed: int, threads: int) -> Path:
+    """Run (or resume) one search arm and keep the cell it returned; a kept one is not searched again."""
+    kept = RESULTS / "live_nasnet" / f"{arm}-s{seed}.json"
+    if kept.exists():
+        return kept
+    folder = ROOT / "runs" / "live_nasnet" / f"{arm}-s{seed}"
+    print(f"search {arm} seed {seed}:", flush=True)
+    summary = run_search(folder, ["--space", "nasnet", "--dataset", f"npz:{SHARED / 'train.npz'}",
+                                  "--seed", str(seed), *SEARCHES[arm]], threads, ROOT)
+    with Store.open(folder, readonly=True) as store:
+        best, trials = store.best(1)[0], len(store.trials())
+    record = {"arm": arm, "seed": seed, "arch": best.arch, "key": best.key, "reward": best.reward,
+              "trials": trials, **{k: summary[k] for k in ("elapsed", "stop_reason", "process_s",
+                                                          "load_1min_before_after", "command")}}
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_text(json.dumps(record, indent=2, sort_keys=True))
+    print(f"search {arm} seed {seed}: returned {best.key} (reward {best.reward:.4f}, {trials} trials)", flush=True)
+    return kept
 
 
 def cell_of(source: str, space: NASNetSpace):
-    """NASNet-A, or the best trial of a run folder."""
+    """NASNet-A, the cell a search arm kept (a .json file), or the best trial of a run folder."""
     if source == "nasnet-a":
         return NASNET_A
+    if source.endswith(".json"):
+        return space.from_json(json.loads(Path(source).read_text())["arch"])
     with Store.open(source, readonly=True) as store:
         return space.from_json(store.best(1)[0].arch)
 
@@ -74,7 +114,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cell", action="append", default=[], metavar="LABEL=RUN",
                    help="a cell to retrain: the best of run folder RUN (NASNet-A is always added)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--search", action="append", default=[], choices=sorted(SEARCHES),
+                   help="a search arm whose returned cell is retrained (searched first if not kept yet)")
+    p.add_argument("--search-seed", type=int, default=0, help="seed of the search arms (default: 0)")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads of each search (default: 2)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="retrain seeds (default: 0 1 2)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
@@ -87,15 +131,16 @@ def main() -> None:
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     space = NASNetSpace()
     if not args.report:
+        sources = {arm: os.path.relpath(searched(arm, args.search_seed, args.threads)) for arm in args.search}
+        sources.update(item.split("=", 1) for item in args.cell)
         splits = all_training_images()
-        sources = dict(item.split("=", 1) for item in args.cell)
         sources["NASNet-A"] = "nasnet-a"
-        for label, source in sources.items():
-            arch = cell_of(source, space)
-            for seed in args.seeds:
+        archs = {label: cell_of(source, space) for label, source in sources.items()}
+        for seed in args.seeds:  # seed by seed, so an unfinished benchmark still compares every cell
+            for label, arch in archs.items():
                 if any(r["label"] == label and r["seed"] == seed and r["epochs"] == args.epochs for r in done):
                     continue
-                record = {"label": label, "source": source, "key": space.key(arch), "seed": seed,
+                record = {"label": label, "source": sources[label], "key": space.key(arch), "seed": seed,
                           "epochs": args.epochs, **retrain(space, arch, seed, splits, args)}
                 print(f"{label} seed {seed}: test {record['test_accuracy']:.4f} ({record['seconds']:.0f} s)",
                       flush=True)
