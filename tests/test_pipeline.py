@@ -96,3 +96,47 @@ def test_the_search_stage_runs_under_the_scheduler_the_run_names(tmp_path, capsy
         assert main(["run", *argv, "--no-progress"]) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_a_real_dataset_searches_its_baseline_with_the_recommended_zero_cost_search(tmp_path, capsys):
+    import numpy as np
+
+    from nasforge.cli import main
+    from nasforge.evaluators import RECOMMENDED, RECOMMENDED_TRIALS
+    from nasforge.experiment import SearchConfig
+    from nasforge.pipeline import search_config
+
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images.npz"
+    np.savez(images, x=rng.integers(0, 255, (100, 8, 8, 3), np.uint8), y=np.arange(100) % 3)
+    real = PipelineConfig(dataset=f"npz:{images}")
+    assert real.search_evaluator == RECOMMENDED and PipelineConfig().search_evaluator == "proxy"
+    data = search_config(real)
+    assert data["evaluator"]["name"] == RECOMMENDED and "train" not in data["evaluator"]["options"]
+    assert data["evaluator"]["options"]["network"] == search_config(PipelineConfig())["evaluator"]["options"]["network"]
+    assert data["budget"] == {"max_trials": RECOMMENDED_TRIALS}  # not the preset's, sized for trained children
+    assert search_config(PipelineConfig(dataset=f"npz:{images}", trials=3))["budget"] == {"max_trials": 3}
+    assert PipelineConfig(dataset=f"npz:{images}", scheduler="sh").search_evaluator == "proxy"
+    assert PipelineConfig(dataset=f"npz:{images}", search_evaluator="proxy").search_evaluator == "proxy"
+    assert PipelineConfig(search_evaluator="auto").search_evaluator == RECOMMENDED
+
+    SearchConfig.from_dict(data).build()  # the options are the evaluator's own: it checks them
+
+    for argv, message in ((["--search-evaluator", "nb201_table"], "search_evaluator: unknown or table-only evaluator"),
+                          (["--search-evaluator", "zc_ensemble", "--scheduler", "sh"],
+                           "scheduler: needs children that train")):
+        assert main(["run", *argv, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and message in err
+
+
+def test_a_real_dataset_run_of_an_older_nasforge_resumes_with_the_proxy_search(tmp_path, capsys):
+    from nasforge.cli import main
+    from nasforge.experiment import Store
+
+    run = tmp_path / "old"
+    with Store.create(run, {}) as store:
+        store.set_marker("pipeline.config", {**OLD_CONFIG, "dataset": "npz:/data/x.npz"})
+    assert main(["run", "--run", str(run), "--resume", "--dataset", "npz:/data/x.npz", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert 'search_evaluator ("proxy" -> "zc_ensemble")' in err and "--search-evaluator proxy" in err

@@ -40,8 +40,21 @@ def add_parser(sub: Any) -> None:
         help="preset of the settings below; on digits with 2 CPU cores small takes minutes, medium "
         "about 40 minutes, large hours (default: %(default)s)",
     )
-    p.add_argument("--trials", type=positive_int, help=f"search trials ({_preset('trials')})")
-    p.add_argument("--epochs", type=positive_int, help=f"training epochs per search child ({_preset('epochs')})")
+    p.add_argument(
+        "--search-evaluator",
+        metavar="NAME",
+        help="how stage 1 rates a child: proxy (trained for --epochs), zc_ensemble or another zero-cost "
+        "score, auto (the recommended one) (default: zc_ensemble on a real dataset, 300 trials, nothing "
+        "trained; proxy on digits or with --scheduler)",
+    )
+    p.add_argument(
+        "--trials", type=positive_int, help=f"search trials ({_preset('trials')}; 300 with a zero-cost evaluator)"
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        help=f"training epochs per search child (proxy) and per coefficient candidate ({_preset('epochs')})",
+    )
     p.add_argument(
         "--step", type=positive_float, help=f"grid step of the alpha, beta, gamma search ({_preset('step')})"
     )
@@ -136,6 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         min_epochs=args.min_epochs,
         max_epochs=args.max_epochs,
         eta=args.eta,
+        search_evaluator=args.search_evaluator,
     )
     name = args.run
     if name is None:
