@@ -160,22 +160,28 @@ def main() -> None:
                 with log.open("a") as f:
                     f.write(json.dumps(record) + "\n")
                 done.append(record)
-    by_label: dict[str, list[float]] = {}
+    by_label: dict[str, list[dict]] = {}
     for r in done:
-        by_label.setdefault(r["label"], []).append(r["test_accuracy"])
+        by_label.setdefault(r["label"], []).append(r)
+    accuracies = {label: [r["test_accuracy"] for r in records] for label, records in by_label.items()}
     rows = []
-    for label, accs in sorted(by_label.items(), key=lambda item: -statistics.mean(item[1])):
+    for label, accs in sorted(accuracies.items(), key=lambda item: -statistics.mean(item[1])):
         std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
-        rows.append([label, len(accs), f"{statistics.mean(accs):.4f} ± {std:.4f}",
-                     ", ".join(f"{a:.4f}" for a in accs)])
+        records = by_label[label]
+        rows.append([label, f"{records[0]['params']:,}", len(accs), f"{statistics.mean(accs):.4f} ± {std:.4f}",
+                     ", ".join(f"{a:.4f}" for a in accs),
+                     f"{statistics.mean(r['seconds'] for r in records) / 60:.0f}"])
     print_table(f"NASNet cells retrained ({args.epochs} epochs, all training images)",
-                ["cell", "seeds", "test accuracy (mean ± std)", "each seed"], rows)
+                ["cell", "params", "seeds", "test accuracy (mean ± std)", "each seed", "min per retrain"], rows)
     if len(rows) >= 2:
-        (a, b) = sorted(by_label.values(), key=statistics.mean, reverse=True)[:2]
+        (a, b) = sorted(accuracies.values(), key=statistics.mean, reverse=True)[:2]
         gap = statistics.mean(a) - statistics.mean(b)
-        spread = max(statistics.stdev(a) if len(a) > 1 else 0.0, statistics.stdev(b) if len(b) > 1 else 0.0)
-        print(f"gap between the best two: {gap:.4f}; larger seed std of the two: {spread:.4f} -> "
-              f"{'larger than the seed spread' if gap > spread else 'within the seed spread'}")
+        if min(len(a), len(b)) < 2:
+            print(f"gap between the best two: {gap:.4f}; one seed of one of them: no spread to compare it with yet")
+        else:
+            spread = max(statistics.stdev(a), statistics.stdev(b))
+            print(f"gap between the best two: {gap:.4f}; larger seed std of the two: {spread:.4f} -> "
+                  f"{'larger than the seed spread' if gap > spread else 'within the seed spread'}")
     write_json(args.name, {"args": vars(args), "results": done})
 
 
