@@ -144,8 +144,8 @@ def main() -> None:
         # seed by seed, so an unfinished benchmark still compares every cell
         jobs = [(label, seed) for seed in args.seeds for label in archs
                 if not any(r["label"] == label and r["seed"] == seed and r["epochs"] == args.epochs for r in done)]
-        # retrains in parallel worker processes (forked: they share the loaded images), each on its
-        # own threads; a finished one is appended to the log at once
+        # retrains in parallel worker processes, each on its own threads (torch hands them the images
+        # as shared-memory tensors, not copies); a finished one is appended to the log at once
         with ProcessPoolExecutor(args.parallel, mp_context=multiprocessing.get_context("fork"),
                                  initializer=torch.set_num_threads, initargs=(args.threads,)) as pool:
             futures = {pool.submit(retrain, space, archs[label], seed, splits, args): (label, seed)
