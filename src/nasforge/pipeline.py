@@ -177,8 +177,11 @@ class PipelineConfig:
         return cls(**data)
 
 
-def _proxy_options(cfg: PipelineConfig, epochs: int, network: dict[str, Any] | None) -> dict[str, Any]:
-    options: dict[str, Any] = {"dataset": cfg.dataset, "train": {"epochs": epochs}, "split_seed": cfg.seed}
+def _proxy_options(cfg: PipelineConfig, epochs: int | None, network: dict[str, Any] | None) -> dict[str, Any]:
+    """The data (and, given `epochs`, training) options of an evaluator reading `cfg.dataset`."""
+    options: dict[str, Any] = {"dataset": cfg.dataset, "split_seed": cfg.seed}
+    if epochs is not None:
+        options["train"] = {"epochs": epochs}
     if network is not None:
         options["network"] = network
     for name in ("train_size", "val_size"):
@@ -209,9 +212,8 @@ def search_config(cfg: PipelineConfig) -> dict[str, Any]:
     else:
         from nasforge.evaluators import RECOMMENDED_TRIALS
 
-        options = _proxy_options(cfg, 0, network)
-        del options["train"]  # scored at initialisation: nothing is trained
-        evaluator = {"name": cfg.search_evaluator, "options": options}
+        # scored at initialisation: nothing is trained
+        evaluator = {"name": cfg.search_evaluator, "options": _proxy_options(cfg, None, network)}
         trials = cfg.trials or RECOMMENDED_TRIALS  # the budget presets size trained searches
     return {
         "space": cfg.space,
