@@ -20,8 +20,9 @@ Zoph et al., CVPR 2018) is trained from scratch on all the training images of
 ../shared/data/cifar10/train.npz (no validation split is carved: nothing is chosen here), with
 random-crop and flip augmentation and one cosine learning-rate period, in the network size of the
 search's proxy, and scored on the 10,000 CIFAR-10 test images. Every (cell, seed) result is
-appended to benchmarks/results/NAME.jsonl as it finishes, so an interrupted benchmark continues
-where it stopped. The table gives mean ± std of test accuracy per cell over the seeds and says
+appended to benchmarks/results/NAME.jsonl as it finishes, and a retrain in progress saves its state
+every two epochs (runs/live_nasnet/retrain), so an interrupted benchmark continues where it stopped.
+The table gives mean ± std of test accuracy per cell over the seeds and says
 whether the gap between the best two is larger than their seed spread.
 """
 
@@ -51,6 +52,7 @@ from nasforge.spaces import NASNetSpace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "cifar10"
+CHECKPOINTS = ROOT / "runs" / "live_nasnet" / "retrain"
 
 
 #: nasforge search flags of each search arm (the dataset, seed and run folder are added)
@@ -100,16 +102,30 @@ def all_training_images() -> DataSplits:
 
 
 def retrain(space: NASNetSpace, arch, seed: int, splits: DataSplits, args: argparse.Namespace) -> dict:
+    """Train one cell from scratch; every `--checkpoint-every` epochs its state is saved under
+    runs/live_nasnet/retrain, so a retrain cut off by the end of a sitting goes on from there (exactly:
+    the state holds the schedule, the data order and the RNG)."""
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    start = time.perf_counter()
+    checkpoint = CHECKPOINTS / f"{args.name}-{space.key(arch)}-s{seed}-e{args.epochs}.pt"
+    saved = torch.load(checkpoint) if checkpoint.exists() else {"state": None, "seconds": 0.0}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = space.build(arch, num_classes=splits.num_classes, num_cells=args.cells,
                             num_filters=args.filters, stem="cifar", resolution=splits.resolution)
-        result = train_model(model, splits, config, seed, default_augment(splits))
+        while True:
+            start, done = time.perf_counter(), saved["state"]["epoch"] if saved["state"] else 0
+            result = train_model(model, splits, config, seed, default_augment(splits), horizon=args.epochs,
+                                 until=done + args.checkpoint_every, resume=saved["state"])
+            saved = {"state": result.state, "seconds": saved["seconds"] + time.perf_counter() - start}
+            if result.state is None:
+                break
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(saved, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)
+    checkpoint.unlink(missing_ok=True)
     return {"test_accuracy": result.val_accuracy, "train_loss": result.train_loss,
             "train_images": len(splits.train), "params": sum(p.numel() for p in model.parameters()),
-            "seconds": time.perf_counter() - start}
+            "seconds": saved["seconds"]}
 
 
 def main() -> None:
@@ -127,6 +143,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--checkpoint-every", type=int, default=2,
+                   help="epochs between saved states of a retrain (each costs one pass over the test images)")
     p.add_argument("--cells", type=int, default=1, help="NASNet N of the retrained network (the proxy's)")
     p.add_argument("--filters", type=int, default=8, help="NASNet F of the retrained network (the proxy's)")
     p.add_argument("--name", default="nasnet_retrain")
