@@ -33,6 +33,27 @@ def test_family_schedule_and_patience_settings():
     assert PipelineConfig(family_schedule="early-stop", patience=2).patience == 2
 
 
+def test_grid_seeds_reach_the_coefficient_search(tmp_path, monkeypatch, capsys):
+    import nasforge.pipeline
+    from nasforge.cli import main
+    from nasforge.pipeline import Pipeline
+    from nasforge.scaling import NASNetFamily
+
+    with pytest.raises(ConfigError, match="^grid_seeds: must be a positive integer, got 0"):
+        PipelineConfig(grid_seeds=0)
+    family = NASNetFamily(num_cells=1, num_filters=8, base_resolution=8, num_classes=10)
+    pipeline = Pipeline(PipelineConfig(grid_seeds=3), tmp_path / "run", progress=False)
+    assert pipeline._scaled_evaluator(family, 1.0).seeds == 3
+    assert Pipeline(PipelineConfig(), tmp_path / "run", progress=False)._scaled_evaluator(family, 1.0).seeds == 1
+    seen = []
+    monkeypatch.setattr(nasforge.pipeline, "run_pipeline", lambda config, *a, **k: seen.append(config) or {})
+    main(["run", "--grid-seeds", "2", "--run", str(tmp_path / "cli"), "--no-progress", "--json"])
+    assert seen[0].grid_seeds == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--grid-seeds", "0"])
+    assert exit_info.value.code == 2 and "--grid-seeds" in capsys.readouterr().err
+
+
 OLD_CONFIG = {"dataset": "digits", "space": "nasnet", "strategy": "evolution", "budget": "small", "trials": 2,
               "epochs": 1, "step": 0.25, "family_epochs": 1, "cells": None, "filters": None, "phi_max": 1,
               "seed": 0, "train_size": 150, "val_size": 50}  # a run stored before the family schedules

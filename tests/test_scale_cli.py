@@ -221,6 +221,7 @@ def test_library_call_and_resume_flag_checks(in_tmp, capsys):
     (["search", "efficientnet_b0", "--target", "0.5"], "target: must be a number >= 1"),
     (["search", "efficientnet_b0", "--resume"], "--resume: needs --run"),
     (["search", "efficientnet_b0", "--epochs", "2"], "--epochs: only applies with --evaluator proxy"),
+    (["search", "efficientnet_b0", "--seeds", "2"], "--seeds: only applies with --evaluator proxy"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, expected, in_tmp, capsys):
     assert main(["scale", *args]) == 2

@@ -356,7 +356,9 @@ def test_verdict_says_no_clear_winner_within_the_combined_standard_error():
     se = standard_error(0.37, "val_accuracy", 1000)
     assert se == pytest.approx(math.sqrt(0.37 * 0.63 / 1000))
     assert standard_error(0.5, "score", None) == 0.0 and standard_error(0.5, "val_accuracy", None) is None
-    assert standard_error(0.5, "val_accuracy", 100, reported=0.2) == 0.2  # a seed spread wider than binomial
+    # a spread over seeds adds to the binomial error of the one validation set they share
+    assert standard_error(0.5, "val_accuracy", 100, reported=0.2) == pytest.approx(math.hypot(0.05, 0.2))
+    assert standard_error(0.5, "score", None, reported=0.2) == pytest.approx(0.2)
     # The user's report: eight triples 0.323..0.370 on 1000 images, width-only 0.374.
     rewards = [0.370, 0.368, 0.361, 0.355, 0.349, 0.340, 0.331, 0.323]
     cands = [_cand(i, r, standard_error(r, "val_accuracy", 1000), alpha=1 + i / 10) for i, r in enumerate(rewards)]
@@ -412,7 +414,7 @@ def test_the_baseline_row_is_evaluated_with_the_candidates_schedule(tmp_path):
     fam = tiny_family()
     ev = ScaledMemberEvaluator(fam, _EpochRecorder(epochs=2))
     result = search_coefficients(fam, ev, tmp_path / "run", step=0.25, progress=False)
-    assert result.settings["schedule"] == {"evaluator": "epoch_recorder", "epochs": 2, "val_images": 400}
+    assert result.settings["schedule"] == {"evaluator": "epoch_recorder", "epochs": 2, "val_images": 400, "seeds": 1}
     base = result.baseline
     assert base["label"] == "baseline" and base["phi"] == 0 and base["status"] == "done"
     assert base["resolution"] == 32 and base["width_mult"] == 1.0 and base["reward"] == pytest.approx(0.5)
@@ -424,6 +426,60 @@ def test_the_baseline_row_is_evaluated_with_the_candidates_schedule(tmp_path):
     # resumed: the baseline is not evaluated again
     again = search_coefficients(fam, ev, tmp_path / "run", step=0.25, progress=False, resume=True)
     assert again.baseline == base
+
+
+def test_mean_over_seeds_averages_what_varies_and_sums_the_cost():
+    from nasforge.scaling.coefficients import mean_over_seeds, repeat_seeds
+
+    runs = [{"val_accuracy": a, "params": 10, "train_seconds": 2.0, "train_loss": [2.0, b], "stopped": None,
+             "flag": True} for a, b in ((0.50, 1.0), (0.56, 1.2), (0.53, 1.4))]
+    m = mean_over_seeds(runs, "val_accuracy")
+    assert m["val_accuracy"] == pytest.approx(0.53) and m["val_accuracy_seeds"] == [0.50, 0.56, 0.53]
+    assert m["val_accuracy_se"] == pytest.approx(0.03 / math.sqrt(3))  # sample std 0.03 over three seeds
+    assert m["train_loss"] == pytest.approx([2.0, 1.2]) and m["train_seconds"] == 6.0
+    assert m["params"] == 10 and m["flag"] is True and m["stopped"] is None and m["seeds"] == 3
+    assert mean_over_seeds(runs[:1], "val_accuracy") == runs[0]  # one seed: the evaluation itself
+    seeds = repeat_seeds(7, 4)
+    assert seeds[0] == 7 and len(set(seeds)) == 4 and repeat_seeds(7, 4) == seeds and repeat_seeds(7, 1) == [7]
+    with pytest.raises(ConfigError, match="^seeds: must be a positive integer, got 0"):
+        ScaledMemberEvaluator(tiny_family(), MACsScore(), seeds=0)
+
+
+class _SeedLuck(_EpochRecorder):
+    """The width's fake accuracy plus a seed-dependent 'training luck' of up to ±0.03."""
+
+    name = "seed_luck"
+
+    def evaluate(self, space, arch, seed):
+        m = super().evaluate(space, arch, seed)
+        return {**m, "val_accuracy": m["val_accuracy"] + (seed % 7 - 3) / 100, "train_seconds": 1.5}
+
+
+def test_grid_seeds_train_every_row_several_times_and_widen_its_standard_error(tmp_path):
+    import statistics
+
+    from nasforge.scaling.search import search_coefficients
+
+    fam = tiny_family()
+    one = search_coefficients(fam, ScaledMemberEvaluator(fam, _SeedLuck()), tmp_path / "one", step=0.25,
+                              progress=False)
+    ev = ScaledMemberEvaluator(fam, _SeedLuck(), seeds=3)
+    three = search_coefficients(fam, ev, tmp_path / "three", step=0.25, progress=False)
+    assert one.settings["schedule"]["seeds"] == 1 and three.settings["schedule"]["seeds"] == 3
+    assert "seeds" not in ScaledMemberEvaluator(fam, _SeedLuck()).config() and ev.config()["seeds"] == 3
+    widened = 0
+    for a, b in zip(one.candidates + [one.baseline], three.candidates + [three.baseline]):
+        accs = b["val_accuracy_seeds"]
+        assert b["seeds"] == 3 and len(accs) == 3 and b["train_seconds"] == 4.5
+        assert accs[0] == pytest.approx(a["reward"])  # the first seed is the one-seed run's evaluation
+        assert b["reward"] == pytest.approx(statistics.fmean(accs))
+        binomial = math.sqrt(b["reward"] * (1 - b["reward"]) / 400)
+        assert b["se"] == pytest.approx(math.hypot(binomial, statistics.stdev(accs) / math.sqrt(3)))
+        widened += b["se"] > binomial + 1e-9
+    assert widened > 0  # the seeds did differ
+    # the verdict weighs the wider errors
+    assert three.verdict["margin"] == pytest.approx(
+        2 * math.hypot(three.verdict["best"]["se"], three.verdict["runner_up"]["se"]))
 
 
 def test_family_epochs_grow_with_the_member_and_early_stopping_keeps_the_best_epoch():

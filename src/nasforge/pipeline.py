@@ -61,6 +61,7 @@ LEGACY_SETTINGS: dict[str, Any] = {
     "max_epochs": None,
     "eta": None,
     "search_evaluator": "proxy",
+    "grid_seeds": 1,
 }
 #: The multi-fidelity settings of the search stage, passed to its scheduler when one is named.
 SCHEDULER_SETTINGS = ("min_epochs", "max_epochs", "eta")
@@ -90,6 +91,7 @@ class PipelineConfig:
     max_epochs: int | None = None
     eta: int | None = None
     search_evaluator: str | None = None
+    grid_seeds: int = 1
 
     def __post_init__(self) -> None:
         from nasforge.scaling.schedule import check_schedule
@@ -117,6 +119,7 @@ class PipelineConfig:
             "filters",
             "train_size",
             "val_size",
+            "grid_seeds",
             *SCHEDULER_SETTINGS,
         ):
             value = getattr(self, name)
@@ -351,12 +354,14 @@ class Pipeline:
         )
 
     def _scaled_evaluator(self, family: Family, phi: float) -> ScaledMemberEvaluator:
-        """The coefficient search's evaluator: the phi member, `epochs` of proxy training."""
+        """The coefficient search's evaluator: the phi member, `epochs` of proxy training, `grid_seeds` times."""
         from nasforge.evaluators.proxy import ProxyTrainer
         from nasforge.scaling.coefficients import ScaledMemberEvaluator
 
         inner = ProxyTrainer(**_proxy_options(self.config, self.config.setting("epochs"), None))
-        return ScaledMemberEvaluator(family, inner, phi=phi, resolution_divisor=_divisor(family))
+        return ScaledMemberEvaluator(
+            family, inner, phi=phi, resolution_divisor=_divisor(family), seeds=self.config.grid_seeds
+        )
 
     def _member_evaluator(self, family: Family, phi: float, epochs: int) -> ScaledMemberEvaluator:
         """A family member's evaluator: its own epochs (or cap), early stopping, the test set."""

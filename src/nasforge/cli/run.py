@@ -59,6 +59,13 @@ def add_parser(sub: Any) -> None:
         "--step", type=positive_float, help=f"grid step of the alpha, beta, gamma search ({_preset('step')})"
     )
     p.add_argument(
+        "--grid-seeds",
+        type=positive_int,
+        default=1,
+        help="trainings of each alpha, beta, gamma candidate (and of the alternatives and the baseline), "
+        "from different seeds; the table shows their mean, and ± adds their spread (default: %(default)s)",
+    )
+    p.add_argument(
         "--family-epochs", type=positive_int, help=f"training epochs per family member ({_preset('family_epochs')})"
     )
     p.add_argument(
@@ -135,6 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         trials=args.trials,
         epochs=args.epochs,
         step=args.step,
+        grid_seeds=args.grid_seeds,
         family_epochs=args.family_epochs,
         cells=args.cells,
         filters=args.filters,
@@ -179,7 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     schedule = result.get("schedule") or {}
     grid = Table(
         title=f"coefficient search at phi = 1 ({fmt(schedule.get('epochs'), 'd')} epochs each, "
-        f"{fmt(schedule.get('val_images'), 'd')} validation images; ± is one standard error)"
+        f"{fmt(schedule.get('val_images'), 'd')} validation images"
+        + (f", mean of {schedule['seeds']} seeds" if (schedule.get("seeds") or 1) > 1 else "")
+        + "; ± is one standard error)"
     )
     for col in ("candidate", "alpha", "beta", "gamma", "val acc ± se", "MACs"):
         grid.add_column(col, justify="left" if col == "candidate" else "right")

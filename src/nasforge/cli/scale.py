@@ -173,6 +173,12 @@ def add_parser(sub: Any) -> None:
     )
     g.add_argument("--dataset", help="with proxy: images, digits (built in), npz:PATH, folder:PATH (default: digits)")
     g.add_argument("--epochs", type=positive_int, help="with proxy: training epochs per member (default: 3)")
+    g.add_argument(
+        "--seeds",
+        type=positive_int,
+        help="with proxy: trainings of each member from different seeds; the table shows their mean, "
+        "and ± adds their spread (default: 1)",
+    )
     g.add_argument("--batch-size", type=positive_int, help="with proxy: images per training batch (default: 64)")
     g.add_argument(
         "--train-size",
@@ -336,7 +342,7 @@ def _run_name(base: str) -> str:
     return f"runs/scale-{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-PROXY_FLAGS = ("dataset", "epochs", "batch_size", "train_size", "val_size", "device")
+PROXY_FLAGS = ("dataset", "epochs", "seeds", "batch_size", "train_size", "val_size", "device")
 
 
 def search_parts(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -374,7 +380,11 @@ def search_parts(args: argparse.Namespace) -> tuple[Any, Any]:
             latency=False,
         )
     evaluator = ScaledMemberEvaluator(
-        family, inner, resolution_divisor=_divisor(args, family.base_resolution), min_resolution=args.min_resolution
+        family,
+        inner,
+        resolution_divisor=_divisor(args, family.base_resolution),
+        min_resolution=args.min_resolution,
+        seeds=args.seeds or 1,
     )
     return family, evaluator
 
@@ -509,9 +519,14 @@ def print_result(result: Any, args: argparse.Namespace, run_name: str) -> None:
     out.print(table)
     schedule = result.settings.get("schedule") or {}
     if schedule.get("epochs") is not None:
+        seeds = schedule.get("seeds") or 1
         out.print(
             f"every row: {schedule['epochs']} epochs of training, {schedule.get('val_images')} validation "
-            f"images; ± is one standard error (√(p(1−p)/n))",
+            + (
+                f"images, the mean of {seeds} seeds; ± is one standard error (√(p(1−p)/n) and the seeds' spread)"
+                if seeds > 1
+                else "images; ± is one standard error (√(p(1−p)/n))"
+            ),
             soft_wrap=True,
         )
     if result.verdict is not None:

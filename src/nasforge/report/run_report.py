@@ -904,7 +904,14 @@ def _schedule_text(schedule: Any) -> str:
     if not _finite(epochs):
         return "Every row was scored by the same evaluator." if schedule.get("evaluator") else ""
     text = f"Every row was trained for the same {epochs:g} epochs"
-    return text + (f" and scored on the same {n:g} validation images." if _finite(n) else ".")
+    text += f" and scored on the same {n:g} validation images" if _finite(n) else ""
+    seeds = schedule.get("seeds")
+    if _finite(seeds) and seeds > 1:
+        text += (
+            f", {seeds:g} times from different seeds: each accuracy is their mean, and its ± adds their spread"
+            " to the validation set's binomial error"
+        )
+    return text + "."
 
 
 def _family_schedule_note(family: Mapping[str, Any], members: list[dict[str, Any]]) -> str:

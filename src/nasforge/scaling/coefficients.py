@@ -9,13 +9,17 @@ can show what compound scaling bought over scaling one dimension.
 
 `ScaledMemberEvaluator(family, inner)` turns a triple into metrics: it builds the phi = 1 member of
 `family` and hands it to `inner` (a `ProxyTrainer` to train it on the user's data, or the built-in
-`MACsScore`, which costs a fraction of a second and needs no data).
+`MACsScore`, which costs a fraction of a second and needs no data). With `seeds=K` every triple is
+trained K times from different seeds (`mean_over_seeds`): candidates a few hundredths apart after
+one short training are often apart by the luck of one initialisation, and the spread over seeds
+is what says so.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -401,6 +405,8 @@ class ScaledMemberEvaluator(Evaluator):
         inner: the evaluator of the member (`MACsScore()` by default).
         phi: the member to evaluate.
         resolution_divisor, min_resolution: resolution rounding and bound (the scaler's).
+        seeds: trainings per triple, from different seeds; their metrics are combined by
+            `mean_over_seeds` (1: one evaluation, as before this option existed).
     """
 
     name = "scaled_member"
@@ -412,12 +418,16 @@ class ScaledMemberEvaluator(Evaluator):
         phi: float = 1.0,
         resolution_divisor: int = 8,
         min_resolution: int = 1,
+        seeds: int = 1,
     ):
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ConfigError("seeds", f"must be a positive integer, got {seeds!r}")
         self.family = family or EfficientNetFamily()
         self.inner = inner or MACsScore()
         self.phi = float(phi)
         self.resolution_divisor = resolution_divisor
         self.min_resolution = min_resolution
+        self.seeds = seeds
         self._baseline_macs: int | None = None
 
     # read-only on purpose: the inner evaluator's metric (Evaluator declares a plain class attribute)
@@ -433,6 +443,8 @@ class ScaledMemberEvaluator(Evaluator):
             "phi": self.phi,
             "resolution_divisor": self.resolution_divisor,
             "min_resolution": self.min_resolution,
+            # absent at 1, so that a run stored before the option existed resumes unchanged
+            **({"seeds": self.seeds} if self.seeds > 1 else {}),
         }
 
     def baseline_macs(self) -> int:
@@ -462,7 +474,9 @@ class ScaledMemberEvaluator(Evaluator):
         elif hasattr(inner, "resolution"):
             inner = copy.copy(inner)
             inner.resolution = r
-        metrics = dict(inner.evaluate(member_space, triple, seed))
+        metrics = mean_over_seeds(
+            [dict(inner.evaluate(member_space, triple, s)) for s in repeat_seeds(seed, self.seeds)], self.reward_metric
+        )
         metrics.update(
             {
                 "alpha": triple.alpha,
@@ -480,6 +494,48 @@ class ScaledMemberEvaluator(Evaluator):
         if isinstance(metrics.get("macs"), (int, float)):
             metrics["macs_ratio"] = metrics["macs"] / self.baseline_macs()
         return metrics
+
+
+def repeat_seeds(seed: int, count: int) -> list[int]:
+    """`seed` itself, then `count - 1` seeds derived from it (a trial's seed rule, with the repeat as
+    the index), so one seed gives exactly the single evaluation and repeats never collide."""
+    from nasforge.experiment.experiment import trial_seed
+
+    return [seed] + [trial_seed(seed, k) for k in range(1, count)]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def mean_over_seeds(runs: list[Metrics], metric: str) -> Metrics:
+    """One set of metrics from the same evaluation under several seeds.
+
+    Numbers that differ between the runs are averaged (curves of equal length point by point),
+    `*_seconds` are summed (the candidate cost all the runs), anything else is the first run's.
+    The values of `metric` are kept as `<metric>_seeds`, and the standard error of their mean,
+    s / sqrt(K), as `<metric>_se` (the spread due to training; the coefficient search adds the
+    validation set's own binomial error to it). One run is returned as it is.
+    """
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    for key, first in runs[0].items():
+        values = [run.get(key) for run in runs]
+        if all(_number(v) for v in values):
+            if key.endswith("_seconds"):
+                out[key] = math.fsum(values)  # type: ignore[arg-type]
+            elif any(v != first for v in values):
+                out[key] = statistics.fmean(values)  # type: ignore[arg-type]
+        elif all(isinstance(v, list) and len(v) == len(first) and all(map(_number, v)) for v in values):
+            out[key] = [statistics.fmean(point) for point in zip(*values)]
+    scores = [run.get(metric) for run in runs]
+    if all(_number(v) for v in scores):
+        measured = [float(v) for v in scores]  # type: ignore[arg-type]
+        out[f"{metric}_seeds"] = measured
+        out[f"{metric}_se"] = statistics.stdev(measured) / math.sqrt(len(measured))
+    out["seeds"] = len(runs)
+    return out
 
 
 class _MemberSpace(SearchSpace[CoefficientTriple]):
@@ -530,6 +586,8 @@ __all__ = [
     "balanced_returns_score",
     "candidates",
     "grid_values",
+    "mean_over_seeds",
+    "repeat_seeds",
     "single_dimension_alternatives",
 ]
 

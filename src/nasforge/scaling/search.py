@@ -8,7 +8,8 @@ stopped without evaluating a triple twice), then picks the best admissible tripl
 reports the alternatives beside it.
 
 Every candidate carries the standard error of its reward (`se`): for an accuracy on n validation
-images the binomial sqrt(p (1 - p) / n), for a deterministic score (`MACsScore`) 0. The result's
+images the binomial sqrt(p (1 - p) / n), with an evaluator's `seeds=K` the spread of the K runs'
+mean added to it, for a deterministic score (`MACsScore`) 0. The result's
 `verdict` says whether the best triple is ahead of the runner-up by more than
 Z_MARGIN x sqrt(se_best^2 + se_runner^2) ("clear winner") or not ("no clear winner"), and compares
 the best triple with the best single-dimension alternative the same way. The choice itself stays
@@ -53,7 +54,15 @@ from nasforge.scaling.family import Family, family_from
 #: What every candidate row holds about its phi = 1 member (None until it is evaluated).
 MEMBER_FIELDS = ("params", "macs", "macs_ratio", "width_mult", "depth_mult", "resolution")
 #: Metrics copied from a trial into its candidate row when the evaluator reports them.
-CANDIDATE_METRICS = (*MEMBER_FIELDS, "val_accuracy", "score", "ideal_ratio", "train_seconds")
+CANDIDATE_METRICS = (
+    *MEMBER_FIELDS,
+    "val_accuracy",
+    "score",
+    "ideal_ratio",
+    "train_seconds",
+    "seeds",
+    "val_accuracy_seeds",
+)
 INTEGER_FIELDS = ("params", "macs", "resolution")
 #: Two candidates are told apart when their rewards differ by more than this many combined
 #: standard errors (about a 95 % two-sided test of the difference for accuracies).
@@ -233,8 +242,9 @@ def standard_error(value: Any, metric: str, n_val: int | None, reported: Any = N
 
     An accuracy p on n validation images: the binomial sqrt(p (1 - p) / n) (at least 1/(2n)
     is never assumed: p = 0 or 1 gives 0). A deterministic score (`MACsScore`'s "score"): 0.
-    A `<metric>_se` the evaluator reports (e.g. a spread over seeds) wins when it is larger.
-    None when nothing is known (a custom objective without either).
+    A `<metric>_se` the evaluator reports (the spread over seeds of `mean_over_seeds`) is added in
+    quadrature: the seeds share one validation set, so its sampling error does not average out
+    (counting it whole is the cautious side). None when nothing is known.
     """
     se: float | None = None
     if metric == "score":
@@ -242,7 +252,7 @@ def standard_error(value: Any, metric: str, n_val: int | None, reported: Any = N
     elif metric in ACCURACY_METRICS and _finite(value) and 0.0 <= value <= 1.0 and n_val:
         se = math.sqrt(value * (1.0 - value) / n_val)
     if _finite(reported) and reported >= 0:
-        se = float(reported) if se is None else max(se, float(reported))
+        se = float(reported) if se is None else math.hypot(se, float(reported))
     return se
 
 
@@ -610,6 +620,7 @@ def evaluation_schedule(evaluator: object, n_val: int | None = None) -> dict[str
         "evaluator": getattr(inner, "name", type(inner).__name__),
         "epochs": getattr(train, "epochs", None),
         "val_images": n_val,
+        "seeds": getattr(evaluator, "seeds", 1),
     }
     for name in ("train_size", "val_size"):
         if getattr(inner, name, None) is not None:
@@ -634,6 +645,7 @@ def evaluate_baseline(
         phi=0.0,
         resolution_divisor=scaled.resolution_divisor,
         min_resolution=scaled.min_resolution,
+        seeds=scaled.seeds,
     )
     row: dict[str, Any] = {"label": "baseline", "phi": 0, "alpha": 1.0, "beta": 1.0, "gamma": 1.0}
     try:
