@@ -58,13 +58,13 @@ def print_table(title: str, columns: list[str], rows: list[list], width: int | N
     Console(width=width).print(table)
 
 
-def run_search(folder: Path, flags: list[str], threads: int, cwd: Path) -> dict:
-    """Run (or resume) one `nasforge search` into run folder FOLDER in a child process.
+def run_nasforge(command: str, folder: Path, flags: list[str], threads: int, cwd: Path) -> dict:
+    """Run (or resume) `nasforge COMMAND` (search, run) into run folder FOLDER in a child process.
 
-    Returns the search's JSON summary with what the whole process of this sitting took
-    (`process_s`: loading the data and a zero-cost reference sample come before the search's own
-    clock starts), the 1-minute load averages before and after (near the search's own threads means
-    the machine was otherwise idle) and the command, so a result says how it was produced.
+    Returns its JSON result with what the whole process of this sitting took (`process_s`: loading
+    the data and a zero-cost reference sample come before a search's own clock starts), the 1-minute
+    load averages before and after (near the command's own threads means the machine was otherwise
+    idle) and the command, so a result says how it was produced.
     """
     import os
     import subprocess
@@ -73,7 +73,7 @@ def run_search(folder: Path, flags: list[str], threads: int, cwd: Path) -> dict:
 
     from nasforge.experiment import Store
 
-    cmd = [sys.executable, "-m", "nasforge.cli", "search", *flags, "--run", str(folder), "--no-progress", "--json"]
+    cmd = [sys.executable, "-m", "nasforge.cli", command, *flags, "--run", str(folder), "--no-progress", "--json"]
     if Store.exists(folder):
         cmd.append("--resume")
     print(f"  {' '.join(cmd[3:])}", flush=True)

@@ -40,7 +40,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, nb201_on_cifar10, print_table, run_search, write_json  # noqa: E402
+from _common import RESULTS, nb201_on_cifar10, print_table, run_nasforge, write_json  # noqa: E402
 
 from nasforge.evaluators.table import NB201Table, row_architectures  # noqa: E402
 from nasforge.experiment import Store  # noqa: E402
@@ -87,7 +87,7 @@ def search(name: str, arm: str, seed: int, budget: float, dataset: str, threads:
         flags += ["--time", str(budget)]
     print(f"{arm} seed {seed}:", flush=True)
     folder = run_dir(name, arm, seed)
-    summary = run_search(folder, flags, threads, ROOT)
+    summary = run_nasforge("search", folder, flags, threads, ROOT)
     record = score(folder, summary, seed)
     record.update({k: summary[k] for k in ("process_s", "load_1min_before_after", "command")})
     result_file(name, arm, seed).parent.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, print_table, run_search, write_json  # noqa: E402
+from _common import RESULTS, print_table, run_nasforge, write_json  # noqa: E402
 
 from nasforge.arch.nasnet_cells import NASNET_A  # noqa: E402
 from nasforge.data.datasets import load_dataset  # noqa: E402
@@ -69,7 +69,7 @@ def searched(arm: str, seed: int, threads: int) -> Path:
         return kept
     folder = ROOT / "runs" / "live_nasnet" / f"{arm}-s{seed}"
     print(f"search {arm} seed {seed}:", flush=True)
-    summary = run_search(folder, ["--space", "nasnet", "--dataset", f"npz:{SHARED / 'train.npz'}",
+    summary = run_nasforge("search", folder, ["--space", "nasnet", "--dataset", f"npz:{SHARED / 'train.npz'}",
                                   "--seed", str(seed), *SEARCHES[arm]], threads, ROOT)
     with Store.open(folder, readonly=True) as store:
         best, trials = store.best(1)[0], len(store.trials())

@@ -30,16 +30,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, print_table, write_json  # noqa: E402
-
-from nasforge.experiment import Store  # noqa: E402
+from _common import RESULTS, print_table, run_nasforge, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "cifar10"
@@ -48,20 +43,10 @@ FOLDER = ROOT / "runs" / "scaling_cifar"
 
 def run(args: argparse.Namespace, rest: list[str]) -> dict:
     """Run (or resume) the pipeline; its JSON result with how this sitting was run."""
-    folder = FOLDER / args.name
-    cmd = [sys.executable, "-m", "nasforge.cli", "run", "--dataset", f"npz:{SHARED / 'train.npz'}",
-           "--test-dataset", f"npz:{SHARED / 'test.npz'}", "--budget", args.budget,
-           "--grid-seeds", str(args.grid_seeds), "--family-schedule", args.family_schedule,
-           "--seed", str(args.seed), *rest, "--run", str(folder), "--no-progress", "--json"]
-    if Store.exists(folder):
-        cmd.append("--resume")
-    print(" ".join(["nasforge", *cmd[3:]]), flush=True)
-    start = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)},
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{folder} failed:\n{proc.stderr[-2000:]}")
-    return {**json.loads(proc.stdout), "sitting_s": time.time() - start, "command": " ".join(["nasforge", *cmd[3:]])}
+    flags = ["--dataset", f"npz:{SHARED / 'train.npz'}", "--test-dataset", f"npz:{SHARED / 'test.npz'}",
+             "--budget", args.budget, "--grid-seeds", str(args.grid_seeds), "--family-schedule", args.family_schedule,
+             "--seed", str(args.seed), *rest]
+    return run_nasforge("run", FOLDER / args.name, flags, args.threads, ROOT)
 
 
 def binomial_se(p: float | None, n: int | None) -> float | None:
@@ -95,7 +80,7 @@ def summary(name: str, result: dict) -> dict:
             "family_rises": all(s["rises"] for s in steps),
             "beats_every_alternative": bool(alternatives) and all(a["clearly_better"] for a in alternatives),
             "schedule": result.get("schedule"), "family_schedule": result.get("family_schedule"),
-            "command": result.get("command"), "sitting_s": result.get("sitting_s")}
+            "command": result.get("command"), "sitting_s": result.get("process_s")}
 
 
 def show(s: dict) -> None:
