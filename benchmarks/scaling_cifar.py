@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, print_table, run_nasforge, write_json  # noqa: E402
+
+from nasforge.scaling.search import compare, standard_error  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "cifar10"
@@ -49,31 +50,26 @@ def run(args: argparse.Namespace, rest: list[str]) -> dict:
     return run_nasforge("run", FOLDER / args.name, flags, args.threads, ROOT)
 
 
-def binomial_se(p: float | None, n: int | None) -> float | None:
-    return math.sqrt(p * (1 - p) / n) if p is not None and n else None
-
-
 def summary(name: str, result: dict) -> dict:
-    """What the goal asks, read off the pipeline's result."""
+    """What the goal asks, read off the pipeline's result, compared as the pipeline's verdict compares."""
     n_val = (result.get("schedule") or {}).get("val_images")
     verdict = result.get("verdict") or {}
     best = result["coefficients"]
     alternatives = []
     for cand in result.get("candidates", []):
         if cand.get("label", "compound") != "compound" and cand.get("reward") is not None:
-            diff = best["reward"] - cand["reward"]
-            margin = 2 * math.hypot(best["se"], cand["se"])
+            pair = compare(best, cand)
             alternatives.append({"label": cand["label"], "val": cand["reward"], "se": cand["se"],
-                                 "chosen_minus_it": diff, "margin": margin, "clearly_better": diff > margin})
+                                 "chosen_minus_it": pair["difference"], "margin": pair["margin"],
+                                 "clearly_better": bool(pair["clear"]) and pair["difference"] > 0})
     members = [{"phi": m["phi"], "epochs": m.get("epochs"), "val": m.get("val_accuracy"),
-                "se": binomial_se(m.get("val_accuracy"), n_val), "test": m.get("test_accuracy"),
+                "se": standard_error(m.get("val_accuracy"), "val_accuracy", n_val), "test": m.get("test_accuracy"),
                 "params": m.get("params"), "macs": m.get("macs")} for m in result.get("members", [])]
     steps = []
     for a, b in zip(members, members[1:]):
-        diff = b["val"] - a["val"]
-        margin = 2 * math.hypot(a["se"] or 0.0, b["se"] or 0.0)
-        steps.append({"from": a["phi"], "to": b["phi"], "difference": diff, "margin": margin,
-                      "rises": diff > 0, "clearly": diff > margin})
+        pair = compare({"reward": b["val"], "se": b["se"]}, {"reward": a["val"], "se": a["se"]})
+        steps.append({"from": a["phi"], "to": b["phi"], "difference": pair["difference"], "margin": pair["margin"],
+                      "rises": pair["difference"] > 0, "clearly": bool(pair["clear"]) and pair["difference"] > 0})
     return {"name": name, "chosen": {k: best[k] for k in ("alpha", "beta", "gamma", "reward", "se")},
             "grid_verdict": verdict.get("text"), "grid_clear": verdict.get("clear"),
             "alternatives": alternatives, "members": members, "steps": steps,

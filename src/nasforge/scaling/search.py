@@ -292,8 +292,9 @@ def _candidate(
     return row
 
 
-def _pair(a: Mapping[str, Any], b: Mapping[str, Any], z: float) -> dict[str, Any]:
-    """How far `a` is ahead of `b` and whether that is more than `z` combined standard errors."""
+def compare(a: Mapping[str, Any], b: Mapping[str, Any], z: float = Z_MARGIN) -> dict[str, Any]:
+    """How far `a` is ahead of `b` (their "reward"s) and whether that is more than `z` combined
+    standard errors (their "se"s; `clear` is None when either is unknown)."""
     diff = a["reward"] - b["reward"]
     diff = 0.0 if abs(diff) < 1e-9 else diff  # float noise of equal rewards (the ranking's ties)
     if _finite(a.get("se")) and _finite(b.get("se")):
@@ -342,12 +343,12 @@ def verdict(candidates: Sequence[Mapping[str, Any]], z: float = Z_MARGIN) -> dic
     }
     if len(ranked) > 1:
         runner = ranked[1]
-        pair = _pair(best, runner, z)
+        pair = compare(best, runner, z)
         out.update(runner_up=brief(runner), **pair)
-        out["tied"] = [_name(c) for c in ranked if _pair(best, c, z)["clear"] is False or c is best]
+        out["tied"] = [_name(c) for c in ranked if compare(best, c, z)["clear"] is False or c is best]
     alts = sorted((c for c in candidates if c.get("label") != "compound" and _finite(c.get("reward"))), key=_rank_key)
     if alts:
-        pair = _pair(best, alts[0], z)
+        pair = compare(best, alts[0], z)
         better = None if pair["clear"] is not True else ("compound" if pair["difference"] > 0 else "alternative")
         out["alternative"] = {**brief(alts[0]), **pair, "better": better}
     out["text"] = verdict_text(out)
@@ -682,6 +683,7 @@ __all__ = [
     "RebasedFamily",
     "check_members",
     "collect_result",
+    "compare",
     "evaluate_baseline",
     "evaluation_schedule",
     "open_result",
