@@ -14,9 +14,20 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def machine() -> dict:
+    """What a figure was measured on. The CPU's vector instruction set is recorded because the same
+    "2-core machine" has been an AVX2 and an AVX-512 one across sittings, and CPU timings differ."""
     return {"python": platform.python_version(), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
-            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor()}
+            "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor(),
+            "cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
 
 
 def write_json(name: str, data: dict) -> Path:

@@ -13,9 +13,10 @@ of its own, where nasforge is installed without its dependencies:
 Every library runs in the same process, with the same torch, threads and inputs; the models are
 randomly initialised (only the architectures are compared: timm's ``efficientnet_b0``,
 ``efficientnet_b3`` and ``nasnetalarge`` from its efficientnet.py and nasnet.py, torchvision's
-``efficientnet_b0``/``b3``). Runs are interleaved -- repeat r times every variant once -- so that a
-change in machine load hits all of them alike, and each figure is the median of the repeats
-after one untimed warm-up call each.
+``efficientnet_b0``/``b3``). Runs are interleaved -- repeat r times every variant once, each round
+starting one variant later -- so that a change in machine load hits all of them alike and no
+variant always runs after the same neighbour; each figure is the median of the repeats after one
+untimed warm-up call each.
 
 Inference (eval mode, ``torch.inference_mode``), per model: nasforge eager with a contiguous
 (NCHW) input and weights, nasforge eager channels_last (weights and input), nasforge deployed
@@ -190,14 +191,19 @@ def _train_step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> Call
 
 def interleaved(variants: dict[str, Callable[[], Any]], repeats: int, inference: bool,
                 label: str) -> dict[str, list[float]]:
-    """Milliseconds of every variant, `repeats` rounds each running every variant once."""
+    """Milliseconds of every variant, `repeats` rounds each running every variant once.
+
+    Each round starts one variant later than the one before, so that no variant always follows
+    the same neighbour (a variant inherits the allocator and cache state the previous one left)."""
     times: dict[str, list[float]] = {k: [] for k in variants}
+    keys = list(variants)
     context = torch.inference_mode if inference else torch.enable_grad
     with context():
         for fn in variants.values():  # warm-up: oneDNN primitives, allocator, compiled kernels
             fn()
         for r in range(repeats):
-            for key, fn in variants.items():
+            for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+                fn = variants[key]
                 start = time.perf_counter()
                 fn()
                 times[key].append((time.perf_counter() - start) * 1e3)

@@ -155,11 +155,12 @@ class _CountOps(TorchDispatchMode):
 
     def __init__(self):
         super().__init__()
-        self.relus = self.adds = 0
+        self.relus = self.adds = self.inplace_relus = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket in (torch.ops.aten.relu, torch.ops.aten.relu_):
             self.relus += 1
+            self.inplace_relus += func.overloadpacket is torch.ops.aten.relu_
         elif func is torch.ops.aten.add.Tensor:
             self.adds += 1
         return func(*args, **(kwargs or {}))
@@ -186,6 +187,11 @@ def test_nasnet_computes_each_shared_relu_once_and_fuses_its_sums():
     assert fast.relus == eager.relus - report.shared_relus - report.fused_conv_act
     assert fast.relus < eager.relus * 0.6
     assert fast.adds == eager.adds - report.fused_conv_add
+    # a network output that every reader takes through a ReLU is overwritten by it: all but the
+    # stem's (the first cell takes it as it is) and the third cell's (the fourth cell's h_{i-1}
+    # needs no 1x1 conv at this width, so it is read as it is too)
+    assert deployed.relu_inplace == [False, True, False] + [True] * (len(deployed.cells) - 2)
+    assert fast.inplace_relus >= sum(deployed.relu_inplace)
     _assert_same(model, deployed, x)  # (test_train_export scripts and exports a deployed NASNet-A)
 
 

@@ -9,7 +9,7 @@ from nasforge.arch.nasnet_cells import NASNET_A
 from nasforge.errors import ConfigError, UnknownNameError
 from nasforge.export import to_exported_program, to_onnx
 from nasforge.models import create, get_model_spec, list_models
-from nasforge.nn.layers import DropPath
+from nasforge.nn.layers import DropPath, FactorizedReduce
 from nasforge.nn.ops import OP_NAMES
 from nasforge.profile import count_macs, count_params
 from nasforge.spaces import SPACES, NASNetSpace
@@ -121,6 +121,34 @@ def test_drop_path_is_identity_in_eval_and_unbiased_in_training():
     d.eval()
     assert torch.equal(d(x), x)
 
+
+
+@pytest.mark.parametrize("size", [(8, 8), (9, 9), (6, 7), (1, 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_factorized_reduce_reads_the_even_and_the_shifted_odd_pixels(size, channels_last):
+    """TF slim's factorized_reduction: path 1 convolves pixels (2i, 2j), path 2 pixels
+    (2i + 1, 2j + 1) with zeros past an odd-sized edge; BN over both halves. Values and gradients."""
+    torch.manual_seed(0)
+    module = FactorizedReduce(3, 4).train()
+    x = torch.randn(2, 3, *size)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    shifted = torch.zeros_like(x)
+    shifted[:, :, :-1, :-1] = torch.relu(x)[:, :, 1:, 1:]
+    halves = [torch.einsum("oc,nchw->nohw", conv.weight[:, :, 0, 0], src[:, :, ::2, ::2])
+              for conv, src in ((module.path1, torch.relu(x)), (module.path2, shifted))]
+    expected = torch.nn.functional.batch_norm(torch.cat(halves, 1), None, None, module.bn.weight, module.bn.bias,
+                                              training=True, eps=module.bn.eps)
+    out = module(x)
+    assert out.shape == (2, 4, (size[0] + 1) // 2, (size[1] + 1) // 2)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(out)
+    wanted = torch.autograd.grad(expected, [x, module.path1.weight, module.path2.weight], grad)
+    got = torch.autograd.grad(out, [x, module.path1.weight, module.path2.weight], grad)
+    for a, b in zip(got, wanted):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 def _cheap(name):
     """A registered model at an export-cheap size: NASNets at N=1, F=8; EfficientNets at their own

@@ -495,25 +495,34 @@ class SharedReluNASNet(NASNet):
 
     Every reader of a cell's output -- the preprocessing of the next two cells and the head --
     starts with a ReLU (TF slim's `nasnet_utils.py`: ``_reduce_prev_layer`` and the cell base), so
-    the eager network computes each ReLU twice on the widest tensors it has."""
+    the eager network computes each ReLU twice on the widest tensors it has. When no reader wants
+    the output without its ReLU, the ReLU overwrites it: the cell output is the widest tensor of
+    its stage and a fresh one costs new pages as well as the pass over it."""
 
     if TYPE_CHECKING:  # set by `_share_relus`
         relu_inputs: list[tuple[bool, bool]]
         relu_outputs: list[bool]
+        relu_inplace: list[bool]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = [self.stem(x)]
-        relued = [torch.relu(outputs[0]) if self.relu_outputs[0] else outputs[0]]
+        relued = [self._relu(outputs[0], 0)]
         for k, cell in enumerate(self.cells):
             pp, p = self._inputs[k]
             relu_pp, relu_p = self.relu_inputs[k]
             out = cell(relued[pp] if relu_pp else outputs[pp], relued[p] if relu_p else outputs[p])
-            relued.append(torch.relu(out) if self.relu_outputs[k + 1] else out)
-            outputs.append(out)
+            relued.append(self._relu(out, k + 1))
+            outputs.append(relued[-1] if self.relu_inplace[k + 1] else out)
             for i, last in enumerate(self._last_read):
                 if last == k:
                     outputs[i] = relued[i] = out.new_empty(0)
         return self.classifier(self.head_dropout(relued[-1].mean((2, 3))))
+
+    def _relu(self, out: torch.Tensor, index: int) -> torch.Tensor:
+        """What the readers of output `index` that start with a ReLU take."""
+        if not self.relu_outputs[index]:
+            return out
+        return out.relu_() if self.relu_inplace[index] else torch.relu(out)
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.forward(x), None  # deployed: no auxiliary head
@@ -544,17 +553,21 @@ def _share_relus(root: nn.Module, report: DeployReport, fuse_add: bool) -> None:
         if type(module) is not NASNet or module.aux is not None:
             continue
         readers = [0] * (1 + len(module.cells))  # per network output: readers that start with a ReLU
+        raw_readers = [0] * (1 + len(module.cells))  # ... and readers that take it as it is
         relu_inputs: list[tuple[bool, bool]] = []
         for cell, (pp, p) in zip(module.cells, module._inputs):
             relu_pp, relu_p = _strip_leading_relu(cell, "preprocess0"), _strip_leading_relu(cell, "preprocess1")
             relu_inputs.append((relu_pp, relu_p))
             readers[pp] += relu_pp
             readers[p] += relu_p
+            raw_readers[pp] += not relu_pp
+            raw_readers[p] += not relu_p
         readers[-1] += 1  # the head's ReLU
         module.__class__ = SharedReluNASNet
         net = cast(SharedReluNASNet, module)
         net.relu_inputs = relu_inputs
         net.relu_outputs = [n > 0 for n in readers]
+        net.relu_inplace = [n > 0 and raw == 0 for n, raw in zip(readers, raw_readers)]
         report.shared_relus += sum(readers) - sum(net.relu_outputs)
 
 

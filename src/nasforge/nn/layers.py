@@ -31,6 +31,12 @@ class FactorizedReduce(nn.Module):
 
     Two strided 1x1 paths, the second shifted by one pixel, each producing half of the output
     channels; a strided 1x1 conv alone would only ever see the even-indexed pixels.
+
+    The maths is TF slim's `factorized_reduction` (nasnet_utils.py): path 1 reads pixels (2i, 2j),
+    path 2 pixels (2i + 1, 2j + 1), zero where that falls off an odd-sized map. It is computed
+    without the reference's padded copy of the whole map and its 1x1 average pools: path 1 is a
+    stride-2 conv, path 2 convolves the odd pixels' quarter-sized slice, padded only when the map
+    is odd-sized (on a CPU the full-size pad cost as much as both convs).
     """
 
     def __init__(self, in_ch: int, out_ch: int, relu_first: bool = True, bn: dict | None = None):
@@ -38,16 +44,18 @@ class FactorizedReduce(nn.Module):
         if out_ch % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {out_ch}")
         self.relu = nn.ReLU() if relu_first else nn.Identity()
-        self.path1 = nn.Conv2d(in_ch, out_ch // 2, 1, bias=False)
+        self.path1 = nn.Conv2d(in_ch, out_ch // 2, 1, stride=2, bias=False)
         self.path2 = nn.Conv2d(in_ch, out_ch // 2, 1, bias=False)
         self.bn = nn.BatchNorm2d(out_ch, **(bn or {}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
-        a = self.path1(F.avg_pool2d(x, 1, stride=2))
-        shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]
-        b = self.path2(F.avg_pool2d(shifted, 1, stride=2))
-        return self.bn(torch.cat([a, b], dim=1))
+        a = self.path1(x)
+        odd = x[:, :, 1::2, 1::2]
+        short_h, short_w = a.shape[-2] - odd.shape[-2], a.shape[-1] - odd.shape[-1]
+        if short_h or short_w:
+            odd = F.pad(odd, (0, short_w, 0, short_h))
+        return self.bn(torch.cat([a, self.path2(odd)], dim=1))
 
 
 class DropPath(nn.Module):
