@@ -8,7 +8,8 @@ alpha, beta, gamma beat scaling one dimension by more than its standard error?
 
 Each configuration is one `nasforge run --dataset npz:../shared/data/cifar10/train.npz --test-dataset
 npz:../shared/data/cifar10/test.npz` in the run folder runs/scaling_cifar/NAME, resumed where a
-sitting stopped (the pipeline resumes every stage; a trial cut off is trained again), so the
+sitting stopped (the pipeline resumes every stage; a grid or search trial cut off is trained again,
+a family member goes on from its last finished epoch), so the
 benchmark spreads over several sittings. The validation split (10 % of the training images) is what
 the pipeline chooses by; the 10,000 test images are scored once per family member and only reported.
 

@@ -363,8 +363,12 @@ class Pipeline:
             family, inner, phi=phi, resolution_divisor=_divisor(family), seeds=self.config.grid_seeds
         )
 
+    def _member_checkpoint(self, phi: int) -> Path:
+        return self.run_dir / "family" / f"phi{phi}.ckpt"
+
     def _member_evaluator(self, family: Family, phi: float, epochs: int) -> ScaledMemberEvaluator:
-        """A family member's evaluator: its own epochs (or cap), early stopping, the test set."""
+        """A family member's evaluator: its own epochs (or cap), early stopping, the test set, and a
+        checkpoint after every epoch, so that a killed run goes on inside the member it was training."""
         from nasforge.scaling.coefficients import ScaledMemberEvaluator
         from nasforge.scaling.schedule import DEFAULT_PATIENCE, MemberTrainer
 
@@ -376,6 +380,7 @@ class Pipeline:
             patience=patience,
             test_dataset=cfg.test_dataset,
             schedule=cfg.family_schedule,
+            checkpoint=self._member_checkpoint(int(phi)),
         )
         return ScaledMemberEvaluator(family, inner, phi=phi, resolution_divisor=_divisor(family))
 
@@ -456,6 +461,7 @@ class Pipeline:
                     )
                 member["schedule"] = cfg.family_schedule
                 store.set_marker(key, member)
+                self._member_checkpoint(phi).unlink(missing_ok=True)  # the marker holds the result now
             members.append(member)
         # phi = 0 against the phi = 1 alternatives: the baseline row is the one evaluated with the
         # coefficient search's own schedule (same epochs as the alternatives), never the family's.

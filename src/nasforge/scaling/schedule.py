@@ -21,13 +21,21 @@ which a proxy run cannot afford. Three schedules are offered instead:
 
 Each member records `epochs` (trained), `max_epochs` (its schedule or cap), `best_epoch`
 (early-stop), `stopped` ("schedule", "patience" or "cap") and a sentence `stop_reason`.
+
+A member's training can outlast a sitting (on a CPU the phi = 2 member of a real dataset is hours),
+so `MemberTrainer(checkpoint=PATH)` saves its state after every epoch -- weights, optimizer,
+learning-rate schedule, random-number generators, the validation history and the best epoch's
+weights -- and a later call with the same member and seed goes on from the last finished epoch,
+with the result an uninterrupted training would have given.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,6 +102,9 @@ class MemberTrainer(ProxyTrainer):
             best epoch's weights (None: train all `train.epochs`).
         test_dataset: a dataset spec whose images replace the test split (reported only).
         schedule: the schedule's name, recorded in the metrics.
+        checkpoint: a file to save the training state to after every epoch and to go on from
+            (None: no checkpoint). It is where the work is kept, not part of the result, so it is
+            not in `config()`; a file of another member or seed is ignored and overwritten.
     """
 
     name = "member_trainer"
@@ -104,6 +115,7 @@ class MemberTrainer(ProxyTrainer):
         patience: int | None = None,
         test_dataset: str | None = None,
         schedule: str = "fixed",
+        checkpoint: str | os.PathLike | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -111,6 +123,7 @@ class MemberTrainer(ProxyTrainer):
         self.patience = patience
         self.test_dataset = test_dataset
         self.schedule = schedule
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
 
     def config(self) -> dict[str, Any]:
         return {
@@ -130,7 +143,7 @@ class MemberTrainer(ProxyTrainer):
         if fidelity is not None:
             raise ConfigError("fidelity", "family members are trained to their own schedule, not a fidelity")
         epochs = self.train.epochs
-        if self.patience is None:
+        if self.patience is None and self.checkpoint is None:
             metrics = dict(super().evaluate(space, arch, seed))
             metrics.update(
                 epochs=epochs,
@@ -141,29 +154,45 @@ class MemberTrainer(ProxyTrainer):
                 stop_reason=f"end of its {epochs}-epoch schedule",
             )
             return metrics
-        return self._early_stopped(space, arch, seed)
+        return self._by_epoch(space, arch, seed)
 
-    def _early_stopped(self, space: SearchSpace, arch: Any, seed: int) -> dict[str, Any]:
+    def _by_epoch(self, space: SearchSpace, arch: Any, seed: int) -> dict[str, Any]:
+        """Train one epoch at a time: for early stopping (validation after each) and for the
+        checkpoint. Without patience the result is the uninterrupted training's, epoch for epoch."""
         from nasforge.evaluators.training import evaluate_accuracy, train_model
         from nasforge.profile import count_macs, count_params, measure_latency
 
         splits = self.splits()
         resolution = self.resolution or splits.resolution
-        cap, patience = self.train.epochs, int(self.patience or 1)
+        cap = self.train.epochs
         start = time.perf_counter()
-        history: list[float] = []
-        train_loss: list[float] = []
-        best_acc, best_epoch, best_weights = -math.inf, 0, None
-        seconds, images_per_second = 0.0, 0.0
-        stopped = "cap"
+        identity = f"{arch!r} seed {seed} epochs {cap} patience {self.patience}"
+        saved = self._load_checkpoint(identity)
+        progress: dict[str, Any] = saved or {
+            "identity": identity,
+            "epoch": 0,
+            "state": None,
+            "history": [],
+            "train_loss": [],
+            "best_acc": -math.inf,
+            "best_epoch": 0,
+            "best_weights": None,
+            "patience_stop": False,
+            "final_weights": None,
+            "seconds": 0.0,
+            "images_per_second": 0.0,
+        }
+        stopped = "cap" if self.patience is not None else "schedule"
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = self.build(space, arch, splits)
             params = count_params(model)
             macs = count_macs(model, resolution, splits.in_channels)
-            state = None
             augment = self.augmentation(splits)
-            for epoch in range(1, cap + 1):
+            result = None
+            while progress["epoch"] < cap and not progress["patience_stop"]:
+                epoch = progress["epoch"] + 1
+                last = epoch == cap and self.patience is None
                 result = train_model(
                     model,
                     splits,
@@ -173,27 +202,39 @@ class MemberTrainer(ProxyTrainer):
                     resolution=self.resolution,
                     horizon=cap,
                     until=epoch,
-                    resume=state,
+                    resume=progress["state"],
+                    evaluate_test=last and self.report_test,
                 )
-                state = result.state
-                seconds += result.train_seconds
-                images_per_second = result.images_per_second
-                train_loss = list(result.train_loss)
-                history.append(result.val_accuracy)
-                if result.val_accuracy > best_acc:
-                    best_acc, best_epoch = result.val_accuracy, epoch
-                    best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if epoch - best_epoch >= patience and epoch < cap:
-                    stopped = "patience"
-                    break
-            trained = len(history)
-            if best_weights is not None:
-                model.load_state_dict(best_weights)
-            val_accuracy, val_loss = evaluate_accuracy(model, splits.val, splits, self.train, self.resolution)
-            test_accuracy = None
-            if self.report_test and splits.test is not None:
-                test_accuracy, _ = evaluate_accuracy(model, splits.test, splits, self.train, self.resolution)
-        if stopped == "patience":
+                progress["epoch"], progress["state"] = epoch, result.state
+                if result.state is None:  # the last epoch: nothing to go on from, the weights to score
+                    progress["final_weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                progress["seconds"] += result.train_seconds
+                progress["images_per_second"] = result.images_per_second
+                progress["train_loss"] = list(result.train_loss)
+                progress["history"].append(result.val_accuracy)
+                if self.patience is not None:
+                    if result.val_accuracy > progress["best_acc"]:
+                        progress["best_acc"], progress["best_epoch"] = result.val_accuracy, epoch
+                        progress["best_weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    progress["patience_stop"] = epoch - progress["best_epoch"] >= self.patience and epoch < cap
+                self._save_checkpoint(progress)
+            history, best_epoch, trained = progress["history"], progress["best_epoch"], progress["epoch"]
+            if progress["patience_stop"]:
+                stopped = "patience"
+            if self.patience is None and result is not None:
+                val_accuracy, val_loss, test_accuracy = result.val_accuracy, result.val_loss, result.test_accuracy
+            else:  # the best epoch's weights, or a finished training's from its checkpoint
+                weights = progress["best_weights"] if self.patience is not None else progress["final_weights"]
+                if weights is not None:
+                    model.load_state_dict(weights)
+                val_accuracy, val_loss = evaluate_accuracy(model, splits.val, splits, self.train, self.resolution)
+                test_accuracy = None
+                if self.report_test and splits.test is not None:
+                    test_accuracy, _ = evaluate_accuracy(model, splits.test, splits, self.train, self.resolution)
+        patience = self.patience
+        if stopped == "schedule":
+            reason = f"end of its {cap}-epoch schedule"
+        elif stopped == "patience":
             reason = (
                 f"no better validation accuracy for {patience} epochs after epoch {best_epoch} "
                 f"(cap {cap}); epoch {best_epoch}'s weights kept"
@@ -203,14 +244,14 @@ class MemberTrainer(ProxyTrainer):
         metrics: dict[str, Any] = {
             "val_accuracy": val_accuracy,
             "val_loss": val_loss,
-            "train_loss": train_loss,
+            "train_loss": progress["train_loss"],
             "params": params,
             "macs": macs,
-            "train_seconds": seconds,
-            "images_per_second": images_per_second,
+            "train_seconds": progress["seconds"],
+            "images_per_second": progress["images_per_second"],
             "epochs": trained,
             "max_epochs": cap,
-            "best_epoch": best_epoch,
+            "best_epoch": best_epoch if self.patience is not None else None,
             "stopped": stopped,
             "schedule": self.schedule,
             "stop_reason": reason,
@@ -222,6 +263,22 @@ class MemberTrainer(ProxyTrainer):
             metrics["latency_ms"] = measure_latency(model, resolution, in_channels=splits.in_channels)
         metrics["wall_seconds"] = time.perf_counter() - start
         return metrics
+
+    def _load_checkpoint(self, identity: str) -> dict[str, Any] | None:
+        """The saved progress of this very training, or None (no file, or another training's)."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return None
+        saved = torch.load(self.checkpoint, weights_only=True, map_location="cpu")
+        return saved if isinstance(saved, dict) and saved.get("identity") == identity else None
+
+    def _save_checkpoint(self, progress: dict[str, Any]) -> None:
+        """Written whole, then renamed: a kill while saving leaves the previous epoch's file."""
+        if self.checkpoint is None:
+            return
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.checkpoint.with_name(self.checkpoint.name + ".partial")
+        torch.save(progress, partial)
+        os.replace(partial, self.checkpoint)
 
 
 __all__ = [
