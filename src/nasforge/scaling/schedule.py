@@ -31,6 +31,7 @@ with the result an uninterrupted training would have given.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -166,7 +167,7 @@ class MemberTrainer(ProxyTrainer):
         resolution = self.resolution or splits.resolution
         cap = self.train.epochs
         start = time.perf_counter()
-        identity = f"{arch!r} seed {seed} epochs {cap} patience {self.patience}"
+        identity = f"{arch!r} seed {seed} {json.dumps(self.config(), sort_keys=True, default=str)}"
         saved = self._load_checkpoint(identity)
         progress: dict[str, Any] = saved or {
             "identity": identity,
