@@ -478,6 +478,7 @@ class SharedReluCell(NASNetCell):
 
     if TYPE_CHECKING:  # set by `_share_relus`; a class annotation would hide the type from TorchScript
         relu_needed: list[bool]
+        relu_output: bool
         blocks: nn.ModuleList
 
     def forward(self, prev_prev: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
@@ -487,7 +488,28 @@ class SharedReluCell(NASNetCell):
             out = block(states, relued)
             relued.append(torch.relu(out) if self.relu_needed[len(states)] else out)
             states.append(out)
-        return torch.cat([tap(states) for tap in self.taps], dim=1)
+        pieces = [tap(states) for tap in self.taps]
+        if not self.relu_output:
+            return torch.cat(pieces, dim=1)
+        if not torch.jit.is_scripting():
+            if _plain_eager_call(pieces[0]):
+                return _relu_cat(pieces)
+        return torch.relu(torch.cat(pieces, dim=1))
+
+
+def _relu_cat(pieces: list[torch.Tensor]) -> torch.Tensor:
+    """``relu(cat(pieces, 1))`` in one pass: each piece's ReLU written into its channels of the
+    output (``clamp_min(x, 0)`` is ReLU, NaN included), instead of a concatenation and a second
+    pass over the widest tensor of the stage."""
+    first = pieces[0]
+    layout = torch.channels_last if first.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    shape = (first.shape[0], sum(p.shape[1] for p in pieces), first.shape[2], first.shape[3])
+    out = torch.empty(shape, dtype=first.dtype, device=first.device, memory_format=layout)
+    start = 0
+    for piece in pieces:
+        torch.clamp_min(piece, 0, out=out[:, start : start + piece.shape[1]])
+        start += piece.shape[1]
+    return out
 
 
 class SharedReluNASNet(NASNet):
@@ -496,13 +518,15 @@ class SharedReluNASNet(NASNet):
     Every reader of a cell's output -- the preprocessing of the next two cells and the head --
     starts with a ReLU (TF slim's `nasnet_utils.py`: ``_reduce_prev_layer`` and the cell base), so
     the eager network computes each ReLU twice on the widest tensors it has. When no reader wants
-    the output without its ReLU, the ReLU overwrites it: the cell output is the widest tensor of
-    its stage and a fresh one costs new pages as well as the pass over it."""
+    the output without its ReLU, the cell returns it ReLU'd (`relu_done`; the concatenation and
+    the ReLU in one pass) or the ReLU overwrites it: the cell output is the widest tensor of its
+    stage and a fresh one costs new pages as well as the pass over it."""
 
     if TYPE_CHECKING:  # set by `_share_relus`
         relu_inputs: list[tuple[bool, bool]]
         relu_outputs: list[bool]
         relu_inplace: list[bool]
+        relu_done: list[bool]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outputs = [self.stem(x)]
@@ -520,7 +544,7 @@ class SharedReluNASNet(NASNet):
 
     def _relu(self, out: torch.Tensor, index: int) -> torch.Tensor:
         """What the readers of output `index` that start with a ReLU take."""
-        if not self.relu_outputs[index]:
+        if not self.relu_outputs[index] or self.relu_done[index]:
             return out
         return out.relu_() if self.relu_inplace[index] else torch.relu(out)
 
@@ -548,6 +572,7 @@ def _share_relus(root: nn.Module, report: DeployReport, fuse_add: bool) -> None:
         module.blocks = nn.ModuleList(shared)
         module.__class__ = SharedReluCell
         cast(SharedReluCell, module).relu_needed = needed
+        cast(SharedReluCell, module).relu_output = False  # the network's pass below may set it
         report.shared_relus += stripped - sum(needed)
     for module in list(root.modules()):
         if type(module) is not NASNet or module.aux is not None:
@@ -568,6 +593,10 @@ def _share_relus(root: nn.Module, report: DeployReport, fuse_add: bool) -> None:
         net.relu_inputs = relu_inputs
         net.relu_outputs = [n > 0 for n in readers]
         net.relu_inplace = [n > 0 and raw == 0 for n, raw in zip(readers, raw_readers)]
+        net.relu_done = [False] * len(readers)
+        for k, cell in enumerate(module.cells, start=1):
+            if isinstance(cell, SharedReluCell):
+                cell.relu_output = net.relu_done[k] = net.relu_inplace[k]
         report.shared_relus += sum(readers) - sum(net.relu_outputs)
 
 
