@@ -39,7 +39,8 @@ What the transformation does, in order:
    NASNet-A's normal cell three ops read h_{i-1}; every cell output is read by the next two
    cells and the head, all through a ReLU): the deployed cells compute each state's ReLU once
    and hand it to every op that starts with one (TF slim's `nasnet_utils.py` applies the ReLUs
-   per op, as the eager network does).
+   per op, as the eager network does). A cell whose output no reader takes without its ReLU
+   writes that output ReLU'd, concatenation and ReLU in one pass.
 8. **Memory format**: with ``channels_last`` (the default on CPU) the 4-D weights are stored NHWC,
    which oneDNN's CPU convolutions prefer; a contiguous input is converted by the first conv
    itself, so callers pass the same tensors as before.
