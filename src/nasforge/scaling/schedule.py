@@ -207,7 +207,7 @@ class MemberTrainer(ProxyTrainer):
                     evaluate_test=last and self.report_test,
                 )
                 progress["epoch"], progress["state"] = epoch, result.state
-                if result.state is None:  # the last epoch: nothing to go on from, the weights to score
+                if result.state is None and self.patience is None:  # the last epoch: the weights to score
                     progress["final_weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 progress["seconds"] += result.train_seconds
                 progress["images_per_second"] = result.images_per_second
@@ -232,12 +232,11 @@ class MemberTrainer(ProxyTrainer):
                 test_accuracy = None
                 if self.report_test and splits.test is not None:
                     test_accuracy, _ = evaluate_accuracy(model, splits.test, splits, self.train, self.resolution)
-        patience = self.patience
         if stopped == "schedule":
             reason = f"end of its {cap}-epoch schedule"
         elif stopped == "patience":
             reason = (
-                f"no better validation accuracy for {patience} epochs after epoch {best_epoch} "
+                f"no better validation accuracy for {self.patience} epochs after epoch {best_epoch} "
                 f"(cap {cap}); epoch {best_epoch}'s weights kept"
             )
         else:
