@@ -23,6 +23,7 @@ from nasforge.deploy import deploy, deploy_report, fold_conv_bn
 from nasforge.models import create, get_model_spec, list_models
 from nasforge.models.efficientnet import EFFICIENTNET_PARAMS
 from nasforge.nn.layers import DropPath
+from nasforge.nn.mbconv import conv_bn_act
 from nasforge.spaces import SPACES, NASNetSpace, NB201Space
 
 
@@ -151,7 +152,7 @@ def test_unused_nasnet_cell_input_loses_its_preprocessing():
 
 
 class _CountOps(TorchDispatchMode):
-    """Counts the ReLU passes (functional, module or in place) and the tensor sums a forward runs."""
+    """Counts the ReLU passes (functional, module or in place) and the sums of maps a forward runs."""
 
     def __init__(self):
         super().__init__()
@@ -162,7 +163,7 @@ class _CountOps(TorchDispatchMode):
             self.relus += 1
         elif func.overloadpacket is torch.ops.aten.clamp_min:  # a ReLU written into part of a tensor
             self.clamped += 1
-        elif func is torch.ops.aten.add.Tensor:
+        elif func is torch.ops.aten.add.Tensor and args[0].dim() == 4:  # a sum of maps, not of BN vectors
             self.adds += 1
         return func(*args, **(kwargs or {}))
 
@@ -271,3 +272,118 @@ def test_profile_deploy_measures_the_deployed_model(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["deployed"] is True and out["latency_ms"] > 0 and out["peak_memory_bytes"] > 0
     assert out["params"] == 5_289_978  # counts are the trained network's, not the folded copy's
+
+
+# -- the eager model's own CPU inference path ----------------------------------------------------------
+def _plain_eval(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The eval forward as PyTorch's modules compute it: with autograd on, neither the in-place
+    BatchNorm nor the channels_last layout of CPU inference runs."""
+    model.eval()
+    with torch.enable_grad():
+        return model(x).detach()
+
+
+def _assert_fast_inference_is_plain(model: nn.Module, x: torch.Tensor) -> None:
+    original = x.clone()
+    with torch.no_grad():
+        fast = model(x)
+    with torch.inference_mode():
+        inference = model(x)
+    plain = _plain_eval(model, x)
+    assert torch.equal(x, original) and x.stride() == original.stride()  # the caller's input is untouched
+    scale = max(1.0, float(plain.abs().max()))
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(inference, fast, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_infers_on_cpu_as_its_plain_eval_forward(name, layout):
+    torch.manual_seed(0)
+    model, r = _small_registered(name)
+    _randomize_bn(model).eval()
+    x = torch.randn(2, 3, r, r)
+    if layout == "channels_last":
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    _assert_fast_inference_is_plain(model, x)
+
+
+@pytest.mark.parametrize("space_name", sorted(SPACES))
+def test_random_searched_architectures_infer_on_cpu_as_their_plain_eval_forward(space_name):
+    options, network, r = SMALL_NETWORKS.get(space_name, ({}, None, 16))
+    space = SPACES.create(space_name, **options)
+    network = dict(space.proxy_network) if network is None else network
+    rng = np.random.default_rng(11)
+    for i in range(3):
+        torch.manual_seed(i)
+        model = _randomize_bn(space.build(space.sample(rng), num_classes=5, **network), seed=i).eval()
+        _assert_fast_inference_is_plain(model, torch.randn(2, 3, r, r))
+
+
+class _BatchNormOps(TorchDispatchMode):
+    """The BatchNorm kernels a forward runs: out-of-place, or writing into a given tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.fresh = self.in_place = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.ops.aten.native_batch_norm.out, torch.ops.aten.addcmul.out):
+            self.in_place += kwargs["out"] is args[0] or kwargs["out"] is args[1]
+        elif "batch_norm" in func.overloadpacket.__name__:
+            self.fresh += 1
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_bn_sequential_normalises_in_place_only_what_nobody_else_can_read(channels_last):
+    torch.manual_seed(0)
+    unit = _randomize_bn(conv_bn_act(4, 6, 3)).eval()
+    x = torch.randn(2, 4, 9, 9)
+    if channels_last:
+        unit.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    reference = nn.Sequential(*unit)  # the same modules, PyTorch's own Sequential
+    with torch.no_grad():
+        expected = reference(x)
+        with _BatchNormOps() as ops:
+            got = unit(x)
+    assert (ops.in_place, ops.fresh) == (1, 0)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+    kept = []  # a hook that keeps the conv's output must see it as the conv wrote it
+    handle = unit[0].register_forward_hook(lambda module, args, out: kept.append(out))
+    with torch.no_grad(), _BatchNormOps() as ops:
+        got = unit(x)
+        conv_out = unit[0](x)
+    handle.remove()
+    assert (ops.in_place, ops.fresh) == (0, 1)
+    torch.testing.assert_close(kept[0], conv_out, rtol=0, atol=0)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+    unit.train()  # training: PyTorch's path, batch statistics, running averages updated alike
+    reference_copy = copy.deepcopy(reference).train()
+    with _BatchNormOps() as ops:
+        out = unit(x)
+    torch.testing.assert_close(out, reference_copy(x), rtol=1e-6, atol=1e-6)
+    assert ops.in_place == 0 and ops.fresh == 1
+    torch.testing.assert_close(unit[1].running_mean, reference_copy[1].running_mean, rtol=0, atol=0)
+    out.sum().backward()
+    assert unit[0].weight.grad is not None
+    scripted = torch.jit.script(unit.eval())  # TorchScript compiles the plain loop
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), reference_copy.eval()(x), rtol=1e-6, atol=1e-6)
+
+
+def test_efficientnet_features_come_back_in_the_callers_layout():
+    torch.manual_seed(0)
+    model = _randomize_bn(create("efficientnet_b0", width_mult=0.25, depth_mult=0.25, resolution=96)).eval()
+    x = torch.randn(2, 3, 96, 96)  # a 3x3 head map: its two layouts differ
+    with torch.no_grad():
+        contiguous = model.forward_features(x)
+        channels_last = model.forward_features(x.contiguous(memory_format=torch.channels_last))
+    assert contiguous.is_contiguous()
+    assert channels_last.is_contiguous(memory_format=torch.channels_last) and not channels_last.is_contiguous()
+    torch.testing.assert_close(contiguous, channels_last, rtol=0, atol=0)

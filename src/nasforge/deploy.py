@@ -66,7 +66,7 @@ import torch
 from torch import nn
 
 from nasforge.models.nasnet import NASNet, NASNetCell, _Block, _Half
-from nasforge.nn.layers import DropPath, FactorizedReduce
+from nasforge.nn.layers import ConvBNSequential, DropPath, FactorizedReduce
 from nasforge.nn.ops import SepConv
 
 __all__ = ["ConvAct", "ConvAdd", "DeployReport", "deploy", "deploy_report", "fold_conv_bn"]
@@ -204,7 +204,7 @@ def _fold_factorized_reduce(module: nn.Module, report: DeployReport) -> None:
 
 # -- simplifying ---------------------------------------------------------------------------------------
 def _is_plain_sequential(m: object) -> TypeGuard[nn.Sequential]:
-    return isinstance(m, nn.Sequential) and type(m).forward is nn.Sequential.forward
+    return isinstance(m, nn.Sequential) and type(m).forward in (nn.Sequential.forward, ConvBNSequential.forward)
 
 
 def _set_children(seq: nn.Sequential, children: list[nn.Module]) -> None:

@@ -24,7 +24,7 @@ from torch import nn
 
 from nasforge.arch.mbconv import B0_ARCH, B0_SKELETON
 from nasforge.errors import ConfigError
-from nasforge.nn.layers import DropPath
+from nasforge.nn.layers import DropPath, inference_layout
 from nasforge.nn.mbconv import MBConv, conv_bn_act, round_filters, round_repeats
 
 
@@ -275,10 +275,15 @@ class EfficientNet(nn.Module):
                 b.drop_path.rate = rate * i / len(blocks)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.stem(x)))
+        """The head's feature map, in the memory format of `x`."""
+        features = self._features(x)
+        return features if features.is_contiguous() or not x.is_contiguous() else features.contiguous()
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.stages(self.stem(inference_layout(x, self.training))))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_features(x).mean((2, 3))
+        x = self._features(x).mean((2, 3))
         return self.classifier(self.dropout(x))
 
 

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from nasforge.arch.layerwise import Layer, LayerwiseArchitecture
 from nasforge.errors import ConfigError
+from nasforge.nn.layers import ConvBNSequential, inference_layout
 
 
 def _concat_padded(xs: list[torch.Tensor]) -> torch.Tensor:
@@ -38,7 +39,7 @@ class _ConvUnit(nn.Module):
     def __init__(self, layer: Layer, in_ch: int):
         super().__init__()
         self.srcs = list(layer.inputs) or [-1]  # never empty, so TorchScript can type it
-        self.body = nn.Sequential(
+        self.body = ConvBNSequential(
             nn.Conv2d(
                 in_ch,
                 layer.filters,
@@ -77,6 +78,7 @@ class LayerwiseNetwork(nn.Module):
         self.classifier = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = inference_layout(x, self.training)
         outs: list[torch.Tensor] = []
         # torch types ModuleList items as Module, not _ConvUnit, and TorchScript compiles no cast here
         for layer in self.layers:

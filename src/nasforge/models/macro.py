@@ -15,6 +15,7 @@ from torch import nn
 
 from nasforge.arch.macro import BLOCKS, STAGE_LAYERS, MacroArchitecture, stage_of_layers
 from nasforge.errors import ConfigError
+from nasforge.nn.layers import inference_layout
 from nasforge.nn.mbconv import MBConv, conv_bn_act
 
 
@@ -73,7 +74,7 @@ class MacroNetwork(nn.Module):
         self.classifier = nn.Linear(head_channels, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.head(self.layers(self.stem(x)))
+        x = self.head(self.layers(self.stem(inference_layout(x, self.training))))
         return self.classifier(self.dropout(torch.flatten(self.pool(x), 1)))
 
 

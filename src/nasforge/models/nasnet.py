@@ -18,7 +18,7 @@ from torch import nn
 
 from nasforge.arch.nasnet import NUM_INPUTS, Cell, NASNetArchitecture
 from nasforge.errors import ConfigError
-from nasforge.nn.layers import DropPath, FactorizedReduce, conv_bn
+from nasforge.nn.layers import ConvBNSequential, DropPath, FactorizedReduce, conv_bn, inference_layout
 from nasforge.nn.ops import build_op
 
 STEMS = ("cifar", "imagenet")
@@ -200,14 +200,14 @@ class NASNet(nn.Module):
         shapes: list[_Shape] = []
         if stem == "cifar":
             width = int(num_filters * stem_multiplier)
-            self.stem = nn.Sequential(
+            self.stem = ConvBNSequential(
                 nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width, **bn)
             )
             shapes.append(_Shape(width, 0))
             stem_cells: list[tuple[int, bool]] = []
         else:
             width = int(32 * stem_multiplier)
-            self.stem = nn.Sequential(
+            self.stem = ConvBNSequential(
                 nn.Conv2d(in_channels, width, 3, stride=2, bias=False), nn.BatchNorm2d(width, **bn)
             )
             shapes.append(_Shape(width, 1))
@@ -279,7 +279,7 @@ class NASNet(nn.Module):
                     m.rate = rate
 
     def forward_with_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        outputs = [self.stem(x)]
+        outputs = [self.stem(inference_layout(x, self.training))]
         aux = None
         for k, cell in enumerate(self.cells):
             pp, p = self._inputs[k]

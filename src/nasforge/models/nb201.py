@@ -8,6 +8,7 @@ from torch import nn
 
 from nasforge.arch.nb201 import OPS, NB201Cell
 from nasforge.errors import ArchitectureError, ConfigError
+from nasforge.nn.layers import ConvBNSequential, inference_layout
 
 
 def base_costs(
@@ -29,7 +30,7 @@ def base_costs(
 
 
 # -- the network ---------------------------------------------------------------------------------
-class ReLUConvBN(nn.Sequential):
+class ReLUConvBN(ConvBNSequential):
     """ReLU -> kxk conv (no bias) -> BN, the benchmark's ``nor_conv`` unit."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
@@ -117,7 +118,9 @@ class NB201Network(nn.Module):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ConfigError(f"network.{field}", f"must be an integer >= {least}, got {value!r}")
         self.arch = arch
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        self.stem = ConvBNSequential(
+            nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
+        )
         layers: list[nn.Module] = []
         c = channels
         for stage in range(3):
@@ -131,7 +134,7 @@ class NB201Network(nn.Module):
         self.classifier = nn.Linear(c, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.lastact(self.cells(self.stem(x)))
+        x = self.lastact(self.cells(self.stem(inference_layout(x, self.training))))
         return self.classifier(torch.flatten(self.pool(x), 1))
 
 

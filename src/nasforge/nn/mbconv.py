@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from nasforge.nn.layers import DropPath
+from nasforge.nn.layers import ConvBNSequential, DropPath
 
 
 def round_filters(
@@ -78,7 +78,7 @@ def conv_bn_act(
     ]
     if act is not None:
         layers.append(inplace(act()))
-    return nn.Sequential(*layers)
+    return ConvBNSequential(*layers)
 
 
 def inplace(act: nn.Module) -> nn.Module:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from nasforge.nn.layers import conv_bn
+from nasforge.nn.layers import ConvBNSequential, conv_bn
 
 OP_NAMES: tuple[str, ...] = (
     "identity",
@@ -48,7 +48,7 @@ class SepConv(nn.Module):
     ):
         super().__init__()
         pad = dilation * (kernel - 1) // 2
-        self.op = nn.Sequential(
+        self.op = ConvBNSequential(
             nn.ReLU(inplace=inplace),
             nn.Conv2d(in_ch, in_ch, kernel, stride=stride, padding=pad, dilation=dilation, groups=in_ch, bias=False),
             nn.Conv2d(in_ch, out_ch, 1, bias=False),
@@ -85,7 +85,7 @@ class Pool(nn.Module):
         return self.proj(self.pool(x))
 
 
-class SpatialConv(nn.Sequential):
+class SpatialConv(ConvBNSequential):
     """ReLU -> 1xk conv -> kx1 conv -> BN: a kxk receptive field for 2k instead of k^2 weights."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, bn: dict | None = None):
