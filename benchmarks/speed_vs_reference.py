@@ -16,7 +16,9 @@ randomly initialised (only the architectures are compared: timm's ``efficientnet
 ``efficientnet_b0``/``b3``). Runs are interleaved -- repeat r times every variant once, each round
 starting one variant later -- so that a change in machine load hits all of them alike and no
 variant always runs after the same neighbour; each figure is the median of the repeats after one
-untimed warm-up call each.
+untimed warm-up call each. The timed process runs with glibc's mmap and heap trimming off
+(`ALLOCATOR`; the script restarts itself with them): with the defaults, a figure depends on which
+variants ran before it in the process.
 
 Inference (eval mode, ``torch.inference_mode``), per model: nasforge eager with a contiguous
 (NCHW) input and weights, nasforge eager channels_last (weights and input), nasforge deployed
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -68,6 +71,14 @@ MODELS: dict[str, tuple[str, str | None, int]] = {
     "efficientnet_b3": ("efficientnet_b3", "efficientnet_b3", 300),
     "nasnet_a_large": ("nasnetalarge", None, 331),
 }
+#: glibc malloc settings of the timed process (its environment variables, read at start-up): no
+#: mmap'd blocks and no trimming, so that freed activations stay in the heap and every call of every
+#: variant allocates from a warm heap. With glibc's defaults a map over the dynamic mmap threshold
+#: (32 MiB at most) is fresh zeroed pages on every call, and which maps fall under the threshold
+#: depends on what the process ran before: timings then depend on the other variants of the run
+#: (EfficientNet-B0 eager channels_last: 146 ms beside every variant with these settings, 180 ms
+#: without them; 143 vs 227 ms when only two variants alternate).
+ALLOCATOR = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 #: The published regularisation of the nasforge builds, given to timm as well (dropout, drop path).
 REGULARISATION = {"efficientnet_b0": (0.2, 0.2), "efficientnet_b3": (0.3, 0.2), "nasnet_a_large": (0.5, 0.0)}
 
@@ -268,6 +279,15 @@ def memory_child(spec: str, threads: int, batch_size: int) -> None:
                       "saved_for_backward_mib": sum(saved.values()) / 2**20}))
 
 
+def pinned_allocator() -> bool:
+    """Whether this process runs with `ALLOCATOR`'s settings."""
+    return all(os.environ.get(k) == v for k, v in ALLOCATOR.items())
+
+
+def default_allocator_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ALLOCATOR}
+
+
 def measure_memory(libs: list[str], name: str, threads: int, batch_size: int, repeats: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for r in range(repeats):  # interleaved too
@@ -277,7 +297,8 @@ def measure_memory(libs: list[str], name: str, threads: int, batch_size: int, re
             for layout in ("contiguous", "channels_last"):
                 spec = f"{lib}:{name}:{layout}"
                 proc = subprocess.run([sys.executable, __file__, "--memory-child", spec, "--threads", str(threads),
-                                       "--batch", str(batch_size)], capture_output=True, text=True, check=True)
+                                       "--batch", str(batch_size)], capture_output=True, text=True, check=True,
+                                      env=default_allocator_env())  # the allocator a user has
                 figures = json.loads(proc.stdout.strip().splitlines()[-1])
                 out.setdefault(f"{lib} train {layout}", []).append(figures)
         print(f"  memory {name}: round {r + 1}/{repeats} done", flush=True)
@@ -371,6 +392,8 @@ def main() -> int:
     found = reference_libraries()
     if found is None:
         return 0
+    if not pinned_allocator() and sys.platform.startswith("linux"):  # glibc reads them at start-up: start again
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **ALLOCATOR})
     libs = ["timm"] + (["torchvision"] if found[1] is not None else [])
     split = (lambda s: [m for m in s.split(",") if m])
     results: dict[str, Any] = {}
@@ -427,6 +450,7 @@ def _write(args: argparse.Namespace, found: tuple[Any, Any], results: dict[str, 
         "config": {"repeats": args.repeats, "batch": args.batch, "threads": args.threads,
                    "timm": found[0].__version__,
                    "torchvision": found[1].__version__ if found[1] is not None else None,
+                   "allocator": ALLOCATOR if pinned_allocator() else "glibc defaults",
                    "memory_method": "peak RSS (VmHWM, reset through /proc/self/clear_refs) growth over two "
                                     "training steps in a fresh subprocess",
                    "seconds": time.perf_counter() - started, "complete": final},
