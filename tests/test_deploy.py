@@ -107,17 +107,21 @@ SMALL_NETWORKS = {
 }
 
 
-@pytest.mark.parametrize("space_name", sorted(SPACES))
-def test_random_searched_architectures_deploy_to_the_same_outputs(space_name):
+def _random_networks(space_name: str, seed: int, count: int = 3):
+    """(i, network, image side) for `count` random architectures of a space, BN statistics randomised."""
     options, network, r = SMALL_NETWORKS.get(space_name, ({}, None, 16))
     space = SPACES.create(space_name, **options)
     network = dict(space.proxy_network) if network is None else network
-    rng = np.random.default_rng(7)
-    for i in range(3):
+    rng = np.random.default_rng(seed)
+    for i in range(count):
         arch = space.sample(rng)
         torch.manual_seed(i)
-        model = space.build(arch, num_classes=5, **network)
-        _randomize_bn(model, seed=i)
+        yield i, _randomize_bn(space.build(arch, num_classes=5, **network), seed=i), r
+
+
+@pytest.mark.parametrize("space_name", sorted(SPACES))
+def test_random_searched_architectures_deploy_to_the_same_outputs(space_name):
+    for i, model, r in _random_networks(space_name, seed=7):
         x = torch.randn(2, 3, r, r)
         deployed = deploy(model, x, channels_last=bool(i % 2))
         assert _bn_count(deployed) == deploy_report(deployed).kept_bn
@@ -311,14 +315,8 @@ def test_every_registered_model_infers_on_cpu_as_its_plain_eval_forward(name, la
 
 @pytest.mark.parametrize("space_name", sorted(SPACES))
 def test_random_searched_architectures_infer_on_cpu_as_their_plain_eval_forward(space_name):
-    options, network, r = SMALL_NETWORKS.get(space_name, ({}, None, 16))
-    space = SPACES.create(space_name, **options)
-    network = dict(space.proxy_network) if network is None else network
-    rng = np.random.default_rng(11)
-    for i in range(3):
-        torch.manual_seed(i)
-        model = _randomize_bn(space.build(space.sample(rng), num_classes=5, **network), seed=i).eval()
-        _assert_fast_inference_is_plain(model, torch.randn(2, 3, r, r))
+    for _, model, r in _random_networks(space_name, seed=11):
+        _assert_fast_inference_is_plain(model.eval(), torch.randn(2, 3, r, r))
 
 
 class _BatchNormOps(TorchDispatchMode):
