@@ -135,6 +135,9 @@ def main() -> None:
         done[args.name] = summary(args.name, run(args, rest))
         with log.open("a") as f:
             f.write(json.dumps(done[args.name]) + "\n")
+    if not done:
+        print(f"no finished configuration yet; the run in progress: nasforge show {FOLDER / args.name}")
+        return
     for s in done.values():
         show(s)
     write_json(args.out, {"results": list(done.values())})
