@@ -176,6 +176,69 @@ def test_mbconv_writes_se_product_and_skip_sum_in_place_only_without_gradients()
     assert torch.equal(x, x_before)  # the block's input itself is never written
 
 
+def _se_gradients(se: SqueezeExcite, x: torch.Tensor, grad: torch.Tensor):
+    x = x.clone().requires_grad_()
+    out = se(x)
+    return out, torch.autograd.grad(out, [x, *se.parameters()], grad)
+
+
+def test_squeeze_excite_trains_as_one_function_with_the_graphs_gradients():
+    """A CPU training step runs the block as one autograd function; its gradients are those of
+    PyTorch's graph of the same modules (which a hook, bypassed by the function, brings back)."""
+    from nasforge.nn.mbconv import _SqueezeExciteFunction
+
+    torch.manual_seed(0)
+    se = SqueezeExcite(12, 3)
+    x = torch.randn(3, 12, 5, 7).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(x)
+    fused, fused_grads = _se_gradients(se, x, grad)
+    assert type(fused.grad_fn).__name__ == "_SqueezeExciteFunctionBackward"
+    handle = se.register_forward_hook(lambda module, args, out: None)
+    plain, plain_grads = _se_gradients(se, x, grad)
+    handle.remove()
+    assert type(plain.grad_fn).__name__ == "MulBackward0"
+    torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-6)
+    for got, expected in zip(fused_grads, plain_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    weights = [p.detach().double().requires_grad_() for p in se.parameters()]
+    x64 = torch.randn(2, 12, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_SqueezeExciteFunction.apply, (x64, *weights))
+    with torch.no_grad():  # inference keeps the modules' own path
+        assert se(x).grad_fn is None
+
+
+def test_conv_bn_silu_trains_out_of_place_and_infers_in_place():
+    """An in-place SiLU would make autograd copy its input; inference owns the map and overwrites it."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from nasforge.nn.mbconv import conv_bn_act
+
+    class SiluOps(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.silu, torch.ops.aten.silu_, torch.ops.aten.clone):
+                self.names.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    unit = conv_bn_act(4, 6, 3)
+    assert not unit[2].inplace and conv_bn_act(4, 6, 3, act=nn.ReLU)[2].inplace
+    x = torch.randn(2, 4, 8, 8)
+    with SiluOps() as training:
+        trained = unit(x)
+    assert training.names == ["silu"]
+    trained.sum().backward()
+    unit.eval()
+    plain = nn.Sequential(*unit)(x).detach()
+    with torch.no_grad(), SiluOps() as inference:
+        got = unit(x)
+    assert inference.names == ["silu_"]
+    torch.testing.assert_close(got, plain, rtol=1e-6, atol=1e-6)
+
+
 def test_stochastic_depth_grows_linearly():
     m = EfficientNet(drop_connect_rate=0.2)
     blocks = [b for stage in m.stages for b in stage]

@@ -113,7 +113,8 @@ class ConvBNSequential(nn.Sequential):
     A BatchNorm2d right after a Conv2d reads a map nothing else reads (when no hook is registered
     on either, or globally), so in inference (eval mode, no autograd graph) it can write into it:
     on a CPU these layers are memory-bound, and writing into the lines just read saves the
-    write-allocate traffic and the fresh pages of a new map. A channels_last map takes ``x * a + b``
+    write-allocate traffic and the fresh pages of a new map; a ReLU or SiLU after them runs in place
+    too. A channels_last map takes ``x * a + b``
     (``a = weight / sqrt(running_var + eps)``, ``b = bias - running_mean * a``: the affine map of
     PyTorch's eval kernel, equal to it up to float rounding) as one addcmul along the contiguous
     channel axis, which is also faster than that kernel; any other layout runs PyTorch's own kernel
@@ -130,14 +131,23 @@ class ConvBNSequential(nn.Sequential):
         return x
 
     def _inference(self, x: torch.Tensor) -> torch.Tensor:
-        fresh = False  # x is the output of a hook-free Conv2d
+        fresh = False  # x is a map only this Sequential holds: the output of a hook-free conv, BN or activation
         for module in self:
             if fresh and _in_place_bn(module, x):
                 x = _batch_norm_in_place(module, x)  # type: ignore[arg-type]  # _in_place_bn checked the type
+            elif fresh and type(module) in _IN_PLACE_ACTIVATIONS and not _hooked(module):
+                x = _IN_PLACE_ACTIVATIONS[type(module)](x)
             else:
                 x = module(x)
-            fresh = type(module) is nn.Conv2d and not _hooked(module)
+            fresh = type(module) in _FRESH_OUTPUTS and not _hooked(module)
         return x
+
+
+#: Activations a `ConvBNSequential` runs in place on a map it owns, in inference (built out of place
+#: where autograd would have to copy their input to train them).
+_IN_PLACE_ACTIVATIONS = {nn.ReLU: torch.relu_, nn.SiLU: lambda x: F.silu(x, inplace=True)}
+#: Modules whose output is a new map (or, for the BN and activations here, the fresh map they got).
+_FRESH_OUTPUTS = (nn.Conv2d, nn.BatchNorm2d, *_IN_PLACE_ACTIVATIONS)
 
 
 def _global_hooks() -> bool:

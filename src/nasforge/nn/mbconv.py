@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from nasforge.nn.layers import ConvBNSequential, DropPath
 
@@ -68,24 +70,21 @@ def conv_bn_act(
 ) -> nn.Sequential:
     """Conv ('same' padding, no bias) -> BN -> `act()`; `act=None` leaves the activation out.
 
-    The activation runs in place where it can: it owns the BN's fresh output, and on a CPU a new
-    activation map costs fresh pages as well as the pass over it (timm builds its EfficientNet
-    activations in place too). BN's backward needs its input, not its output, so training is
-    unchanged."""
+    A ReLU runs in place: it owns the BN's fresh output, its gradient reads only its output, and on
+    a CPU a new map costs fresh pages as well as the pass over it. Any other activation (SiLU) is
+    built out of place, because in place autograd would first copy its input for the backward pass
+    (a pass more per training step than out of place, which timm's in-place SiLU pays); in CPU
+    inference `ConvBNSequential` runs it in place all the same."""
     layers: list[nn.Module] = [
         nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
         nn.BatchNorm2d(out_ch, **(bn or {})),
     ]
     if act is not None:
-        layers.append(inplace(act()))
+        module = act()
+        if type(module) is nn.ReLU:
+            module.inplace = True
+        layers.append(module)
     return ConvBNSequential(*layers)
-
-
-def inplace(act: nn.Module) -> nn.Module:
-    """`act` switched to run in place, for activations that have the option (ReLU, SiLU, ...)."""
-    if isinstance(getattr(act, "inplace", None), bool):
-        act.inplace = True  # type: ignore[assignment]  # Module.__setattr__'s stub takes tensors and modules
-    return act
 
 
 class SqueezeExcite(nn.Module):
@@ -93,6 +92,12 @@ class SqueezeExcite(nn.Module):
 
     `inplace=True` writes the gated map into the input when no gradient is recorded: for an
     input nothing else reads (MBConv's depthwise output), it saves a new activation map.
+
+    When a CPU training step records the graph, the block runs as one autograd function
+    (`_SqueezeExciteFunction`) whose backward writes the input's gradient in one pass: PyTorch's
+    own graph writes the product's gradient, then the pooling's gradient spread over the map, then
+    their sum, three full-size maps where one does. EfficientNet-B0's channels_last training step
+    is about 5 % faster for it on this project's CPU; the gradients are the same to float rounding.
     """
 
     def __init__(self, channels: int, reduced: int, inplace: bool = False):
@@ -104,11 +109,70 @@ class SqueezeExcite(nn.Module):
         self.inplace = inplace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if self._one_function(x):
+                weights = (self.reduce.weight, self.reduce.bias, self.expand.weight, self.expand.bias)
+                return _SqueezeExciteFunction.apply(x, *weights)
         s = x.mean((2, 3), keepdim=True)
         s = self.gate(self.expand(self.act(self.reduce(s))))
         if self.inplace and not (x.requires_grad or s.requires_grad):
             return x.mul_(s)
         return x * s
+
+    def _one_function(self, x: torch.Tensor) -> bool:
+        """A CPU float32 call recording a graph through PyTorch's own modules, outside any tracer."""
+        parts = (self.reduce, self.act, self.expand, self.gate)
+        return (
+            torch.is_grad_enabled()
+            and type(x) is torch.Tensor
+            and x.device.type == "cpu"
+            and x.dim() == 4
+            and x.dtype == torch.float32
+            and self.reduce.bias is not None
+            and self.expand.bias is not None
+            and all(p.dtype == torch.float32 for p in self.parameters())
+            and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
+            and (type(self.reduce), type(self.act), type(self.expand), type(self.gate))
+            == (nn.Conv2d, nn.SiLU, nn.Conv2d, nn.Sigmoid)
+            and not any(m._forward_hooks or m._forward_pre_hooks for m in (self, *parts))
+            and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling()
+        )
+
+
+class _SqueezeExciteFunction(torch.autograd.Function):
+    """``x * sigmoid(W_e silu(W_r mean(x) + b_r) + b_e)`` with a backward that touches the map twice.
+
+    The gate is a function of the pooled map, so d out / d x is the product's ``g * gate`` plus the
+    pooling's ``d mean / HW`` spread over every pixel: one addcmul writes both. The other full-size
+    pass is the gate's own gradient, ``sum over pixels of g * x``; the rest works on (N, C) matrices.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, w_r: torch.Tensor, b_r: torch.Tensor, w_e: torch.Tensor, b_e: torch.Tensor
+    ) -> torch.Tensor:
+        with torch.autocast("cpu", enabled=False):
+            pooled = x.mean((2, 3))
+            hidden = torch.addmm(b_r, pooled, w_r.flatten(1).t())
+            gate = torch.sigmoid(torch.addmm(b_e, F.silu(hidden), w_e.flatten(1).t()))
+        ctx.save_for_backward(x, pooled, hidden, gate, w_r, w_e)
+        return x * gate[:, :, None, None]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x, pooled, hidden, gate, w_r, w_e = ctx.saved_tensors
+        d_gate = (grad * x).sum((2, 3))
+        d_logit = d_gate * gate * (1 - gate)
+        act = F.silu(hidden)
+        sig = torch.sigmoid(hidden)
+        d_hidden = (d_logit @ w_e.flatten(1)) * sig * (1 + hidden * (1 - sig))
+        d_pooled = d_hidden @ w_r.flatten(1)
+        spread = (d_pooled / (x.shape[2] * x.shape[3]))[:, :, None, None]
+        d_x = torch.addcmul(spread, grad, gate[:, :, None, None])
+        d_w_r = (d_hidden.t() @ pooled).view_as(w_r)
+        d_w_e = (d_logit.t() @ act).view_as(w_e)
+        return d_x, d_w_r, d_hidden.sum(0), d_w_e, d_logit.sum(0)
 
 
 class MBConv(nn.Module):
