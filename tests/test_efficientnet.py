@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nasforge.cli import main
 from nasforge.errors import ConfigError
@@ -148,28 +149,31 @@ def test_mbconv_skip_and_drop_path():
     assert torch.allclose(b(x), x + b.project(b.se(b.depthwise(b.expand(x)))), atol=1e-6)
 
 
+class _Ops(TorchDispatchMode):
+    """The names of the given aten operators that run inside it, in order."""
+
+    def __init__(self, *packets):
+        super().__init__()
+        self.packets = packets
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket in self.packets:
+            self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
 def test_mbconv_writes_se_product_and_skip_sum_in_place_only_without_gradients():
     """Inference reuses the block's own tensors; with autograd recording, nothing is overwritten."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class InPlaceOps(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func in (torch.ops.aten.mul_.Tensor, torch.ops.aten.add_.Tensor):
-                self.names.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
     torch.manual_seed(0)
     b = MBConv(8, 8, drop_path_rate=0.2).eval()
     x = torch.randn(2, 8, 6, 6)
     x_before = x.clone()
-    with InPlaceOps() as recording:
+    in_place = (torch.ops.aten.mul_, torch.ops.aten.add_)
+    with _Ops(*in_place) as recording:
         expected = b(x)
     assert recording.names == [] and expected.requires_grad
-    with torch.no_grad(), InPlaceOps() as inference:
+    with torch.no_grad(), _Ops(*in_place) as inference:
         got = b(x)
     assert inference.names == ["mul_", "add_"]
     torch.testing.assert_close(got, expected.detach(), rtol=0, atol=0)
@@ -209,31 +213,20 @@ def test_squeeze_excite_trains_as_one_function_with_the_graphs_gradients():
 
 def test_conv_bn_silu_trains_out_of_place_and_infers_in_place():
     """An in-place SiLU would make autograd copy its input; inference owns the map and overwrites it."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from nasforge.nn.mbconv import conv_bn_act
 
-    class SiluOps(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func.overloadpacket in (torch.ops.aten.silu, torch.ops.aten.silu_, torch.ops.aten.clone):
-                self.names.append(func.overloadpacket.__name__)
-            return func(*args, **(kwargs or {}))
-
+    silu_ops = (torch.ops.aten.silu, torch.ops.aten.silu_, torch.ops.aten.clone)
     torch.manual_seed(0)
     unit = conv_bn_act(4, 6, 3)
     assert not unit[2].inplace and conv_bn_act(4, 6, 3, act=nn.ReLU)[2].inplace
     x = torch.randn(2, 4, 8, 8)
-    with SiluOps() as training:
+    with _Ops(*silu_ops) as training:
         trained = unit(x)
     assert training.names == ["silu"]
     trained.sum().backward()
     unit.eval()
     plain = nn.Sequential(*unit)(x).detach()
-    with torch.no_grad(), SiluOps() as inference:
+    with torch.no_grad(), _Ops(*silu_ops) as inference:
         got = unit(x)
     assert inference.names == ["silu_"]
     torch.testing.assert_close(got, plain, rtol=1e-6, atol=1e-6)
