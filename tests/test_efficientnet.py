@@ -164,7 +164,9 @@ class _Ops(TorchDispatchMode):
 
 
 def test_mbconv_writes_se_product_and_skip_sum_in_place_only_without_gradients():
-    """Inference reuses the block's own tensors; with autograd recording, nothing is overwritten."""
+    """Inference reuses the block's own tensors; with autograd recording, nothing autograd keeps is
+    overwritten (the one in-place product is the squeeze-and-excitation function's own SiLU map,
+    which its backward recomputes)."""
     torch.manual_seed(0)
     b = MBConv(8, 8, drop_path_rate=0.2).eval()
     x = torch.randn(2, 8, 6, 6)
@@ -172,12 +174,13 @@ def test_mbconv_writes_se_product_and_skip_sum_in_place_only_without_gradients()
     in_place = (torch.ops.aten.mul_, torch.ops.aten.add_)
     with _Ops(*in_place) as recording:
         expected = b(x)
-    assert recording.names == [] and expected.requires_grad
+    assert recording.names == ["mul_"] and expected.grad_fn is not None
     with torch.no_grad(), _Ops(*in_place) as inference:
         got = b(x)
     assert inference.names == ["mul_", "add_"]
-    torch.testing.assert_close(got, expected.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(got, expected.detach(), rtol=1e-6, atol=1e-6)
     assert torch.equal(x, x_before)  # the block's input itself is never written
+    expected.sum().backward()  # autograd finds every saved tensor as it was
 
 
 def _se_gradients(se: SqueezeExcite, x: torch.Tensor, grad: torch.Tensor):
@@ -206,9 +209,37 @@ def test_squeeze_excite_trains_as_one_function_with_the_graphs_gradients():
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     weights = [p.detach().double().requires_grad_() for p in se.parameters()]
     x64 = torch.randn(2, 12, 3, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(_SqueezeExciteFunction.apply, (x64, *weights))
+    for silu_first in (False, True):
+        assert torch.autograd.gradcheck(_SqueezeExciteFunction.apply, (x64, *weights, silu_first))
     with torch.no_grad():  # inference keeps the modules' own path
         assert se(x).grad_fn is None
+
+
+def test_mbconv_trains_its_depthwise_silu_inside_the_squeeze_excitation_function():
+    """The activated depthwise map is not kept for backward; the gradients are the modules' own."""
+    torch.manual_seed(0)
+    block = MBConv(8, 8, kernel=3, expand_ratio=4).train()
+    x = torch.randn(2, 8, 7, 7).contiguous(memory_format=torch.channels_last)
+    saved = []
+
+    def pack(t):
+        saved.append(t.shape)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fused = block(x)
+    fused_grads = torch.autograd.grad(fused.square().sum(), [*block.parameters()])
+    handle = block.depthwise[2].register_forward_hook(lambda module, args, out: None)  # the plain graph
+    saved_plain = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved_plain.append(t.shape) or t, lambda t: t):
+        plain = block(x)
+    plain_grads = torch.autograd.grad(plain.square().sum(), [*block.parameters()])
+    handle.remove()
+    hidden_map = torch.Size([2, 32, 7, 7])
+    assert saved.count(hidden_map) == saved_plain.count(hidden_map) - 1  # one activated map fewer
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+    for got, expected in zip(fused_grads, plain_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_conv_bn_silu_trains_out_of_place_and_infers_in_place():

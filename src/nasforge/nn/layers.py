@@ -124,7 +124,7 @@ class ConvBNSequential(nn.Sequential):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if not self.training and _cpu_inference_call(x) and not _global_hooks():
+            if not self.training and _cpu_inference_call(x) and not global_hooks_registered():
                 return self._inference(x)
         for module in self:
             x = module(x)
@@ -150,7 +150,7 @@ _IN_PLACE_ACTIVATIONS = {nn.ReLU: torch.relu_, nn.SiLU: lambda x: F.silu(x, inpl
 _FRESH_OUTPUTS = (nn.Conv2d, nn.BatchNorm2d, *_IN_PLACE_ACTIVATIONS)
 
 
-def _global_hooks() -> bool:
+def global_hooks_registered() -> bool:
     from torch.nn.modules import module as torch_module
 
     return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nasforge.nn.layers import ConvBNSequential, DropPath
+from nasforge.nn.layers import ConvBNSequential, DropPath, global_hooks_registered
 
 
 def round_filters(
@@ -110,16 +110,21 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if self._one_function(x):
-                weights = (self.reduce.weight, self.reduce.bias, self.expand.weight, self.expand.bias)
-                return _SqueezeExciteFunction.apply(x, *weights)
+            if self.can_run_as_one_function(x):
+                return self.one_function(x, silu_first=False)
         s = x.mean((2, 3), keepdim=True)
         s = self.gate(self.expand(self.act(self.reduce(s))))
         if self.inplace and not (x.requires_grad or s.requires_grad):
             return x.mul_(s)
         return x * s
 
-    def _one_function(self, x: torch.Tensor) -> bool:
+    def one_function(self, x: torch.Tensor, silu_first: bool) -> torch.Tensor:
+        """The block as `_SqueezeExciteFunction`; `silu_first` takes `x` before the SiLU that precedes
+        the block (MBConv's depthwise activation) and applies it inside."""
+        weights = (self.reduce.weight, self.reduce.bias, self.expand.weight, self.expand.bias)
+        return _SqueezeExciteFunction.apply(x, *weights, silu_first)
+
+    def can_run_as_one_function(self, x: torch.Tensor) -> bool:
         """A CPU float32 call recording a graph through PyTorch's own modules, outside any tracer."""
         parts = (self.reduce, self.act, self.expand, self.gate)
         return (
@@ -141,38 +146,51 @@ class SqueezeExcite(nn.Module):
 
 
 class _SqueezeExciteFunction(torch.autograd.Function):
-    """``x * sigmoid(W_e silu(W_r mean(x) + b_r) + b_e)`` with a backward that touches the map twice.
+    """``a * sigmoid(W_e silu(W_r mean(a) + b_r) + b_e)`` with a backward that touches the map twice;
+    ``a = x``, or ``a = silu(x)`` with `silu_first`.
 
-    The gate is a function of the pooled map, so d out / d x is the product's ``g * gate`` plus the
+    The gate is a function of the pooled map, so d out / d a is the product's ``g * gate`` plus the
     pooling's ``d mean / HW`` spread over every pixel: one addcmul writes both. The other full-size
-    pass is the gate's own gradient, ``sum over pixels of g * x``; the rest works on (N, C) matrices.
+    pass is the gate's own gradient, ``sum over pixels of g * a``; the rest works on (N, C) matrices.
+    With `silu_first` only `x` is kept for the backward pass, which recomputes ``silu(x)``: the
+    activated map, one of the largest a training step keeps, is never stored.
     """
 
     @staticmethod
     def forward(
-        ctx: Any, x: torch.Tensor, w_r: torch.Tensor, b_r: torch.Tensor, w_e: torch.Tensor, b_e: torch.Tensor
+        ctx: Any,
+        x: torch.Tensor,
+        w_r: torch.Tensor,
+        b_r: torch.Tensor,
+        w_e: torch.Tensor,
+        b_e: torch.Tensor,
+        silu_first: bool,
     ) -> torch.Tensor:
         with torch.autocast("cpu", enabled=False):
-            pooled = x.mean((2, 3))
+            a = F.silu(x) if silu_first else x
+            pooled = a.mean((2, 3))
             hidden = torch.addmm(b_r, pooled, w_r.flatten(1).t())
             gate = torch.sigmoid(torch.addmm(b_e, F.silu(hidden), w_e.flatten(1).t()))
+        ctx.silu_first = silu_first
         ctx.save_for_backward(x, pooled, hidden, gate, w_r, w_e)
-        return x * gate[:, :, None, None]
+        return a.mul_(gate[:, :, None, None]) if silu_first else a * gate[:, :, None, None]
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, pooled, hidden, gate, w_r, w_e = ctx.saved_tensors
-        d_gate = (grad * x).sum((2, 3))
+        a = F.silu(x) if ctx.silu_first else x
+        d_gate = (grad * a).sum((2, 3))
         d_logit = d_gate * gate * (1 - gate)
         act = F.silu(hidden)
         sig = torch.sigmoid(hidden)
         d_hidden = (d_logit @ w_e.flatten(1)) * sig * (1 + hidden * (1 - sig))
         d_pooled = d_hidden @ w_r.flatten(1)
         spread = (d_pooled / (x.shape[2] * x.shape[3]))[:, :, None, None]
-        d_x = torch.addcmul(spread, grad, gate[:, :, None, None])
+        d_a = torch.addcmul(spread, grad, gate[:, :, None, None])
+        d_x = torch.ops.aten.silu_backward(d_a, x) if ctx.silu_first else d_a
         d_w_r = (d_hidden.t() @ pooled).view_as(w_r)
         d_w_e = (d_logit.t() @ act).view_as(w_e)
-        return d_x, d_w_r, d_hidden.sum(0), d_w_e, d_logit.sum(0)
+        return d_x, d_w_r, d_hidden.sum(0), d_w_e, d_logit.sum(0), None
 
 
 class MBConv(nn.Module):
@@ -227,11 +245,34 @@ class MBConv(nn.Module):
         # the SE product and the skip sum go into the block's own fresh tensors when no gradient
         # is recorded (inference): on a CPU a new activation map costs fresh pages as well as the
         # pass over it
-        out = self.project(self.se(self.depthwise(self.expand(x))))
+        out = self.expand(x)
+        if not torch.jit.is_scripting():
+            if self._silu_into_se(out):
+                conv, bn, _ = self.depthwise
+                out = self.project(cast(SqueezeExcite, self.se).one_function(bn(conv(out)), silu_first=True))
+            else:
+                out = self.project(self.se(self.depthwise(out)))
+        else:
+            out = self.project(self.se(self.depthwise(out)))
         if self.use_skip:
             out = self.drop_path(out)
             out = out + x if out.requires_grad or x.requires_grad else out.add_(x)
         return out
+
+    def _silu_into_se(self, x: torch.Tensor) -> bool:
+        """Whether the depthwise SiLU can run inside the squeeze-and-excitation function: its map
+        is then not kept for the backward pass (a CPU training step; nothing hooked that it skips)."""
+        dw = self.depthwise
+        return (
+            isinstance(self.se, SqueezeExcite)
+            and self.se.can_run_as_one_function(x)
+            and len(dw) == 3
+            and type(dw[0]) is nn.Conv2d
+            and isinstance(dw[1], nn.BatchNorm2d)
+            and type(dw[2]) is nn.SiLU
+            and not any(m._forward_hooks or m._forward_pre_hooks for m in (dw, dw[2]))
+            and not global_hooks_registered()
+        )
 
     def extra_repr(self) -> str:
         return (
