@@ -245,19 +245,18 @@ class MBConv(nn.Module):
         # the SE product and the skip sum go into the block's own fresh tensors when no gradient
         # is recorded (inference): on a CPU a new activation map costs fresh pages as well as the
         # pass over it
-        out = self.expand(x)
-        if not torch.jit.is_scripting():
-            if self._silu_into_se(out):
-                conv, bn, _ = self.depthwise
-                out = self.project(cast(SqueezeExcite, self.se).one_function(bn(conv(out)), silu_first=True))
-            else:
-                out = self.project(self.se(self.depthwise(out)))
-        else:
-            out = self.project(self.se(self.depthwise(out)))
+        out = self.project(self._depthwise_se(self.expand(x)))
         if self.use_skip:
             out = self.drop_path(out)
             out = out + x if out.requires_grad or x.requires_grad else out.add_(x)
         return out
+
+    def _depthwise_se(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if self._silu_into_se(x):
+                conv, bn, _ = self.depthwise
+                return cast(SqueezeExcite, self.se).one_function(bn(conv(x)), silu_first=True)
+        return self.se(self.depthwise(x))
 
     def _silu_into_se(self, x: torch.Tensor) -> bool:
         """Whether the depthwise SiLU can run inside the squeeze-and-excitation function: its map
