@@ -22,7 +22,7 @@ from nasforge.arch.nb201 import NB201Cell
 from nasforge.deploy import deploy, deploy_report, fold_conv_bn
 from nasforge.models import create, get_model_spec, list_models
 from nasforge.models.efficientnet import EFFICIENTNET_PARAMS
-from nasforge.nn.layers import DropPath
+from nasforge.nn.layers import ConvBNSequential, DropPath
 from nasforge.nn.mbconv import conv_bn_act
 from nasforge.spaces import SPACES, NASNetSpace, NB201Space
 
@@ -373,6 +373,23 @@ def test_conv_bn_sequential_normalises_in_place_only_what_nobody_else_can_read(c
     scripted = torch.jit.script(unit.eval())  # TorchScript compiles the plain loop
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), reference_copy.eval()(x), rtol=1e-6, atol=1e-6)
+
+
+def test_conv_bn_sequential_never_normalises_the_callers_map_in_place():
+    """An in-place ReLU handed the caller's map returns that map: the BN after it must not write into it."""
+    torch.manual_seed(0)
+    bn = _randomize_bn(nn.Sequential(nn.BatchNorm2d(4)))[0].eval()
+    for channels_last in (False, True):
+        x = torch.randn(2, 4, 5, 5)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        ours, plain = x.clone(), x.clone()
+        with torch.no_grad():
+            got = ConvBNSequential(nn.ReLU(inplace=True), bn).eval()(ours)
+            expected = nn.Sequential(nn.ReLU(inplace=True), bn).eval()(plain)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        torch.testing.assert_close(ours, plain, rtol=0, atol=0)  # ReLU'd, as nn.Sequential leaves it
+        assert got.data_ptr() != ours.data_ptr()
 
 
 def test_efficientnet_features_come_back_in_the_callers_layout():

@@ -131,15 +131,17 @@ class ConvBNSequential(nn.Sequential):
         return x
 
     def _inference(self, x: torch.Tensor) -> torch.Tensor:
-        fresh = False  # x is a map only this Sequential holds: the output of a hook-free conv, BN or activation
+        fresh = False  # x is a map only this Sequential holds: made here by a hook-free conv, BN or activation
         for module in self:
             if fresh and _in_place_bn(module, x):
-                x = _batch_norm_in_place(module, x)  # type: ignore[arg-type]  # _in_place_bn checked the type
+                y = _batch_norm_in_place(module, x)  # type: ignore[arg-type]  # _in_place_bn checked the type
             elif fresh and type(module) in _IN_PLACE_ACTIVATIONS and not _hooked(module):
-                x = _IN_PLACE_ACTIVATIONS[type(module)](x)
+                y = _IN_PLACE_ACTIVATIONS[type(module)](x)
             else:
-                x = module(x)
-            fresh = type(module) in _FRESH_OUTPUTS and not _hooked(module)
+                y = module(x)
+            # an in-place module handed the caller's map returns that map: it stays the caller's
+            fresh = type(module) in _FRESH_OUTPUTS and not _hooked(module) and (fresh or y is not x)
+            x = y
         return x
 
 
