@@ -66,7 +66,7 @@ import torch
 from torch import nn
 
 from nasforge.models.nasnet import NASNet, NASNetCell, _Block, _Half
-from nasforge.nn.layers import ConvBNSequential, DropPath, FactorizedReduce
+from nasforge.nn.layers import ConvBNSequential, DropPath, FactorizedReduce, plain_cpu_map
 from nasforge.nn.ops import SepConv
 
 __all__ = ["ConvAct", "ConvAdd", "DeployReport", "deploy", "deploy_report", "fold_conv_bn"]
@@ -326,16 +326,7 @@ def _pointwise_conv_available() -> bool:
 
 def _plain_eager_call(x: torch.Tensor) -> bool:
     """Whether a call may take the oneDNN path: a plain CPU float32 tensor, outside any tracer."""
-    return (
-        type(x) is torch.Tensor
-        and x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and x.dim() == 4
-        and not x.requires_grad
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_compiling()
-        and not torch.compiler.is_exporting()
-    )
+    return plain_cpu_map(x) and x.dtype == torch.float32 and not x.requires_grad
 
 
 def _onednn_conv(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.modules import module as torch_module
 
 
 def conv_bn(
@@ -80,17 +81,22 @@ class DropPath(nn.Module):
         return f"rate={self.rate:.4f}"
 
 
-def _cpu_inference_call(x: torch.Tensor) -> bool:
-    """A plain CPU call that records no autograd graph, outside any tracer or compiler."""
+def plain_cpu_map(x: torch.Tensor) -> bool:
+    """A plain 4-D CPU tensor outside any tracer or compiler: what the CPU-only fast paths (here,
+    in MBConv's squeeze-and-excitation and in `nasforge.deploy`) may take."""
     return (
         type(x) is torch.Tensor
         and x.device.type == "cpu"
         and x.dim() == 4
-        and not torch.is_grad_enabled()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
         and not torch.compiler.is_exporting()
     )
+
+
+def _cpu_inference_call(x: torch.Tensor) -> bool:
+    """A plain CPU call that records no autograd graph."""
+    return not torch.is_grad_enabled() and plain_cpu_map(x)
 
 
 def inference_layout(x: torch.Tensor, training: bool) -> torch.Tensor:
@@ -135,12 +141,12 @@ class ConvBNSequential(nn.Sequential):
         for module in self:
             if fresh and _in_place_bn(module, x):
                 y = _batch_norm_in_place(module, x)  # type: ignore[arg-type]  # _in_place_bn checked the type
-            elif fresh and type(module) in _IN_PLACE_ACTIVATIONS and not _hooked(module):
+            elif fresh and type(module) in _IN_PLACE_ACTIVATIONS and not hooked(module):
                 y = _IN_PLACE_ACTIVATIONS[type(module)](x)
             else:
                 y = module(x)
             # an in-place module handed the caller's map returns that map: it stays the caller's
-            fresh = type(module) in _FRESH_OUTPUTS and not _hooked(module) and (fresh or y is not x)
+            fresh = type(module) in _FRESH_OUTPUTS and not hooked(module) and (fresh or y is not x)
             x = y
         return x
 
@@ -153,12 +159,11 @@ _FRESH_OUTPUTS = (nn.Conv2d, nn.BatchNorm2d, *_IN_PLACE_ACTIVATIONS)
 
 
 def global_hooks_registered() -> bool:
-    from torch.nn.modules import module as torch_module
-
     return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks)
 
 
-def _hooked(module: nn.Module) -> bool:
+def hooked(module: nn.Module) -> bool:
+    """Whether `module` has a forward (pre-)hook: a fast path that skips its call must not run."""
     return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
@@ -167,7 +172,7 @@ def _in_place_bn(module: nn.Module, x: torch.Tensor) -> bool:
     return (
         type(module) is nn.BatchNorm2d
         and not module.training
-        and not _hooked(module)
+        and not hooked(module)
         and module.running_mean is not None
         and module.running_var is not None
         and x.dtype == module.running_var.dtype

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nasforge.nn.layers import ConvBNSequential, DropPath, global_hooks_registered
+from nasforge.nn.layers import ConvBNSequential, DropPath, global_hooks_registered, hooked, plain_cpu_map
 
 
 def round_filters(
@@ -129,9 +129,7 @@ class SqueezeExcite(nn.Module):
         parts = (self.reduce, self.act, self.expand, self.gate)
         return (
             torch.is_grad_enabled()
-            and type(x) is torch.Tensor
-            and x.device.type == "cpu"
-            and x.dim() == 4
+            and plain_cpu_map(x)
             and x.dtype == torch.float32
             and self.reduce.bias is not None
             and self.expand.bias is not None
@@ -139,9 +137,7 @@ class SqueezeExcite(nn.Module):
             and (x.requires_grad or any(p.requires_grad for p in self.parameters()))
             and (type(self.reduce), type(self.act), type(self.expand), type(self.gate))
             == (nn.Conv2d, nn.SiLU, nn.Conv2d, nn.Sigmoid)
-            and not any(m._forward_hooks or m._forward_pre_hooks for m in (self, *parts))
-            and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling()
+            and not any(hooked(m) for m in (self, *parts))
         )
 
 
@@ -269,7 +265,7 @@ class MBConv(nn.Module):
             and type(dw[0]) is nn.Conv2d
             and isinstance(dw[1], nn.BatchNorm2d)
             and type(dw[2]) is nn.SiLU
-            and not any(m._forward_hooks or m._forward_pre_hooks for m in (dw, dw[2]))
+            and not any(hooked(m) for m in (dw, dw[2]))
             and not global_hooks_registered()
         )
 
