@@ -392,6 +392,27 @@ def test_conv_bn_sequential_never_normalises_the_callers_map_in_place():
         assert got.data_ptr() != ours.data_ptr()
 
 
+@pytest.mark.parametrize("name", ["efficientnet_b0", "nasnet_a_cifar"])
+def test_cpu_inference_runs_channels_last_inside_whatever_the_callers_layout(name):
+    """The first conv sees channels_last in CPU inference; training and autograd see the caller's map."""
+    torch.manual_seed(0)
+    model, r = _small_registered(name)
+    layouts = []
+    first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    first_conv.register_forward_pre_hook(
+        lambda module, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    x = torch.randn(2, 3, r, r)
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    model(x)  # eval, autograd recording
+    model.train()
+    with torch.no_grad():
+        model(x)
+    assert layouts == [True, False, False]
+
+
 def test_efficientnet_features_come_back_in_the_callers_layout():
     torch.manual_seed(0)
     model = _randomize_bn(create("efficientnet_b0", width_mult=0.25, depth_mult=0.25, resolution=96)).eval()

@@ -220,20 +220,16 @@ def test_mbconv_trains_its_depthwise_silu_inside_the_squeeze_excitation_function
     torch.manual_seed(0)
     block = MBConv(8, 8, kernel=3, expand_ratio=4).train()
     x = torch.randn(2, 8, 7, 7).contiguous(memory_format=torch.channels_last)
-    saved = []
 
-    def pack(t):
-        saved.append(t.shape)
-        return t
+    def run():  # output, parameter gradients, shapes of the tensors saved for backward
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+            out = block(x)
+        return out, torch.autograd.grad(out.square().sum(), [*block.parameters()]), saved
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fused = block(x)
-    fused_grads = torch.autograd.grad(fused.square().sum(), [*block.parameters()])
+    fused, fused_grads, saved = run()
     handle = block.depthwise[2].register_forward_hook(lambda module, args, out: None)  # the plain graph
-    saved_plain = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved_plain.append(t.shape) or t, lambda t: t):
-        plain = block(x)
-    plain_grads = torch.autograd.grad(plain.square().sum(), [*block.parameters()])
+    plain, plain_grads, saved_plain = run()
     handle.remove()
     hidden_map = torch.Size([2, 32, 7, 7])
     assert saved.count(hidden_map) == saved_plain.count(hidden_map) - 1  # one activated map fewer
