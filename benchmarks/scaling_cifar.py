@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, print_table, run_nasforge, write_json  # noqa: E402
 
-from nasforge.scaling.search import compare, standard_error  # noqa: E402
+from nasforge.scaling.search import compare, network_id, standard_error  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "cifar10"
@@ -60,9 +60,11 @@ def summary(name: str, result: dict) -> dict:
     for cand in result.get("candidates", []):
         if cand.get("label", "compound") != "compound" and cand.get("reward") is not None:
             pair = compare(best, cand)
+            same = network_id(cand) == network_id(best)  # a second training of the chosen network
             alternatives.append({"label": cand["label"], "val": cand["reward"], "se": cand["se"],
                                  "chosen_minus_it": pair["difference"], "margin": pair["margin"],
-                                 "clearly_better": bool(pair["clear"]) and pair["difference"] > 0})
+                                 "same_network": same,
+                                 "clearly_better": not same and bool(pair["clear"]) and pair["difference"] > 0})
     members = [{"phi": m["phi"], "epochs": m.get("epochs"), "val": m.get("val_accuracy"),
                 "se": standard_error(m.get("val_accuracy"), "val_accuracy", n_val), "test": m.get("test_accuracy"),
                 "params": m.get("params"), "macs": m.get("macs")} for m in result.get("members", [])]
@@ -76,8 +78,16 @@ def summary(name: str, result: dict) -> dict:
             "alternatives": alternatives, "members": members, "steps": steps,
             "family_rises": all(s["rises"] for s in steps),
             "beats_every_alternative": bool(alternatives) and all(a["clearly_better"] for a in alternatives),
+            "training_spread": verdict.get("training_spread"),
             "schedule": result.get("schedule"), "family_schedule": result.get("family_schedule"),
             "command": result.get("command"), "sitting_s": result.get("process_s")}
+
+
+def better(a: dict) -> str:
+    """The 'clearly better' cell: a second training of the chosen network is no alternative."""
+    if a.get("same_network"):
+        return "no: the same network as the chosen triple"
+    return "yes" if a["clearly_better"] else "no"
 
 
 def show(s: dict) -> None:
@@ -87,7 +97,7 @@ def show(s: dict) -> None:
     print_table("the chosen triple against one dimension (phi = 1, trained alike)",
                 ["alternative", "val ± se", "chosen − it", "2-se margin", "clearly better"],
                 [[a["label"], f"{a['val']:.4f} ± {a['se']:.4f}", f"{a['chosen_minus_it']:+.4f}", f"{a['margin']:.4f}",
-                  "yes" if a["clearly_better"] else "no"] for a in s["alternatives"]])
+                  better(a)] for a in s["alternatives"]])
     print_table(f"family ({s['family_schedule']} schedule)", ["phi", "epochs", "params", "val ± se", "test"],
                 [[m["phi"], m["epochs"], f"{m['params']:,}", f"{m['val']:.4f} ± {m['se']:.4f}",
                   "-" if m["test"] is None else f"{m['test']:.4f}"] for m in s["members"]])
@@ -107,7 +117,7 @@ def markdown(summaries: list[dict]) -> str:
                   f"grid verdict: {s['grid_verdict']}", "",
                   "| alternative | val ± se | chosen − it | 2-se margin | clearly better |", "|---|---|---|---|---|"]
         lines += [f"| {a['label']} | {a['val']:.4f} ± {a['se']:.4f} | {a['chosen_minus_it']:+.4f} | "
-                  f"{a['margin']:.4f} | {'yes' if a['clearly_better'] else 'no'} |" for a in s["alternatives"]]
+                  f"{a['margin']:.4f} | {better(a)} |" for a in s["alternatives"]]
         lines += ["", "| φ | epochs | params | val ± se | test |", "|---|---|---|---|---|"]
         lines += [f"| {m['phi']} | {m['epochs']} | {m['params']:,} | {m['val']:.4f} ± {m['se']:.4f} | "
                   f"{'-' if m['test'] is None else format(m['test'], '.4f')} |" for m in s["members"]]

@@ -399,6 +399,16 @@ def test_scaling_section_shows_the_uncertainty_the_shared_schedule_and_the_famil
     assert "baseline (φ = 0)" in text and "end of its schedule (10 epochs)" in text
     assert "Schedule “grow”" in text and "<th>epochs</th>" in text
     assert "made by an older nasforge" not in text
+    assert "the same network as" not in text and "spread of one network" not in text
+    # the depth-only row is the compound row's own network (the family rounded both alike)
+    cands[2]["same_network_as"] = 0
+    for row in family["comparison"]["rows"][2:]:
+        row["same_network_as"] = 0
+    markers["coefficients"]["verdict"] = dict(verdict(cands), training_spread={"sd": 0.02, "df": 1, "groups": []})
+    twin = _scaling_section(writer, markers)
+    name = f"(α={cands[0]['alpha']:.4g}, β={cands[0]['beta']:.4g}, γ={cands[0]['gamma']:.4g})"
+    assert f"{cands[2]['label']} (the same network as {name})" in twin
+    assert "depth only (the same network as compound)" in twin and "spread of one network" in twin
     # a run of an older nasforge: no comparison rows, so the mixed table carries a warning
     del family["comparison"], family["schedule"]
     html = _scaling_section(writer, markers)

@@ -382,6 +382,68 @@ def test_verdict_says_no_clear_winner_within_the_combined_standard_error():
     assert verdict([_cand(0, None, None)]) is None
 
 
+def test_a_second_training_of_one_network_is_no_rival_and_measures_training_luck():
+    """Two grid rows can be one network (the family rounds widths); the verdict must not report it
+    beating itself, and the two trainings show what one training's luck is."""
+    from nasforge.scaling.search import mark_same_networks, member_network, training_spread, verdict
+
+    # NASNet filters round to multiples of 4: 16 x 1.4 = 22.4 and 16 x √2 = 22.6 are both 24 filters;
+    # resolutions to multiples of 8 here: 32 x 1.4 = 44.8 and 32 x √2 = 45.3 are both 48 px
+    space = CoefficientSpace(step=0.2, family=NASNetFamily(num_cells=1, num_filters=16))
+    net = {(c.label, c.values()): member_network(space, c) for c in space.candidates}
+    assert net[("compound", (1.0, 1.4, 1.0))] == net[("width-only", (1.0, 2 ** 0.5, 1.0))]
+    assert json.loads(net[("compound", (1.0, 1.4, 1.0))]) == {"num_cells": 1, "num_filters": 24, "resolution": 32}
+    assert net[("compound", (1.0, 1.0, 1.4))] == net[("resolution-only", (1.0, 1.0, 2 ** 0.5))]
+    assert len(set(net.values())) == len(net) - 2
+    assert member_network(CoefficientSpace(step=0.2), space.candidates[0]) is None  # no family: unknown
+
+    # The scaling run on CIFAR-10: compound β 1.4 scored 0.679 and width-only (its network) 0.648.
+    rows = [_cand(0, 0.651, 0.008, gamma=1.4), _cand(1, 0.679, 0.008, beta=1.4), _cand(2, 0.606, 0.008, alpha=1.4),
+            _cand(3, 0.624, 0.008, "depth-only", alpha=2.0), _cand(4, 0.648, 0.008, "width-only", beta=2 ** 0.5)]
+    before = verdict(rows)
+    mark_same_networks(rows, ["g", "b", "a", "d", "b"])
+    assert [r["same_network_as"] for r in rows] == [None, None, None, None, 1]
+    spread = training_spread(rows)
+    assert spread["df"] == 1 and spread["sd"] == pytest.approx(abs(0.679 - 0.648) / math.sqrt(2))
+    v = verdict(rows)
+    # without the grouping the width-only row was the "alternative" the best beat; now it is the same network
+    assert before["alternative"]["name"] == "width-only"
+    assert [c["name"] for c in v["same_network"]] == ["width-only"]
+    assert v["alternative"]["name"] == "depth-only" and v["runner_up"]["index"] == 0
+    assert "width-only builds the same network as (α=1, β=1.4, γ=1)" in v["text"]
+    assert "0.0219" in v["text"]  # the spread, stated
+    # rows trained several times carry their own spread: they are not pooled
+    assert training_spread([dict(r, seeds=3) for r in rows]) is None
+    # a network trained once has no spread to report
+    only = [_cand(0, 0.6, 0.01), _cand(1, 0.5, 0.01)]
+    mark_same_networks(only, ["x", "y"])
+    assert training_spread(only) is None and verdict(only)["same_network"] == []
+
+
+def test_the_coefficient_search_widens_the_error_of_rows_trained_once_by_their_twins_spread(tmp_path):
+    from nasforge.scaling.search import network_id, search_coefficients
+
+    fam = NASNetFamily(num_cells=1, num_filters=16)
+    result = search_coefficients(fam, ScaledMemberEvaluator(fam, _SeedLuck()), tmp_path / "run", step=0.2,
+                                 progress=False)
+    rows = {(c["label"], c["beta"], c["gamma"]): c for c in result.candidates}
+    pairs = [(rows[("width-only", 2 ** 0.5, 1.0)], rows[("compound", 1.4, 1.0)]),
+             (rows[("resolution-only", 1.0, 2 ** 0.5)], rows[("compound", 1.0, 1.4)])]
+    for twin, first in pairs:
+        assert twin["same_network_as"] == first["index"] and twin["params"] == first["params"]
+    assert sum(c["same_network_as"] is not None for c in result.candidates) == 2
+    # pooled over the two pairs: each pair's variance is (difference)² / 2, one degree of freedom each
+    sd = math.sqrt(sum((a["reward"] - b["reward"]) ** 2 / 2 for a, b in pairs) / 2)
+    assert sd > 0 and result.verdict["training_spread"]["sd"] == pytest.approx(sd)
+    assert result.verdict["training_spread"]["df"] == 2
+    for c in result.candidates:
+        binomial = math.sqrt(c["reward"] * (1 - c["reward"]) / 400)
+        assert c["se_binomial"] == pytest.approx(binomial) and c["se"] == pytest.approx(math.hypot(binomial, sd))
+    by_index = {c["index"]: c for c in result.candidates}
+    v = result.verdict
+    assert all(network_id(by_index[c["index"]]) != network_id(result.best) for c in (v["alternative"], v["runner_up"]))
+
+
 class _EpochRecorder(Evaluator):
     """Reports a fake accuracy and the epochs it was configured with (no training)."""
 

@@ -848,17 +848,23 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
         metric = metric if any(_finite(c.get(metric)) for c in cands) else "reward"
         if cands:
             cands.sort(key=lambda c: -(c[metric] if _finite(c.get(metric)) else -math.inf))
+            raw_verdict = coefficients.get("verdict")
+            verdict = raw_verdict if isinstance(raw_verdict, Mapping) else None
+            spread = verdict is not None and bool(verdict.get("training_spread"))
             raw_baseline = coefficients.get("baseline")
             baseline = raw_baseline if isinstance(raw_baseline, Mapping) else None
             if baseline is not None and _finite(baseline.get(metric)):
                 cands.append(dict(baseline, label="baseline (φ = 0)"))
             with_se = any(_finite(c.get("se")) for c in cands)
+            names = {c.get("index"): _candidate_name(c) for c in cands}
             rows, classes = [], []
             for c in cands:
                 a, b, g = (c.get(k) for k in ("alpha", "beta", "gamma"))
                 prod = a * b * b * g * g if _finite(a) and _finite(b) and _finite(g) else None
+                twin = names.get(c.get("same_network_as")) if c.get("same_network_as") is not None else None
                 rows.append(
-                    [c.get("label", ""), _fmt(a), _fmt(b), _fmt(g), _fmt(prod), _fmt(c.get(metric))]
+                    [c.get("label", "") + (f" (the same network as {twin})" if twin else ""), _fmt(a), _fmt(b)]
+                    + [_fmt(g), _fmt(prod), _fmt(c.get(metric))]
                     + ([_fmt(c.get("se"))] if with_se else [])
                     + [_fmt(c.get("macs"), "macs")]
                 )
@@ -873,14 +879,17 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
                 f"single-dimension alternatives and the baseline; the chosen one is highlighted. "
                 f"{_e(_schedule_text(coefficients.get('schedule')))}"
                 + (
-                    " ± is one standard error of the validation accuracy: √(p(1−p)/n) for n validation images."
+                    " ± is one standard error of the validation accuracy: √(p(1−p)/n) for n validation images"
+                    + (
+                        ", and for a row trained once the spread of one network's trainings (see the verdict)."
+                        if spread
+                        else "."
+                    )
                     if with_se
                     else ""
                 )
                 + "</p>"
             )
-            raw_verdict = coefficients.get("verdict")
-            verdict = raw_verdict if isinstance(raw_verdict, Mapping) else None
             if verdict is not None and isinstance(verdict.get("text"), str):
                 cls = "note" if verdict.get("clear") is not False else "warn"
                 parts.append(f'<p class="{cls}"><b>Verdict:</b> {_e(verdict["text"])}</p>')
@@ -894,6 +903,22 @@ def _scaling_section(w: _Writer, scaling: Mapping[str, Any]) -> str:
         else:
             parts.append('<p class="note">No candidates recorded yet.</p>')
     return "".join(parts)
+
+
+def _network(row: Mapping[str, Any]) -> Any:
+    """One id per distinct network of the coefficient search: its first candidate's index."""
+    return row.get("index") if row.get("same_network_as") is None else row["same_network_as"]
+
+
+def _twin(row: Mapping[str, Any], chosen: Any) -> bool:
+    """A single-dimension row that is the chosen triple's own network (the family rounds both alike)."""
+    return row.get("method") not in ("compound", "baseline") and chosen is not None and _network(row) == chosen
+
+
+def _candidate_name(c: Mapping[str, Any]) -> str:
+    if c.get("label", "compound") != "compound":
+        return str(c.get("label"))
+    return f"(α={_fmt(c.get('alpha'))}, β={_fmt(c.get('beta'))}, γ={_fmt(c.get('gamma'))})"
 
 
 def _schedule_text(schedule: Any) -> str:
@@ -950,8 +975,11 @@ def _comparison_table(comparison: Mapping[str, Any]) -> str:
         if any(r.get(c) is not None for r in rows)
     ]
     head = ["method"] + ["φ" if c == "phi" else c for c in cols] + (["±"] if with_se else [])
+    chosen = next((_network(r) for r in rows if r.get("method") == "compound"), None)
     body = [
-        [r.get("method", "")] + [_fmt(r.get(c), c) for c in cols] + ([_fmt(r.get("se"))] if with_se else [])
+        [r.get("method", "") + (" (the same network as compound)" if _twin(r, chosen) else "")]
+        + [_fmt(r.get(c), c) for c in cols]
+        + ([_fmt(r.get("se"))] if with_se else [])
         for r in rows
     ]
     note = _schedule_text(comparison.get("schedule")) or "Every row was trained with the same schedule."

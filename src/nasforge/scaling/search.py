@@ -15,6 +15,13 @@ Z_MARGIN x sqrt(se_best^2 + se_runner^2) ("clear winner") or not ("no clear winn
 the best triple with the best single-dimension alternative the same way. The choice itself stays
 deterministic either way: the highest reward (ties: fewer MACs, then grid order).
 
+Two candidates can build the same network: the family rounds widths and depths, so with NASNet
+filters in steps of 4, beta = 1.4 and the width-only beta = sqrt(2) both give 16 -> 24 filters.
+Each row records `same_network_as` (the first candidate with the same concrete member), the
+verdict never reports a network as beating itself, and the rows trained once show what one
+training's luck is: their spread within each such group (pooled) is added to the standard error
+of every row trained once, which the binomial error alone leaves out.
+
 Once every candidate is finished, the baseline (phi = 0) is evaluated by the same evaluator, with
 the same schedule, and stored as `baseline`, so that the table of phi = 0 against phi = 1 compares
 numbers trained alike.
@@ -32,6 +39,7 @@ baseline, e.g. B0 at width 0.25 for a proxy search on a small dataset.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -311,6 +319,62 @@ def _name(c: Mapping[str, Any]) -> str:
     return f"(α={c['alpha']:g}, β={c['beta']:g}, γ={c['gamma']:g})"
 
 
+# -- candidates that build one network ------------------------------------------------------------------
+def member_network(space: CoefficientSpace, triple: CoefficientTriple) -> str | None:
+    """The concrete phi-member of `triple` (the family's widths and depths, and the resolution) as
+    a canonical string; None when the family does not describe its members."""
+    if space.family is None:
+        return None
+    width, depth, resolution = space.member_multipliers(triple)
+    shape = space.family.describe(width, depth)
+    return json.dumps({**shape, "resolution": resolution}, sort_keys=True) if shape else None
+
+
+def mark_same_networks(rows: Sequence[dict[str, Any]], networks: Sequence[str | None]) -> None:
+    """Give each row `same_network_as`: the index of the first earlier row with the same network, or None."""
+    first: dict[str, int] = {}
+    for row, net in zip(rows, networks):
+        row["same_network_as"] = None
+        if net is None:
+            continue
+        if net in first:
+            row["same_network_as"] = first[net]
+        else:
+            first[net] = row["index"]
+
+
+def network_id(c: Mapping[str, Any]) -> Any:
+    """One id per distinct network: the first candidate's index."""
+    same = c.get("same_network_as")
+    return c.get("index") if same is None else same
+
+
+def _trained_once(c: Mapping[str, Any]) -> bool:
+    return c.get("seeds") in (None, 1)
+
+
+def training_spread(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """How much one training's luck moves a reward, measured where rows trained once build one
+    network: the pooled standard deviation within those groups (None without such a group).
+
+    Returns {"sd", "df" (degrees of freedom: rows minus groups), "groups": [[name, reward], ...]}.
+    """
+    groups: dict[Any, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if _trained_once(r) and _finite(r.get("reward")):
+            groups.setdefault(network_id(r), []).append(r)
+    repeated = [g for g in groups.values() if len(g) > 1]
+    if not repeated:
+        return None
+    squares = sum(sum((r["reward"] - sum(x["reward"] for x in g) / len(g)) ** 2 for r in g) for g in repeated)
+    df = sum(len(g) - 1 for g in repeated)
+    return {
+        "sd": math.sqrt(squares / df),
+        "df": df,
+        "groups": [[[_name(r), r["reward"]] for r in g] for g in repeated],
+    }
+
+
 def verdict(candidates: Sequence[Mapping[str, Any]], z: float = Z_MARGIN) -> dict[str, Any] | None:
     """Whether the best compound triple is told apart from the rest, given each reward's `se`.
 
@@ -320,6 +384,9 @@ def verdict(candidates: Sequence[Mapping[str, Any]], z: float = Z_MARGIN) -> dic
         is no runner-up: then True);
       - best, runner_up: the two triples' index, name, reward and se; difference, margin;
       - tied: the names of the triples within the margin of the best (the best included);
+      - same_network: the candidates that build the best's very network (never its runner-up or
+        its alternative: a second training of one network is no rival);
+      - training_spread: see `training_spread` (None when no network was trained twice);
       - alternative: the best single-dimension alternative against the best triple (its name,
         reward, se, difference = best triple - alternative, margin, clear and `better`:
         "compound", "alternative" or None when not told apart);
@@ -341,12 +408,22 @@ def verdict(candidates: Sequence[Mapping[str, Any]], z: float = Z_MARGIN) -> dic
         "alternative": None,
         "rule": "the highest reward is chosen; ties: fewer MACs, then grid order",
     }
-    if len(ranked) > 1:
-        runner = ranked[1]
+    # a candidate that builds the best's network is a second training of it, not a rival
+    same = network_id(best)
+    out["same_network"] = [
+        brief(c) for c in candidates if c is not best and _finite(c.get("reward")) and network_id(c) == same
+    ]
+    out["training_spread"] = training_spread(candidates)
+    others = [c for c in ranked if network_id(c) != same]
+    if others:
+        runner = others[0]
         pair = compare(best, runner, z)
         out.update(runner_up=brief(runner), **pair)
-        out["tied"] = [_name(c) for c in ranked if compare(best, c, z)["clear"] is False or c is best]
-    alts = sorted((c for c in candidates if c.get("label") != "compound" and _finite(c.get("reward"))), key=_rank_key)
+        out["tied"] = [_name(best)] + [_name(c) for c in others if compare(best, c, z)["clear"] is False]
+    alts = sorted(
+        (c for c in candidates if c.get("label") != "compound" and _finite(c.get("reward")) and network_id(c) != same),
+        key=_rank_key,
+    )
     if alts:
         pair = compare(best, alts[0], z)
         better = None if pair["clear"] is not True else ("compound" if pair["difference"] > 0 else "alternative")
@@ -361,7 +438,7 @@ def verdict_text(v: Mapping[str, Any]) -> str:
     runner = v.get("runner_up")
     show = lambda c: f"{c['reward']:.4f}" + (f" ± {c['se']:.4f}" if _finite(c.get("se")) and c["se"] > 0 else "")  # noqa: E731
     if runner is None:
-        text = f"only one triple was evaluated: {best['name']}, {show(best)}."
+        text = f"only one network was evaluated: {best['name']}, {show(best)}."
     elif v.get("clear") is None:
         text = (
             f"best {best['name']} {show(best)}, runner-up {runner['name']} {show(runner)}; the standard "
@@ -384,6 +461,20 @@ def verdict_text(v: Mapping[str, Any]) -> str:
                 if not v["margin"]
                 else "; more validation images, longer training or more seeds would tell them apart."
             )
+        )
+    twins = v.get("same_network") or []
+    if twins:
+        text += (
+            f" {', '.join(c['name'] for c in twins)} build{'s' if len(twins) == 1 else ''} the same network as "
+            f"{best['name']} (the family rounds them to the same widths, depths and resolution): "
+            f"{', '.join(format(c['reward'], '.4f') for c in twins)} against {best['reward']:.4f}."
+        )
+    spread = v.get("training_spread")
+    if spread:
+        text += (
+            f" One training's luck, measured on the networks trained more than once, has a standard deviation "
+            f"of {spread['sd']:.4f} ({spread['df']} degree{'s' if spread['df'] != 1 else ''} of freedom); it is "
+            f"part of the ± of every row trained once."
         )
     alt = v.get("alternative")
     if alt:
@@ -423,6 +514,12 @@ def collect_result(
         _candidate(i, c, space.is_admissible(c), by_key.get(space.key(c)), metric, n_val)
         for i, c in enumerate(space.candidates)
     ]
+    mark_same_networks(rows, [member_network(space, c) for c in space.candidates])
+    spread = training_spread(rows)
+    if spread is not None:
+        for r in rows:
+            if _trained_once(r) and _finite(r.get("se")):
+                r["se_binomial"], r["se"] = r["se"], math.hypot(r["se"], spread["sd"])
     ranked = sorted((r for r in rows if r["label"] == "compound" and _finite(r["reward"])), key=_rank_key)
     complete = all(r["status"] in ("done", "failed") for r in rows)
     return CoefficientResult(
@@ -686,10 +783,14 @@ __all__ = [
     "compare",
     "evaluate_baseline",
     "evaluation_schedule",
+    "mark_same_networks",
+    "member_network",
+    "network_id",
     "open_result",
     "rebase",
     "search_coefficients",
     "standard_error",
+    "training_spread",
     "validation_size",
     "verdict",
     "verdict_text",
