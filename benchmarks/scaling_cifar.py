@@ -16,7 +16,8 @@ the pipeline chooses by; the 10,000 test images are scored once per family membe
 It reports, from the run's own result:
 - the coefficient grid: every candidate's validation accuracy ± standard error, and the verdict;
 - the chosen triple against the depth-, width- and resolution-only alternatives trained alike,
-  each with the difference and the 2-standard-error margin it has to clear;
+  each with the difference and the 2-standard-error margin it has to clear (an alternative the
+  family rounds to the chosen network is said to be that network, not beaten or beating);
 - the family: validation accuracy ± its binomial standard error, epochs and test accuracy per phi,
   and whether validation rises with phi (by more than the combined standard error, or not).
 
