@@ -436,7 +436,7 @@ def test_the_coefficient_search_widens_the_error_of_rows_trained_once_by_their_t
     sd = math.sqrt(sum((a["reward"] - b["reward"]) ** 2 / 2 for a, b in pairs) / 2)
     assert sd > 0 and result.verdict["training_spread"]["sd"] == pytest.approx(sd)
     assert result.verdict["training_spread"]["df"] == 2
-    for c in result.candidates:
+    for c in [*result.candidates, result.baseline]:  # the baseline row was trained once too
         binomial = math.sqrt(c["reward"] * (1 - c["reward"]) / 400)
         assert c["se_binomial"] == pytest.approx(binomial) and c["se"] == pytest.approx(math.hypot(binomial, sd))
     by_index = {c["index"]: c for c in result.candidates}

@@ -353,6 +353,14 @@ def _trained_once(c: Mapping[str, Any]) -> bool:
     return c.get("seeds") in (None, 1)
 
 
+def widen(row: dict[str, Any], spread: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Add one training's luck (`training_spread`) to the ± of a row trained once, keeping the
+    binomial part as `se_binomial`; `row` itself, changed in place."""
+    if spread is not None and _trained_once(row) and _finite(row.get("se")):
+        row["se_binomial"], row["se"] = row["se"], math.hypot(row["se"], spread["sd"])
+    return row
+
+
 def training_spread(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """How much one training's luck moves a reward, measured where rows trained once build one
     network: the pooled standard deviation within those groups (None without such a group).
@@ -516,10 +524,8 @@ def collect_result(
     ]
     mark_same_networks(rows, [member_network(space, c) for c in space.candidates])
     spread = training_spread(rows)
-    if spread is not None:
-        for r in rows:
-            if _trained_once(r) and _finite(r.get("se")):
-                r["se_binomial"], r["se"] = r["se"], math.hypot(r["se"], spread["sd"])
+    for r in rows:
+        widen(r, spread)
     ranked = sorted((r for r in rows if r["label"] == "compound" and _finite(r["reward"])), key=_rank_key)
     complete = all(r["status"] in ("done", "failed") for r in rows)
     return CoefficientResult(
@@ -685,7 +691,8 @@ def search_coefficients(
         if base is None and baseline and result.complete:
             base = evaluate_baseline(space, scaled, metric, n_val, seed)
             store.set_marker("coefficients.baseline", base)
-        result.baseline = base
+        # the stored row keeps its own error; what is reported adds the luck the grid measured
+        result.baseline = None if base is None else widen(dict(base), (result.verdict or {}).get("training_spread"))
         store.set_marker("coefficients", result.to_marker())
     if result.complete and result.best is None:
         errors = {c["error"] for c in result.candidates if c["label"] == "compound" and c.get("error") is not None}
@@ -793,5 +800,6 @@ __all__ = [
     "training_spread",
     "validation_size",
     "verdict",
+    "widen",
     "verdict_text",
 ]
