@@ -161,6 +161,13 @@ def test_pipeline_killed_in_every_stage_resumes_to_the_same_result(tmp_path, mon
     assert not list((run / "family").iterdir())  # members' checkpoints go once their results are stored
     assert all(0 <= v <= 1 and 0 <= t <= 1 for _, v, t in outcome["family"])
     assert (run / "report" / "index.html").is_file() and (run / "report" / "summary.json").is_file()
+    # a finished run resumed reads its grid's rows and verdict afresh from the trials, not a stored copy
+    with Store.open(tmp_path / "runs" / "ref") as store:
+        stored = store.get_marker("coefficients")
+        store.set_marker("coefficients", {**stored, "verdict": None, "candidates": []})
+    assert main([*PIPELINE, "--run", "runs/ref", "--resume"]) == 0
+    with Store.open(tmp_path / "runs" / "ref") as store:
+        assert store.get_marker("coefficients") == stored
 
 
 # -- failing children ----------------------------------------------------------------------------------

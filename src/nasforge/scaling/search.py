@@ -365,7 +365,8 @@ def training_spread(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
     """How much one training's luck moves a reward, measured where rows trained once build one
     network: the pooled standard deviation within those groups (None without such a group).
 
-    Returns {"sd", "df" (degrees of freedom: rows minus groups), "groups": [[name, reward], ...]}.
+    Returns {"sd", "df" (degrees of freedom: rows minus groups), "groups": one list of [name, reward]
+    per network trained more than once}.
     """
     groups: dict[Any, list[Mapping[str, Any]]] = {}
     for r in rows:
