@@ -19,7 +19,8 @@ It reports, from the run's own result:
   each with the difference and the 2-standard-error margin it has to clear (an alternative the
   family rounds to the chosen network is said to be that network, not beaten or beating);
 - the family: validation accuracy ± its binomial standard error, epochs and test accuracy per phi,
-  and whether validation rises with phi (by more than the combined standard error, or not).
+  and whether validation rises with phi (by more than the combined standard error, or not; each
+  member is trained once, so each step is also judged with the grid's measured training spread added).
 
 On this project's 2-core CPU the full run is many hours (a phi = 1 candidate of the small budget
 trains at tens of images per second); it is meant for an accelerator (training uses CUDA where
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -69,11 +71,19 @@ def summary(name: str, result: dict) -> dict:
     members = [{"phi": m["phi"], "epochs": m.get("epochs"), "val": m.get("val_accuracy"),
                 "se": standard_error(m.get("val_accuracy"), "val_accuracy", n_val), "test": m.get("test_accuracy"),
                 "params": m.get("params"), "macs": m.get("macs")} for m in result.get("members", [])]
+    # Each member is trained once, so its se is binomial only; where the grid measured how much one
+    # training's luck moves a network (at the grid's shorter schedule), each step is also judged with
+    # that spread added to both members, the cautious reading.
+    sd = (verdict.get("training_spread") or {}).get("sd") or 0.0
     steps = []
     for a, b in zip(members, members[1:]):
         pair = compare({"reward": b["val"], "se": b["se"]}, {"reward": a["val"], "se": a["se"]})
+        wide = compare({"reward": b["val"], "se": math.hypot(b["se"], sd)},
+                       {"reward": a["val"], "se": math.hypot(a["se"], sd)})
         steps.append({"from": a["phi"], "to": b["phi"], "difference": pair["difference"], "margin": pair["margin"],
-                      "rises": pair["difference"] > 0, "clearly": bool(pair["clear"]) and pair["difference"] > 0})
+                      "rises": pair["difference"] > 0, "clearly": bool(pair["clear"]) and pair["difference"] > 0,
+                      "margin_with_spread": wide["margin"] if sd else None,
+                      "clearly_with_spread": bool(wide["clear"]) and wide["difference"] > 0 if sd else None})
     return {"name": name, "chosen": {k: best[k] for k in ("alpha", "beta", "gamma", "reward", "se")},
             "grid_verdict": verdict.get("text"), "grid_clear": verdict.get("clear"),
             "alternatives": alternatives, "members": members, "steps": steps,
@@ -91,6 +101,16 @@ def better(a: dict) -> str:
     return "yes" if a["clearly_better"] else "no"
 
 
+def step_text(step: dict) -> str:
+    """One family step against its 2-se margin, and against the wider one with the grid's training spread."""
+    text = (f"{step['difference']:+.4f} ({'more' if step['clearly'] else 'not more'} than the 2-se margin "
+            f"{step['margin']:.4f}")
+    if step.get("margin_with_spread") is not None:
+        text += (f"; {'more' if step['clearly_with_spread'] else 'not more'} than {step['margin_with_spread']:.4f}, "
+                 "the margin with the grid's training spread added")
+    return text + ")"
+
+
 def show(s: dict) -> None:
     chosen = s["chosen"]
     print(f"\n{s['name']}: chosen alpha={chosen['alpha']:g} beta={chosen['beta']:g} gamma={chosen['gamma']:g}, "
@@ -103,8 +123,7 @@ def show(s: dict) -> None:
                 [[m["phi"], m["epochs"], f"{m['params']:,}", f"{m['val']:.4f} ± {m['se']:.4f}",
                   "-" if m["test"] is None else f"{m['test']:.4f}"] for m in s["members"]])
     for step in s["steps"]:
-        print(f"  phi {step['from']} -> {step['to']}: {step['difference']:+.4f} "
-              f"({'more' if step['clearly'] else 'not more'} than the 2-se margin {step['margin']:.4f})")
+        print(f"  phi {step['from']} -> {step['to']}: {step_text(step)}")
 
 
 def markdown(summaries: list[dict]) -> str:
@@ -122,6 +141,7 @@ def markdown(summaries: list[dict]) -> str:
         lines += ["", "| φ | epochs | params | val ± se | test |", "|---|---|---|---|---|"]
         lines += [f"| {m['phi']} | {m['epochs']} | {m['params']:,} | {m['val']:.4f} ± {m['se']:.4f} | "
                   f"{'-' if m['test'] is None else format(m['test'], '.4f')} |" for m in s["members"]]
+        lines += [""] + [f"- φ {st['from']} → {st['to']}: {step_text(st)}" for st in s["steps"]]
         lines += ["", f"Family rises with φ: {'yes' if s['family_rises'] else 'no'}; the chosen triple beats every "
                   f"one-dimension alternative by more than 2 se: {'yes' if s['beats_every_alternative'] else 'no'}.",
                   ""]
