@@ -54,6 +54,11 @@ def run(args: argparse.Namespace, rest: list[str]) -> dict:
     return run_nasforge("run", FOLDER / args.name, flags, args.threads, ROOT)
 
 
+def ahead(pair: dict) -> bool:
+    """`compare(a, b)` says a is ahead of b by more than the margin."""
+    return bool(pair["clear"]) and pair["difference"] > 0
+
+
 def summary(name: str, result: dict) -> dict:
     """What the goal asks, read off the pipeline's result, compared as the pipeline's verdict compares."""
     n_val = (result.get("schedule") or {}).get("val_images")
@@ -67,7 +72,7 @@ def summary(name: str, result: dict) -> dict:
             alternatives.append({"label": cand["label"], "val": cand["reward"], "se": cand["se"],
                                  "chosen_minus_it": pair["difference"], "margin": pair["margin"],
                                  "same_network": same,
-                                 "clearly_better": not same and bool(pair["clear"]) and pair["difference"] > 0})
+                                 "clearly_better": not same and ahead(pair)})
     members = [{"phi": m["phi"], "epochs": m.get("epochs"), "val": m.get("val_accuracy"),
                 "se": standard_error(m.get("val_accuracy"), "val_accuracy", n_val), "test": m.get("test_accuracy"),
                 "params": m.get("params"), "macs": m.get("macs")} for m in result.get("members", [])]
@@ -78,12 +83,14 @@ def summary(name: str, result: dict) -> dict:
     steps = []
     for a, b in zip(members, members[1:]):
         pair = compare({"reward": b["val"], "se": b["se"]}, {"reward": a["val"], "se": a["se"]})
-        wide = compare({"reward": b["val"], "se": math.hypot(b["se"], sd)},
-                       {"reward": a["val"], "se": math.hypot(a["se"], sd)})
-        steps.append({"from": a["phi"], "to": b["phi"], "difference": pair["difference"], "margin": pair["margin"],
-                      "rises": pair["difference"] > 0, "clearly": bool(pair["clear"]) and pair["difference"] > 0,
-                      "margin_with_spread": wide["margin"] if sd else None,
-                      "clearly_with_spread": bool(wide["clear"]) and wide["difference"] > 0 if sd else None})
+        step = {"from": a["phi"], "to": b["phi"], "difference": pair["difference"], "margin": pair["margin"],
+                "rises": pair["difference"] > 0, "clearly": ahead(pair),
+                "margin_with_spread": None, "clearly_with_spread": None}
+        if sd:
+            wide = compare({"reward": b["val"], "se": math.hypot(b["se"], sd)},
+                           {"reward": a["val"], "se": math.hypot(a["se"], sd)})
+            step.update(margin_with_spread=wide["margin"], clearly_with_spread=ahead(wide))
+        steps.append(step)
     return {"name": name, "chosen": {k: best[k] for k in ("alpha", "beta", "gamma", "reward", "se")},
             "grid_verdict": verdict.get("text"), "grid_clear": verdict.get("clear"),
             "alternatives": alternatives, "members": members, "steps": steps,

@@ -801,6 +801,6 @@ __all__ = [
     "training_spread",
     "validation_size",
     "verdict",
-    "widen",
     "verdict_text",
+    "widen",
 ]
